@@ -1,0 +1,86 @@
+package bus
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/oklog/ulid/v2"
+)
+
+// EnvelopeVersion is the schema version written into every envelope. A
+// reader rejects a version it does not know rather than guessing.
+const EnvelopeVersion = 1
+
+// Envelope wraps every published (not request/reply) message.
+type Envelope struct {
+	V       int             `json:"v"`
+	ID      string          `json:"id"` // ULID: unique and time-ordered
+	Home    string          `json:"home"`
+	Source  string          `json:"source"` // the publishing service or device
+	Time    time.Time       `json:"time"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// NewEnvelope wraps payload, marshalled as JSON, in a fresh envelope.
+func NewEnvelope(home, source, typ string, payload any) (Envelope, error) {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("marshal %s payload: %w", typ, err)
+	}
+	now := time.Now().UTC()
+	return Envelope{
+		V: EnvelopeVersion, ID: ulid.Make().String(), Home: home, Source: source,
+		Time: now, Type: typ, Payload: raw,
+	}, nil
+}
+
+// DecodeEnvelope parses data as an envelope and checks its version.
+func DecodeEnvelope(data []byte) (Envelope, error) {
+	var env Envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return env, homemesh.Invalid("envelope", "not a JSON envelope: %v", err)
+	}
+	if env.V != EnvelopeVersion {
+		return env, homemesh.Invalid("envelope.v", "unsupported version %d", env.V)
+	}
+	return env, nil
+}
+
+// ErrorHeader is the header set on a reply that carries an error. Its value
+// is the error kind.
+const ErrorHeader = "Hm-Error"
+
+// WireError is the JSON body of an error reply.
+type WireError struct {
+	Error struct {
+		Kind    homemesh.Kind `json:"kind"`
+		Message string        `json:"message"`
+		Field   string        `json:"field,omitempty"`
+	} `json:"error"`
+}
+
+// EncodeError turns err into a reply body. Only the kind, user-safe message
+// and field cross the wire; the cause stays in the process that logged it.
+// This is the one place errors become bytes.
+func EncodeError(err error) (kind homemesh.Kind, body []byte) {
+	var w WireError
+	w.Error.Kind = homemesh.ErrorKind(err)
+	w.Error.Message = homemesh.ErrorMessage(err)
+	w.Error.Field = homemesh.ErrorField(err)
+	body, _ = json.Marshal(w) // cannot fail: strings only
+	return w.Error.Kind, body
+}
+
+// DecodeError turns an error reply body back into a *homemesh.Error.
+func DecodeError(op string, body []byte) error {
+	var w WireError
+	if err := json.Unmarshal(body, &w); err != nil || w.Error.Kind == "" {
+		return &homemesh.Error{Op: op, Kind: homemesh.KindInternal, Message: "malformed error reply"}
+	}
+	return &homemesh.Error{Op: op, Kind: w.Error.Kind, Message: w.Error.Message, Field: w.Error.Field,
+		Err: errors.New(w.Error.Message)}
+}

@@ -1,0 +1,58 @@
+package bus
+
+import (
+	"strings"
+)
+
+// Prefix starts every homemesh subject.
+const Prefix = "hm"
+
+// StateSubject is where state changes of one entity are published.
+func StateSubject(home, device, entity string) string {
+	return Prefix + "." + home + ".state." + device + "." + entity
+}
+
+// StateWildcard matches every state change of a home ("*" for all homes).
+func StateWildcard(home string) string { return Prefix + "." + home + ".state.>" }
+
+// CommandSubject is where commands for one entity are requested.
+func CommandSubject(home, device, entity string) string {
+	return Prefix + "." + home + ".cmd." + device + "." + entity
+}
+
+// CommandWildcard matches every command of a home.
+func CommandWildcard(home string) string { return Prefix + "." + home + ".cmd.>" }
+
+// EventSubject is where events of one kind are published.
+func EventSubject(home, kind string) string { return Prefix + "." + home + ".event." + kind }
+
+// EventWildcard matches every event of a home.
+func EventWildcard(home string) string { return Prefix + "." + home + ".event.>" }
+
+// TelemetrySubject carries raw telemetry of one device.
+func TelemetrySubject(home, device string) string {
+	return Prefix + "." + home + ".telemetry." + device
+}
+
+// ServiceSubject is the request subject of a service's verb.
+func ServiceSubject(service, verb string) string {
+	return Prefix + ".svc." + service + "." + verb
+}
+
+// SplitStateSubject returns the home, device and entity of a state subject.
+func SplitStateSubject(subject string) (home, device, entity string, ok bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 5 || parts[0] != Prefix || parts[2] != "state" {
+		return "", "", "", false
+	}
+	return parts[1], parts[3], parts[4], true
+}
+
+// SplitCommandSubject returns the home, device and entity of a command subject.
+func SplitCommandSubject(subject string) (home, device, entity string, ok bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 5 || parts[0] != Prefix || parts[2] != "cmd" {
+		return "", "", "", false
+	}
+	return parts[1], parts[3], parts[4], true
+}

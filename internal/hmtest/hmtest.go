@@ -1,0 +1,38 @@
+// Package hmtest holds helpers shared by homemesh tests: waiting for a
+// condition with a deadline instead of sleeping, and quiet loggers.
+package hmtest
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+)
+
+// WaitFor polls cond every few milliseconds until it returns true, failing
+// the test with what after timeout. Tests wait for outcomes this way rather
+// than sleeping for a guessed duration.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Logger returns a JSON logger that writes to stderr when HOMEMESH_TEST_LOG
+// is set and discards otherwise, so failing tests can be rerun verbosely.
+func Logger(t testing.TB) *slog.Logger {
+	var w io.Writer = io.Discard
+	if os.Getenv("HOMEMESH_TEST_LOG") != "" {
+		w = os.Stderr
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
