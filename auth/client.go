@@ -1,0 +1,157 @@
+package auth
+
+import (
+	"context"
+	"time"
+
+	"github.com/homemesh/homemesh/bus/natsbus"
+)
+
+// Service is the name of the auth service on the bus.
+const Service = "auth"
+
+// Queue is the queue group every auth process serves its verbs in.
+const Queue = "auth"
+
+// The verbs of the service: requests go to bus.ServiceSubject(Service, verb).
+const (
+	VerbOnboard          = "onboard"
+	VerbLogin            = "login"
+	VerbRefresh          = "refresh"
+	VerbKeys             = "keys"
+	VerbCreateCredential = "credential_create"
+	VerbDeleteCredential = "credential_delete"
+	VerbListCredentials  = "credential_list"
+	VerbAuthenticateMQTT = "mqtt_authenticate"
+)
+
+// EventCredentialRevoked is the event kind published on
+// bus.EventSubject(home, EventCredentialRevoked) when an MQTT credential is
+// deleted, so that MQTT edges disconnect its clients at once.
+const EventCredentialRevoked = "credential_revoked"
+
+// Roles known to the service. The owner is created by onboarding.
+const (
+	RoleOwner  = "owner"
+	RoleAdmin  = "admin"
+	RoleMember = "member"
+	RoleGuest  = "guest"
+)
+
+// Tokens is the result of a login or a refresh.
+type Tokens struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	ExpiresIn    int    `json:"expires_in"` // seconds until AccessToken expires
+	TokenType    string `json:"token_type"` // always "Bearer"
+}
+
+// Claims are what a verified access token says about its bearer.
+type Claims struct {
+	UserID    string    `json:"user_id"`
+	Username  string    `json:"username"`
+	Role      string    `json:"role"`
+	Home      string    `json:"home"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Credential is an MQTT credential. Password is set only in the reply that
+// creates it; it is never stored in the clear and never listed.
+type Credential struct {
+	Username  string    `json:"username"`
+	Password  string    `json:"password,omitempty"`
+	Name      string    `json:"name"`
+	Allow     []string  `json:"allow"` // MQTT topic filters the client may use
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Grant is what an authenticated MQTT client may do.
+type Grant struct {
+	Username string   `json:"username"`
+	Allow    []string `json:"allow"`
+}
+
+// Client calls the auth service over the bus. It is safe for concurrent use.
+// The home it serves comes back from the service with its public keys.
+type Client struct {
+	conn *natsbus.Conn
+	keys *keyCache
+}
+
+// NewClient returns a client that talks to the auth service over conn.
+func NewClient(conn *natsbus.Conn) *Client {
+	return &Client{conn: conn, keys: newKeyCache()}
+}
+
+// Onboard creates the owner account with the one-time onboarding code. It
+// succeeds once per home: a wrong code is KindPermission, a home that has an
+// owner already is KindConflict, and a bad user name or weak password is
+// KindInvalid naming the field.
+func (c *Client) Onboard(ctx context.Context, code, username, password string) error {
+	return c.conn.Request(ctx, subject(VerbOnboard), onboardRequest{Code: code, Username: username, Password: password}, nil)
+}
+
+// Login checks a user name and password and returns a fresh token pair.
+// Every wrong combination is KindUnauthenticated with the same message;
+// too many failures for one user name are refused for a while.
+func (c *Client) Login(ctx context.Context, username, password, totp string) (Tokens, error) {
+	var t Tokens
+	err := c.conn.Request(ctx, subject(VerbLogin), loginRequest{Username: username, Password: password, TOTP: totp}, &t)
+	return t, err
+}
+
+// Refresh spends refreshToken and returns a new pair. A refresh token works
+// once: presenting a spent one revokes every token descended from the same
+// login, on the assumption that it was stolen.
+func (c *Client) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
+	var t Tokens
+	err := c.conn.Request(ctx, subject(VerbRefresh), refreshRequest{RefreshToken: refreshToken}, &t)
+	return t, err
+}
+
+// VerifyAccessToken checks token locally against the service's public keys,
+// which it fetches over the bus once and again only when a token names a key
+// it does not know. A bad, expired or foreign token is KindUnauthenticated.
+func (c *Client) VerifyAccessToken(ctx context.Context, token string) (Claims, error) {
+	return c.keys.verify(ctx, token, func(ctx context.Context) (keysReply, error) {
+		var r keysReply
+		err := c.conn.Request(ctx, subject(VerbKeys), struct{}{}, &r)
+		return r, err
+	})
+}
+
+// CreateCredential creates an MQTT credential limited to the topic filters
+// in allow, acting as the bearer of accessToken, who must be an owner or an
+// admin. The returned Password is shown this once.
+func (c *Client) CreateCredential(ctx context.Context, accessToken, name string, allow []string) (Credential, error) {
+	var cr Credential
+	err := c.conn.Request(ctx, subject(VerbCreateCredential),
+		createCredentialRequest{AccessToken: accessToken, Name: name, Allow: allow}, &cr)
+	return cr, err
+}
+
+// DeleteCredential revokes the MQTT credential username at once, acting as
+// the bearer of accessToken (owner or admin), and announces it with an
+// EventCredentialRevoked event so edges drop its connections.
+func (c *Client) DeleteCredential(ctx context.Context, accessToken, username string) error {
+	return c.conn.Request(ctx, subject(VerbDeleteCredential),
+		deleteCredentialRequest{AccessToken: accessToken, Username: username}, nil)
+}
+
+// ListCredentials lists the MQTT credentials, without secrets, acting as
+// the bearer of accessToken (owner or admin).
+func (c *Client) ListCredentials(ctx context.Context, accessToken string) ([]Credential, error) {
+	var r listCredentialsReply
+	err := c.conn.Request(ctx, subject(VerbListCredentials), listCredentialsRequest{AccessToken: accessToken}, &r)
+	return r.Credentials, err
+}
+
+// AuthenticateMQTT checks an MQTT client's user name and password and
+// returns what it may do. Unknown, wrong and revoked credentials are all
+// KindUnauthenticated.
+func (c *Client) AuthenticateMQTT(ctx context.Context, username, password, clientID string) (Grant, error) {
+	var g Grant
+	err := c.conn.Request(ctx, subject(VerbAuthenticateMQTT),
+		mqttAuthRequest{Username: username, Password: password, ClientID: clientID}, &g)
+	return g, err
+}

@@ -1,0 +1,12 @@
+package auth
+
+import "time"
+
+// user is the stored record of a person.
+type user struct {
+	ID           string    `json:"id"`
+	Username     string    `json:"username"`
+	Role         string    `json:"role"`
+	PasswordHash string    `json:"password_hash"`
+	CreatedAt    time.Time `json:"created_at"`
+}

@@ -1,0 +1,62 @@
+package auth
+
+import "github.com/homemesh/homemesh/bus"
+
+// maxRequest bounds every request body. The largest legitimate one is a
+// credential with its allow list, well under this.
+const maxRequest = 64 << 10
+
+func subject(verb string) string { return bus.ServiceSubject(Service, verb) }
+
+type onboardRequest struct {
+	Code     string `json:"code"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	TOTP     string `json:"totp,omitempty"`
+}
+
+type refreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
+// publicKey is one token verification key. Key is the raw Ed25519 public
+// key (base64 in JSON).
+type publicKey struct {
+	KID string `json:"kid"`
+	Key []byte `json:"key"`
+}
+
+type keysReply struct {
+	Home string      `json:"home"`
+	Keys []publicKey `json:"keys"`
+}
+
+type createCredentialRequest struct {
+	AccessToken string   `json:"access_token"`
+	Name        string   `json:"name"`
+	Allow       []string `json:"allow"`
+}
+
+type deleteCredentialRequest struct {
+	AccessToken string `json:"access_token"`
+	Username    string `json:"username"`
+}
+
+type listCredentialsRequest struct {
+	AccessToken string `json:"access_token"`
+}
+
+type listCredentialsReply struct {
+	Credentials []Credential `json:"credentials"`
+}
+
+type mqttAuthRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	ClientID string `json:"client_id"`
+}
