@@ -1,0 +1,222 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"reflect"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/bus"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// consume merges reports in batches: a batch's states are stored, its state
+// changes published, and only then are its reports acknowledged.
+func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * s.cfg.BatchSize))
+	if err != nil {
+		return &homemesh.Error{Op: "registry.consume", Kind: homemesh.KindUnavailable, Message: "report consumer unavailable", Err: err}
+	}
+	msgs := make(chan jetstream.Msg, s.cfg.BatchSize)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					s.log.Warn("report consumer stopped", "err", err)
+				}
+				return
+			}
+			msgs <- m
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		it.Drain()
+	}()
+
+	batch := make([]jetstream.Msg, 0, s.cfg.BatchSize)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		var m jetstream.Msg
+		var ok bool
+		if len(batch) == 0 {
+			m, ok = <-msgs
+		} else {
+			select {
+			case m, ok = <-msgs:
+			case <-timer.C:
+				s.commit(ctx, batch)
+				batch = batch[:0]
+				continue
+			}
+		}
+		if !ok {
+			if len(batch) > 0 {
+				s.commit(context.Background(), batch)
+			}
+			return nil
+		}
+		if len(batch) == 0 {
+			timer.Reset(s.cfg.BatchWait)
+		}
+		batch = append(batch, m)
+		if len(batch) >= s.cfg.BatchSize {
+			timer.Stop()
+			s.commit(ctx, batch)
+			batch = batch[:0]
+		}
+	}
+}
+
+type change struct {
+	entity homemesh.Entity
+	old    homemesh.State
+}
+
+// commit applies a batch. Reports that cannot be stored are not
+// acknowledged, so JetStream redelivers them after AckWait.
+func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
+	changed := map[string]*change{}
+	var order []string
+	for _, m := range batch {
+		var u homemesh.StateUpdate
+		if err := json.Unmarshal(m.Data(), &u); err != nil || u.HomeID != s.cfg.Home {
+			// A malformed report can never succeed: terminate it rather
+			// than redeliver it forever.
+			s.log.Warn("dropping malformed report", "subject", m.Subject(), "err", err)
+			_ = m.Term()
+			continue
+		}
+		if u.Time.IsZero() {
+			u.Time = time.Now().UTC()
+		}
+		s.mu.Lock()
+		e, known := s.entity(u.EntityID)
+		if !known || e.DeviceID != u.DeviceID {
+			s.mu.Unlock()
+			s.log.Debug("report for unknown entity", "entity_id", u.EntityID, "device_id", u.DeviceID)
+			continue
+		}
+		next, diff := merge(e.State, u)
+		rec := s.states[u.EntityID]
+		if rec == nil {
+			rec = &stateRecord{}
+			s.states[u.EntityID] = rec
+		}
+		rec.state = next
+		if diff {
+			c := changed[e.ID]
+			if c == nil {
+				c = &change{old: e.State}
+				changed[e.ID] = c
+				order = append(order, e.ID)
+			}
+			rec.pending++
+			e.State = next
+			c.entity = e
+		}
+		s.mu.Unlock()
+	}
+
+	// Store the final state of every changed entity, then publish.
+	type write struct {
+		id  string
+		ack jetstream.PubAckFuture
+	}
+	writes := make([]write, 0, len(order))
+	storeOK := true
+	for _, id := range order {
+		data, _ := json.Marshal(changed[id].entity.State)
+		f, err := s.js.PublishAsync("$KV."+s.bucket("states")+"."+id, data)
+		if err != nil {
+			storeOK = false
+			s.releasePending(id, 0)
+			continue
+		}
+		writes = append(writes, write{id, f})
+	}
+	for _, w := range writes {
+		select {
+		case ack := <-w.ack.Ok():
+			s.releasePending(w.id, ack.Sequence)
+		case err := <-w.ack.Err():
+			storeOK = false
+			s.releasePending(w.id, 0)
+			s.log.Warn("state not stored", "entity_id", w.id, "err", err)
+		case <-time.After(10 * time.Second):
+			storeOK = false
+			s.releasePending(w.id, 0)
+		}
+	}
+	if !storeOK {
+		s.log.Warn("batch not stored; reports will be redelivered", "reports", len(batch))
+		for _, m := range batch {
+			_ = m.Nak()
+		}
+		return
+	}
+	for _, id := range order {
+		c := changed[id]
+		sc := StateChange{HomeID: s.cfg.Home, DeviceID: c.entity.DeviceID, EntityID: id, State: c.entity.State, Old: c.old}
+		env, err := bus.NewEnvelope(s.cfg.Home, "registry", "state_changed", sc)
+		if err == nil {
+			err = s.bus.Publish(bus.StateSubject(s.cfg.Home, c.entity.DeviceID, id), env)
+		}
+		if err != nil {
+			s.log.Warn("state change not published", "entity_id", id, "err", err)
+		}
+	}
+	for _, m := range batch {
+		_ = m.Ack()
+	}
+}
+
+func (s *Service) releasePending(id string, rev uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rec := s.states[id]; rec != nil {
+		if rec.pending > 0 {
+			rec.pending--
+		}
+		if rev > rec.rev {
+			rec.rev = rev
+		}
+	}
+}
+
+// merge applies u to cur. It reports whether anything a subscriber cares
+// about (value, attributes, availability) changed; a repeat of the same
+// report only moves UpdatedAt.
+func merge(cur homemesh.State, u homemesh.StateUpdate) (homemesh.State, bool) {
+	next := cur
+	next.UpdatedAt = u.Time
+	diff := false
+	if u.HasValue && !reflect.DeepEqual(cur.Value, u.Value) {
+		next.Value = u.Value
+		next.ChangedAt = u.Time
+		diff = true
+	}
+	if len(u.Attributes) > 0 {
+		attrs := make(map[string]any, len(cur.Attributes)+len(u.Attributes))
+		maps.Copy(attrs, cur.Attributes)
+		for k, v := range u.Attributes {
+			if old, ok := attrs[k]; !ok || !reflect.DeepEqual(old, v) {
+				diff = true
+			}
+			attrs[k] = v
+		}
+		next.Attributes = attrs
+	}
+	if u.Available != nil && *u.Available != cur.Available {
+		next.Available = *u.Available
+		next.ChangedAt = u.Time
+		diff = true
+	}
+	return next, diff
+}

@@ -1,0 +1,43 @@
+package registry
+
+import "github.com/homemesh/homemesh/bus"
+
+// Service verbs, requested on bus.ServiceSubject("registry", verb) with the
+// queue group "registry".
+const (
+	verbDevicesList    = "devices.list"
+	verbDevicesGet     = "devices.get"
+	verbDevicesPut     = "devices.put"
+	verbEntitiesList   = "entities.list"
+	verbEntitiesGet    = "entities.get"
+	verbEntitiesPut    = "entities.put"
+	verbEntitiesRemove = "entities.remove"
+)
+
+const queueGroup = "registry"
+
+// ReportsStream is the JetStream stream that holds state reports until the
+// registry has stored them.
+const ReportsStream = "REPORTS"
+
+// StatesStream captures every published state change, for history and for
+// consumers that must not miss one.
+const StatesStream = "STATES"
+
+// ReportSubject is where connectivity services report the state of one
+// entity.
+func ReportSubject(home, device, entity string) string {
+	return bus.Prefix + "." + home + ".report." + device + "." + entity
+}
+
+func reportWildcard(home string) string { return bus.Prefix + "." + home + ".report.>" }
+
+// Event kinds published on bus.EventSubject by the registry.
+const (
+	EventEntityAdded   = "entity_added"
+	EventEntityUpdated = "entity_updated"
+	EventEntityRemoved = "entity_removed"
+	EventDeviceAdded   = "device_added"
+	EventDeviceUpdated = "device_updated"
+	EventDeviceRemoved = "device_removed"
+)
