@@ -1,0 +1,191 @@
+// Package config is homemesh's one typed configuration tree. Every setting
+// has a default, may be set in a YAML (or JSON) file, overridden by a
+// HOMEMESH_* environment variable, and overridden again by a command-line
+// flag: flags > environment > file > defaults. The field comments below are
+// the reference documentation of every setting.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/homemesh/homemesh"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of a homemesh process.
+type Config struct {
+	// Data is the directory holding the home's identity, keys, JetStream
+	// files and the onboarding code. Created on first start (mode 0700).
+	Data string `yaml:"data"`
+	// Home is the ID of the home this process serves. The hub creates one
+	// on first start and remembers it in DATA/home.json; split-mode
+	// processes that do not share that directory must be told.
+	Home string `yaml:"home"`
+	// HTTP is the address of the API gateway (REST, WebSocket, web app).
+	HTTP string `yaml:"http"`
+	// MQTT is the address of the plain MQTT listener; "" disables it.
+	MQTT string `yaml:"mqtt"`
+	// MQTTS is the address of the MQTT-over-TLS listener, whose certificate
+	// the home CA issues; "" disables it.
+	MQTTS string `yaml:"mqtts"`
+	// NATS is the URL of an external NATS server or cluster
+	// (nats://host:4222, comma-separated for several). Empty runs an
+	// embedded server inside the process.
+	NATS string `yaml:"nats"`
+	// NATSListen makes the embedded NATS server accept other processes on
+	// this address, so split-mode services can join the hub. Empty keeps it
+	// in-process only.
+	NATSListen string `yaml:"nats_listen"`
+	// NATSToken is required from processes connecting to NATSListen. It is
+	// a secret: prefer the environment variable over the file.
+	NATSToken string `yaml:"nats_token"`
+	// Ops is the address of /healthz, /readyz and /metrics for processes
+	// that run no gateway. Empty disables it.
+	Ops string `yaml:"ops"`
+	// Demo starts a handful of simulated devices inside the hub.
+	Demo bool `yaml:"demo"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// SecretKeyFile holds the 32-byte key that encrypts secrets at rest.
+	// Empty uses DATA/secret.key, created on first start. Every auth
+	// process of one home must use the same key.
+	SecretKeyFile string `yaml:"secret_key_file"`
+}
+
+// Default returns the defaults documented in DESIGN §9.
+func Default() Config {
+	return Config{
+		Data:     "./homemesh-data",
+		HTTP:     "127.0.0.1:8080",
+		MQTT:     ":1883",
+		MQTTS:    ":8883",
+		LogLevel: "info",
+	}
+}
+
+// Field describes one setting for the flag and environment layers.
+type Field struct {
+	Name  string // the flag name and the YAML key with '_' as '-'
+	Env   string // HOMEMESH_<NAME>
+	Usage string
+	str   *string
+	bool  *bool
+}
+
+// Fields lists every setting of c, bound to c's fields.
+func (c *Config) Fields() []Field {
+	f := func(name, usage string, p *string) Field {
+		return Field{Name: name, Env: envName(name), Usage: usage, str: p}
+	}
+	return []Field{
+		f("data", "data directory", &c.Data),
+		f("home", "home ID (split mode)", &c.Home),
+		f("http", "API gateway listen address", &c.HTTP),
+		f("mqtt", "MQTT listen address (\"\" disables)", &c.MQTT),
+		f("mqtts", "MQTTS listen address (\"\" disables)", &c.MQTTS),
+		f("nats", "external NATS URL (empty: embedded)", &c.NATS),
+		f("nats-listen", "let other processes reach the embedded NATS on this address", &c.NATSListen),
+		f("nats-token", "token required on --nats-listen and sent to --nats", &c.NATSToken),
+		f("ops", "health and metrics listen address for processes without a gateway", &c.Ops),
+		{Name: "demo", Env: envName("demo"), Usage: "start simulated demo devices", bool: &c.Demo},
+		f("log-level", "debug, info, warn or error", &c.LogLevel),
+		f("secret-key-file", "key encrypting secrets at rest", &c.SecretKeyFile),
+	}
+}
+
+func envName(flag string) string {
+	return "HOMEMESH_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Set assigns a textual value to the field.
+func (f Field) Set(v string) error {
+	if f.bool != nil {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not true or false", f.Name, v)
+		}
+		*f.bool = b
+		return nil
+	}
+	*f.str = v
+	return nil
+}
+
+// StringPtr and BoolPtr expose the bound field to a flag library.
+func (f Field) StringPtr() *string { return f.str }
+
+// BoolPtr exposes a boolean field; nil for string fields.
+func (f Field) BoolPtr() *bool { return f.bool }
+
+// LoadFile overlays the settings in the YAML or JSON file at path. Unknown
+// keys are errors, so a typo never silently falls back to a default.
+func (c *Config) LoadFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	return c.Decode(data, path)
+}
+
+// Decode overlays settings from YAML or JSON text; name labels errors.
+func (c *Config) Decode(data []byte, name string) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return &homemesh.Error{Kind: homemesh.KindInvalid, Field: name, Message: strings.TrimPrefix(err.Error(), "yaml: "), Err: err}
+	}
+	return nil
+}
+
+// LoadEnv overlays HOMEMESH_* environment variables found by lookup
+// (os.LookupEnv in production).
+func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
+	for _, f := range c.Fields() {
+		if v, ok := lookup(f.Env); ok {
+			if err := f.Set(v); err != nil {
+				return homemesh.Invalid(f.Env, "%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Validate checks every setting and names the first wrong one.
+func (c *Config) Validate() error {
+	if c.Data == "" {
+		return homemesh.Invalid("data", "is required")
+	}
+	if c.Home != "" {
+		if err := homemesh.CheckID("home", c.Home); err != nil {
+			return err
+		}
+	}
+	for _, a := range []struct{ name, addr string }{
+		{"http", c.HTTP}, {"mqtt", c.MQTT}, {"mqtts", c.MQTTS}, {"nats-listen", c.NATSListen}, {"ops", c.Ops},
+	} {
+		if a.addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.addr); err != nil {
+			return homemesh.Invalid(a.name, "%q is not host:port: %v", a.addr, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return homemesh.Invalid(a.name, "port %q is not a number from 0 to 65535", port)
+		}
+	}
+	if c.NATS != "" && c.NATSListen != "" {
+		return homemesh.Invalid("nats-listen", "only an embedded NATS server listens; drop it or --nats")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return homemesh.Invalid("log-level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}
