@@ -7,13 +7,13 @@ import (
 	"github.com/homemesh/homemesh/bus/natsbus"
 )
 
-// Service is the name of the auth service on the bus.
-const Service = "auth"
+// ServiceName is the name of the auth service on the bus.
+const ServiceName = "auth"
 
 // Queue is the queue group every auth process serves its verbs in.
 const Queue = "auth"
 
-// The verbs of the service: requests go to bus.ServiceSubject(Service, verb).
+// The verbs of the service: requests go to bus.ServiceSubject(ServiceName, verb).
 const (
 	VerbOnboard          = "onboard"
 	VerbLogin            = "login"

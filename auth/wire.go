@@ -6,7 +6,7 @@ import "github.com/homemesh/homemesh/bus"
 // credential with its allow list, well under this.
 const maxRequest = 64 << 10
 
-func subject(verb string) string { return bus.ServiceSubject(Service, verb) }
+func subject(verb string) string { return bus.ServiceSubject(ServiceName, verb) }
 
 type onboardRequest struct {
 	Code     string `json:"code"`

@@ -1,0 +1,277 @@
+package auth
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/bus"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Limits on credential requests.
+const (
+	MaxAllow          = 64  // topic filters per credential
+	MaxFilterLen      = 256 // bytes per topic filter
+	MaxCredentialName = 128 // bytes
+)
+
+// mqttUserPrefix starts every MQTT credential user name.
+const mqttUserPrefix = "mqtt-"
+
+// credRecord is a stored MQTT credential. The password is a 256-bit random
+// secret, so a plain SHA-256 of it is enough: there is no dictionary to
+// attack, and a slow hash would make each of 10,000 device connects cost
+// tens of milliseconds of CPU for no gain.
+type credRecord struct {
+	Hash      []byte    `json:"hash"`
+	Name      string    `json:"name"`
+	Allow     []string  `json:"allow"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+}
+
+// validateName checks a credential's display name.
+func validateName(name string) error {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return homemesh.Invalid("name", "required")
+	case len(name) > MaxCredentialName:
+		return homemesh.Invalid("name", "must be at most %d bytes", MaxCredentialName)
+	case !utf8.ValidString(name):
+		return homemesh.Invalid("name", "must be valid UTF-8 text")
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return homemesh.Invalid("name", "must not contain control characters")
+	}
+	return nil
+}
+
+// ValidateAllow checks an allow list of MQTT topic filters: 1 to MaxAllow
+// filters, each a valid filter ('+' a whole level, '#' only as the whole
+// last level) of at most MaxFilterLen bytes of UTF-8 text without control
+// characters. The error names the offending entry, e.g. "allow[2]".
+func ValidateAllow(allow []string) error {
+	if len(allow) == 0 {
+		return homemesh.Invalid("allow", "at least one topic filter is required")
+	}
+	if len(allow) > MaxAllow {
+		return homemesh.Invalid("allow", "at most %d topic filters", MaxAllow)
+	}
+	for i, f := range allow {
+		field := fmt.Sprintf("allow[%d]", i)
+		switch {
+		case f == "":
+			return homemesh.Invalid(field, "must not be empty")
+		case len(f) > MaxFilterLen:
+			return homemesh.Invalid(field, "must be at most %d bytes", MaxFilterLen)
+		case !utf8.ValidString(f):
+			return homemesh.Invalid(field, "must be valid UTF-8 text")
+		case strings.ContainsFunc(f, unicode.IsControl):
+			return homemesh.Invalid(field, "must not contain control characters")
+		}
+		if _, _, err := bus.MQTTFilterSubject("x", f); err != nil {
+			return homemesh.Invalid(field, "not a valid MQTT topic filter: %v", err)
+		}
+	}
+	return nil
+}
+
+// validMQTTUser reports whether name looks like a credential user name.
+func validMQTTUser(name string) bool {
+	return strings.HasPrefix(name, mqttUserPrefix) && len(name) <= 64 && homemesh.ValidID(name)
+}
+
+// authorize verifies the actor's access token and checks, against the
+// stored user rather than the token alone, that the actor still exists and
+// holds one of roles.
+func (s *Service) authorize(ctx context.Context, accessToken string, roles ...string) (Claims, error) {
+	c, err := parseAccess(accessToken, s.cfg.Home, s.lookupKey)
+	if err != nil {
+		return Claims{}, err
+	}
+	u, found, err := s.getUser(ctx, c.Username)
+	if err != nil {
+		return Claims{}, err
+	}
+	if !found || u.ID != c.UserID {
+		return Claims{}, errBadToken
+	}
+	c.Role = u.Role
+	if !slices.Contains(roles, c.Role) {
+		s.log.Warn("permission denied", "username", c.Username, "role", c.Role)
+		return Claims{}, homemesh.Errorf(homemesh.KindPermission, "this needs the role %s", strings.Join(roles, " or "))
+	}
+	return c, nil
+}
+
+func (s *Service) handleCreateCredential(ctx context.Context, msg *nats.Msg) (any, error) {
+	var req createCredentialRequest
+	if err := decode(msg, &req); err != nil {
+		return nil, err
+	}
+	actor, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateName(req.Name); err != nil {
+		return nil, err
+	}
+	if err := ValidateAllow(req.Allow); err != nil {
+		return nil, err
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	cred := Credential{
+		Username:  mqttUserPrefix + homemesh.RandomID(20),
+		Password:  base64.RawURLEncoding.EncodeToString(secret),
+		Name:      req.Name,
+		Allow:     slices.Clone(req.Allow),
+		CreatedAt: time.Now().UTC(),
+	}
+	sum := sha256.Sum256([]byte(cred.Password))
+	rec, _ := json.Marshal(credRecord{Hash: sum[:], Name: cred.Name, Allow: cred.Allow, CreatedAt: cred.CreatedAt, CreatedBy: actor.UserID})
+	if _, err := s.credsKV.Create(ctx, cred.Username, rec); err != nil {
+		return nil, unavailable("store credential", err)
+	}
+	s.log.Info("credential created", "mqtt_username", cred.Username, "name", cred.Name, "by", actor.Username)
+	return cred, nil
+}
+
+func (s *Service) handleDeleteCredential(ctx context.Context, msg *nats.Msg) (any, error) {
+	var req deleteCredentialRequest
+	if err := decode(msg, &req); err != nil {
+		return nil, err
+	}
+	actor, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin)
+	if err != nil {
+		return nil, err
+	}
+	if !validMQTTUser(req.Username) {
+		return nil, homemesh.Invalid("username", "not an MQTT credential user name")
+	}
+	if _, err := s.credsKV.Get(ctx, req.Username); errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, homemesh.Errorf(homemesh.KindNotFound, "no credential %s", req.Username)
+	} else if err != nil {
+		return nil, unavailable("read credential", err)
+	}
+	if err := s.credsKV.Purge(ctx, req.Username); err != nil {
+		return nil, unavailable("delete credential", err)
+	}
+	s.log.Info("credential revoked", "mqtt_username", req.Username, "by", actor.Username)
+	if err := s.publishRevoked(req.Username); err != nil {
+		s.log.Error("cannot announce a revoked credential", "mqtt_username", req.Username, "err", err)
+	}
+	return struct{}{}, nil
+}
+
+// RevokedEvent is published on bus.EventSubject(home,
+// EventCredentialRevoked). It is a bus.Envelope whose payload is
+// {"username": …}; the user name is repeated at the top level so that a
+// reader may decode either.
+type RevokedEvent struct {
+	bus.Envelope
+	Username string `json:"username"`
+}
+
+func (s *Service) publishRevoked(username string) error {
+	env, err := bus.NewEnvelope(s.cfg.Home, ServiceName, EventCredentialRevoked, map[string]string{"username": username})
+	if err != nil {
+		return err
+	}
+	if err := s.bus.Publish(bus.EventSubject(s.cfg.Home, EventCredentialRevoked), RevokedEvent{Envelope: env, Username: username}); err != nil {
+		return err
+	}
+	return s.bus.Flush()
+}
+
+func (s *Service) handleListCredentials(ctx context.Context, msg *nats.Msg) (any, error) {
+	var req listCredentialsRequest
+	if err := decode(msg, &req); err != nil {
+		return nil, err
+	}
+	if _, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin); err != nil {
+		return nil, err
+	}
+	lister, err := s.credsKV.ListKeys(ctx)
+	if err != nil {
+		return nil, unavailable("list credentials", err)
+	}
+	defer lister.Stop()
+	out := []Credential{}
+	for key := range lister.Keys() {
+		e, err := s.credsKV.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, unavailable("read credential", err)
+		}
+		var rec credRecord
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			return nil, fmt.Errorf("decode credential %s: %w", key, err)
+		}
+		out = append(out, Credential{Username: key, Name: rec.Name, Allow: rec.Allow, CreatedAt: rec.CreatedAt})
+	}
+	slices.SortFunc(out, func(a, b Credential) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.Username, b.Username))
+	})
+	return listCredentialsReply{Credentials: out}, nil
+}
+
+var errMQTT = homemesh.Errorf(homemesh.KindUnauthenticated, "wrong MQTT user name or password")
+
+// dummyCredHash is compared against when a user name is unknown, so both
+// paths do the same work.
+var dummyCredHash = sha256.Sum256([]byte("homemesh unknown credential"))
+
+func (s *Service) handleAuthenticateMQTT(ctx context.Context, msg *nats.Msg) (any, error) {
+	var req mqttAuthRequest
+	if err := decode(msg, &req); err != nil {
+		return nil, err
+	}
+	if len(req.ClientID) > 256 || len(req.Password) > 256 {
+		return nil, errMQTT
+	}
+	want := dummyCredHash[:]
+	var rec credRecord
+	found := false
+	if validMQTTUser(req.Username) {
+		e, err := s.credsKV.Get(ctx, req.Username)
+		switch {
+		case err == nil:
+			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+				return nil, fmt.Errorf("decode credential: %w", err)
+			}
+			want, found = rec.Hash, true
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return nil, unavailable("read credential", err)
+		}
+	}
+	got := sha256.Sum256([]byte(req.Password))
+	if subtle.ConstantTimeCompare(got[:], want) != 1 || !found {
+		s.log.Warn("mqtt authentication failed", "mqtt_username", safeLogName(req.Username), "client_id", safeLogName(req.ClientID))
+		return nil, errMQTT
+	}
+	return Grant{Username: req.Username, Allow: rec.Allow}, nil
+}
+
+// safeLogName trims attacker-chosen strings before they reach a log line.
+func safeLogName(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strings.ToValidUTF8(s, "?")
+}

@@ -1,0 +1,447 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/bus/natsbus"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config configures the auth service.
+type Config struct {
+	// DataDir holds the secret key (unless SecretKey is given), the home CA
+	// certificate (public) and, until the owner exists, the onboarding code.
+	DataDir string
+	// Home is the ID of the home this service secures.
+	Home string
+	// AccessTokenTTL is how long an access token lives (default 15m).
+	AccessTokenTTL time.Duration
+	// RefreshTokenTTL is how long an unused refresh token lives (default
+	// 30 days). Each refresh issues a new one with a fresh lifetime.
+	RefreshTokenTTL time.Duration
+	// SecretKey is the 32-byte key that seals key material at rest. When
+	// nil it is read from DataDir/secret.key, which is created (mode 0600)
+	// on first start. Every auth process of a home needs the same key.
+	SecretKey []byte
+}
+
+// Deps are what the service runs on.
+type Deps struct {
+	Bus *natsbus.Conn
+	Log *slog.Logger
+}
+
+// Default lifetimes.
+const (
+	DefaultAccessTokenTTL  = 15 * time.Minute
+	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
+)
+
+// onboardingFile is the name of the onboarding code file in DataDir.
+const onboardingFile = "onboarding-code"
+
+// caFile is where the (public) CA certificate is written for convenience.
+const caFile = "ca.crt"
+
+// Service is the auth service. Create it with New and serve with Run.
+type Service struct {
+	cfg    Config
+	bus    *natsbus.Conn
+	log    *slog.Logger
+	seal   sealer
+	signer ed25519.PrivateKey
+	kid    string
+	ca     *homeCA
+
+	keysKV, usersKV, refreshKV, credsKV, throttleKV jetstream.KeyValue
+
+	code      string      // the onboarding code, "" when an owner existed at start
+	onboarded atomic.Bool // set once an owner is known to exist
+	dummyHash string      // verified against when a user is unknown, to equalise timing
+	hashSem   chan struct{}
+}
+
+// bucket names a KV bucket of the home, so that homes sharing one NATS
+// cluster never share state.
+func bucket(home, name string) string { return "auth-" + home + "-" + name }
+
+// New opens the service's buckets and loads its key material, creating the
+// signing key, the home CA and the onboarding code on the very first start.
+// Key material is created with KV Create, so processes starting together
+// agree on one set.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := homemesh.CheckID("home", cfg.Home); err != nil {
+		return nil, err
+	}
+	if deps.Bus == nil {
+		return nil, homemesh.Invalid("bus", "required")
+	}
+	if cfg.DataDir == "" {
+		return nil, homemesh.Invalid("data_dir", "required")
+	}
+	if cfg.AccessTokenTTL == 0 {
+		cfg.AccessTokenTTL = DefaultAccessTokenTTL
+	}
+	if cfg.RefreshTokenTTL == 0 {
+		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
+	}
+	if cfg.AccessTokenTTL < time.Second || cfg.AccessTokenTTL > 24*time.Hour {
+		return nil, homemesh.Invalid("access_token_ttl", "must be between 1s and 24h")
+	}
+	if cfg.RefreshTokenTTL < cfg.AccessTokenTTL || cfg.RefreshTokenTTL > 365*24*time.Hour {
+		return nil, homemesh.Invalid("refresh_token_ttl", "must be between the access token TTL and 365 days")
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("service", ServiceName, "home_id", cfg.Home)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	key := cfg.SecretKey
+	if key == nil {
+		var err error
+		if key, err = loadSecretKey(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	} else if len(key) != SecretKeySize {
+		return nil, homemesh.Invalid("secret_key", "must be exactly %d bytes", SecretKeySize)
+	}
+	s := &Service{
+		cfg: cfg, bus: deps.Bus, log: log, seal: sealer{key: bytes.Clone(key)},
+		hashSem: make(chan struct{}, runtime.GOMAXPROCS(0)),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.openBuckets(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.loadSigner(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.loadCA(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.loadOnboarding(ctx); err != nil {
+		return nil, err
+	}
+	s.dummyHash = hashPassword(homemesh.RandomID(24))
+	return s, nil
+}
+
+func (s *Service) openBuckets(ctx context.Context) error {
+	open := func(dst *jetstream.KeyValue, name, desc string, ttl time.Duration) error {
+		kv, err := s.bus.KeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: bucket(s.cfg.Home, name), Description: desc, TTL: ttl, History: 1,
+		})
+		*dst = kv
+		return err
+	}
+	for _, b := range []struct {
+		dst        *jetstream.KeyValue
+		name, desc string
+		ttl        time.Duration
+	}{
+		{&s.keysKV, "keys", "auth key material, sealed", 0},
+		{&s.usersKV, "users", "auth users", 0},
+		// Records expire one refresh lifetime after their last write, which
+		// outlives every token of a family revoked at that time.
+		{&s.refreshKV, "refresh", "auth refresh tokens, hashed", s.cfg.RefreshTokenTTL},
+		{&s.credsKV, "credentials", "auth MQTT credentials, hashed", 0},
+		{&s.throttleKV, "throttle", "auth login throttling", throttleWindow},
+	} {
+		if err := open(b.dst, b.name, b.desc, b.ttl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadShared returns the sealed record key of the keys bucket, creating it
+// with create when absent. Create fails for all but one of several
+// processes racing on first start; the losers read the winner's record.
+func (s *Service) loadShared(ctx context.Context, key string, create func() ([]byte, error)) ([]byte, error) {
+	for range 3 {
+		e, err := s.keysKV.Get(ctx, key)
+		if err == nil {
+			return s.seal.open(key, e.Value())
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, unavailable("read "+key, err)
+		}
+		plain, err := create()
+		if err != nil {
+			return nil, err
+		}
+		_, err = s.keysKV.Create(ctx, key, s.seal.seal(key, plain))
+		if err == nil {
+			return plain, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, unavailable("store "+key, err)
+		}
+	}
+	return nil, fmt.Errorf("load %s: lost the creation race three times", key)
+}
+
+func unavailable(what string, err error) error {
+	return &homemesh.Error{Op: "auth", Kind: homemesh.KindUnavailable, Message: "auth storage unavailable", Err: fmt.Errorf("%s: %w", what, err)}
+}
+
+func (s *Service) loadSigner(ctx context.Context) error {
+	seed, err := s.loadShared(ctx, "signing", func() ([]byte, error) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		return priv.Seed(), err
+	})
+	if err != nil {
+		return err
+	}
+	if len(seed) != ed25519.SeedSize {
+		return fmt.Errorf("stored signing key has %d bytes", len(seed))
+	}
+	s.signer = ed25519.NewKeyFromSeed(seed)
+	sum := sha256.Sum256(s.signer.Public().(ed25519.PublicKey))
+	s.kid = hex.EncodeToString(sum[:8])
+	return nil
+}
+
+func (s *Service) loadCA(ctx context.Context) error {
+	raw, err := s.loadShared(ctx, "ca", func() ([]byte, error) {
+		certDER, keyDER, err := newCA(s.cfg.Home, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(caRecord{Cert: certDER, Key: keyDER})
+	})
+	if err != nil {
+		return err
+	}
+	var rec caRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return fmt.Errorf("decode CA record: %w", err)
+	}
+	if s.ca, err = loadCA(rec.Cert, rec.Key); err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(s.cfg.DataDir, caFile), s.ca.certPEM)
+}
+
+type caRecord struct {
+	Cert []byte `json:"cert"`
+	Key  []byte `json:"key"`
+}
+
+// codeEncoding spells onboarding codes without padding; base32 avoids
+// letters that look alike in lower and upper case.
+var codeEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newOnboardingCode returns 100 random bits as XXXXX-XXXXX-XXXXX-XXXXX.
+func newOnboardingCode() string {
+	b := make([]byte, 13)
+	rand.Read(b)
+	raw := codeEncoding.EncodeToString(b)[:20]
+	return raw[0:5] + "-" + raw[5:10] + "-" + raw[10:15] + "-" + raw[15:20]
+}
+
+// ownerKey marks, in the users bucket, that onboarding has happened. It is
+// created with KV Create, so exactly one onboarding can win.
+const ownerKey = "owner"
+
+func (s *Service) loadOnboarding(ctx context.Context) error {
+	_, err := s.usersKV.Get(ctx, ownerKey)
+	switch {
+	case err == nil:
+		s.onboarded.Store(true)
+		s.removeCodeFile()
+		return nil
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		return unavailable("read owner", err)
+	}
+	code, err := s.loadShared(ctx, "onboarding", func() ([]byte, error) { return []byte(newOnboardingCode()), nil })
+	if err != nil {
+		return err
+	}
+	s.code = string(code)
+	if err := writeFileAtomic(filepath.Join(s.cfg.DataDir, onboardingFile), append(code, '\n')); err != nil {
+		return err
+	}
+	s.log.Info("waiting for onboarding: the one-time code is in the data directory", "file", onboardingFile)
+	return nil
+}
+
+func (s *Service) removeCodeFile() {
+	err := os.Remove(filepath.Join(s.cfg.DataDir, onboardingFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("cannot remove the onboarding code file", "err", err)
+	}
+}
+
+// writeFileAtomic writes data to path with mode 0600 via a temporary file,
+// so readers never see a partial file and the mode is never wider.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// OnboardingCode returns the one-time onboarding code while the home has no
+// owner, and "" once it has one (onboarded through any auth process).
+func (s *Service) OnboardingCode() string {
+	if s.onboarded.Load() || s.code == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := s.usersKV.Get(ctx, ownerKey); err == nil {
+		s.onboarded.Store(true)
+		s.removeCodeFile()
+		return ""
+	}
+	return s.code
+}
+
+// CACertPEM returns the home CA certificate in PEM. Clients trust it to
+// reach the hub's HTTPS and MQTTS listeners.
+func (s *Service) CACertPEM() []byte { return bytes.Clone(s.ca.certPEM) }
+
+// ServerTLSConfig returns a TLS 1.2+ server configuration whose certificate,
+// issued by the home CA, names hosts (DNS names or IP addresses) plus
+// localhost, 127.0.0.1 and ::1. Certificates are cached per host set and
+// renewed a month before they expire.
+func (s *Service) ServerTLSConfig(hosts []string) (*tls.Config, error) {
+	hosts, err := normalizeHosts(hosts)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.ca.leaf(hosts, time.Now()); err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.ca.leaf(hosts, time.Now())
+		},
+	}, nil
+}
+
+// workers is how many subscriptions serve each verb per process; the bus
+// runs one handler at a time per subscription.
+func workers() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+// Run serves the service's verbs until ctx ends, then drains in-flight
+// requests and returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	handlers := map[string]natsbus.Handler{
+		VerbOnboard:          s.handleOnboard,
+		VerbLogin:            s.handleLogin,
+		VerbRefresh:          s.handleRefresh,
+		VerbKeys:             s.handleKeys,
+		VerbCreateCredential: s.handleCreateCredential,
+		VerbDeleteCredential: s.handleDeleteCredential,
+		VerbListCredentials:  s.handleListCredentials,
+		VerbAuthenticateMQTT: s.handleAuthenticateMQTT,
+	}
+	var subs []*nats.Subscription
+	drain := func() {
+		for _, sub := range subs {
+			sub.Drain()
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for _, sub := range subs {
+			for sub.IsValid() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	for verb, h := range handlers {
+		for range workers() {
+			sub, err := s.bus.Handle(subject(verb), Queue, h)
+			if err != nil {
+				drain()
+				return unavailable("subscribe "+verb, err)
+			}
+			subs = append(subs, sub)
+		}
+	}
+	if err := s.bus.Flush(); err != nil {
+		drain()
+		return unavailable("flush subscriptions", err)
+	}
+	s.log.Info("auth serving", "kid", s.kid)
+	<-ctx.Done()
+	drain()
+	s.log.Info("auth stopped")
+	return nil
+}
+
+// decode parses a request body strictly: bounded, JSON, no unknown fields.
+func decode(msg *nats.Msg, v any) error {
+	if len(msg.Data) > maxRequest {
+		return homemesh.Invalid("body", "request larger than %d bytes", maxRequest)
+	}
+	dec := json.NewDecoder(bytes.NewReader(msg.Data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return homemesh.Invalid("body", "not a valid request: %v", err)
+	}
+	if dec.More() {
+		return homemesh.Invalid("body", "trailing data after the request")
+	}
+	return nil
+}
+
+func (s *Service) handleKeys(ctx context.Context, msg *nats.Msg) (any, error) {
+	return keysReply{Home: s.cfg.Home, Keys: []publicKey{{KID: s.kid, Key: s.signer.Public().(ed25519.PublicKey)}}}, nil
+}
+
+// lookupKey is the service's own key lookup for verifying access tokens.
+func (s *Service) lookupKey(kid string) (ed25519.PublicKey, bool) {
+	if kid != s.kid {
+		return nil, false
+	}
+	return s.signer.Public().(ed25519.PublicKey), true
+}
+
+// hashLimit bounds how many argon2 hashes run at once (19 MiB each).
+func (s *Service) hashLimit(ctx context.Context) (release func(), err error) {
+	select {
+	case s.hashSem <- struct{}{}:
+		return func() { <-s.hashSem }, nil
+	case <-ctx.Done():
+		return nil, homemesh.Errorf(homemesh.KindUnavailable, "auth is busy; try again")
+	}
+}
