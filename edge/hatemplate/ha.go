@@ -43,24 +43,32 @@ func haFilters() map[string]exec.FilterFunction {
 		"bool": func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value {
 			return toBool(in, p)
 		},
-		"round":         filterRound,
-		"multiply":      filterMultiply,
-		"is_defined":    filterIsDefined,
-		"tojson":        filterToJSON,
-		"to_json":       filterToJSON,
-		"from_json":     filterFromJSON,
-		"is_number":     func(_ *exec.Evaluator, in *exec.Value, _ *exec.VarArgs) *exec.Value { return exec.AsValue(isNumber(in)) },
-		"replace":       filterReplace,
-		"regex_match":   func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value { return regexTest(in, p, true) },
-		"regex_search":  func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value { return regexTest(in, p, false) },
-		"regex_findall": func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value { return regexFindall(in, p, false) },
+		"round":      filterRound,
+		"multiply":   filterMultiply,
+		"is_defined": filterIsDefined,
+		"tojson":     filterToJSON,
+		"to_json":    filterToJSON,
+		"from_json":  filterFromJSON,
+		"is_number": func(_ *exec.Evaluator, in *exec.Value, _ *exec.VarArgs) *exec.Value {
+			return exec.AsValue(isNumber(in))
+		},
+		"replace":      filterReplace,
+		"regex_match":  func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value { return regexTest(in, p, true) },
+		"regex_search": func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value { return regexTest(in, p, false) },
+		"regex_findall": func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value {
+			return regexFindall(in, p, false)
+		},
 		"regex_findall_index": func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value {
 			return regexFindall(in, p, true)
 		},
-		"regex_replace":   filterRegexReplace,
-		"as_timestamp":    func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value { return asTimestamp(in, p) },
-		"timestamp_local": func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value { return timestampISO(in, p, time.Local) },
-		"timestamp_utc":   func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value { return timestampISO(in, p, time.UTC) },
+		"regex_replace": filterRegexReplace,
+		"as_timestamp":  func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value { return asTimestamp(in, p) },
+		"timestamp_local": func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value {
+			return timestampISO(in, p, time.Local)
+		},
+		"timestamp_utc": func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value {
+			return timestampISO(in, p, time.UTC)
+		},
 		"timestamp_custom": filterTimestampCustom,
 		"iif":              func(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value { return iif(in, p) },
 	}
