@@ -74,16 +74,16 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 	}
 }
 
-type change struct {
-	entity homemesh.Entity
-	old    homemesh.State
-}
 
 // commit applies a batch. Reports that cannot be stored are not
 // acknowledged, so JetStream redelivers them after AckWait.
 func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
-	changed := map[string]*change{}
+	// Every report that changes something yields its own state change, so
+	// history and automations see each step; only the last state of each
+	// entity in the batch is stored.
+	final := map[string]homemesh.State{}
 	var order []string
+	var changes []StateChange
 	for _, m := range batch {
 		var u homemesh.StateUpdate
 		if err := json.Unmarshal(m.Data(), &u); err != nil || u.HomeID != s.cfg.Home {
@@ -111,15 +111,12 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 		}
 		rec.state = next
 		if diff {
-			c := changed[e.ID]
-			if c == nil {
-				c = &change{old: e.State}
-				changed[e.ID] = c
+			if _, seen := final[e.ID]; !seen {
 				order = append(order, e.ID)
+				rec.pending++
 			}
-			rec.pending++
-			e.State = next
-			c.entity = e
+			final[e.ID] = next
+			changes = append(changes, StateChange{HomeID: s.cfg.Home, DeviceID: e.DeviceID, EntityID: e.ID, State: next, Old: e.State})
 		}
 		s.mu.Unlock()
 	}
@@ -132,7 +129,7 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 	writes := make([]write, 0, len(order))
 	storeOK := true
 	for _, id := range order {
-		data, _ := json.Marshal(changed[id].entity.State)
+		data, _ := json.Marshal(final[id])
 		f, err := s.js.PublishAsync("$KV."+s.bucket("states")+"."+id, data)
 		if err != nil {
 			storeOK = false
@@ -161,15 +158,13 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 		}
 		return
 	}
-	for _, id := range order {
-		c := changed[id]
-		sc := StateChange{HomeID: s.cfg.Home, DeviceID: c.entity.DeviceID, EntityID: id, State: c.entity.State, Old: c.old}
+	for _, sc := range changes {
 		env, err := bus.NewEnvelope(s.cfg.Home, "registry", "state_changed", sc)
 		if err == nil {
-			err = s.bus.Publish(bus.StateSubject(s.cfg.Home, c.entity.DeviceID, id), env)
+			err = s.bus.Publish(bus.StateSubject(s.cfg.Home, sc.DeviceID, sc.EntityID), env)
 		}
 		if err != nil {
-			s.log.Warn("state change not published", "entity_id", id, "err", err)
+			s.log.Warn("state change not published", "entity_id", sc.EntityID, "err", err)
 		}
 	}
 	for _, m := range batch {
