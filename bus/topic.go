@@ -77,7 +77,13 @@ func MQTTTopic(home, subject string) (string, error) {
 			case isPlain(c):
 				b.WriteByte(c)
 			case c == '_' && j+2 < len(tok) && isUpperHex(tok[j+1]) && isUpperHex(tok[j+2]):
-				b.WriteByte(unhex(tok[j+1])<<4 | unhex(tok[j+2]))
+				dec := unhex(tok[j+1])<<4 | unhex(tok[j+2])
+				if isPlain(dec) {
+					// Only the canonical form is accepted, so that one topic
+					// has exactly one subject.
+					return "", fmt.Errorf("subject %q: %q escapes a plain character", subject, tok)
+				}
+				b.WriteByte(dec)
 				j += 2
 			default:
 				return "", fmt.Errorf("subject %q: token %q is not an escaped topic level", subject, tok)
