@@ -1,0 +1,195 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/homemesh/homemesh/auth"
+	"github.com/homemesh/homemesh/bus/bustest"
+	"github.com/homemesh/homemesh/bus/natsbus"
+	"github.com/homemesh/homemesh/gateway"
+	"github.com/homemesh/homemesh/internal/hmtest"
+	"github.com/homemesh/homemesh/internal/ops"
+	"github.com/homemesh/homemesh/registry"
+)
+
+const (
+	testHome     = "home1"
+	testOwner    = "alice"
+	testPassword = "correct horse battery"
+)
+
+// env is a home with real services: embedded NATS, the registry, auth and
+// a gateway behind an httptest server.
+type env struct {
+	srv      *httptest.Server
+	gw       *gateway.Gateway
+	nats     *natsbus.Server
+	conn     *natsbus.Conn // the test's own connection, for responders and seeding
+	registry *registry.Client
+	authSvc  *auth.Service
+}
+
+type envOptions struct {
+	accessTTL time.Duration
+}
+
+// run runs fn in a goroutine until the test ends and checks it returns nil.
+func run(t *testing.T, name string, fn func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s.Run: %v", name, err)
+		}
+	})
+}
+
+func newEnv(t *testing.T, opts envOptions) *env {
+	t.Helper()
+	log := hmtest.Logger(t)
+	s := bustest.Server(t)
+
+	regConn := bustest.Conn(t, s)
+	reg, err := registry.New(registry.Config{Home: testHome}, registry.Deps{Bus: regConn, Log: log})
+	if err != nil {
+		t.Fatalf("registry.New: %v", err)
+	}
+	run(t, "registry", reg.Run)
+
+	authConn := bustest.Conn(t, s)
+	authSvc, err := auth.New(auth.Config{DataDir: t.TempDir(), Home: testHome, AccessTokenTTL: opts.accessTTL},
+		auth.Deps{Bus: authConn, Log: log})
+	if err != nil {
+		t.Fatalf("auth.New: %v", err)
+	}
+	run(t, "auth", authSvc.Run)
+
+	gwConn := bustest.Conn(t, s)
+	gw, err := gateway.New(gateway.Config{Home: testHome, Listen: "127.0.0.1:0"}, gateway.Deps{
+		Bus: gwConn, Auth: auth.NewClient(gwConn), Registry: registry.NewClient(gwConn, testHome),
+		Log: log, Metrics: ops.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatalf("gateway.New: %v", err)
+	}
+	srv := httptest.NewServer(gw.Handler())
+	t.Cleanup(srv.Close)
+
+	conn := bustest.Conn(t, s)
+	e := &env{srv: srv, gw: gw, nats: s, conn: conn, registry: registry.NewClient(conn, testHome), authSvc: authSvc}
+	hmtest.WaitFor(t, 10*time.Second, "registry to answer", func() bool {
+		_, err := e.registry.Devices(context.Background())
+		return err == nil
+	})
+	return e
+}
+
+// response is what a request got back.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// errorBody decodes the body as an API error.
+func (r response) apiError(t *testing.T) apiError {
+	t.Helper()
+	var b struct {
+		Error apiError `json:"error"`
+	}
+	if err := json.Unmarshal(r.body, &b); err != nil || b.Error.Kind == "" {
+		t.Fatalf("status %d: body is not an API error: %q", r.status, r.body)
+	}
+	if got := r.header.Get("Content-Type"); got != "application/json" {
+		t.Errorf("error Content-Type = %q", got)
+	}
+	return b.Error
+}
+
+type apiError struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// do sends a request. body is sent as is when it is a string, as JSON
+// otherwise; nil sends none.
+func (e *env) do(t *testing.T, method, path, token string, body any) response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// decode fails the test unless r has status want, then decodes its body.
+func decode[T any](t *testing.T, r response, want int) T {
+	t.Helper()
+	var v T
+	if r.status != want {
+		t.Fatalf("status = %d, want %d; body %s", r.status, want, r.body)
+	}
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+	return v
+}
+
+// onboard creates the owner through the API and logs in.
+func (e *env) onboard(t *testing.T) auth.Tokens {
+	t.Helper()
+	code := e.authSvc.OnboardingCode()
+	if code == "" {
+		t.Fatal("no onboarding code")
+	}
+	r := e.do(t, "POST", "/api/v1/onboard", "", map[string]string{"code": code, "username": testOwner, "password": testPassword})
+	if r.status != http.StatusCreated {
+		t.Fatalf("onboard: status %d, body %s", r.status, r.body)
+	}
+	return e.login(t)
+}
+
+func (e *env) login(t *testing.T) auth.Tokens {
+	t.Helper()
+	r := e.do(t, "POST", "/api/v1/auth/login", "", map[string]string{"username": testOwner, "password": testPassword})
+	return decode[auth.Tokens](t, r, http.StatusOK)
+}

@@ -1,0 +1,344 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/auth"
+	"github.com/homemesh/homemesh/bus"
+	"github.com/homemesh/homemesh/registry"
+)
+
+// routesTable registers every route. The OpenAPI test compares this table
+// with openapi.json.
+func (g *Gateway) routesTable(ops http.Handler) {
+	// Public: nothing here needs, or could have, an access token.
+	g.handle("POST /api/v1/onboard", http.HandlerFunc(g.onboard))
+	g.handle("POST /api/v1/auth/login", http.HandlerFunc(g.login))
+	g.handle("POST /api/v1/auth/refresh", http.HandlerFunc(g.refresh))
+	g.handle("GET /api/v1/openapi.json", http.HandlerFunc(serveOpenAPI))
+
+	// Everything else requires a valid access token.
+	g.handle("GET /api/v1/devices", g.authed(anyRole, g.listDevices))
+	g.handle("GET /api/v1/devices/{id}", g.authed(anyRole, g.getDevice))
+	g.handle("GET /api/v1/entities", g.authed(anyRole, g.listEntities))
+	g.handle("GET /api/v1/entities/{id}", g.authed(anyRole, g.getEntity))
+	g.handle("POST /api/v1/entities/{id}/commands", g.authed(commandRoles, g.command))
+	g.handle("POST /api/v1/credentials", g.authed(anyRole, g.createCredential))
+	g.handle("GET /api/v1/credentials", g.authed(anyRole, g.listCredentials))
+	g.handle("DELETE /api/v1/credentials/{username}", g.authed(anyRole, g.deleteCredential))
+	g.handle("GET /api/v1/events", http.HandlerFunc(g.serveEvents)) // authenticates itself, see events.go
+
+	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
+		g.handle(p, ops)
+	}
+}
+
+// serve routes r, answering unknown routes and wrong methods with JSON
+// errors rather than the mux's plain text.
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := g.mux.Handler(r); pattern == "" {
+		if allow := g.allowed(r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, r, g.log, &homemesh.Error{Kind: homemesh.KindInvalid,
+				Message: "method " + r.Method + " not allowed here", Err: errMethodNotAllowed})
+			return
+		}
+		writeError(w, r, g.log, homemesh.Errorf(homemesh.KindNotFound, "no such route"))
+		return
+	}
+	g.mux.ServeHTTP(w, r)
+}
+
+// allowed lists the methods that some route accepts for r's path.
+func (g *Gateway) allowed(r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := g.mux.Handler(probe); pattern != "" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Role sets for authed.
+var (
+	anyRole      = []string{auth.RoleOwner, auth.RoleAdmin, auth.RoleMember, auth.RoleGuest}
+	commandRoles = []string{auth.RoleOwner, auth.RoleAdmin, auth.RoleMember}
+)
+
+// caller is who made an authenticated request.
+type caller struct {
+	claims auth.Claims
+	token  string // the bearer's access token, handed on to services that act for them
+}
+
+type authedFunc func(w http.ResponseWriter, r *http.Request, c caller)
+
+// authed requires a valid access token for this home whose role is in
+// roles, then calls h.
+func (g *Gateway) authed(roles []string, h authedFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, err := bearer(r)
+		if err != nil {
+			writeError(w, r, g.log, err)
+			return
+		}
+		claims, err := g.verify(r.Context(), token)
+		if err != nil {
+			writeError(w, r, g.log, err)
+			return
+		}
+		if !hasRole(roles, claims.Role) {
+			writeError(w, r, g.log, homemesh.Errorf(homemesh.KindPermission, "your role may not do this"))
+			return
+		}
+		h(w, r, caller{claims: claims, token: token})
+	})
+}
+
+// bearer extracts the access token from the Authorization header.
+func bearer(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", homemesh.Errorf(homemesh.KindUnauthenticated, "an access token is required")
+	}
+	scheme, token, ok := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", homemesh.Errorf(homemesh.KindUnauthenticated, "the Authorization header must be \"Bearer <access token>\"")
+	}
+	return token, nil
+}
+
+// verify checks token and that it was issued for this gateway's home.
+func (g *Gateway) verify(ctx context.Context, token string) (auth.Claims, error) {
+	if len(token) > 8<<10 {
+		return auth.Claims{}, homemesh.Errorf(homemesh.KindUnauthenticated, "invalid access token")
+	}
+	claims, err := g.auth.VerifyAccessToken(ctx, token)
+	if err != nil {
+		return auth.Claims{}, err
+	}
+	if claims.Home != g.cfg.Home {
+		return auth.Claims{}, homemesh.Errorf(homemesh.KindUnauthenticated, "invalid access token")
+	}
+	return claims, nil
+}
+
+func hasRole(roles []string, role string) bool {
+	for _, r := range roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// pathID returns the path value name, checked to be a valid identifier.
+func pathID(r *http.Request, name string) (string, error) {
+	id := r.PathValue(name)
+	if err := homemesh.CheckID(name, id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func (g *Gateway) onboard(w http.ResponseWriter, r *http.Request) {
+	var q onboardRequest
+	if err := decodeBody(w, r, &q); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	if err := g.auth.Onboard(r.Context(), q.Code, q.Username, q.Password); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	g.log.Info("owner onboarded")
+	writeJSON(w, http.StatusCreated, onboardResponse{Username: q.Username, Role: auth.RoleOwner})
+}
+
+type onboardResponse struct {
+	Username string `json:"username"`
+	Role     string `json:"role"`
+}
+
+func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
+	var q loginRequest
+	if err := decodeBody(w, r, &q); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	t, err := g.auth.Login(r.Context(), q.Username, q.Password, q.TOTP)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (g *Gateway) refresh(w http.ResponseWriter, r *http.Request) {
+	var q refreshRequest
+	if err := decodeBody(w, r, &q); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	t, err := g.auth.Refresh(r.Context(), q.RefreshToken)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (g *Gateway) listDevices(w http.ResponseWriter, r *http.Request, _ caller) {
+	ds, err := g.reg.Devices(r.Context())
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	if ds == nil {
+		ds = []homemesh.Device{}
+	}
+	writeJSON(w, http.StatusOK, ds)
+}
+
+func (g *Gateway) getDevice(w http.ResponseWriter, r *http.Request, _ caller) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	d, err := g.reg.Device(r.Context(), id)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (g *Gateway) listEntities(w http.ResponseWriter, r *http.Request, _ caller) {
+	q := r.URL.Query()
+	for k := range q {
+		if k != "device_id" && k != "kind" {
+			writeError(w, r, g.log, homemesh.Invalid(k, "unknown query parameter"))
+			return
+		}
+	}
+	var f registry.EntityFilter
+	if v := q.Get("device_id"); v != "" {
+		if err := homemesh.CheckID("device_id", v); err != nil {
+			writeError(w, r, g.log, err)
+			return
+		}
+		f.DeviceID = v
+	}
+	if v := q.Get("kind"); v != "" {
+		if !homemesh.EntityKind(v).Valid() {
+			writeError(w, r, g.log, homemesh.Invalid("kind", "unknown entity kind"))
+			return
+		}
+		f.Kind = homemesh.EntityKind(v)
+	}
+	es, err := g.reg.Entities(r.Context(), f)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	if es == nil {
+		es = []homemesh.Entity{}
+	}
+	writeJSON(w, http.StatusOK, es)
+}
+
+func (g *Gateway) getEntity(w http.ResponseWriter, r *http.Request, _ caller) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	e, err := g.reg.Entity(r.Context(), id)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+type commandResponse struct {
+	Status string `json:"status"`
+}
+
+func (g *Gateway) command(w http.ResponseWriter, r *http.Request, c caller) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	var q commandRequest
+	if err := decodeBody(w, r, &q); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	e, err := g.reg.Entity(r.Context(), id)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	cmd := homemesh.Command{HomeID: g.cfg.Home, EntityID: e.ID, Name: q.Command, Params: q.Params}
+	ctx, cancel := context.WithTimeout(r.Context(), commandTimeout)
+	defer cancel()
+	if err := g.bus.Request(ctx, bus.CommandSubject(g.cfg.Home, e.DeviceID, e.ID), cmd, nil); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	g.log.Info("command sent", "entity_id", e.ID, "device_id", e.DeviceID, "command", q.Command, "user", c.claims.Username)
+	writeJSON(w, http.StatusAccepted, commandResponse{Status: "sent"})
+}
+
+func (g *Gateway) createCredential(w http.ResponseWriter, r *http.Request, c caller) {
+	var q credentialRequest
+	if err := decodeBody(w, r, &q); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	cred, err := g.auth.CreateCredential(r.Context(), c.token, q.Name, q.Allow)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, cred)
+}
+
+func (g *Gateway) listCredentials(w http.ResponseWriter, r *http.Request, c caller) {
+	creds, err := g.auth.ListCredentials(r.Context(), c.token)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	if creds == nil {
+		creds = []auth.Credential{}
+	}
+	for i := range creds {
+		creds[i].Password = "" // never listed, whatever the service sends
+	}
+	writeJSON(w, http.StatusOK, creds)
+}
+
+func (g *Gateway) deleteCredential(w http.ResponseWriter, r *http.Request, c caller) {
+	username := r.PathValue("username")
+	if username == "" || len(username) > 128 {
+		writeError(w, r, g.log, homemesh.Invalid("username", "is required"))
+		return
+	}
+	if err := g.auth.DeleteCredential(r.Context(), c.token, username); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
