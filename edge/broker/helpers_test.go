@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/bustest"
 	"github.com/homemesh/homemesh/bus/natsbus"
 	"github.com/homemesh/homemesh/internal/hmtest"
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 )

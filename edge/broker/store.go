@@ -53,7 +53,9 @@ func retainedKey(home, topic string) (string, error) {
 	return s[len(bus.MQTTPrefix(home)):], nil
 }
 
-func sessionKey(clientID string) string { return base64.RawURLEncoding.EncodeToString([]byte(clientID)) }
+func sessionKey(clientID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(clientID))
+}
 
 func inflightKey(clientID string, id uint16) string {
 	return sessionKey(clientID) + "." + strconv.Itoa(int(id))
@@ -96,7 +98,7 @@ type store struct {
 	log   *slog.Logger
 	grant func(clientID string) (string, []string)
 
-	kvs     [3]jetstream.KeyValue // retained, sessions, inflight
+	kvs     [3]jetstream.KeyValue  // retained, sessions, inflight
 	present [3]map[string]struct{} // keys known to exist; owned by the writer after open
 
 	loadedRetained []storage.Message
