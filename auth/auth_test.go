@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"log/slog"
+	"sync"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,8 +42,13 @@ type instance struct {
 // start runs an auth service on s with dataDir and waits until it answers.
 func start(t testing.TB, s *natsbus.Server, dataDir string) *instance {
 	t.Helper()
+	return startWith(t, s, dataDir, hmtest.Logger(t))
+}
+
+func startWith(t testing.TB, s *natsbus.Server, dataDir string, log *slog.Logger) *instance {
+	t.Helper()
 	conn := bustest.Conn(t, s)
-	svc, err := New(Config{DataDir: dataDir, Home: testHome}, Deps{Bus: conn, Log: hmtest.Logger(t)})
+	svc, err := New(Config{DataDir: dataDir, Home: testHome}, Deps{Bus: conn, Log: log})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -542,5 +549,63 @@ func TestServerTLSConfig(t *testing.T) {
 	}
 	if _, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "evil.example"}); err == nil {
 		t.Error("certificate accepted for a host it does not name")
+	}
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestLogsHoldNoSecrets drives every verb, failures included, and checks
+// that no password, code or token reaches the log.
+func TestLogsHoldNoSecrets(t *testing.T) {
+	var logs lockedBuffer
+	s := bustest.Server(t)
+	in := startWith(t, s, t.TempDir(), slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	ctx := context.Background()
+	code := in.svc.OnboardingCode()
+	in.client.Onboard(ctx, "WRONG-CODE", testOwner, testPassword)
+	if err := in.client.Onboard(ctx, code, testOwner, testPassword); err != nil {
+		t.Fatal(err)
+	}
+	in.client.Login(ctx, testOwner, "wrong password!", "")
+	tok, err := in.client.Login(ctx, testOwner, testPassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := in.client.CreateCredential(ctx, tok.AccessToken, "x", []string{"a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.client.AuthenticateMQTT(ctx, cred.Username, "wrong", "c")
+	in.client.DeleteCredential(ctx, tok.AccessToken, cred.Username)
+	t2, _ := in.client.Refresh(ctx, tok.RefreshToken)
+	in.client.Refresh(ctx, tok.RefreshToken) // reuse
+	in.stop()
+	out := logs.String()
+	if !strings.Contains(out, "login failed") || !strings.Contains(out, "refresh token reuse") {
+		t.Fatalf("security events not logged:\n%s", out)
+	}
+	for name, secret := range map[string]string{
+		"password": testPassword, "wrong password": "wrong password!", "code": code,
+		"access token": tok.AccessToken, "refresh token": tok.RefreshToken, "new refresh token": t2.RefreshToken,
+		"mqtt password": cred.Password,
+	} {
+		if secret != "" && strings.Contains(out, secret) {
+			t.Errorf("log holds the %s", name)
+		}
 	}
 }

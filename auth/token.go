@@ -14,6 +14,10 @@ import (
 // issuer is the iss claim of every access token.
 const issuer = "homemesh-auth"
 
+// clockSkew is the leeway for exp and iat: in split mode the issuing and the
+// verifying process may read slightly different clocks.
+const clockSkew = 30 * time.Second
+
 // maxTokenLen bounds tokens before any parsing; ours are a few hundred bytes.
 const maxTokenLen = 4096
 
@@ -61,7 +65,7 @@ func parseAccess(token, home string, lookup func(kid string) (ed25519.PublicKey,
 		}
 		return key, nil
 	}, jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}), jwt.WithExpirationRequired(),
-		jwt.WithIssuer(issuer), jwt.WithIssuedAt(), jwt.WithStrictDecoding())
+		jwt.WithIssuer(issuer), jwt.WithIssuedAt(), jwt.WithStrictDecoding(), jwt.WithLeeway(clockSkew))
 	if err != nil {
 		if errors.Is(err, errUnknownKey) {
 			return Claims{}, &homemesh.Error{Kind: homemesh.KindUnauthenticated, Message: errBadToken.Message, Err: errUnknownKey}
