@@ -10,10 +10,10 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
-	"sync"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
