@@ -10,6 +10,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/bustest"
@@ -213,3 +215,7 @@ func subscribe(t testing.TB, c paho.Client, filter string, qos byte, r *recorder
 	wait(t, tok)
 	return tok.(*paho.SubscribeToken).Result()[filter]
 }
+
+type pahoOptions = paho.ClientOptions
+
+func cmpSortStrings(less func(a, b string) bool) cmp.Option { return cmpopts.SortSlices(less) }
