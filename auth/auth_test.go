@@ -373,8 +373,8 @@ func TestCredentials(t *testing.T) {
 	_, err = in.client.AuthenticateMQTT(ctx, cred.Username, cred.Password, "plug-1")
 	wantKind(t, err, homemesh.KindUnauthenticated)
 	wantKind(t, in.client.DeleteCredential(ctx, tok.AccessToken, cred.Username), homemesh.KindNotFound)
-	if list, _ := in.client.ListCredentials(ctx, tok.AccessToken); len(list) != 0 {
-		t.Errorf("list after delete = %+v", list)
+	if list, err := in.client.ListCredentials(ctx, tok.AccessToken); err != nil || len(list) != 0 {
+		t.Errorf("list after delete = %+v, %v", list, err)
 	}
 }
 
@@ -608,4 +608,53 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 			t.Errorf("log holds the %s", name)
 		}
 	}
+}
+
+// TestRefreshRace spends one refresh token from many goroutines at once:
+// exactly one gets a new pair.
+func TestRefreshRace(t *testing.T) {
+	_, in, tok := onboarded(t)
+	ctx := context.Background()
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			_, err := in.client.Refresh(ctx, tok.RefreshToken)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	ok := 0
+	for err := range errs {
+		if err == nil {
+			ok++
+		} else if homemesh.ErrorKind(err) != homemesh.KindUnauthenticated {
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d refreshes succeeded, want 1", ok)
+	}
+}
+
+// TestThrottleShared fails logins on one process and finds the user name
+// locked on another.
+func TestThrottleShared(t *testing.T) {
+	s, a, _ := onboarded(t)
+	ctx := context.Background()
+	key, err := os.ReadFile(filepath.Join(a.svc.cfg.DataDir, secretKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirB := t.TempDir()
+	os.WriteFile(filepath.Join(dirB, secretKeyFile), key, 0o600)
+	for range maxFailures {
+		a.client.Login(ctx, testOwner, "wrong password!", "")
+	}
+	b := start(t, s, dirB)
+	a.stop()
+	_, err = b.client.Login(ctx, testOwner, testPassword, "")
+	wantKind(t, err, homemesh.KindPermission)
 }
