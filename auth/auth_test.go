@@ -658,3 +658,40 @@ func TestThrottleShared(t *testing.T) {
 	_, err = b.client.Login(ctx, testOwner, testPassword, "")
 	wantKind(t, err, homemesh.KindPermission)
 }
+
+func TestIssueCredentialReplacesItsPredecessor(t *testing.T) {
+	ctx := context.Background()
+	srv := bustest.Server(t)
+	conn := bustest.Conn(t, srv)
+	svc, err := New(Config{DataDir: t.TempDir(), Home: "h1"}, Deps{Bus: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	client := NewClient(conn)
+	first, err := svc.IssueCredential(ctx, "demo light", []string{"hmsim/demo-1/#"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hmtest.WaitFor(t, 10*time.Second, "auth to serve", func() bool {
+		_, err := client.AuthenticateMQTT(ctx, first.Username, first.Password, "c1")
+		return err == nil
+	})
+	second, err := svc.IssueCredential(ctx, "demo light", []string{"hmsim/demo-1/#"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.AuthenticateMQTT(ctx, first.Username, first.Password, "c1"); homemesh.ErrorKind(err) != homemesh.KindUnauthenticated {
+		t.Fatalf("the replaced credential still works: %v", err)
+	}
+	g, err := client.AuthenticateMQTT(ctx, second.Username, second.Password, "c1")
+	if err != nil || len(g.Allow) != 1 {
+		t.Fatalf("new credential: %+v %v", g, err)
+	}
+	if _, err := svc.IssueCredential(ctx, "demo", []string{"a/#/b"}); homemesh.ErrorKind(err) != homemesh.KindInvalid {
+		t.Fatalf("bad allow list accepted: %v", err)
+	}
+}

@@ -132,22 +132,65 @@ func (s *Service) handleCreateCredential(ctx context.Context, msg *nats.Msg) (an
 	if err := ValidateAllow(req.Allow); err != nil {
 		return nil, err
 	}
+	cred, err := s.issueCredential(ctx, req.Name, req.Allow, actor.UserID)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("credential created", "mqtt_username", cred.Username, "name", cred.Name, "by", actor.Username)
+	return cred, nil
+}
+
+// issueCredential creates and stores a credential; the password is returned once and
+// only its hash is kept.
+func (s *Service) issueCredential(ctx context.Context, name string, allow []string, createdBy string) (Credential, error) {
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	cred := Credential{
 		Username:  mqttUserPrefix + homemesh.RandomID(20),
 		Password:  base64.RawURLEncoding.EncodeToString(secret),
-		Name:      req.Name,
-		Allow:     slices.Clone(req.Allow),
+		Name:      name,
+		Allow:     slices.Clone(allow),
 		CreatedAt: time.Now().UTC(),
 	}
 	sum := sha256.Sum256([]byte(cred.Password))
-	rec, _ := json.Marshal(credRecord{Hash: sum[:], Name: cred.Name, Allow: cred.Allow, CreatedAt: cred.CreatedAt, CreatedBy: actor.UserID})
+	rec, _ := json.Marshal(credRecord{Hash: sum[:], Name: cred.Name, Allow: cred.Allow, CreatedAt: cred.CreatedAt, CreatedBy: createdBy})
 	if _, err := s.credsKV.Create(ctx, cred.Username, rec); err != nil {
-		return nil, unavailable("store credential", err)
+		return Credential{}, unavailable("store credential", err)
 	}
-	s.log.Info("credential created", "mqtt_username", cred.Username, "name", cred.Name, "by", actor.Username)
 	return cred, nil
+}
+
+// systemCreator marks credentials issued to the hub's own components.
+const systemCreator = "system"
+
+// IssueCredential creates an MQTT credential for a component running in
+// this process (the demo devices), without a person's token: it is not
+// reachable over the bus. Earlier credentials this method issued under the
+// same name are revoked, so restarts do not pile them up.
+func (s *Service) IssueCredential(ctx context.Context, name string, allow []string) (Credential, error) {
+	if err := validateName(name); err != nil {
+		return Credential{}, err
+	}
+	if err := ValidateAllow(allow); err != nil {
+		return Credential{}, err
+	}
+	keys, err := s.credsKV.ListKeys(ctx)
+	if err != nil {
+		return Credential{}, unavailable("list credentials", err)
+	}
+	for key := range keys.Keys() {
+		e, err := s.credsKV.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		var rec credRecord
+		if json.Unmarshal(e.Value(), &rec) == nil && rec.Name == name && rec.CreatedBy == systemCreator {
+			if err := s.credsKV.Purge(ctx, key); err == nil {
+				_ = s.publishRevoked(key)
+			}
+		}
+	}
+	return s.issueCredential(ctx, name, allow, systemCreator)
 }
 
 func (s *Service) handleDeleteCredential(ctx context.Context, msg *nats.Msg) (any, error) {
