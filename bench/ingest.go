@@ -228,7 +228,7 @@ func Ingest(ctx context.Context, cfg IngestConfig, sink Sink) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			publish(runCtx, cfg, i, c, start, &sent, &failed)
+			publish(runCtx, cfg, i, c, start, deadline, &sent, &failed)
 		}()
 	}
 	wg.Wait()
@@ -269,8 +269,9 @@ func Ingest(ctx context.Context, cfg IngestConfig, sink Sink) (Result, error) {
 
 // publish sends device i's messages on c until its count or ctx's deadline is
 // reached. With a rate, device i sends at start + phase + k·period, the
-// phases spreading the devices evenly over one period.
-func publish(ctx context.Context, cfg IngestConfig, i int, c mqtt.Client, start time.Time, sent, failed *atomic.Int64) {
+// phases spreading the devices evenly over one period; a device that falls
+// behind (its previous publish not yet accepted) sends at once.
+func publish(ctx context.Context, cfg IngestConfig, i int, c mqtt.Client, start, deadline time.Time, sent, failed *atomic.Int64) {
 	topic := cfg.StateTopic(i)
 	var period time.Duration
 	var timer *time.Timer
@@ -283,6 +284,9 @@ func publish(ctx context.Context, cfg IngestConfig, i int, c mqtt.Client, start 
 	for seq := 0; cfg.Messages == 0 || seq < cfg.Messages; seq++ {
 		if period > 0 {
 			next := start.Add(period*time.Duration(seq) + period*time.Duration(i)/time.Duration(cfg.Devices))
+			if !deadline.IsZero() && !next.Before(deadline) {
+				return // the slot lies past the end: Rate × Duration messages in all
+			}
 			if d := time.Until(next); d > 0 {
 				timer.Reset(d)
 				select {
