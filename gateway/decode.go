@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/homemesh/homemesh"
@@ -26,35 +28,68 @@ type request interface {
 // decodeBody reads r's body, at most MaxBody bytes, strictly into v and
 // validates it.
 func decodeBody(w http.ResponseWriter, r *http.Request, v request) error {
-	return decodeRequest(http.MaxBytesReader(w, r.Body, MaxBody), v)
-}
-
-// decodeRequest decodes exactly one JSON object from rd into v, rejecting
-// unknown fields, wrong types and trailing data with a KindInvalid error
-// naming the field, then validates v.
-func decodeRequest(rd io.Reader, v request) error {
-	dec := json.NewDecoder(rd)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return decodeError(err)
-	}
-	if err := dec.Decode(&json.RawMessage{}); !errors.Is(err, io.EOF) {
-		if err != nil {
-			if de := decodeError(err); errors.Is(de, errBodyTooLarge) {
-				return de
-			}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return tooLarge()
 		}
-		return homemesh.Invalid("body", "unexpected data after the JSON object")
+		return homemesh.Invalid("body", "cannot read the request body")
 	}
-	return v.validate()
+	return decodeBytes(data, v)
 }
 
-// decodeBytes is decodeRequest over a byte slice.
+// decodeBytes decodes exactly one JSON object from data into v and
+// validates it. Unknown fields (matched exactly: encoding/json alone would
+// accept "Command" for "command"), wrong types and trailing data are
+// KindInvalid errors naming the field.
 func decodeBytes(data []byte, v request) error {
 	if len(data) > MaxBody {
 		return tooLarge()
 	}
-	return decodeRequest(bytes.NewReader(data), v)
+	// First pass: one object, nothing after it, only known keys.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var obj map[string]json.RawMessage
+	if err := dec.Decode(&obj); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return homemesh.Invalid("body", "unexpected data after the JSON object")
+	}
+	known := fieldNames(v)
+	var unknown []string
+	for k := range obj {
+		if !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return decodeError(fmt.Errorf("json: unknown field %q", unknown[0]))
+	}
+	// Second pass: into the typed value.
+	dec = json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	return v.validate()
+}
+
+// fieldNames returns the JSON names of the fields of the struct v points to.
+func fieldNames(v any) map[string]bool {
+	t := reflect.TypeOf(v).Elem()
+	out := make(map[string]bool, t.NumField())
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		if name != "-" && f.IsExported() {
+			out[name] = true
+		}
+	}
+	return out
 }
 
 func tooLarge() error {
@@ -88,9 +123,15 @@ func decodeError(err error) error {
 	// encoding/json reports unknown fields only as text.
 	const unknownPrefix = `json: unknown field "`
 	if msg := err.Error(); strings.HasPrefix(msg, unknownPrefix) && strings.HasSuffix(msg, `"`) {
-		name := strings.TrimSuffix(strings.TrimPrefix(msg, unknownPrefix), `"`)
+		name, err := strconv.Unquote(strings.TrimPrefix(msg, unknownPrefix[:len(unknownPrefix)-1]))
+		if err != nil {
+			name = "?"
+		}
 		if len(name) > 64 {
 			name = name[:64]
+		}
+		if name == "" {
+			return homemesh.Invalid("body", "unknown field \"\"")
 		}
 		return homemesh.Invalid(strings.ToValidUTF8(name, "?"), "unknown field")
 	}
