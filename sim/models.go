@@ -111,6 +111,16 @@ func round(v float64, places int) float64 {
 	return math.Round(v*p) / p
 }
 
+// parseNumber parses a numeric command payload, refusing NaN and
+// infinities, which no firmware would accept.
+func parseNumber(s string) (float64, bool) {
+	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, false
+	}
+	return v, true
+}
+
 func onOff(on bool) string {
 	if on {
 		return "ON"
@@ -491,8 +501,8 @@ func (t *thermostat) command(topic string, payload []byte) []message {
 		}
 		t.d.log.Warn("ignoring unknown system mode", "payload", p)
 	default:
-		v, err := strconv.ParseFloat(p, 64)
-		if err != nil {
+		v, ok := parseNumber(p)
+		if !ok {
 			t.d.log.Warn("ignoring malformed setpoint", "payload", p)
 			return nil
 		}
@@ -620,8 +630,8 @@ func (c *cover) command(topic string, payload []byte) []message {
 	p := strings.TrimSpace(string(payload))
 	c.stopped = false
 	if strings.HasSuffix(topic, "/set_position") {
-		v, err := strconv.ParseFloat(p, 64)
-		if err != nil {
+		v, ok := parseNumber(p)
+		if !ok {
 			c.d.log.Warn("ignoring malformed position", "payload", p)
 			return nil
 		}
@@ -711,8 +721,8 @@ func (f *fan) command(topic string, payload []byte) []message {
 	p := strings.TrimSpace(string(payload))
 	switch {
 	case strings.HasSuffix(topic, "/percentage/set"):
-		v, err := strconv.ParseFloat(p, 64)
-		if err != nil {
+		v, ok := parseNumber(p)
+		if !ok {
 			f.d.log.Warn("ignoring malformed percentage", "payload", p)
 			return nil
 		}
@@ -898,8 +908,8 @@ func (n *number) state() []message {
 }
 
 func (n *number) command(_ string, payload []byte) []message {
-	v, err := strconv.ParseFloat(strings.TrimSpace(string(payload)), 64)
-	if err != nil {
+	v, ok := parseNumber(string(payload))
+	if !ok {
 		n.d.log.Warn("ignoring malformed number", "payload", string(payload))
 		return nil
 	}
