@@ -284,7 +284,7 @@ func (c *Config) setupClimate() *ComponentError {
 	for _, t := range []string{"mode_state_topic", "temperature_state_topic", "temperature_low_state_topic",
 		"temperature_high_state_topic", "current_temperature_topic", "current_humidity_topic",
 		"target_humidity_state_topic", "fan_mode_state_topic", "swing_mode_state_topic",
-		"preset_mode_state_topic", "action_topic", "power_state_topic"} {
+		"preset_mode_state_topic", "action_topic"} {
 		c.subscribe(t)
 	}
 	var cmds []string
