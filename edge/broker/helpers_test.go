@@ -209,6 +209,16 @@ func (r *recorder) waitFor(t testing.TB, msg string) {
 	hmtest.WaitFor(t, 10*time.Second, fmt.Sprintf("message %q", msg), func() bool { return r.has(msg) })
 }
 
+// settle publishes a marker on topic through c and waits until r has it.
+// mochi sends SUBACK before it collects retained messages, so a retained
+// message published in that window reaches a new subscriber twice; tests
+// that count deliveries settle their subscriptions first.
+func settle(t testing.TB, c paho.Client, topic string, r *recorder) {
+	t.Helper()
+	wait(t, c.Publish(topic, 1, false, "settle"))
+	r.waitFor(t, topic+"|settle")
+}
+
 func subscribe(t testing.TB, c paho.Client, filter string, qos byte, r *recorder) byte {
 	t.Helper()
 	tok := c.Subscribe(filter, qos, r.handler)
