@@ -28,6 +28,8 @@ func TestIngest(t *testing.T) {
 		{"qos1 paced", bench.IngestConfig{Devices: 10, Messages: 20, Rate: 1000, QoS: 1}, 200},
 		{"qos0 paced", bench.IngestConfig{Devices: 4, Messages: 25, Rate: 500, QoS: 0}, 100},
 		{"qos2 paced by duration", bench.IngestConfig{Devices: 4, Duration: 200 * time.Millisecond, Rate: 400, QoS: 2}, -1},
+		{"qos1 blast by duration", bench.IngestConfig{Devices: 3, Duration: 100 * time.Millisecond, QoS: 1}, -1},
+		{"qos1 count before duration", bench.IngestConfig{Devices: 2, Messages: 5, Duration: time.Minute, QoS: 1}, 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,6 +78,27 @@ func TestIngestInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := bench.Ingest(context.Background(), tt.cfg, bench.MQTTSink("127.0.0.1:1", "", "", "x", 0)); err == nil {
+				t.Error("Ingest succeeded, want an error")
+			}
+		})
+	}
+}
+
+func TestIngestUnreachable(t *testing.T) {
+	broker := simtest.Broker(t)
+	tests := []struct {
+		name         string
+		pub, sinkURL string
+	}{
+		{"sink cannot connect", broker, "127.0.0.1:1"},
+		{"publishers cannot connect", "127.0.0.1:1", broker},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cfg := bench.IngestConfig{Broker: tt.pub, Devices: 2, Messages: 1, QoS: 1}
+			if _, err := bench.Ingest(ctx, cfg, bench.MQTTSink(tt.sinkURL, "", "", "bench/#", 1)); err == nil {
 				t.Error("Ingest succeeded, want an error")
 			}
 		})

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -146,4 +147,33 @@ func splitTopic(s string) []string {
 		}
 	}
 	return append(out, s[start:])
+}
+
+// TestRandomWalkStaysPlausible ticks every model for a simulated day and
+// checks the sensors' values stay in range and energy never decreases.
+func TestRandomWalkStaysPlausible(t *testing.T) {
+	for _, d := range testFleet(t, Config{Interval: 30 * time.Second, Seed: 42}) {
+		t.Run(string(d.kind), func(t *testing.T) {
+			lastEnergy := -1.0
+			for range 2880 {
+				for _, m := range d.m.tick() {
+					if !matchesAny(Topics(d.cfg.Prefix, d.id), m.topic) {
+						t.Fatalf("tick published on %s, outside the allow list", m.topic)
+					}
+				}
+				if s, ok := d.m.(*multisensor); ok {
+					if s.temp < 10 || s.temp > 35 || s.hum < 20 || s.hum > 90 || s.power < 0 {
+						t.Fatalf("implausible reading: %+v", *s)
+					}
+					if s.energy < lastEnergy {
+						t.Fatalf("energy fell from %v to %v", lastEnergy, s.energy)
+					}
+					lastEnergy = s.energy
+				}
+				if th, ok := d.m.(*thermostat); ok && (th.local < 5 || th.local > 35) {
+					t.Fatalf("implausible room temperature %v", th.local)
+				}
+			}
+		})
+	}
 }
