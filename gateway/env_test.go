@@ -35,6 +35,7 @@ type env struct {
 	conn     *natsbus.Conn // the test's own connection, for responders and seeding
 	registry *registry.Client
 	authSvc  *auth.Service
+	gwDeps   gateway.Deps
 }
 
 type envOptions struct {
@@ -76,10 +77,11 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	run(t, "auth", authSvc.Run)
 
 	gwConn := bustest.Conn(t, s)
-	gw, err := gateway.New(gateway.Config{Home: testHome, Listen: "127.0.0.1:0"}, gateway.Deps{
+	deps := gateway.Deps{
 		Bus: gwConn, Auth: auth.NewClient(gwConn), Registry: registry.NewClient(gwConn, testHome),
 		Log: log, Metrics: ops.NewRegistry(),
-	})
+	}
+	gw, err := gateway.New(gateway.Config{Home: testHome, Listen: "127.0.0.1:0"}, deps)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
@@ -87,7 +89,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	t.Cleanup(srv.Close)
 
 	conn := bustest.Conn(t, s)
-	e := &env{srv: srv, gw: gw, nats: s, conn: conn, registry: registry.NewClient(conn, testHome), authSvc: authSvc}
+	e := &env{srv: srv, gw: gw, nats: s, conn: conn, registry: registry.NewClient(conn, testHome), authSvc: authSvc, gwDeps: deps}
 	hmtest.WaitFor(t, 10*time.Second, "registry to answer", func() bool {
 		_, err := e.registry.Devices(context.Background())
 		return err == nil

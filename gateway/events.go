@@ -19,15 +19,19 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// WebSocket settings. Variables so tests can shorten them.
+// WebSocket defaults; tests shorten the per-gateway copies.
+const (
+	// defaultAuthWait is how long a client without an Authorization header
+	// has to send its auth message.
+	defaultAuthWait = 10 * time.Second
+	// defaultSendBuffer is how many messages may wait for one client; a
+	// client that falls further behind is disconnected so that it cannot
+	// slow the hub or the other clients.
+	defaultSendBuffer = 256
+)
+
+// WebSocket timers.
 var (
-	// authWait is how long a client without an Authorization header has to
-	// send its auth message.
-	authWait = 10 * time.Second
-	// sendBuffer is how many messages may wait for one client; a client
-	// that falls further behind is disconnected so that it cannot slow the
-	// hub or the other clients.
-	sendBuffer = 256
 	// writeWait bounds one write to a client.
 	writeWait = 10 * time.Second
 	// pingEvery keeps idle connections alive through proxies and detects
@@ -93,8 +97,8 @@ func newHub(b *natsbus.Conn, home string, log *slog.Logger) *hub {
 
 // join registers a client, subscribing to the bus for the first one. When
 // it returns, every change published afterwards reaches the client.
-func (h *hub) join() (*client, error) {
-	c := &client{send: make(chan []byte, sendBuffer), slow: make(chan struct{})}
+func (h *hub) join(buffer int) (*client, error) {
+	c := &client{send: make(chan []byte, buffer), slow: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.clients) == 0 {
@@ -234,13 +238,18 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	defer conn.CloseNow()
 	conn.SetReadLimit(MaxBody)
 
-	// The session lives until the gateway closes; the request context is
-	// not usable after the upgrade.
-	ctx, cancel := context.WithCancel(g.closing)
+	// The request context is not usable after the upgrade, and cancelling
+	// a context that a read uses drops the connection without a close
+	// frame; so I/O gets its own context, ended with the session, and the
+	// gateway's closing is watched separately.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
 	if !headerAuth {
 		claims, err = g.authMessage(ctx, conn)
+		if errors.Is(err, errAuthTimeout) {
+			return
+		}
 		if err != nil {
 			msg := homemesh.ErrorMessage(err)
 			if homemesh.ErrorKind(err) == homemesh.KindInternal {
@@ -258,10 +267,19 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // authMessage waits up to authWait for {"type":"auth","access_token":…}.
+// On timeout it answers auth_invalid and closes the connection itself:
+// cancelling a read would drop the connection without a word.
 func (g *Gateway) authMessage(ctx context.Context, conn *websocket.Conn) (auth.Claims, error) {
-	ctx, cancel := context.WithTimeout(ctx, authWait)
-	defer cancel()
+	stop := context.AfterFunc(g.closing, func() { _ = conn.Close(websocket.StatusGoingAway, "server shutting down") })
+	defer stop()
+	timer := time.AfterFunc(g.authWait, func() {
+		_ = g.writeMessage(ctx, conn, controlMessage{Type: "auth_invalid", Message: "no auth message received in time"})
+		_ = conn.Close(websocket.StatusPolicyViolation, "authentication timeout")
+	})
 	typ, data, err := conn.Read(ctx)
+	if !timer.Stop() {
+		return auth.Claims{}, errAuthTimeout
+	}
 	if err != nil {
 		return auth.Claims{}, homemesh.Errorf(homemesh.KindUnauthenticated, "no auth message received")
 	}
@@ -275,12 +293,15 @@ func (g *Gateway) authMessage(ctx context.Context, conn *websocket.Conn) (auth.C
 	return g.verify(ctx, m.AccessToken)
 }
 
+// errAuthTimeout means the auth timer has already answered and closed.
+var errAuthTimeout = errors.New("no auth message in time")
+
 // stream forwards hub messages to conn. It also reads from conn, because
 // control frames only get answered while somebody reads, and because a
 // client may send a fresh auth message to extend its session before the
 // current token expires.
 func (g *Gateway) stream(ctx context.Context, conn *websocket.Conn, claims auth.Claims) {
-	c, err := g.events.join()
+	c, err := g.events.join(g.sendBuffer)
 	if err != nil {
 		_ = conn.Close(websocket.StatusTryAgainLater, "event stream unavailable")
 		return
@@ -329,7 +350,7 @@ func (g *Gateway) stream(ctx context.Context, conn *websocket.Conn, claims auth.
 			}
 		case <-readDone:
 			return
-		case <-ctx.Done():
+		case <-g.closing.Done():
 			_ = conn.Close(websocket.StatusGoingAway, "server shutting down")
 			return
 		}

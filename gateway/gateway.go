@@ -68,6 +68,9 @@ type Gateway struct {
 	routes  []string // every pattern registered on mux, for the OpenAPI test
 	events  *hub
 
+	authWait   time.Duration // see defaultAuthWait
+	sendBuffer int           // see defaultSendBuffer
+
 	// closing ends WebSocket sessions when Run shuts down; sessions counts
 	// them so Run can wait until they have said goodbye.
 	closing  context.Context
@@ -98,6 +101,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	g := &Gateway{
 		cfg: cfg, bus: deps.Bus, auth: deps.Auth, reg: deps.Registry, log: log,
 		mux: http.NewServeMux(), closing: closing, close: cancel,
+		authWait: defaultAuthWait, sendBuffer: defaultSendBuffer,
 	}
 	g.events = newHub(g.bus, cfg.Home, log)
 	g.routesTable(ops.Handler(deps.Ready, deps.Metrics))
