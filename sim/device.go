@@ -176,8 +176,15 @@ func (d *device) run(ctx context.Context) {
 		var out []message
 		select {
 		case <-ctx.Done():
-			topic, _, offline := d.m.availability()
-			d.publish(context.WithoutCancel(ctx), message{topic, []byte(offline), true}, 1)
+			// Say goodbye as firmware shutting down does; the broker sends
+			// no last will after a clean disconnect. Without a connection
+			// the retained will already says offline.
+			if d.c.IsConnectionOpen() {
+				topic, _, offline := d.m.availability()
+				stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+				d.publish(stopCtx, message{topic, []byte(offline), true}, 1)
+				cancel()
+			}
 			return
 		case <-d.announce:
 			out = append(out, d.m.discovery()...)
@@ -218,8 +225,12 @@ func (d *device) run(ctx context.Context) {
 	}
 }
 
-// publishTimeout bounds the wait for one publish to be accepted.
-const publishTimeout = 10 * time.Second
+// publishTimeout bounds the wait for one publish to be accepted, and
+// shutdownTimeout the wait for the goodbye message.
+const (
+	publishTimeout  = 10 * time.Second
+	shutdownTimeout = 2 * time.Second
+)
 
 // publish sends m and waits for the broker to accept it, so a device never
 // has more than one message in flight. A failure is logged: firmware keeps

@@ -478,3 +478,25 @@ func TestConfigInvalid(t *testing.T) {
 		})
 	}
 }
+
+func TestReconnectReannounces(t *testing.T) {
+	addr, stopFirst := simtest.BrokerAt(t, "127.0.0.1:0")
+	first := newRecorder(t, addr, "", "hmsim/#")
+	startSim(t, sim.Config{Broker: addr, Devices: 1, Kinds: []homemesh.EntityKind{homemesh.KindLock}, QoS: 1})
+	hmtest.WaitFor(t, waitTime, "the lock online", func() bool {
+		p, _, _ := first.get("hmsim/sim-1/status")
+		return p == "online"
+	})
+
+	// The broker restarts empty: the device must reconnect and announce
+	// itself again, as firmware does after a broker outage.
+	stopFirst()
+	simtest.BrokerAt(t, addr)
+	second := newRecorder(t, addr, "", "#")
+	hmtest.WaitFor(t, 3*waitTime, "config, availability and state on the new broker", func() bool {
+		_, _, cfg := second.get("homeassistant/lock/sim-1/lock/config")
+		av, _, _ := second.get("hmsim/sim-1/status")
+		st, _, _ := second.get("hmsim/sim-1/lock/state")
+		return cfg && av == "online" && st == "LOCKED"
+	})
+}

@@ -3,6 +3,7 @@
 package simtest
 
 import (
+	"sync"
 	"testing"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -18,6 +19,15 @@ import (
 // the end of the test.
 func Broker(t testing.TB, hooks ...mochi.Hook) string {
 	t.Helper()
+	addr, _ := BrokerAt(t, "127.0.0.1:0", hooks...)
+	return addr
+}
+
+// BrokerAt starts an embedded MQTT broker listening on addr, like Broker,
+// and also returns a function that stops it early (to test reconnection;
+// a new broker may then listen on the same address).
+func BrokerAt(t testing.TB, addr string, hooks ...mochi.Hook) (string, func()) {
+	t.Helper()
 	s := mochi.New(&mochi.Options{InlineClient: true, Logger: hmtest.Logger(t)})
 	if len(hooks) == 0 {
 		hooks = []mochi.Hook{new(AllowHook)}
@@ -27,15 +37,17 @@ func Broker(t testing.TB, hooks ...mochi.Hook) string {
 			t.Fatalf("add broker hook %s: %v", h.ID(), err)
 		}
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
+	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
 	if err := s.AddListener(l); err != nil {
 		t.Fatalf("broker listen: %v", err)
 	}
 	if err := s.Serve(); err != nil {
 		t.Fatalf("broker serve: %v", err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
-	return l.Address()
+	var once sync.Once
+	stop := func() { once.Do(func() { _ = s.Close() }) }
+	t.Cleanup(stop)
+	return l.Address(), stop
 }
 
 // AllowHook lets every client connect and use every topic.
