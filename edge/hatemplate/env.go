@@ -51,6 +51,7 @@ func newEnvironment() *exec.Environment {
 		filters[name] = f
 	}
 	filters[binopFilter] = filterBinop
+	filters[getitemFilter] = filterGetItem
 
 	tests := map[string]exec.TestFunction{}
 	for _, name := range allowedBuiltinTests {
@@ -271,6 +272,78 @@ func filterBinop(_ *exec.Evaluator, left *exec.Value, params *exec.VarArgs) *exe
 	return exec.AsValue(fmt.Errorf("unknown operator %q", op))
 }
 
+// getitemFilter evaluates x[key]. gonja cannot look up dict literals by
+// integer or none keys ({0: 'off'}[value], {None: None}[x]), which
+// Zigbee2MQTT's templates rely on, so guardTree routes item access here.
+const getitemFilter = "__hm_getitem"
+
+func filterGetItem(_ *exec.Evaluator, target *exec.Value, params *exec.VarArgs) *exec.Value {
+	if target.IsError() {
+		return target
+	}
+	if len(params.Args) != 1 {
+		return exec.AsValue(fmt.Errorf("internal item access error"))
+	}
+	arg := params.Args[0]
+	if arg.IsError() {
+		return arg
+	}
+	if target.IsNil() {
+		return exec.AsValue(nil)
+	}
+	var dict *exec.Dict
+	switch d := target.Interface().(type) {
+	case exec.Dict:
+		dict = &d
+	case *exec.Dict:
+		dict = d
+	}
+	if dict != nil {
+		for _, p := range dict.Pairs {
+			if keyEqual(p.Key, arg) {
+				return p.Value
+			}
+		}
+		return exec.AsValue(nil)
+	}
+	var key any
+	switch {
+	case arg.IsString():
+		key = arg.String()
+	case arg.IsInteger():
+		key = arg.Integer()
+	case arg.IsNil():
+		return exec.AsValue(nil)
+	default:
+		return exec.AsValue(fmt.Errorf("index must be a string or an integer"))
+	}
+	item, found := target.GetItem(key)
+	if !found && arg.IsString() {
+		item, found = target.GetAttribute(arg.String())
+	}
+	if !found {
+		if item != nil && item.IsError() {
+			return item
+		}
+		return exec.AsValue(nil)
+	}
+	return item
+}
+
+func keyEqual(a, b *exec.Value) bool {
+	switch {
+	case a.IsNil() || b.IsNil():
+		return a.IsNil() && b.IsNil()
+	case a.IsNumber() && b.IsNumber():
+		return a.Float() == b.Float()
+	case a.IsString() && b.IsString():
+		return a.String() == b.String()
+	case a.IsBool() && b.IsBool():
+		return a.Bool() == b.Bool()
+	}
+	return false
+}
+
 func typeName(v *exec.Value) string {
 	switch {
 	case v.IsNil():
@@ -308,7 +381,7 @@ func (g *guard) check(v reflect.Value) {
 	}
 	switch n := v.Interface().(type) {
 	case *nodes.FilterCall:
-		if n.Name != binopFilter && !env.Filters.Exists(n.Name) {
+		if n.Name != binopFilter && n.Name != getitemFilter && !env.Filters.Exists(n.Name) {
 			g.err = fmt.Errorf("unknown or forbidden filter %q", n.Name)
 		}
 	case *nodes.TestCall:
@@ -342,6 +415,18 @@ func (g *guard) walk(v reflect.Value) {
 			return
 		}
 		if v.Type() == expressionType || v.Type().Implements(expressionType) {
+			if gi, ok := v.Interface().(*nodes.GetItem); ok && v.CanSet() && gi.Arg != nil {
+				node, nok := gi.Node.(nodes.Expression)
+				arg, aok := gi.Arg.(nodes.Expression)
+				if nok && aok {
+					g.walk(reflect.ValueOf(gi))
+					v.Set(reflect.ValueOf(&nodes.FilteredExpression{
+						Expression: node,
+						Filters:    []*nodes.FilterCall{{Token: gi.Location, Name: getitemFilter, Args: []nodes.Expression{arg}}},
+					}))
+					return
+				}
+			}
 			if be, ok := v.Interface().(*nodes.BinaryExpression); ok && v.CanSet() {
 				if op := be.Operator.Token.Val; op == "~" || op == "+" || op == "*" {
 					g.walk(reflect.ValueOf(be))
@@ -373,6 +458,9 @@ func (g *guard) walk(v reflect.Value) {
 			return
 		}
 		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).Name == "target" {
+				continue // a set target must stay assignable
+			}
 			f := v.Field(i)
 			if !f.CanSet() && f.CanAddr() {
 				f = reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem()

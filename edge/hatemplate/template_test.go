@@ -62,6 +62,12 @@ func TestRenderValue(t *testing.T) {
 		{"z2m light state", "{{ value_json.state }}", `{"state":"ON","brightness":254}`, "ON"},
 		{"tasmota", "{{ value_json.POWER }}", `{"POWER":"OFF"}`, "OFF"},
 		{"esphome style", "{{ value_json.color_mode }}", `{"color_mode":"rgb"}`, "rgb"},
+		{"dict int keys", "{{ {0:'off', 1:'low', 2:'medium'}[value_json.v] | default('') }}", `{"v":2}`, "medium"},
+		{"dict none key", "{% set values = {None:None,'idle':'idle','heat':'heating'} %}{{ values[value_json.s] }}", `{"s":"heat"}`, "heating"},
+		{"dict missing key", "{{ {'a':1}['b'] | default('none') }}", ``, "none"},
+		{"list index", "{{ value_json.l[1] }}", `{"l":[5,6]}`, "6"},
+		{"string index", "{{ value[0] }}", `abc`, "a"},
+		{"namespace item", "{% set ns = namespace(x=1) %}{% set ns.x = ns.x + 1 %}{{ ns['x'] }}", ``, "2"},
 		{"repeat bounded", "{{ 'ab' * 3 }}", ``, "ababab"},
 	}
 	for _, tt := range tests {
