@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"math"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -68,6 +69,9 @@ func (c *Config) setupKind() *ComponentError {
 		c.subscribe("state_topic")
 		caps.Open = o.has("payload_open")
 		caps.CodeFormat = o.str("code_format")
+		if _, err := regexp.Compile(caps.CodeFormat); err != nil {
+			return c.fail("code_format", "is not a valid regular expression")
+		}
 		caps.Commands = []string{"lock", "unlock"}
 		if caps.Open {
 			caps.Commands = append(caps.Commands, "open")
