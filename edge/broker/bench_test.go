@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/bustest"
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go"
 )
 

@@ -206,3 +206,38 @@ func TestLastWill(t *testing.T) {
 		return n == 1
 	})
 }
+
+func TestClientIDOfAnotherCredentialGetsNoSession(t *testing.T) {
+	s := bustest.Server(t)
+	b := startBroker(t, s)
+	addr := b.Addr(ListenerTCP).String()
+	a := mustConnect(t, addr, "dev-a", "a-pw", "shared-id", persistentSession)
+	subscribe(t, a, "dev/a/cmd", 1, &recorder{})
+	a.Disconnect(50)
+	ctl := mustConnect(t, addr, "admin", "admin-pw", "ctl")
+	wait(t, ctl.Publish("dev/a/cmd", 1, false, "for a only"))
+
+	r := &recorder{}
+	other := mustConnect(t, addr, "dev-b", "b-pw", "shared-id", persistentSession, func(o *pahoOptions) {
+		o.SetDefaultPublishHandler(r.handler)
+	})
+	subscribe(t, other, "dev/b/cmd", 1, r)
+	settle(t, ctl, "dev/b/cmd", r)
+	if diff := cmp.Diff([]string{"dev/b/cmd|settle"}, r.all()); diff != "" {
+		t.Errorf("client of another credential received (-want +got):\n%s", diff)
+	}
+}
+
+func TestMaxClients(t *testing.T) {
+	s := bustest.Server(t)
+	b := startBroker(t, s, func(c *Config, _ *Deps) { c.MaxClients = 1 })
+	addr := b.Addr(ListenerTCP).String()
+	mustConnect(t, addr, "dev-a", "a-pw", "one")
+	if c, err := connect(t, addr, "dev-b", "b-pw", "two"); err == nil {
+		c.Disconnect(0)
+		t.Fatal("a client beyond MaxClients was accepted")
+	}
+	if got := b.Clients(); got != 1 {
+		t.Errorf("Clients() = %d, want 1", got)
+	}
+}
