@@ -2,8 +2,15 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -358,5 +365,68 @@ func TestRunShutsDownGracefully(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/healthz"); err == nil {
 		t.Error("still serving after Run returned")
+	}
+}
+
+func TestServeTLS(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hub"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Config{Home: testHome, Listen: "127.0.0.1:0",
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}}, e.gwDeps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "gateway", gw.Run)
+
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	tests := []struct {
+		name    string
+		maxTLS  uint16
+		wantErr bool
+	}{
+		{"TLS 1.3", tls.VersionTLS13, false},
+		{"TLS 1.2 refused", tls.VersionTLS12, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tt.maxTLS}}}
+			defer client.CloseIdleConnections()
+			resp, err := client.Get("https://" + gw.Addr().String() + "/healthz")
+			if tt.wantErr {
+				if err == nil {
+					resp.Body.Close()
+					t.Fatal("connected")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.TLS == nil {
+				t.Errorf("status %d, TLS %v", resp.StatusCode, resp.TLS != nil)
+			}
+		})
 	}
 }

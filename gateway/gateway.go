@@ -27,8 +27,9 @@ type Config struct {
 	// Listen is the host:port to bind, e.g. 127.0.0.1:8080; port 0 picks a
 	// free port (see Addr).
 	Listen string
-	// TLSConfig, when set, makes the gateway serve HTTPS only. It must carry
-	// a certificate (Certificates or GetCertificate).
+	// TLSConfig, when set, makes the gateway serve HTTPS only, with TLS 1.3
+	// at least. It must carry a certificate (Certificates or
+	// GetCertificate).
 	TLSConfig *tls.Config
 }
 
@@ -137,8 +138,8 @@ func (g *Gateway) Listen() error {
 	}
 	if g.cfg.TLSConfig != nil {
 		tc := g.cfg.TLSConfig.Clone()
-		if tc.MinVersion < tls.VersionTLS12 {
-			tc.MinVersion = tls.VersionTLS12
+		if tc.MinVersion < tls.VersionTLS13 {
+			tc.MinVersion = tls.VersionTLS13
 		}
 		ln = tls.NewListener(ln, tc)
 	}
