@@ -65,7 +65,8 @@ type Config struct {
 	Username, Password string
 	// Credential, when set, returns a device's own credential. It is given
 	// the device's allow list, Topics(Prefix, deviceID), and is called once
-	// per device before it connects.
+	// per device before it connects, possibly from several goroutines at
+	// once.
 	Credential func(ctx context.Context, deviceID string, allow []string) (username, password string, err error)
 	// QoS is used for state publishes (0, 1 or 2). Discovery and
 	// availability always use QoS 1.
