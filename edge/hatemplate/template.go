@@ -54,7 +54,7 @@ func compile(src string) (t *exec.Template, err error) {
 			t, err = nil, fmt.Errorf("parser failure: %v", r)
 		}
 	}()
-	t, err = exec.NewTemplate(rootName, cfg, sourceLoader(src), env)
+	t, err = exec.NewTemplate(rootName, cfg, sourceLoader(pythonEscapes(src)), env)
 	if err != nil {
 		return nil, err
 	}
