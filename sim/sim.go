@@ -48,7 +48,7 @@ type Config struct {
 	// Prefix is the discovery prefix; it defaults to "homeassistant".
 	Prefix string
 	// Devices is how many devices to simulate; kinds are assigned
-	// round-robin over Kinds.
+	// round-robin over Kinds. Zero means one device per kind.
 	Devices int
 	// Kinds restricts the kinds simulated; empty means every kind.
 	Kinds []homemesh.EntityKind
@@ -127,6 +127,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if len(c.Kinds) == 0 {
 		c.Kinds = homemesh.EntityKinds
+	}
+	if c.Devices == 0 {
+		c.Devices = len(c.Kinds)
 	}
 	switch {
 	case c.Devices < 1 || c.Devices > MaxDevices:

@@ -463,7 +463,7 @@ func TestConfigInvalid(t *testing.T) {
 		cfg  sim.Config
 	}{
 		{"no broker", sim.Config{Devices: 1}},
-		{"no devices", sim.Config{Broker: "127.0.0.1:1"}},
+		{"negative devices", sim.Config{Broker: "127.0.0.1:1", Devices: -1}},
 		{"too many devices", sim.Config{Broker: "127.0.0.1:1", Devices: sim.MaxDevices + 1}},
 		{"unknown kind", sim.Config{Broker: "127.0.0.1:1", Devices: 1, Kinds: []homemesh.EntityKind{"toaster"}}},
 		{"bad name prefix", sim.Config{Broker: "127.0.0.1:1", Devices: 1, NamePrefix: "Living Room"}},
