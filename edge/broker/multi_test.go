@@ -159,14 +159,18 @@ func rawConnect(t *testing.T, addr string, pk packets.Packet) (net.Conn, byte) {
 }
 
 func connectPacket(user, pass, id, willTopic string) packets.Packet {
-	return packets.Packet{
+	pk := packets.Packet{
 		ProtocolVersion: 4,
 		Connect: packets.ConnectParams{
 			ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: id,
 			UsernameFlag: true, Username: []byte(user), PasswordFlag: true, Password: []byte(pass),
-			WillFlag: willTopic != "", WillTopic: willTopic, WillPayload: []byte("offline"), WillRetain: true, WillQos: 1,
 		},
 	}
+	if willTopic != "" {
+		pk.Connect.WillFlag, pk.Connect.WillTopic, pk.Connect.WillPayload = true, willTopic, []byte("offline")
+		pk.Connect.WillRetain, pk.Connect.WillQos = true, 1
+	}
+	return pk
 }
 
 func TestLastWill(t *testing.T) {
