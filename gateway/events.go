@@ -307,6 +307,8 @@ func (g *Gateway) stream(ctx context.Context, conn *websocket.Conn, claims auth.
 		return
 	}
 	defer g.events.leave(c)
+	g.metrics.wsClients.Inc()
+	defer g.metrics.wsClients.Dec()
 
 	renewed := make(chan auth.Claims, 1)
 	readDone := make(chan error, 1)
@@ -333,6 +335,7 @@ func (g *Gateway) stream(ctx context.Context, conn *websocket.Conn, claims auth.
 			}
 		case <-c.slow:
 			g.log.Info("dropping slow WebSocket client", "user", claims.Username)
+			g.metrics.wsDropped.Inc()
 			_ = conn.Close(websocket.StatusTryAgainLater, "too slow: events were dropped")
 			return
 		case nc := <-renewed:

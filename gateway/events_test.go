@@ -288,6 +288,10 @@ func TestEventsDropSlowClient(t *testing.T) {
 		t.Errorf("slow client close status = %v, want try again later", got)
 	}
 
+	if r := e.do(t, "GET", "/metrics", "", nil); !strings.Contains(string(r.body), "homemesh_gateway_websocket_slow_clients_dropped_total 1") {
+		t.Error("the dropped client is not counted")
+	}
+
 	// The gateway goes on serving everyone else.
 	next, _, err := dial(t, e.srv.URL, tok)
 	if err != nil {

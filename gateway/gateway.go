@@ -68,6 +68,7 @@ type Gateway struct {
 	mux     *http.ServeMux
 	routes  []string // every pattern registered on mux, for the OpenAPI test
 	events  *hub
+	metrics *metrics
 
 	authWait   time.Duration // see defaultAuthWait
 	sendBuffer int           // see defaultSendBuffer
@@ -105,6 +106,11 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		authWait: defaultAuthWait, sendBuffer: defaultSendBuffer,
 	}
 	g.events = newHub(g.bus, cfg.Home, log)
+	var reg prometheus.Registerer
+	if deps.Metrics != nil {
+		reg = deps.Metrics
+	}
+	g.metrics = newMetrics(reg)
 	g.routesTable(ops.Handler(deps.Ready, deps.Metrics))
 	var h http.Handler = http.HandlerFunc(g.serve)
 	if deps.Metrics != nil {
