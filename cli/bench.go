@@ -1,0 +1,193 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/auth"
+	"github.com/homemesh/homemesh/bench"
+	"github.com/homemesh/homemesh/bus"
+	"github.com/homemesh/homemesh/config"
+	"github.com/homemesh/homemesh/node"
+	"github.com/homemesh/homemesh/registry"
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+)
+
+func benchCommand(stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "bench", Short: "Load generators that print JSON results"}
+	cmd.AddCommand(benchIngestCommand(stdout, stderr))
+	return cmd
+}
+
+func benchIngestCommand(stdout, stderr io.Writer) *cobra.Command {
+	cfg := bench.DefaultIngestConfig()
+	var (
+		target, broker, username, password string
+		qos                                int
+	)
+	cmd := &cobra.Command{
+		Use:   "ingest",
+		Short: "QoS 1 state messages from N simulated devices into the registry (or through a plain broker)",
+		Long: `ingest measures how many device state messages per second reach their
+destination and how long they take.
+
+  --target hub   starts a hub in a temporary directory on loopback ports,
+                 announces the devices as Home Assistant sensors and counts
+                 the state changes the registry stores (the default);
+  --target mqtt  publishes to --broker and counts what one subscriber on
+                 the broker receives (how Mosquitto is measured).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.QoS = byte(qos)
+			var res bench.Result
+			var err error
+			switch target {
+			case "hub":
+				res, err = benchHub(cmd.Context(), cfg, stderr)
+			case "mqtt":
+				cfg.Broker, cfg.Username, cfg.Password = broker, username, password
+				sink := bench.MQTTSink(broker, username, password, cfg.TopicPrefix+"/#", cfg.QoS)
+				res, err = bench.Ingest(cmd.Context(), cfg, sink)
+			default:
+				return homemesh.Invalid("target", "%q is not hub or mqtt", target)
+			}
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(res)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&target, "target", "hub", "hub or mqtt")
+	f.StringVar(&broker, "broker", "127.0.0.1:1883", "MQTT broker for --target mqtt")
+	f.StringVar(&username, "username", "", "MQTT username for --target mqtt")
+	f.StringVar(&password, "password", os.Getenv("HOMEMESH_BENCH_PASSWORD"), "MQTT password for --target mqtt [HOMEMESH_BENCH_PASSWORD]")
+	f.IntVar(&cfg.Devices, "devices", cfg.Devices, "publishers, one MQTT connection each")
+	f.IntVar(&cfg.Messages, "messages", cfg.Messages, "messages per device")
+	f.DurationVar(&cfg.Duration, "duration", 0, "stop after this long (with or instead of --messages)")
+	f.Float64Var(&cfg.Rate, "rate", 0, "total offered msgs/s, paced; 0 = as fast as possible")
+	f.IntVar(&qos, "qos", int(cfg.QoS), "publish QoS")
+	f.StringVar(&cfg.TopicPrefix, "topic-prefix", cfg.TopicPrefix, "device i publishes on <prefix>/dev-<i>/state")
+	return cmd
+}
+
+// benchHub runs an ingest benchmark against a complete hub started in this
+// process on loopback ports, measuring up to the registry: a message counts
+// as delivered when the registry has stored it and published the change.
+func benchHub(ctx context.Context, cfg bench.IngestConfig, stderr io.Writer) (bench.Result, error) {
+	dir, err := os.MkdirTemp("", "homemesh-bench-")
+	if err != nil {
+		return bench.Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	hc := config.Default()
+	hc.Data, hc.HTTP, hc.MQTT, hc.MQTTS = dir, "127.0.0.1:0", "127.0.0.1:0", ""
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	n, err := node.New(hc, node.Options{CreateHome: true}, log)
+	if err != nil {
+		return bench.Result{}, err
+	}
+	if err := n.Start(ctx); err != nil {
+		return bench.Result{}, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- n.Run(runCtx) }()
+	defer func() {
+		stop()
+		<-done
+	}()
+	<-n.Ready()
+
+	conn, err := n.Connect("homemesh-bench")
+	if err != nil {
+		return bench.Result{}, err
+	}
+	defer conn.Close()
+	cred, err := benchCredential(ctx, auth.NewClient(conn), n.Auth().OnboardingCode(), cfg.TopicPrefix)
+	if err != nil {
+		return bench.Result{}, err
+	}
+	cfg.Broker = n.Broker().Addr("tcp").String()
+	cfg.Username, cfg.Password = cred.Username, cred.Password
+	cfg.Target = "homemesh hub (MQTT edge → registry)"
+	if err := bench.AnnounceSensors(ctx, cfg, "homeassistant"); err != nil {
+		return bench.Result{}, fmt.Errorf("announce bench sensors: %w", err)
+	}
+	reg := registry.NewClient(conn, n.Home().ID)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ents, err := reg.Entities(ctx, registry.EntityFilter{Kind: homemesh.KindSensor})
+		if err == nil && len(ents) >= cfg.Devices {
+			break
+		}
+		if time.Now().After(deadline) {
+			return bench.Result{}, fmt.Errorf("only %d of %d bench sensors were discovered", len(ents), cfg.Devices)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return bench.Ingest(ctx, cfg, &registrySink{conn: conn.NATS(), home: n.Home().ID, ready: make(chan struct{})})
+}
+
+// benchCredential onboards a throw-away owner on the fresh hub and creates
+// the MQTT credential the bench devices share.
+func benchCredential(ctx context.Context, a *auth.Client, code, prefix string) (auth.Credential, error) {
+	if code == "" {
+		return auth.Credential{}, errors.New("bench hub has no onboarding code")
+	}
+	password := homemesh.RandomID(24)
+	if err := a.Onboard(ctx, code, "bench", password); err != nil {
+		return auth.Credential{}, err
+	}
+	tok, err := a.Login(ctx, "bench", password, "")
+	if err != nil {
+		return auth.Credential{}, err
+	}
+	return a.CreateCredential(ctx, tok.AccessToken, "bench devices", []string{prefix + "/#", "homeassistant/#"})
+}
+
+// registrySink counts the state changes the registry publishes, reading
+// the send time from the "t" attribute every bench payload carries.
+type registrySink struct {
+	conn  *nats.Conn
+	home  string
+	ready chan struct{}
+}
+
+func (s *registrySink) Ready() <-chan struct{} { return s.ready }
+
+func (s *registrySink) Run(ctx context.Context, deliver func(int64)) error {
+	sub, err := s.conn.Subscribe(bus.StateWildcard(s.home), func(m *nats.Msg) {
+		env, err := bus.DecodeEnvelope(m.Data)
+		if err != nil {
+			return
+		}
+		var sc registry.StateChange
+		if json.Unmarshal(env.Payload, &sc) != nil {
+			return
+		}
+		if t, ok := sc.State.Attributes["t"].(float64); ok {
+			deliver(int64(t))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	if err := s.conn.Flush(); err != nil {
+		return err
+	}
+	close(s.ready)
+	<-ctx.Done()
+	return sub.Unsubscribe()
+}

@@ -1,0 +1,368 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/homemesh/homemesh/bus/natsbus"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "homemesh-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "homemesh")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/homemesh")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build homemesh:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is one running homemesh process.
+type proc struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	out    bytes.Buffer // stdout: the banner
+	errBuf bytes.Buffer // stderr: JSON logs
+	done   chan struct{}
+}
+
+var (
+	apiLine  = regexp.MustCompile(`API:\s+(http://\S+)/api/v1`)
+	mqttLine = regexp.MustCompile(`MQTT:\s+(\S+)`)
+	codeLine = regexp.MustCompile(`Onboarding code:\s+(\S+)`)
+	homeLine = regexp.MustCompile(`homemesh: home (\S+)`)
+)
+
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stderr = &lockedWriter{p: p, buf: &p.errBuf}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			p.mu.Lock()
+			t.Logf("homemesh %s stdout:\n%s\nstderr (last 4 KiB):\n%s", strings.Join(args, " "), p.out.String(), tail(p.errBuf.String(), 4096))
+			p.mu.Unlock()
+		}
+	})
+	return p
+}
+
+type lockedWriter struct {
+	p   *proc
+	buf *bytes.Buffer
+}
+
+func (w *lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.buf.Write(b)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// await returns the first submatch of re in the banner, waiting for it.
+func (p *proc) await(t *testing.T, re *regexp.Regexp) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		m := re.FindStringSubmatch(p.out.String())
+		p.mu.Unlock()
+		if m != nil {
+			return m[1]
+		}
+		select {
+		case <-p.done:
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			t.Fatalf("homemesh exited early: %s\n%s", p.out.String(), tail(p.errBuf.String(), 4096))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("banner line %s never appeared", re)
+	return ""
+}
+
+// stop asks the process to shut down gracefully and waits for it.
+func (p *proc) stop(t *testing.T) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("homemesh did not stop within 20s of SIGTERM")
+	}
+}
+
+// hub is a running deployment as its users see it.
+type hub struct {
+	api, mqtt, code string
+	restart         func(t *testing.T)
+}
+
+func allInOne(t *testing.T) *hub {
+	data := t.TempDir()
+	h := &hub{}
+	var p *proc
+	launch := func(t *testing.T) {
+		p = start(t, "up", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
+		h.api = p.await(t, apiLine) + "/api/v1"
+		h.mqtt = p.await(t, mqttLine)
+	}
+	launch(t)
+	h.code = p.await(t, codeLine)
+	h.restart = func(t *testing.T) {
+		p.stop(t)
+		launch(t)
+	}
+	return h
+}
+
+func split(t *testing.T) *hub {
+	// The external NATS: a real server in its own right, which the split
+	// processes reach over TCP like any NATS deployment.
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "e2e", StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	url := srv.ClientURL()
+	authData, edgeData, gwData := t.TempDir(), t.TempDir(), t.TempDir()
+	h := &hub{}
+	var procs []*proc
+	launch := func(t *testing.T) {
+		core := start(t, "serve", "auth", "registry", "--nats", url, "--home", "e2e", "--data", authData, "--ops", "127.0.0.1:0")
+		core.await(t, homeLine)
+		edge := start(t, "serve", "edge", "--nats", url, "--home", "e2e", "--data", edgeData, "--mqtt", "127.0.0.1:0", "--mqtts", "")
+		gw := start(t, "serve", "gateway", "--nats", url, "--home", "e2e", "--data", gwData, "--http", "127.0.0.1:0")
+		h.mqtt = edge.await(t, mqttLine)
+		h.api = gw.await(t, apiLine) + "/api/v1"
+		procs = []*proc{core, edge, gw}
+		if h.code == "" {
+			h.code = core.await(t, codeLine)
+		}
+	}
+	launch(t)
+	h.restart = func(t *testing.T) {
+		for i := len(procs) - 1; i >= 0; i-- {
+			procs[i].stop(t)
+		}
+		launch(t)
+	}
+	return h
+}
+
+// call makes an API request and decodes the JSON answer into out (if not
+// nil). It returns the status code.
+func call(t *testing.T, method, url, token string, body any, out any) int {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		data, _ := json.Marshal(body)
+		r = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: %d %s: %v", method, url, resp.StatusCode, data, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// waitUntil polls cond until it holds or the deadline passes.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func needMosquitto(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"mosquitto_pub", "mosquitto_sub"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (Debian package mosquitto-clients); skipping the MQTT end-to-end suite", tool)
+		}
+	}
+}
+
+// mqttArgs returns the connection arguments for the mosquitto clients.
+func mqttArgs(addr, user, pass string) []string {
+	host, port, _ := strings.Cut(addr, ":")
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		host, port = addr[:i], addr[i+1:]
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" || host == "[::]" {
+		host = "127.0.0.1"
+	}
+	args := []string{"-h", host, "-p", port}
+	if user != "" {
+		args = append(args, "-u", user, "-P", pass)
+	}
+	return args
+}
+
+func pub(t *testing.T, addr, user, pass string, extra ...string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "mosquitto_pub", append(mqttArgs(addr, user, pass), extra...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mosquitto_pub %v: %w: %s", extra, err, out)
+	}
+	return nil
+}
+
+// sub runs mosquitto_sub until it has count messages or the timeout, and
+// returns what it printed and its error.
+func sub(addr, user, pass string, timeout time.Duration, extra ...string) *exec.Cmd {
+	args := append(mqttArgs(addr, user, pass), extra...)
+	return exec.Command("mosquitto_sub", args...)
+}
+
+// lines is the output of a long-running client, line by line.
+type lines struct{ ch chan string }
+
+// stream starts cmd and delivers its output lines; it is killed when the
+// test ends.
+func stream(t *testing.T, cmd *exec.Cmd) *lines {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l := &lines{ch: make(chan string, 1024)}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			l.ch <- sc.Text()
+		}
+		close(l.ch)
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return l
+}
+
+// ready proves the subscriber is in place: it sends probes until one
+// arrives, since mosquitto_sub does not say when its subscription is
+// acknowledged.
+func (l *lines) ready(t *testing.T, probe func() error, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := probe(); err != nil {
+			t.Fatal(err)
+		}
+		wait := time.After(200 * time.Millisecond)
+	drain:
+		for {
+			select {
+			case line, ok := <-l.ch:
+				if !ok {
+					t.Fatal("subscriber exited")
+				}
+				if line == want {
+					return
+				}
+			case <-wait:
+				break drain
+			}
+		}
+	}
+	t.Fatalf("subscriber never received %q", want)
+}
+
+// next returns the first line for which match is true.
+func (l *lines) next(t *testing.T, match func(string) bool) string {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case line, ok := <-l.ch:
+			if !ok {
+				t.Fatal("subscriber exited")
+			}
+			if match(line) {
+				return line
+			}
+		case <-timeout:
+			t.Fatal("timed out waiting for a message")
+		}
+	}
+}

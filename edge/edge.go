@@ -1,0 +1,477 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/bus"
+	"github.com/homemesh/homemesh/bus/natsbus"
+	"github.com/homemesh/homemesh/edge/discovery"
+	"github.com/homemesh/homemesh/registry"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config configures the device side of the edge.
+type Config struct {
+	// Home is the ID of the home served.
+	Home string
+	// Prefix is the Home Assistant discovery prefix. Default "homeassistant".
+	Prefix string
+	// Workers is how many goroutines decode device messages; messages of
+	// one topic always go to the same worker, so their order is kept.
+	// Default: 2 × GOMAXPROCS.
+	Workers int
+}
+
+// Registry is what the edge needs of the registry service.
+type Registry interface {
+	PutDevice(ctx context.Context, d homemesh.Device) (homemesh.Device, error)
+	PutEntity(ctx context.Context, e homemesh.Entity) (homemesh.Entity, error)
+	RemoveEntity(ctx context.Context, id string) error
+	Report(u homemesh.StateUpdate) error
+}
+
+var _ Registry = (*registry.Client)(nil)
+
+// Deps are the edge's collaborators.
+type Deps struct {
+	Bus      *natsbus.Conn
+	Registry Registry
+	Log      *slog.Logger
+}
+
+// Devices is the part of the edge that speaks Home Assistant discovery.
+type Devices struct {
+	cfg Config
+	bus *natsbus.Conn
+	reg Registry
+	log *slog.Logger
+	kv  jetstream.KeyValue
+
+	mu       sync.RWMutex
+	byTopic  map[string][]*binding // state-ish topic → entities that listen on it
+	byEntity map[string]*binding
+	byKey    map[string]*binding // discovery key → binding
+	states   map[string]homemesh.State
+}
+
+// binding ties one discovered entity to the IDs the registry accepted.
+type binding struct {
+	cfg      *discovery.Config
+	entityID string
+	deviceID string
+}
+
+// record is what the discovery bucket stores per entity: the discovery
+// message it came from, so every edge instance can rebuild the same config,
+// and the entity ID the registry accepted.
+type record struct {
+	Topic    string `json:"topic"`
+	Payload  []byte `json:"payload"`
+	Key      string `json:"key"`
+	EntityID string `json:"entity_id"`
+	DeviceID string `json:"device_id"`
+}
+
+// New returns the device pipeline of the edge.
+func New(cfg Config, deps Deps) (*Devices, error) {
+	if err := homemesh.CheckID("home", cfg.Home); err != nil {
+		return nil, err
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = discovery.DefaultPrefix
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Devices{
+		cfg: cfg, bus: deps.Bus, reg: deps.Registry,
+		log:      log.With("service", "edge", "home_id", cfg.Home),
+		byTopic:  map[string][]*binding{},
+		byEntity: map[string]*binding{},
+		byKey:    map[string]*binding{},
+		states:   map[string]homemesh.State{},
+	}, nil
+}
+
+// Run processes device traffic and commands until ctx ends.
+func (d *Devices) Run(ctx context.Context) error {
+	kv, err := d.bus.KeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: "hm_" + d.cfg.Home + "_discovery", History: 1, Storage: jetstream.FileStorage,
+		Description: "Home Assistant discovery configs of home " + d.cfg.Home,
+	})
+	if err != nil {
+		return err
+	}
+	d.kv = kv
+	if err := registry.Streams(ctx, d.bus); err != nil {
+		return err
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if err := d.watch(watchCtx); err != nil {
+		return err
+	}
+
+	work := make([]chan *nats.Msg, d.cfg.Workers)
+	var wg sync.WaitGroup
+	for i := range work {
+		work[i] = make(chan *nats.Msg, 1024)
+		wg.Add(1)
+		go func(in chan *nats.Msg) {
+			defer wg.Done()
+			for m := range in {
+				d.handleMQTT(ctx, m)
+			}
+		}(work[i])
+	}
+	msgSub, err := d.bus.NATS().QueueSubscribe(bus.MQTTWildcard(d.cfg.Home), "edge-devices", func(m *nats.Msg) {
+		h := fnv.New32a()
+		h.Write([]byte(m.Subject))
+		work[h.Sum32()%uint32(len(work))] <- m
+	})
+	if err != nil {
+		return fmt.Errorf("edge: subscribe to device traffic: %w", err)
+	}
+	// Allow bursts from thousands of devices without the client dropping
+	// messages as a slow consumer.
+	_ = msgSub.SetPendingLimits(1<<20, 512<<20)
+	cmdSub, err := d.bus.Handle(bus.CommandWildcard(d.cfg.Home), "edge", d.handleCommand)
+	if err != nil {
+		_ = msgSub.Unsubscribe()
+		return fmt.Errorf("edge: serve commands: %w", err)
+	}
+
+	// The birth message: devices that follow the convention re-announce
+	// their configs and states when they see it.
+	if err := d.publishMQTT(d.cfg.Prefix+"/status", []byte("online"), 1, false); err != nil {
+		d.log.Warn("birth message not sent", "err", err)
+	}
+	d.log.Info("edge devices ready", "entities", len(d.byEntity))
+
+	<-ctx.Done()
+	_ = cmdSub.Drain()
+	_ = msgSub.Drain()
+	for d.bus.NATS().IsConnected() {
+		if n, _, _ := msgSub.Pending(); n <= 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, ch := range work {
+		close(ch)
+	}
+	wg.Wait()
+	flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if f, ok := d.reg.(interface{ Flush(context.Context) error }); ok {
+		_ = f.Flush(flushCtx)
+	}
+	return nil
+}
+
+// publishMQTT sends a message to every MQTT subscriber of topic through the
+// bridge, from whichever edge instance holds the subscriber.
+func (d *Devices) publishMQTT(topic string, payload []byte, qos byte, retain bool) error {
+	subject, err := bus.MQTTSubject(d.cfg.Home, topic)
+	if err != nil {
+		return homemesh.Invalid("topic", "%v", err)
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = payload
+	msg.Header.Set("Hm-Qos", strconv.Itoa(int(qos)))
+	if retain {
+		msg.Header.Set("Hm-Retain", "1")
+	}
+	return d.bus.NATS().PublishMsg(msg)
+}
+
+func (d *Devices) handleMQTT(ctx context.Context, m *nats.Msg) {
+	topic, err := bus.MQTTTopic(d.cfg.Home, m.Subject)
+	if err != nil {
+		d.log.Debug("unmappable subject", "subject", m.Subject, "err", err)
+		return
+	}
+	if discovery.IsDiscoveryTopic(d.cfg.Prefix, topic) {
+		d.handleDiscovery(ctx, topic, m.Data)
+		return
+	}
+	d.mu.RLock()
+	targets := d.byTopic[topic]
+	d.mu.RUnlock()
+	now := time.Now().UTC()
+	for _, b := range targets {
+		d.mu.RLock()
+		prev := d.states[b.entityID]
+		d.mu.RUnlock()
+		u, err := b.cfg.Decode(topic, m.Data, prev)
+		if err != nil {
+			d.log.Warn("device message not understood", "entity_id", b.entityID, "topic", topic, "err", err)
+			continue
+		}
+		if !u.HasValue && u.Available == nil && len(u.Attributes) == 0 {
+			continue
+		}
+		d.mu.Lock()
+		st := d.states[b.entityID]
+		if u.HasValue {
+			st.Value = u.Value
+		}
+		if u.Available != nil {
+			st.Available = *u.Available
+		}
+		d.states[b.entityID] = st
+		d.mu.Unlock()
+		if err := d.reg.Report(homemesh.StateUpdate{
+			HomeID: d.cfg.Home, DeviceID: b.deviceID, EntityID: b.entityID,
+			Value: u.Value, HasValue: u.HasValue, Attributes: u.Attributes, Available: u.Available, Time: now,
+		}); err != nil {
+			d.log.Warn("state report failed", "entity_id", b.entityID, "err", err)
+		}
+	}
+}
+
+func (d *Devices) handleDiscovery(ctx context.Context, topic string, payload []byte) {
+	ann, err := discovery.Parse(d.cfg.Prefix, topic, payload)
+	if err != nil {
+		d.log.Warn("discovery message rejected", "topic", topic, "err", err)
+		return
+	}
+	for _, cerr := range ann.Errors {
+		d.log.Warn("discovery component rejected", "topic", topic, "key", cerr.Key.String(), "field", cerr.Field, "err", cerr.Reason)
+	}
+	for _, key := range ann.Removed {
+		d.remove(ctx, key.String())
+	}
+	for _, c := range ann.Configs {
+		if err := d.add(ctx, c); err != nil {
+			d.log.Warn("discovered entity not registered", "topic", topic, "key", c.Key.String(), "err", err)
+		}
+	}
+}
+
+func kvKey(discoveryKey string) string {
+	// KV keys allow [-/_=.a-zA-Z0-9]; discovery keys hold spaces and more,
+	// so they are hex-escaped the same way topics are bridged.
+	s, _ := bus.MQTTSubject("k", discoveryKey)
+	return s[len(bus.MQTTPrefix("k")):]
+}
+
+func (d *Devices) add(ctx context.Context, c *discovery.Config) error {
+	key := c.Key.String()
+	d.mu.RLock()
+	old := d.byKey[key]
+	d.mu.RUnlock()
+	if old != nil && old.cfg.Topic == c.Topic && string(old.cfg.Payload) == string(c.Payload) {
+		return nil // a re-announcement of the same config changes nothing
+	}
+	dev := c.Device
+	dev.HomeID = d.cfg.Home
+	if _, err := d.reg.PutDevice(ctx, dev); err != nil {
+		return err
+	}
+	ent := c.Entity
+	ent.HomeID = d.cfg.Home
+	ent.DeviceID = dev.ID
+	ent.State = homemesh.State{Available: c.InitialAvailable()}
+	if old != nil {
+		ent.ID = old.entityID
+	}
+	// Two unique_ids can slug to the same ID; the registry refuses the
+	// second, and a numbered ID is tried instead.
+	base := ent.ID
+	var err error
+	for n := 2; n <= 20; n++ {
+		if _, err = d.reg.PutEntity(ctx, ent); homemesh.ErrorKind(err) != homemesh.KindConflict {
+			break
+		}
+		ent.ID = fmt.Sprintf("%s_%d", base, n)
+	}
+	if err != nil {
+		return err
+	}
+	rec := record{Topic: c.Topic, Payload: c.Payload, Key: key, EntityID: ent.ID, DeviceID: dev.ID}
+	data, _ := json.Marshal(rec)
+	if _, err := d.kv.Put(ctx, kvKey(key), data); err != nil {
+		return fmt.Errorf("store discovery config: %w", err)
+	}
+	d.bind(key, &binding{cfg: c, entityID: ent.ID, deviceID: dev.ID})
+	return nil
+}
+
+func (d *Devices) remove(ctx context.Context, key string) {
+	d.mu.RLock()
+	b := d.byKey[key]
+	d.mu.RUnlock()
+	if b == nil {
+		return
+	}
+	if err := d.reg.RemoveEntity(ctx, b.entityID); err != nil && homemesh.ErrorKind(err) != homemesh.KindNotFound {
+		d.log.Warn("entity not removed", "entity_id", b.entityID, "err", err)
+		return
+	}
+	if err := d.kv.Delete(ctx, kvKey(key)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		d.log.Warn("discovery config not deleted", "key", key, "err", err)
+	}
+	d.unbind(key)
+}
+
+// bind indexes b, replacing whatever was bound to key.
+func (d *Devices) bind(key string, b *binding) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.unbindLocked(key)
+	d.byKey[key] = b
+	d.byEntity[b.entityID] = b
+	for _, t := range b.cfg.Topics() {
+		d.byTopic[t] = append(d.byTopic[t], b)
+	}
+	if _, ok := d.states[b.entityID]; !ok {
+		d.states[b.entityID] = homemesh.State{Available: b.cfg.InitialAvailable()}
+	}
+}
+
+func (d *Devices) unbind(key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.unbindLocked(key)
+}
+
+func (d *Devices) unbindLocked(key string) {
+	old := d.byKey[key]
+	if old == nil {
+		return
+	}
+	delete(d.byKey, key)
+	delete(d.byEntity, old.entityID)
+	delete(d.states, old.entityID)
+	for _, t := range old.cfg.Topics() {
+		list := d.byTopic[t]
+		out := list[:0]
+		for _, x := range list {
+			if x != old {
+				out = append(out, x)
+			}
+		}
+		if len(out) == 0 {
+			delete(d.byTopic, t)
+		} else {
+			d.byTopic[t] = out
+		}
+	}
+}
+
+// watch loads the stored discovery configs and follows changes other edge
+// instances make. It returns after the initial load.
+func (d *Devices) watch(ctx context.Context) error {
+	w, err := d.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("edge: watch discovery configs: %w", err)
+	}
+	loaded := make(chan struct{})
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					close(loaded)
+					continue
+				}
+				d.applyRecord(e)
+			}
+		}
+	}()
+	select {
+	case <-loaded:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *Devices) applyRecord(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		d.mu.RLock()
+		var key string
+		for k := range d.byKey {
+			if kvKey(k) == e.Key() {
+				key = k
+			}
+		}
+		d.mu.RUnlock()
+		if key != "" {
+			d.unbind(key)
+		}
+		return
+	}
+	var rec record
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		d.log.Error("skipping unreadable discovery record", "key", e.Key(), "err", err)
+		return
+	}
+	d.mu.RLock()
+	cur := d.byKey[rec.Key]
+	d.mu.RUnlock()
+	if cur != nil && cur.entityID == rec.EntityID && cur.cfg.Topic == rec.Topic && string(cur.cfg.Payload) == string(rec.Payload) {
+		return
+	}
+	ann, err := discovery.Parse(d.cfg.Prefix, rec.Topic, rec.Payload)
+	if err != nil {
+		d.log.Error("stored discovery config no longer parses", "key", rec.Key, "err", err)
+		return
+	}
+	for _, c := range ann.Configs {
+		if c.Key.String() == rec.Key {
+			d.bind(rec.Key, &binding{cfg: c, entityID: rec.EntityID, deviceID: rec.DeviceID})
+		}
+	}
+}
+
+func (d *Devices) handleCommand(ctx context.Context, m *nats.Msg) (any, error) {
+	var cmd homemesh.Command
+	if err := json.Unmarshal(m.Data, &cmd); err != nil {
+		return nil, homemesh.Invalid("body", "not a JSON command: %v", err)
+	}
+	_, device, entity, ok := bus.SplitCommandSubject(m.Subject)
+	if !ok || cmd.EntityID != entity {
+		return nil, homemesh.Invalid("entity_id", "does not match the subject")
+	}
+	d.mu.RLock()
+	b := d.byEntity[entity]
+	st := d.states[entity]
+	d.mu.RUnlock()
+	if b == nil || b.deviceID != device {
+		return nil, homemesh.Errorf(homemesh.KindNotFound, "entity %q is not an MQTT entity of this home", entity)
+	}
+	pubs, err := b.cfg.Command(cmd, st)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pubs {
+		if err := d.publishMQTT(p.Topic, p.Payload, p.QoS, p.Retain); err != nil {
+			return nil, &homemesh.Error{Op: "edge.command", Kind: homemesh.KindUnavailable, Message: "command not sent", Err: err}
+		}
+	}
+	d.log.Info("command sent", "entity_id", entity, "command", cmd.Name)
+	return struct{}{}, nil
+}

@@ -1,0 +1,399 @@
+// Package node hosts homemesh services in one process. It builds the bus
+// (an embedded NATS server or a connection to an external one), reads or
+// creates the home's identity, binds every listener before anything starts
+// (so a taken port is reported at once, naming the flag to change), and runs
+// an explicit table of services until the context ends.
+//
+// The all-in-one hub (`homemesh up`) and each split-mode process
+// (`homemesh serve registry …`) are the same Node with a different service
+// list; services talk only over the bus in both.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/auth"
+	"github.com/homemesh/homemesh/bus/natsbus"
+	"github.com/homemesh/homemesh/config"
+	"github.com/homemesh/homemesh/edge"
+	"github.com/homemesh/homemesh/edge/broker"
+	"github.com/homemesh/homemesh/gateway"
+	"github.com/homemesh/homemesh/internal/ops"
+	"github.com/homemesh/homemesh/registry"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Services lists every service a node can host, in start order.
+var Services = []string{"auth", "registry", "edge", "gateway"}
+
+// Node is one homemesh process.
+type Node struct {
+	cfg     config.Config
+	log     *slog.Logger
+	out     io.Writer
+	names   []string
+	create  bool
+	metrics *prometheus.Registry
+
+	home    homemesh.Home
+	server  *natsbus.Server
+	conns   []*natsbus.Conn
+	runners []runner
+	opsSrv  *http.Server
+	opsLn   net.Listener
+	ready   chan struct{}
+
+	// Exposed after Start for tests and the demo.
+	authSvc *auth.Service
+	broker  *broker.Broker
+	gw      *gateway.Gateway
+}
+
+type runner struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// Options select what a node hosts.
+type Options struct {
+	// Services to host; nil means all (the hub).
+	Services []string
+	// CreateHome lets the node create the home on first start. The hub
+	// does; split-mode processes must find an existing one.
+	CreateHome bool
+	// Out receives what a person starting the hub must see (the onboarding
+	// code, the addresses). Logs go to the logger.
+	Out io.Writer
+}
+
+// New checks the configuration and the service list. Nothing is started
+// until Start.
+func New(cfg config.Config, opts Options, log *slog.Logger) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	names := opts.Services
+	if len(names) == 0 {
+		names = Services
+	}
+	for _, n := range names {
+		if !slices.Contains(Services, n) {
+			return nil, homemesh.Invalid("service", "unknown service %q (known: %s)", n, strings.Join(Services, ", "))
+		}
+	}
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	return &Node{
+		cfg: cfg, log: log, out: opts.Out, names: names, create: opts.CreateHome,
+		metrics: ops.NewRegistry(), ready: make(chan struct{}),
+	}, nil
+}
+
+func (n *Node) hosts(name string) bool { return slices.Contains(n.names, name) }
+
+// Home returns the home this node serves (valid after Start).
+func (n *Node) Home() homemesh.Home { return n.home }
+
+// Auth returns the auth service when this node hosts it.
+func (n *Node) Auth() *auth.Service { return n.authSvc }
+
+// Broker returns the MQTT broker when this node hosts the edge.
+func (n *Node) Broker() *broker.Broker { return n.broker }
+
+// Gateway returns the API gateway when this node hosts it.
+func (n *Node) Gateway() *gateway.Gateway { return n.gw }
+
+// Connect opens another connection to this node's bus, for in-process
+// tools such as the demo devices and benchmarks.
+func (n *Node) Connect(name string) (*natsbus.Conn, error) {
+	if n.server != nil {
+		return n.server.Connect(name)
+	}
+	return natsbus.Dial(n.natsURL(), name, n.log)
+}
+
+func (n *Node) natsURL() string {
+	if n.cfg.NATSToken == "" || strings.Contains(n.cfg.NATS, "@") {
+		return n.cfg.NATS
+	}
+	// nats://token@host:port is how nats.go takes a token in a URL.
+	return strings.Replace(n.cfg.NATS, "://", "://"+n.cfg.NATSToken+"@", 1)
+}
+
+// Start prepares the data directory, the home, the bus, every listener and
+// every service. On error everything already started is stopped.
+func (n *Node) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
+	if err := os.MkdirAll(n.cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("create data directory %s (--data): %w", n.cfg.Data, err)
+	}
+	if n.home, err = n.loadHome(); err != nil {
+		return err
+	}
+
+	if n.cfg.NATS == "" {
+		n.server, err = natsbus.StartServer(natsbus.ServerConfig{
+			Name: "homemesh-" + n.home.ID, StoreDir: filepath.Join(n.cfg.Data, "jetstream"),
+			Listen: n.cfg.NATSListen, Token: n.cfg.NATSToken,
+		}, n.log.With("service", "nats", "home_id", n.home.ID))
+		if err != nil {
+			return fmt.Errorf("start embedded NATS (--nats-listen %s): %w", n.cfg.NATSListen, err)
+		}
+	}
+	conn := func(service string) (*natsbus.Conn, error) {
+		c, err := n.Connect("homemesh-" + service)
+		if err != nil {
+			return nil, fmt.Errorf("%s: connect to NATS (--nats %s): %w", service, n.cfg.NATS, err)
+		}
+		n.conns = append(n.conns, c)
+		return c, nil
+	}
+
+	if n.hosts("auth") {
+		c, err := conn("auth")
+		if err != nil {
+			return err
+		}
+		key, err := n.secretKey()
+		if err != nil {
+			return err
+		}
+		n.authSvc, err = auth.New(auth.Config{DataDir: n.cfg.Data, Home: n.home.ID, SecretKey: key},
+			auth.Deps{Bus: c, Log: n.log})
+		if err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+		n.runners = append(n.runners, runner{"auth", n.authSvc.Run})
+	}
+	if n.hosts("registry") {
+		c, err := conn("registry")
+		if err != nil {
+			return err
+		}
+		svc, err := registry.New(registry.Config{Home: n.home.ID}, registry.Deps{Bus: c, Log: n.log})
+		if err != nil {
+			return fmt.Errorf("registry: %w", err)
+		}
+		n.runners = append(n.runners, runner{"registry", svc.Run})
+	}
+	if n.hosts("edge") {
+		if err := n.startEdge(conn); err != nil {
+			return err
+		}
+	}
+	if n.hosts("gateway") {
+		c, err := conn("gateway")
+		if err != nil {
+			return err
+		}
+		n.gw, err = gateway.New(gateway.Config{Home: n.home.ID, Listen: n.cfg.HTTP}, gateway.Deps{
+			Bus: c, Auth: auth.NewClient(c), Registry: registry.NewClient(c, n.home.ID),
+			Log: n.log, Metrics: n.metrics, Ready: n.readyErr,
+		})
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		if err := n.gw.Listen(); err != nil {
+			return fmt.Errorf("%w; choose another address with --http", err)
+		}
+		n.runners = append(n.runners, runner{"gateway", n.gw.Run})
+	}
+	if n.cfg.Ops != "" {
+		n.opsLn, err = net.Listen("tcp", n.cfg.Ops)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w; choose another address with --ops", n.cfg.Ops, err)
+		}
+		n.opsSrv = &http.Server{Handler: ops.Handler(n.readyErr, n.metrics), ReadHeaderTimeout: 5 * time.Second}
+	}
+	return nil
+}
+
+func (n *Node) startEdge(conn func(string) (*natsbus.Conn, error)) error {
+	c, err := conn("edge")
+	if err != nil {
+		return err
+	}
+	bcfg := broker.Config{Home: n.home.ID, InstanceID: homemesh.RandomID(10), TCP: n.cfg.MQTT}
+	if n.cfg.MQTTS != "" {
+		if n.authSvc == nil {
+			// The home CA lives with the auth service; a split edge without
+			// it serves plain MQTT only (documented in docs/operations.md).
+			n.log.Warn("MQTTS disabled: the auth service is not in this process", "service", "edge")
+		} else {
+			host, _, _ := net.SplitHostPort(n.cfg.MQTTS)
+			hosts := []string{"localhost"}
+			if host != "" {
+				hosts = append(hosts, host)
+			}
+			if name, err := os.Hostname(); err == nil {
+				hosts = append(hosts, name)
+			}
+			tlsCfg, err := n.authSvc.ServerTLSConfig(hosts)
+			if err != nil {
+				return fmt.Errorf("edge: server certificate: %w", err)
+			}
+			bcfg.TLS, bcfg.TLSConfig = n.cfg.MQTTS, tlsCfg
+		}
+	}
+	n.broker, err = broker.New(bcfg, broker.Deps{Bus: c, Auth: mqttAuth{auth.NewClient(c)},
+		Log: n.log, Metrics: n.metrics})
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	if err := n.broker.Listen(); err != nil {
+		flag := "--mqtt"
+		if bcfg.TLS != "" && bcfg.TLS != bcfg.TCP && strings.Contains(err.Error(), bcfg.TLS) {
+			flag = "--mqtts"
+		}
+		return fmt.Errorf("%w; choose another address with %s", err, flag)
+	}
+	devices, err := edge.New(edge.Config{Home: n.home.ID}, edge.Deps{Bus: c, Registry: registry.NewClient(c, n.home.ID), Log: n.log})
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	n.runners = append(n.runners, runner{"edge-broker", n.broker.Run}, runner{"edge", devices.Run})
+	return nil
+}
+
+// mqttAuth adapts the auth client to the broker's Authenticator.
+type mqttAuth struct{ c *auth.Client }
+
+func (a mqttAuth) AuthenticateMQTT(ctx context.Context, username, password, clientID string) (broker.Grant, error) {
+	g, err := a.c.AuthenticateMQTT(ctx, username, password, clientID)
+	return broker.Grant{Username: g.Username, Allow: g.Allow}, err
+}
+
+func (n *Node) secretKey() ([]byte, error) {
+	if v := os.Getenv("HOMEMESH_SECRET_KEY"); v != "" {
+		return decodeKey([]byte(v), "HOMEMESH_SECRET_KEY")
+	}
+	if n.cfg.SecretKeyFile == "" {
+		return nil, nil // auth reads or creates DATA/secret.key
+	}
+	data, err := os.ReadFile(n.cfg.SecretKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("read --secret-key-file: %w", err)
+	}
+	return decodeKey(data, "--secret-key-file")
+}
+
+func (n *Node) readyErr() error {
+	select {
+	case <-n.ready:
+		return nil
+	default:
+		return errors.New("starting")
+	}
+}
+
+// Ready is closed once every service has started.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// Run runs every service until ctx ends or one fails, then stops them all
+// and closes the bus. It returns the first failure, or nil on a clean stop.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(n.runners)+1)
+	for _, r := range n.runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.run(ctx); err != nil {
+				errs <- fmt.Errorf("%s: %w", r.name, err)
+				cancel()
+			}
+		}()
+	}
+	if n.opsSrv != nil {
+		go func() {
+			if err := n.opsSrv.Serve(n.opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("ops: %w", err)
+				cancel()
+			}
+		}()
+	}
+	close(n.ready)
+	<-ctx.Done()
+	if n.opsSrv != nil {
+		shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = n.opsSrv.Shutdown(shutdownCtx)
+		stop()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (n *Node) close() {
+	for i := len(n.conns) - 1; i >= 0; i-- {
+		n.conns[i].Close()
+	}
+	n.conns = nil
+	if n.server != nil {
+		n.server.Shutdown()
+		n.server = nil
+	}
+}
+
+// homeFile is where the hub remembers its home.
+const homeFile = "home.json"
+
+func (n *Node) loadHome() (homemesh.Home, error) {
+	path := filepath.Join(n.cfg.Data, homeFile)
+	var h homemesh.Home
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, &h); err != nil || !homemesh.ValidID(h.ID) {
+			return h, fmt.Errorf("%s is damaged; restore it from a backup: %v", path, err)
+		}
+		if n.cfg.Home != "" && n.cfg.Home != h.ID {
+			return h, homemesh.Invalid("home", "%q differs from the home %q stored in %s", n.cfg.Home, h.ID, path)
+		}
+		return h, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return h, fmt.Errorf("read %s: %w", path, err)
+	}
+	if n.cfg.Home != "" && !n.create {
+		return homemesh.Home{ID: n.cfg.Home, Name: n.cfg.Home}, nil
+	}
+	if !n.create {
+		return h, homemesh.Invalid("home", "no home in %s; pass --home or run the hub there first", n.cfg.Data)
+	}
+	h = homemesh.Home{ID: n.cfg.Home, Name: "Home", CreatedAt: time.Now().UTC()}
+	if h.ID == "" {
+		h.ID = "h" + homemesh.RandomID(9)
+	}
+	data, _ = json.MarshalIndent(h, "", "  ")
+	if err := os.WriteFile(path, append(data, '\n'), 0o600); err != nil {
+		return h, fmt.Errorf("write %s: %w", path, err)
+	}
+	n.log.Info("home created", "home_id", h.ID)
+	return h, nil
+}
