@@ -162,6 +162,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	log = log.With("service", "sim")
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -185,6 +186,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if err := g.Wait(); err != nil {
 		cancel()
+		if parent.Err() != nil {
+			return nil // stopped while connecting: a clean stop
+		}
 		return err
 	}
 	log.Info("devices connected", "devices", cfg.Devices, "broker", cfg.Broker)

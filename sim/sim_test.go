@@ -500,3 +500,13 @@ func TestReconnectReannounces(t *testing.T) {
 		return cfg && av == "online" && st == "LOCKED"
 	})
 }
+
+func TestRunStopsCleanlyWhileConnecting(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	// The broker address does not matter: the run has ended before any
+	// device connects.
+	if err := sim.Run(ctx, sim.Config{Broker: simtest.Broker(t), Devices: 3}, hmtest.Logger(t)); err != nil {
+		t.Errorf("Run with an ended context = %v, want nil", err)
+	}
+}
