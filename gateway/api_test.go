@@ -1,8 +1,10 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"sort"
@@ -521,5 +523,59 @@ func TestOpsEndpoints(t *testing.T) {
 				t.Errorf("status %d, body %.300q; want %d containing %q", r.status, r.body, tt.wantStatus, tt.wantBody)
 			}
 		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestSecretsNeverLogged runs the secret-bearing routes, failures included,
+// with the gateway logging everything, and looks for the secrets.
+func TestSecretsNeverLogged(t *testing.T) {
+	var logs syncBuffer
+	e := newEnv(t, envOptions{gwLog: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	code := e.authSvc.OnboardingCode()
+	tok := e.onboard(t)
+	seed(t, e)
+	e.do(t, "POST", "/api/v1/auth/login", "", map[string]string{"username": testOwner, "password": testPassword + "x"})
+	next := decode[auth.Tokens](t, e.do(t, "POST", "/api/v1/auth/refresh", "", map[string]string{"refresh_token": tok.RefreshToken}), 200)
+	cred := decode[auth.Credential](t, e.do(t, "POST", "/api/v1/credentials", next.AccessToken,
+		map[string]any{"name": "z2m", "allow": []string{"z2m/#"}}), 201)
+	e.do(t, "GET", "/api/v1/entities", next.AccessToken, nil)
+	e.do(t, "POST", "/api/v1/entities/lamp1_light/commands", next.AccessToken, `{"command":"turn_on"}`) // no responder: 503, logged
+	c, _, err := dial(t, e.srv.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, c, map[string]string{"type": "auth", "access_token": next.AccessToken})
+	mustRead(t, c)
+
+	out := logs.String()
+	if !strings.Contains(out, "command") {
+		t.Fatalf("the gateway logged nothing useful: %q", out)
+	}
+	for name, secret := range map[string]string{
+		"onboarding code": code, "password": testPassword, "access token": tok.AccessToken,
+		"refresh token": tok.RefreshToken, "new access token": next.AccessToken,
+		"new refresh token": next.RefreshToken, "credential password": cred.Password,
+	} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the %s appears in the logs", name)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -40,6 +41,7 @@ type env struct {
 
 type envOptions struct {
 	accessTTL time.Duration
+	gwLog     *slog.Logger // the gateway's logger; default hmtest.Logger
 }
 
 // run runs fn in a goroutine until the test ends and checks it returns nil.
@@ -77,6 +79,9 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	run(t, "auth", authSvc.Run)
 
 	gwConn := bustest.Conn(t, s)
+	if opts.gwLog != nil {
+		log = opts.gwLog
+	}
 	deps := gateway.Deps{
 		Bus: gwConn, Auth: auth.NewClient(gwConn), Registry: registry.NewClient(gwConn, testHome),
 		Log: log, Metrics: ops.NewRegistry(),
