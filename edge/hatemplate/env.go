@@ -93,7 +93,12 @@ func newEnvironment() *exec.Environment {
 	for name, fn := range haGlobals() {
 		ctx.Set(name, fn)
 	}
-	for _, name := range []string{"dict", "namespace", "cycler", "joiner"} {
+	if v, ok := builtins.GlobalFunctions.Get("dict"); ok {
+		if fn, ok := v.(func(*exec.Evaluator, *exec.VarArgs) *exec.Value); ok {
+			ctx.Set("dict", dictFunc(fn))
+		}
+	}
+	for _, name := range []string{"namespace", "cycler", "joiner"} {
 		v, ok := builtins.GlobalFunctions.Get(name)
 		if ok {
 			ctx.Set(name, v)

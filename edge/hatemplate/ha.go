@@ -114,6 +114,7 @@ func haGlobals() map[string]any {
 			return asTimestamp(in, rest)
 		},
 		"is_number": func(p *exec.VarArgs) *exec.Value { in, _ := first(p); return exec.AsValue(isNumber(in)) },
+		"zip":       zipFunc,
 	}
 }
 
@@ -593,4 +594,57 @@ func iif(in *exec.Value, p *exec.VarArgs) *exec.Value {
 		return ifTrue
 	}
 	return ifFalse
+}
+
+// zipFunc is Python's zip over lists: a list of lists, as long as the
+// shortest argument.
+func zipFunc(p *exec.VarArgs) *exec.Value {
+	if len(p.Args) == 0 {
+		return exec.AsValue([]any{})
+	}
+	n := -1
+	for _, a := range p.Args {
+		if !a.IsList() {
+			return errValue("zip: arguments must be lists")
+		}
+		if n < 0 || a.Len() < n {
+			n = a.Len()
+		}
+	}
+	out := make([]any, n)
+	for i := 0; i < n; i++ {
+		row := make([]any, len(p.Args))
+		for j, a := range p.Args {
+			row[j] = a.Index(i).Interface()
+		}
+		out[i] = row
+	}
+	return exec.AsValue(out)
+}
+
+// dictFunc is the dict global: callable like Jinja's dict(), with the
+// from_keys attribute Zigbee2MQTT's templates use to build a mapping from
+// (key, value) pairs.
+type dictFunc func(*exec.Evaluator, *exec.VarArgs) *exec.Value
+
+// GetAttribute implements gonja's attribute lookup for dict.from_keys.
+func (d dictFunc) GetAttribute(name string) (*exec.Value, bool) {
+	if name != "from_keys" {
+		return exec.AsValue(nil), false
+	}
+	return exec.AsValue(func(p *exec.VarArgs) *exec.Value {
+		if len(p.Args) != 1 || !p.Args[0].IsList() {
+			return errValue("dict.from_keys expects a list of (key, value) pairs")
+		}
+		out := map[string]any{}
+		list := p.Args[0]
+		for i := 0; i < list.Len(); i++ {
+			pair := list.Index(i)
+			if !pair.IsList() || pair.Len() != 2 {
+				return errValue("dict.from_keys expects a list of (key, value) pairs")
+			}
+			out[pair.Index(0).String()] = pair.Index(1).Interface()
+		}
+		return exec.AsValue(out)
+	}), true
 }
