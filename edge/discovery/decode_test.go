@@ -193,12 +193,27 @@ func parseInline(t testing.TB, payload string) *Config {
 
 func TestDecodeEvent(t *testing.T) {
 	c := parseFixture(t, "z2m_event_action")
-	got, err := c.Decode("zigbee2mqtt/button", []byte(`{"action":"double","battery":100}`), homemesh.State{})
-	if err != nil {
-		t.Skipf("the Zigbee2MQTT action template is beyond gonja: %v", err)
+	tests := []struct {
+		payload string
+		want    Update
+	}{
+		{`{"action":"double","battery":100}`, Update{Value: "double", HasValue: true}},
+		{`{"action":"hold"}`, Update{Value: "hold", HasValue: true}},
 	}
-	if diff := cmp.Diff(Update{Value: "double", HasValue: true}, got); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
+	for _, tt := range tests {
+		t.Run(tt.payload, func(t *testing.T) {
+			got, err := c.Decode("zigbee2mqtt/button", []byte(tt.payload), homemesh.State{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+	// An action outside event_types is an error, not a silent event.
+	if _, err := c.Decode("zigbee2mqtt/button", []byte(`{"action":"left_press"}`), homemesh.State{}); homemesh.ErrorField(err) != "state_topic" {
+		t.Errorf("left_press: %v", err)
 	}
 }
 
