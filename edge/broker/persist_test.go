@@ -4,7 +4,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/bustest"
+	"github.com/nats-io/nats.go"
 )
 
 func TestRetainedSurvivesRestart(t *testing.T) {
@@ -87,4 +89,29 @@ func TestCleanSessionLeavesNoState(t *testing.T) {
 	if n := len(b2.srv.Clients.GetAll()); n != 0 {
 		t.Errorf("restored %d clients from a clean session", n)
 	}
+}
+
+func TestServiceRetainedMessagePersists(t *testing.T) {
+	s := bustest.Server(t)
+	b1 := startBroker(t, s)
+	conn := bustest.Conn(t, s)
+	subject, err := bus.MQTTSubject(testHome, "homeassistant/light/virtual/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A service publishes a retained MQTT message without an origin.
+	r := &recorder{}
+	c := mustConnect(t, b1.Addr(ListenerTCP).String(), "z2m", "z2m-pw", "ha")
+	subscribe(t, c, "homeassistant/#", 1, r)
+	if err := conn.NATS().PublishMsg(&nats.Msg{Subject: subject, Data: []byte(`{"name":"Virtual"}`),
+		Header: nats.Header{HeaderRetain: {"1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, `homeassistant/light/virtual/config|{"name":"Virtual"}`)
+	b1.stop()
+
+	b2 := startBroker(t, s)
+	late := &recorder{}
+	subscribe(t, mustConnect(t, b2.Addr(ListenerTCP).String(), "z2m", "z2m-pw", "late"), "homeassistant/#", 1, late)
+	late.waitFor(t, `homeassistant/light/virtual/config|{"name":"Virtual"}`)
 }
