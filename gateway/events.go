@@ -272,12 +272,15 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) authMessage(ctx context.Context, conn *websocket.Conn) (auth.Claims, error) {
 	stop := context.AfterFunc(g.closing, func() { _ = conn.Close(websocket.StatusGoingAway, "server shutting down") })
 	defer stop()
+	timedOut := make(chan struct{})
 	timer := time.AfterFunc(g.authWait, func() {
+		defer close(timedOut)
 		_ = g.writeMessage(ctx, conn, controlMessage{Type: "auth_invalid", Message: "no auth message received in time"})
 		_ = conn.Close(websocket.StatusPolicyViolation, "authentication timeout")
 	})
 	typ, data, err := conn.Read(ctx)
 	if !timer.Stop() {
+		<-timedOut // let the goodbye finish before the caller drops the connection
 		return auth.Claims{}, errAuthTimeout
 	}
 	if err != nil {
