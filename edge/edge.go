@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +64,12 @@ type Devices struct {
 	byEntity map[string]*binding
 	byKey    map[string]*binding // discovery key → binding
 	states   map[string]homemesh.State
+
+	ready chan struct{}
+
+	timerMu  sync.Mutex
+	expiry   map[string]*time.Timer // expire_after, per entity
+	offDelay map[string]*time.Timer // off_delay, per entity
 }
 
 // binding ties one discovered entity to the IDs the registry accepted.
@@ -105,6 +112,9 @@ func New(cfg Config, deps Deps) (*Devices, error) {
 		byEntity: map[string]*binding{},
 		byKey:    map[string]*binding{},
 		states:   map[string]homemesh.State{},
+		ready:    make(chan struct{}),
+		expiry:   map[string]*time.Timer{},
+		offDelay: map[string]*time.Timer{},
 	}, nil
 }
 
@@ -162,6 +172,7 @@ func (d *Devices) Run(ctx context.Context) error {
 		d.log.Warn("birth message not sent", "err", err)
 	}
 	d.log.Info("edge devices ready", "entities", len(d.byEntity))
+	close(d.ready)
 
 	<-ctx.Done()
 	_ = cmdSub.Drain()
@@ -176,6 +187,14 @@ func (d *Devices) Run(ctx context.Context) error {
 		close(ch)
 	}
 	wg.Wait()
+	d.timerMu.Lock()
+	for _, timers := range []map[string]*time.Timer{d.expiry, d.offDelay} {
+		for id, t := range timers {
+			t.Stop()
+			delete(timers, id)
+		}
+	}
+	d.timerMu.Unlock()
 	flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if f, ok := d.reg.(interface{ Flush(context.Context) error }); ok {
@@ -183,6 +202,11 @@ func (d *Devices) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Ready is closed once the pipeline is subscribed to device traffic and
+// commands. The broker should not accept devices before, or their first
+// messages would find nobody listening.
+func (d *Devices) Ready() <-chan struct{} { return d.ready }
 
 // publishMQTT sends a message to every MQTT subscriber of topic through the
 // bridge, from whichever edge instance holds the subscriber.
@@ -226,22 +250,60 @@ func (d *Devices) handleMQTT(ctx context.Context, m *nats.Msg) {
 		if !u.HasValue && u.Available == nil && len(u.Attributes) == 0 {
 			continue
 		}
-		d.mu.Lock()
-		st := d.states[b.entityID]
-		if u.HasValue {
-			st.Value = u.Value
+		d.report(b, u, now)
+		d.arm(b, u)
+	}
+}
+
+// report remembers u as the entity's latest state and hands it to the
+// registry.
+func (d *Devices) report(b *binding, u discovery.Update, now time.Time) {
+	d.mu.Lock()
+	st := d.states[b.entityID]
+	if u.HasValue {
+		st.Value = u.Value
+	}
+	if u.Available != nil {
+		st.Available = *u.Available
+	}
+	d.states[b.entityID] = st
+	d.mu.Unlock()
+	if err := d.reg.Report(homemesh.StateUpdate{
+		HomeID: d.cfg.Home, DeviceID: b.deviceID, EntityID: b.entityID,
+		Value: u.Value, HasValue: u.HasValue, Attributes: u.Attributes, Available: u.Available, Time: now,
+	}); err != nil {
+		d.log.Warn("state report failed", "entity_id", b.entityID, "err", err)
+	}
+}
+
+// arm (re)starts the entity's expire_after and off_delay timers after a
+// state message: a sensor that stops reporting becomes unavailable, a
+// motion sensor that only says "on" falls back to "off".
+func (d *Devices) arm(b *binding, u discovery.Update) {
+	if !u.HasValue {
+		return
+	}
+	set := func(timers map[string]*time.Timer, after time.Duration, fire discovery.Update) {
+		d.timerMu.Lock()
+		defer d.timerMu.Unlock()
+		if t := timers[b.entityID]; t != nil {
+			t.Stop()
 		}
-		if u.Available != nil {
-			st.Available = *u.Available
-		}
-		d.states[b.entityID] = st
-		d.mu.Unlock()
-		if err := d.reg.Report(homemesh.StateUpdate{
-			HomeID: d.cfg.Home, DeviceID: b.deviceID, EntityID: b.entityID,
-			Value: u.Value, HasValue: u.HasValue, Attributes: u.Attributes, Available: u.Available, Time: now,
-		}); err != nil {
-			d.log.Warn("state report failed", "entity_id", b.entityID, "err", err)
-		}
+		timers[b.entityID] = time.AfterFunc(after, func() {
+			d.mu.RLock()
+			current := d.byEntity[b.entityID] == b
+			d.mu.RUnlock()
+			if current {
+				d.report(b, fire, time.Now().UTC())
+			}
+		})
+	}
+	if after := b.cfg.ExpireAfter(); after > 0 {
+		unavailable := false
+		set(d.expiry, after, discovery.Update{Available: &unavailable})
+	}
+	if after := b.cfg.OffDelay(); after > 0 && u.Value == "on" {
+		set(d.offDelay, after, discovery.Update{Value: "off", HasValue: true})
 	}
 }
 
@@ -254,14 +316,47 @@ func (d *Devices) handleDiscovery(ctx context.Context, topic string, payload []b
 	for _, cerr := range ann.Errors {
 		d.log.Warn("discovery component rejected", "topic", topic, "key", cerr.Key.String(), "field", cerr.Field, "err", cerr.Reason)
 	}
-	for _, key := range ann.Removed {
-		d.remove(ctx, key.String())
+	for _, removed := range ann.Removed {
+		for _, key := range d.boundKeys(func(k discovery.Key, _ *binding) bool { return removed.Covers(k) }) {
+			d.remove(ctx, key)
+		}
+	}
+	// A device message lists all its components: one it no longer lists
+	// is gone, as in Home Assistant.
+	if len(payload) > 0 && strings.HasPrefix(topic, d.cfg.Prefix+"/"+discovery.DeviceComponent+"/") {
+		listed := map[string]bool{}
+		for _, c := range ann.Configs {
+			listed[c.Key.String()] = true
+		}
+		for _, key := range d.boundKeys(func(k discovery.Key, b *binding) bool { return b.cfg.Topic == topic && !listed[k.String()] }) {
+			d.remove(ctx, key)
+		}
 	}
 	for _, c := range ann.Configs {
-		if err := d.add(ctx, c); err != nil {
+		// The registry may still be starting (or restarting in split
+		// mode): retry for a while rather than lose the config.
+		err := d.add(ctx, c)
+		for wait := 50 * time.Millisecond; homemesh.ErrorKind(err) == homemesh.KindUnavailable && wait < 10*time.Second && ctx.Err() == nil; wait *= 2 {
+			time.Sleep(wait)
+			err = d.add(ctx, c)
+		}
+		if err != nil {
 			d.log.Warn("discovered entity not registered", "topic", topic, "key", c.Key.String(), "err", err)
 		}
 	}
+}
+
+// boundKeys returns the discovery keys of the bindings match selects.
+func (d *Devices) boundKeys(match func(discovery.Key, *binding) bool) []string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var out []string
+	for key, b := range d.byKey {
+		if match(b.cfg.Key, b) {
+			out = append(out, key)
+		}
+	}
+	return out
 }
 
 func kvKey(discoveryKey string) string {
@@ -470,6 +565,13 @@ func (d *Devices) handleCommand(ctx context.Context, m *nats.Msg) (any, error) {
 	for _, p := range pubs {
 		if err := d.publishMQTT(p.Topic, p.Payload, p.QoS, p.Retain); err != nil {
 			return nil, &homemesh.Error{Op: "edge.command", Kind: homemesh.KindUnavailable, Message: "command not sent", Err: err}
+		}
+	}
+	if b.cfg.Optimistic() {
+		// Without a state topic the device never confirms; like Home
+		// Assistant, assume the command took effect.
+		if u, ok := b.cfg.Assumed(cmd, st); ok {
+			d.report(b, u, time.Now().UTC())
 		}
 	}
 	d.log.Info("command sent", "entity_id", entity, "command", cmd.Name)

@@ -270,7 +270,15 @@ func (n *Node) startEdge(conn func(string) (*natsbus.Conn, error)) error {
 	if err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}
-	n.runners = append(n.runners, runner{"edge-broker", n.broker.Run}, runner{"edge", devices.Run})
+	runBroker := func(ctx context.Context) error {
+		select {
+		case <-devices.Ready():
+		case <-ctx.Done():
+			return nil
+		}
+		return n.broker.Run(ctx)
+	}
+	n.runners = append(n.runners, runner{"edge", devices.Run}, runner{"edge-broker", runBroker})
 	return nil
 }
 

@@ -54,6 +54,10 @@ type Service struct {
 	devices  map[string]homemesh.Device
 	entities map[string]homemesh.Entity // definitions; State is kept in states
 	states   map[string]*stateRecord
+	// revs holds the newest KV revision this process has seen or written
+	// per definition key, so a late watch echo of an older write never
+	// resurrects what was since changed or deleted.
+	revs map[string]uint64
 }
 
 // stateRecord is the cached state of one entity. rev is the KV revision it
@@ -90,6 +94,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		devices:  map[string]homemesh.Device{},
 		entities: map[string]homemesh.Entity{},
 		states:   map[string]*stateRecord{},
+		revs:     map[string]uint64{},
 	}, nil
 }
 
@@ -404,11 +409,8 @@ func (s *Service) handleEntitiesRemove(ctx context.Context, msg *nats.Msg) (any,
 	if !ok {
 		return nil, homemesh.Errorf(homemesh.KindNotFound, "no entity %q", req.ID)
 	}
-	for _, kv := range []jetstream.KeyValue{s.kvEntities, s.kvStates} {
-		if err := kv.Delete(ctx, e.ID); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, &homemesh.Error{Op: "registry.remove", Kind: homemesh.KindUnavailable, Message: "storage unavailable", Err: err}
-		}
-	}
+	// Memory first, so no reader ever sees the entity gone but its orphaned
+	// device still there; the KV deletes follow.
 	s.mu.Lock()
 	delete(s.entities, e.ID)
 	delete(s.states, e.ID)
@@ -424,6 +426,11 @@ func (s *Service) handleEntitiesRemove(ctx context.Context, msg *nats.Msg) (any,
 		delete(s.devices, e.DeviceID)
 	}
 	s.mu.Unlock()
+	for _, kv := range []jetstream.KeyValue{s.kvEntities, s.kvStates} {
+		if err := kv.Delete(ctx, e.ID); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, &homemesh.Error{Op: "registry.remove", Kind: homemesh.KindUnavailable, Message: "storage unavailable", Err: err}
+		}
+	}
 	s.event(EventEntityRemoved, e)
 	if orphan && devOK {
 		if err := s.kvDevices.Delete(ctx, dev.ID); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -439,10 +446,25 @@ func (s *Service) store(ctx context.Context, kv jetstream.KeyValue, key string, 
 	if err != nil {
 		return fmt.Errorf("marshal %s: %w", key, err)
 	}
-	if _, err := kv.Put(ctx, key, data); err != nil {
+	rev, err := kv.Put(ctx, key, data)
+	if err != nil {
 		return &homemesh.Error{Op: "registry.store", Kind: homemesh.KindUnavailable, Message: "storage unavailable", Err: err}
 	}
+	s.mu.Lock()
+	s.noteRev(kv, key, rev)
+	s.mu.Unlock()
 	return nil
+}
+
+// noteRev records rev for key and reports whether it is newer than any
+// revision seen before. s.mu must be held.
+func (s *Service) noteRev(kv jetstream.KeyValue, key string, rev uint64) bool {
+	k := kv.Bucket() + "/" + key
+	if rev <= s.revs[k] {
+		return false
+	}
+	s.revs[k] = rev
+	return true
 }
 
 func (s *Service) event(kind string, data any) {

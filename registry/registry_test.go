@@ -20,7 +20,7 @@ import (
 const home = "h1"
 
 // start runs a registry on srv until the test ends or stop is called.
-func start(t *testing.T, srv *natsbus.Server) (stop func()) {
+func start(t testing.TB, srv *natsbus.Server) (stop func()) {
 	t.Helper()
 	conn := bustest.Conn(t, srv)
 	svc, err := registry.New(registry.Config{Home: home}, registry.Deps{Bus: conn, Log: hmtest.Logger(t)})

@@ -56,6 +56,9 @@ func (s *Service) apply(kv jetstream.KeyValue, entry jetstream.KeyValueEntry) {
 	key := entry.Key()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if kv != s.kvStates && !s.noteRev(kv, key, entry.Revision()) {
+		return // an echo of something this process already applied
+	}
 	var err error
 	switch kv {
 	case s.kvDevices:
