@@ -74,7 +74,6 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 	}
 }
 
-
 // commit applies a batch. Reports that cannot be stored are not
 // acknowledged, so JetStream redelivers them after AckWait.
 func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
