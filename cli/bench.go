@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/homemesh/homemesh"
@@ -31,6 +32,7 @@ func benchIngestCommand(stdout, stderr io.Writer) *cobra.Command {
 	cfg := bench.DefaultIngestConfig()
 	var (
 		target, broker, username, password string
+		cpuProfile                         string
 		qos                                int
 	)
 	cmd := &cobra.Command{
@@ -47,6 +49,17 @@ destination and how long they take.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.QoS = byte(qos)
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			var res bench.Result
 			var err error
 			switch target {
@@ -77,6 +90,7 @@ destination and how long they take.
 	f.DurationVar(&cfg.Duration, "duration", 0, "stop after this long (with or instead of --messages)")
 	f.Float64Var(&cfg.Rate, "rate", 0, "total offered msgs/s, paced; 0 = as fast as possible")
 	f.IntVar(&qos, "qos", int(cfg.QoS), "publish QoS")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	f.StringVar(&cfg.TopicPrefix, "topic-prefix", cfg.TopicPrefix, "device i publishes on <prefix>/dev-<i>/state")
 	return cmd
 }
