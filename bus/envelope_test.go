@@ -30,6 +30,27 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	}
 }
 
+func TestEncodeEnvelopeMatchesNewEnvelope(t *testing.T) {
+	data, err := EncodeEnvelope("h1", "registry", "state_changed", map[string]any{"value": "on", "odd": "quote\" <tag>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := DecodeEnvelope(data)
+	if err != nil {
+		t.Fatalf("%s: %v", data, err)
+	}
+	if env.Home != "h1" || env.Source != "registry" || env.Type != "state_changed" || env.ID == "" || env.Time.IsZero() {
+		t.Fatalf("decoded %+v", env)
+	}
+	var payload map[string]string
+	if err := json.Unmarshal(env.Payload, &payload); err != nil || payload["odd"] != "quote\" <tag>" {
+		t.Fatalf("payload %s: %v", env.Payload, err)
+	}
+	if _, err := EncodeEnvelope("h1", "x", "t", func() {}); err == nil {
+		t.Fatal("an unmarshalable payload was accepted")
+	}
+}
+
 func TestErrorsCrossTheWireWithoutTheirCause(t *testing.T) {
 	secret := errors.New("dial tcp 10.0.0.5:5432: password authentication failed for user admin")
 	for _, tt := range []struct {

@@ -468,9 +468,9 @@ func (s *Service) noteRev(kv jetstream.KeyValue, key string, rev uint64) bool {
 }
 
 func (s *Service) event(kind string, data any) {
-	env, err := bus.NewEnvelope(s.cfg.Home, "registry", kind, data)
+	env, err := bus.EncodeEnvelope(s.cfg.Home, "registry", kind, data)
 	if err == nil {
-		err = s.bus.Publish(bus.EventSubject(s.cfg.Home, kind), env)
+		err = s.bus.NATS().Publish(bus.EventSubject(s.cfg.Home, kind), env)
 	}
 	if err != nil {
 		s.log.Warn("event not published", "event", kind, "err", err)

@@ -158,9 +158,9 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 		return
 	}
 	for _, sc := range changes {
-		env, err := bus.NewEnvelope(s.cfg.Home, "registry", "state_changed", sc)
+		data, err := bus.EncodeEnvelope(s.cfg.Home, "registry", "state_changed", sc)
 		if err == nil {
-			err = s.bus.Publish(bus.StateSubject(s.cfg.Home, sc.DeviceID, sc.EntityID), env)
+			err = s.bus.NATS().Publish(bus.StateSubject(s.cfg.Home, sc.DeviceID, sc.EntityID), data)
 		}
 		if err != nil {
 			s.log.Warn("state change not published", "entity_id", sc.EntityID, "err", err)
