@@ -27,7 +27,7 @@ type Config struct {
 	// stored and the reports acknowledged. Default 1000.
 	BatchSize int
 	// BatchWait bounds how long a report waits for its batch to fill.
-	// Default 5ms: small enough to keep p99 latency low, large enough to
+	// Default 2ms: small enough to keep latency low, large enough to
 	// coalesce bursts into one storage round.
 	BatchWait time.Duration
 }
@@ -58,6 +58,8 @@ type Service struct {
 	// per definition key, so a late watch echo of an older write never
 	// resurrects what was since changed or deleted.
 	revs map[string]uint64
+
+	stored chan storeJob // batches waiting for their states to be stored
 }
 
 // stateRecord is the cached state of one entity. rev is the KV revision it
@@ -82,7 +84,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg.BatchSize = 1000
 	}
 	if cfg.BatchWait <= 0 {
-		cfg.BatchWait = 5 * time.Millisecond
+		cfg.BatchWait = 2 * time.Millisecond
 	}
 	log := deps.Log
 	if log == nil {

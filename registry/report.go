@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/homemesh/homemesh"
@@ -38,6 +39,11 @@ func (s *Service) consume(ctx context.Context, cons jetstream.Consumer) error {
 		<-ctx.Done()
 		it.Drain()
 	}()
+
+	s.stored = make(chan storeJob, 4)
+	finished := make(chan struct{})
+	go func() { s.finisher(); close(finished) }()
+	defer func() { close(s.stored); <-finished }()
 
 	batch := make([]jetstream.Msg, 0, s.cfg.BatchSize)
 	timer := time.NewTimer(time.Hour)
@@ -120,43 +126,10 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 		s.mu.Unlock()
 	}
 
-	// Store the final state of every changed entity, then publish.
-	type write struct {
-		id  string
-		ack jetstream.PubAckFuture
-	}
-	writes := make([]write, 0, len(order))
-	storeOK := true
-	for _, id := range order {
-		data, _ := json.Marshal(final[id])
-		f, err := s.js.PublishAsync("$KV."+s.bucket("states")+"."+id, data)
-		if err != nil {
-			storeOK = false
-			s.releasePending(id, 0)
-			continue
-		}
-		writes = append(writes, write{id, f})
-	}
-	for _, w := range writes {
-		select {
-		case ack := <-w.ack.Ok():
-			s.releasePending(w.id, ack.Sequence)
-		case err := <-w.ack.Err():
-			storeOK = false
-			s.releasePending(w.id, 0)
-			s.log.Warn("state not stored", "entity_id", w.id, "err", err)
-		case <-time.After(10 * time.Second):
-			storeOK = false
-			s.releasePending(w.id, 0)
-		}
-	}
-	if !storeOK {
-		s.log.Warn("batch not stored; reports will be redelivered", "reports", len(batch))
-		for _, m := range batch {
-			_ = m.Nak()
-		}
-		return
-	}
+	// Publish the changes at once: subscribers see them without waiting for
+	// storage. The reports are acknowledged only once the states are
+	// stored (finish, in the background); if storing fails they are
+	// redelivered and applied again, so delivery is at least once.
 	for _, sc := range changes {
 		data, err := bus.EncodeEnvelope(s.cfg.Home, "registry", "state_changed", sc)
 		if err == nil {
@@ -166,7 +139,66 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 			s.log.Warn("state change not published", "entity_id", sc.EntityID, "err", err)
 		}
 	}
-	for _, m := range batch {
+	job := storeJob{reports: slices.Clone(batch)}
+	for _, id := range order {
+		data, _ := json.Marshal(final[id])
+		f, err := s.js.PublishAsync("$KV."+s.bucket("states")+"."+id, data)
+		if err != nil {
+			job.failed = true
+			s.releasePending(id, 0)
+			continue
+		}
+		job.writes = append(job.writes, stateWrite{id, f})
+	}
+	select {
+	case s.stored <- job:
+	case <-ctx.Done():
+		s.finish(job) // shutting down: settle this batch here
+	}
+}
+
+type stateWrite struct {
+	id  string
+	ack jetstream.PubAckFuture
+}
+
+// storeJob is one batch whose states are being stored.
+type storeJob struct {
+	reports []jetstream.Msg
+	writes  []stateWrite
+	failed  bool
+}
+
+// finisher settles batches in the order they were committed. The channel's
+// small buffer bounds how many batches may wait for storage at once.
+func (s *Service) finisher() {
+	for job := range s.stored {
+		s.finish(job)
+	}
+}
+
+func (s *Service) finish(job storeJob) {
+	for _, w := range job.writes {
+		select {
+		case ack := <-w.ack.Ok():
+			s.releasePending(w.id, ack.Sequence)
+		case err := <-w.ack.Err():
+			job.failed = true
+			s.releasePending(w.id, 0)
+			s.log.Warn("state not stored", "entity_id", w.id, "err", err)
+		case <-time.After(10 * time.Second):
+			job.failed = true
+			s.releasePending(w.id, 0)
+		}
+	}
+	if job.failed {
+		s.log.Warn("batch not stored; reports will be redelivered", "reports", len(job.reports))
+		for _, m := range job.reports {
+			_ = m.Nak()
+		}
+		return
+	}
+	for _, m := range job.reports {
 		_ = m.Ack()
 	}
 }
