@@ -149,10 +149,18 @@ func (d *Devices) Run(ctx context.Context) error {
 			}
 		}(work[i])
 	}
+	// dispatchMu guards the worker channels against being closed while a
+	// late callback still sends: NATS may run one after Drain returns.
+	var dispatchMu sync.RWMutex
+	closed := false
 	msgSub, err := d.bus.NATS().QueueSubscribe(bus.MQTTWildcard(d.cfg.Home), "edge-devices", func(m *nats.Msg) {
 		h := fnv.New32a()
 		h.Write([]byte(m.Subject))
-		work[h.Sum32()%uint32(len(work))] <- m
+		dispatchMu.RLock()
+		defer dispatchMu.RUnlock()
+		if !closed {
+			work[h.Sum32()%uint32(len(work))] <- m
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("edge: subscribe to device traffic: %w", err)
@@ -177,15 +185,15 @@ func (d *Devices) Run(ctx context.Context) error {
 	<-ctx.Done()
 	_ = cmdSub.Drain()
 	_ = msgSub.Drain()
-	for d.bus.NATS().IsConnected() {
-		if n, _, _ := msgSub.Pending(); n <= 0 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); msgSub.IsValid() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond) // Drain offers no completion signal
 	}
+	dispatchMu.Lock()
+	closed = true
 	for _, ch := range work {
 		close(ch)
 	}
+	dispatchMu.Unlock()
 	wg.Wait()
 	d.timerMu.Lock()
 	for _, timers := range []map[string]*time.Timer{d.expiry, d.offDelay} {

@@ -111,6 +111,9 @@ type Broker struct {
 	hdrOrigin []string
 }
 
+// maxPendingWrites bounds each client's queue of messages not yet written.
+const maxPendingWrites = 1024
+
 // New checks cfg and deps and builds a broker. It does not touch the
 // network or the bus.
 func New(cfg Config, deps Deps) (*Broker, error) {
@@ -154,11 +157,21 @@ func New(cfg Config, deps Deps) (*Broker, error) {
 	// Forgotten persistent sessions are dropped after 30 days.
 	caps.MaximumSessionExpiryInterval = 30 * 24 * 3600
 	caps.Compatibilities.ObscureNotAuthorized = false
+	// mochi allocates each client's outbound queue up front; its default of
+	// 8,192 slots costs 64 KiB per connection, most of a hub's memory at
+	// 10,000 devices. 1,024 pending writes (Mosquitto's max_queued_messages
+	// is 1,000) is plenty for a device; a subscriber that falls further
+	// behind is dropped rather than slowing the hub.
+	caps.MaximumClientWritesPending = maxPendingWrites
 
 	srv := mqtt.New(&mqtt.Options{
-		Capabilities:           caps,
-		Logger:                 slog.New(&mochiHandler{h: log.Handler()}),
-		SysTopicResendInterval: 60,
+		// Small per-connection buffers: device messages are small, and the
+		// hub must hold 10,000 connections in little memory.
+		ClientNetReadBufferSize:  1024,
+		ClientNetWriteBufferSize: 1024,
+		Capabilities:             caps,
+		Logger:                   slog.New(&mochiHandler{h: log.Handler()}),
+		SysTopicResendInterval:   60,
 	})
 	b := &Broker{
 		cfg:       cfg,
