@@ -29,6 +29,8 @@ type EntityFilter struct {
 type request struct {
 	Home   string           `json:"home"`
 	ID     string           `json:"id,omitempty"`
+	After  string           `json:"after,omitempty"` // lists: start after this ID
+	Limit  int              `json:"limit,omitempty"` // lists: at most this many (capped by pageSize)
 	Filter EntityFilter     `json:"filter,omitzero"`
 	Device *homemesh.Device `json:"device,omitempty"`
 	Entity *homemesh.Entity `json:"entity,omitempty"`
@@ -39,11 +41,34 @@ func (c *Client) call(ctx context.Context, verb string, req request, resp any) e
 	return c.conn.Request(ctx, bus.ServiceSubject("registry", verb), req, resp)
 }
 
+// pageSize bounds one list reply, so that it stays well under the bus's
+// maximum message size (1 MiB by default) whatever the home's size.
+const pageSize = 500
+
 // Devices lists the home's devices, sorted by ID.
 func (c *Client) Devices(ctx context.Context) ([]homemesh.Device, error) {
-	var out []homemesh.Device
-	err := c.call(ctx, verbDevicesList, request{}, &out)
-	return out, err
+	return listAll(func(after string) ([]homemesh.Device, error) {
+		var page []homemesh.Device
+		err := c.call(ctx, verbDevicesList, request{After: after, Limit: pageSize}, &page)
+		return page, err
+	}, func(d homemesh.Device) string { return d.ID })
+}
+
+// listAll fetches pages until a short one.
+func listAll[T any](page func(after string) ([]T, error), id func(T) string) ([]T, error) {
+	out := []T{}
+	after := ""
+	for {
+		p, err := page(after)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p...)
+		if len(p) < pageSize {
+			return out, nil
+		}
+		after = id(p[len(p)-1])
+	}
 }
 
 // Device returns one device, or a KindNotFound error.
@@ -62,9 +87,11 @@ func (c *Client) PutDevice(ctx context.Context, d homemesh.Device) (homemesh.Dev
 
 // Entities lists the home's entities matching f, sorted by ID.
 func (c *Client) Entities(ctx context.Context, f EntityFilter) ([]homemesh.Entity, error) {
-	var out []homemesh.Entity
-	err := c.call(ctx, verbEntitiesList, request{Filter: f}, &out)
-	return out, err
+	return listAll(func(after string) ([]homemesh.Entity, error) {
+		var page []homemesh.Entity
+		err := c.call(ctx, verbEntitiesList, request{Filter: f, After: after, Limit: pageSize}, &page)
+		return page, err
+	}, func(e homemesh.Entity) string { return e.ID })
 }
 
 // Entity returns one entity with its current state, or KindNotFound.

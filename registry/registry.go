@@ -221,14 +221,28 @@ func decode(msg *nats.Msg) request {
 }
 
 func (s *Service) handleDevicesList(ctx context.Context, msg *nats.Msg) (any, error) {
+	req := decode(msg)
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	out := make([]homemesh.Device, 0, len(s.devices))
 	for _, d := range s.devices {
-		out = append(out, d)
+		if d.ID > req.After {
+			out = append(out, d)
+		}
 	}
+	s.mu.RUnlock()
 	slices.SortFunc(out, func(a, b homemesh.Device) int { return strings.Compare(a.ID, b.ID) })
-	return out, nil
+	return page(out, req.Limit), nil
+}
+
+// page cuts a sorted list to one reply's worth.
+func page[T any](list []T, limit int) []T {
+	if limit <= 0 || limit > pageSize {
+		limit = pageSize
+	}
+	if len(list) > limit {
+		list = list[:limit]
+	}
+	return list
 }
 
 func (s *Service) handleDevicesGet(ctx context.Context, msg *nats.Msg) (any, error) {
@@ -248,6 +262,9 @@ func (s *Service) handleEntitiesList(ctx context.Context, msg *nats.Msg) (any, e
 	defer s.mu.RUnlock()
 	out := make([]homemesh.Entity, 0, len(s.entities))
 	for id := range s.entities {
+		if id <= req.After {
+			continue
+		}
 		e, _ := s.entity(id)
 		if req.Filter.DeviceID != "" && e.DeviceID != req.Filter.DeviceID {
 			continue
@@ -258,7 +275,7 @@ func (s *Service) handleEntitiesList(ctx context.Context, msg *nats.Msg) (any, e
 		out = append(out, e)
 	}
 	slices.SortFunc(out, func(a, b homemesh.Entity) int { return strings.Compare(a.ID, b.ID) })
-	return out, nil
+	return page(out, req.Limit), nil
 }
 
 func (s *Service) handleEntitiesGet(ctx context.Context, msg *nats.Msg) (any, error) {

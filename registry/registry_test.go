@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,5 +176,44 @@ func TestRejectsBadInput(t *testing.T) {
 	other := registry.NewClient(conn, "other-home")
 	if _, err := other.Devices(ctx); homemesh.ErrorKind(err) != homemesh.KindNotFound {
 		t.Fatalf("another home's registry must not answer: %v", err)
+	}
+}
+
+// A home larger than one bus message still lists completely.
+func TestListsArePaged(t *testing.T) {
+	ctx := context.Background()
+	srv := bustest.Server(t)
+	start(t, srv)
+	client := registry.NewClient(bustest.Conn(t, srv), home)
+	const n = 1203
+	for i := range n {
+		d := sampleDevice()
+		d.ID = fmt.Sprintf("dev-%04d", i)
+		if _, err := client.PutDevice(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		e := sampleEntity()
+		e.ID, e.DeviceID, e.UniqueID = fmt.Sprintf("ent-%04d", i), d.ID, fmt.Sprintf("u%d", i)
+		e.Name = strings.Repeat("long name ", 20) // about 1.5 MiB in all
+		if _, err := client.PutEntity(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	devs, err := client.Devices(ctx)
+	if err != nil || len(devs) != n {
+		t.Fatalf("devices: %d, %v", len(devs), err)
+	}
+	ents, err := client.Entities(ctx, registry.EntityFilter{})
+	if err != nil || len(ents) != n {
+		t.Fatalf("entities: %d, %v", len(ents), err)
+	}
+	for i := 1; i < n; i++ {
+		if ents[i-1].ID >= ents[i].ID {
+			t.Fatalf("not sorted at %d: %s, %s", i, ents[i-1].ID, ents[i].ID)
+		}
+	}
+	one, err := client.Entities(ctx, registry.EntityFilter{DeviceID: "dev-0007"})
+	if err != nil || len(one) != 1 || one[0].ID != "ent-0007" {
+		t.Fatalf("filtered: %+v, %v", one, err)
 	}
 }
