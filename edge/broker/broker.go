@@ -112,7 +112,7 @@ type Broker struct {
 }
 
 // maxPendingWrites bounds each client's queue of messages not yet written.
-const maxPendingWrites = 1024
+const maxPendingWrites = 512
 
 // New checks cfg and deps and builds a broker. It does not touch the
 // network or the bus.
@@ -159,7 +159,7 @@ func New(cfg Config, deps Deps) (*Broker, error) {
 	caps.Compatibilities.ObscureNotAuthorized = false
 	// mochi allocates each client's outbound queue up front; its default of
 	// 8,192 slots costs 64 KiB per connection, most of a hub's memory at
-	// 10,000 devices. 1,024 pending writes (Mosquitto's max_queued_messages
+	// 10,000 devices. 512 pending writes (Mosquitto's max_queued_messages
 	// is 1,000) is plenty for a device; a subscriber that falls further
 	// behind is dropped rather than slowing the hub.
 	caps.MaximumClientWritesPending = maxPendingWrites

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"io"
 	"strings"
 
@@ -40,13 +42,33 @@ func Parse(src string) (*Template, error) {
 		return nil, &homemesh.Error{Op: "hatemplate.parse", Kind: homemesh.KindInvalid,
 			Message: fmt.Sprintf("template is %d bytes, more than the limit of %d", len(src), MaxSourceLen)}
 	}
+	if t, ok := compiled.Load(src); ok {
+		return t.(*Template), nil
+	}
 	t, err := compile(src)
 	if err != nil {
 		return nil, &homemesh.Error{Op: "hatemplate.parse", Kind: homemesh.KindInvalid,
 			Message: fmt.Sprintf("template %q: %s", abbreviate(src), cleanError(err)), Err: err}
 	}
-	return &Template{src: src, t: t}, nil
+	tpl := &Template{src: src, t: t}
+	if compiledCount.Load() < maxCompiled {
+		if _, loaded := compiled.LoadOrStore(src, tpl); !loaded {
+			compiledCount.Add(1)
+		}
+	}
+	return tpl, nil
 }
+
+// Thousands of devices of one make announce the same few templates, and a
+// compiled template costs kilobytes; templates are immutable and safe for
+// concurrent rendering, so identical sources share one. The cache is
+// bounded so hostile devices cannot grow it without end.
+var (
+	compiled      sync.Map // source → *Template
+	compiledCount atomic.Int64
+)
+
+const maxCompiled = 4096
 
 func compile(src string) (t *exec.Template, err error) {
 	defer func() {
