@@ -16,6 +16,7 @@ import (
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/natsbus"
+	"github.com/homemesh/homemesh/edge/broker"
 	"github.com/homemesh/homemesh/edge/discovery"
 	"github.com/homemesh/homemesh/registry"
 	"github.com/nats-io/nats.go"
@@ -247,19 +248,44 @@ func (d *Devices) handleMQTT(ctx context.Context, m *nats.Msg) {
 	d.mu.RUnlock()
 	now := time.Now().UTC()
 	for _, b := range targets {
-		d.mu.RLock()
-		prev := d.states[b.entityID]
-		d.mu.RUnlock()
-		u, err := b.cfg.Decode(topic, m.Data, prev)
+		d.deliver(b, topic, m.Data, now)
+	}
+}
+
+// deliver decodes one message for one entity and reports what changed.
+func (d *Devices) deliver(b *binding, topic string, payload []byte, now time.Time) {
+	d.mu.RLock()
+	prev := d.states[b.entityID]
+	d.mu.RUnlock()
+	u, err := b.cfg.Decode(topic, payload, prev)
+	if err != nil {
+		d.log.Warn("device message not understood", "entity_id", b.entityID, "topic", topic, "err", err)
+		return
+	}
+	if !u.HasValue && u.Available == nil && len(u.Attributes) == 0 {
+		return
+	}
+	d.report(b, u, now)
+	d.arm(b, u)
+}
+
+// replayRetained hands a newly bound entity the retained messages of its
+// topics. A device announces its config and then its (retained)
+// availability and state on other topics, which may well arrive before the
+// config is bound; like an MQTT subscription, binding delivers them.
+func (d *Devices) replayRetained(ctx context.Context, b *binding) {
+	for _, topic := range b.cfg.Topics() {
+		if strings.ContainsAny(topic, "+#") {
+			continue
+		}
+		payload, ok, err := broker.RetainedPayload(ctx, d.bus, d.cfg.Home, topic)
 		if err != nil {
-			d.log.Warn("device message not understood", "entity_id", b.entityID, "topic", topic, "err", err)
+			d.log.Warn("retained message not read", "topic", topic, "err", err)
 			continue
 		}
-		if !u.HasValue && u.Available == nil && len(u.Attributes) == 0 {
-			continue
+		if ok {
+			d.deliver(b, topic, payload, time.Now().UTC())
 		}
-		d.report(b, u, now)
-		d.arm(b, u)
 	}
 }
 
@@ -412,7 +438,9 @@ func (d *Devices) add(ctx context.Context, c *discovery.Config) error {
 	if _, err := d.kv.Put(ctx, kvKey(key), data); err != nil {
 		return fmt.Errorf("store discovery config: %w", err)
 	}
-	d.bind(key, &binding{cfg: c, entityID: ent.ID, deviceID: dev.ID})
+	b := &binding{cfg: c, entityID: ent.ID, deviceID: dev.ID}
+	d.bind(key, b)
+	d.replayRetained(ctx, b)
 	return nil
 }
 

@@ -528,3 +528,32 @@ func toStored(clientID string, pk packets.Packet) storage.Message {
 		},
 	}
 }
+
+// RetainedPayload returns the retained message of topic from the shared
+// retained store, for a service that starts listening to a topic after its
+// retained message arrived (the edge binding a newly discovered entity).
+func RetainedPayload(ctx context.Context, conn *natsbus.Conn, home, topic string) ([]byte, bool, error) {
+	key, err := retainedKey(home, topic)
+	if err != nil {
+		return nil, false, err
+	}
+	kv, err := conn.JetStream().KeyValue(ctx, BucketName(home, bucketRetained))
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var m storage.Message
+	if err := json.Unmarshal(e.Value(), &m); err != nil {
+		return nil, false, fmt.Errorf("retained message of %q: %w", topic, err)
+	}
+	return m.Payload, len(m.Payload) > 0, nil
+}
