@@ -3,7 +3,8 @@ package registry
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"sync"
+	"time"
 
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/bus"
@@ -15,6 +16,11 @@ import (
 type Client struct {
 	conn *natsbus.Conn
 	home string
+
+	mu        sync.Mutex
+	pending   []homemesh.StateUpdate
+	timer     *time.Timer
+	reportErr error
 }
 
 // NewClient returns a client for home's registry.
@@ -116,27 +122,73 @@ func (c *Client) RemoveEntity(ctx context.Context, id string) error {
 	return c.call(ctx, verbEntitiesRemove, request{ID: id}, nil)
 }
 
-// Report publishes a state report on the durable REPORTS stream without
-// waiting for the acknowledgement; Flush waits for all outstanding ones.
-// The registry applies reports in the order of the stream.
+// Reports from one client are batched: up to maxBatch of them, or whatever
+// arrived within batchWait, travel as one JetStream message. Per-message
+// costs (storage, acknowledgement, delivery) dominate the inner path, and
+// one connectivity process reports for thousands of devices.
+const (
+	maxBatch  = 256
+	batchWait = time.Millisecond
+)
+
+// Report queues a state report for the durable REPORTS stream. It returns
+// at once; Flush waits until everything reported so far is stored. The
+// registry applies one client's reports in the order they were made. An
+// error means an earlier batch could not be handed to the stream.
 func (c *Client) Report(u homemesh.StateUpdate) error {
 	if u.HomeID == "" {
 		u.HomeID = c.home
 	}
-	data, err := json.Marshal(u)
-	if err != nil {
-		return fmt.Errorf("marshal state report: %w", err)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = append(c.pending, u)
+	switch {
+	case len(c.pending) >= maxBatch:
+		c.sendLocked()
+	case len(c.pending) == 1:
+		c.timer = time.AfterFunc(batchWait, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.sendLocked()
+		})
 	}
-	msg := nats.NewMsg(ReportSubject(u.HomeID, u.DeviceID, u.EntityID))
-	msg.Data = data
-	if _, err := c.conn.JetStream().PublishMsgAsync(msg); err != nil {
-		return &homemesh.Error{Op: "registry.report", Kind: homemesh.KindUnavailable, Message: "state report not accepted", Err: err}
-	}
-	return nil
+	err := c.reportErr
+	c.reportErr = nil
+	return err
 }
 
-// Flush waits until every report published so far is stored in the stream.
+// sendLocked publishes the pending reports as one message. c.mu is held.
+func (c *Client) sendLocked() {
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	if len(c.pending) == 0 {
+		return
+	}
+	data, err := json.Marshal(c.pending)
+	c.pending = c.pending[:0]
+	if err == nil {
+		msg := nats.NewMsg(reportBatchSubject(c.home))
+		msg.Data = data
+		_, err = c.conn.JetStream().PublishMsgAsync(msg)
+	}
+	if err != nil {
+		c.reportErr = &homemesh.Error{Op: "registry.report", Kind: homemesh.KindUnavailable, Message: "state reports not accepted", Err: err}
+	}
+}
+
+// Flush sends what is queued and waits until every report made so far is
+// stored in the stream.
 func (c *Client) Flush(ctx context.Context) error {
+	c.mu.Lock()
+	c.sendLocked()
+	err := c.reportErr
+	c.reportErr = nil
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	select {
 	case <-c.conn.JetStream().PublishAsyncComplete():
 		return nil

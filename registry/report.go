@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,41 +90,19 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 	final := map[string]homemesh.State{}
 	var order []string
 	var changes []StateChange
+	var updates []homemesh.StateUpdate
 	for _, m := range batch {
-		var u homemesh.StateUpdate
-		if err := json.Unmarshal(m.Data(), &u); err != nil || u.HomeID != s.cfg.Home {
+		var err error
+		if updates, err = decodeReports(m.Data(), updates[:0]); err != nil {
 			// A malformed report can never succeed: terminate it rather
 			// than redeliver it forever.
 			s.log.Warn("dropping malformed report", "subject", m.Subject(), "err", err)
 			_ = m.Term()
 			continue
 		}
-		if u.Time.IsZero() {
-			u.Time = time.Now().UTC()
+		for _, u := range updates {
+			s.apply1(u, final, &order, &changes)
 		}
-		s.mu.Lock()
-		e, known := s.entity(u.EntityID)
-		if !known || e.DeviceID != u.DeviceID {
-			s.mu.Unlock()
-			s.log.Debug("report for unknown entity", "entity_id", u.EntityID, "device_id", u.DeviceID)
-			continue
-		}
-		next, diff := merge(e.State, u)
-		rec := s.states[u.EntityID]
-		if rec == nil {
-			rec = &stateRecord{}
-			s.states[u.EntityID] = rec
-		}
-		rec.state = next
-		if diff {
-			if _, seen := final[e.ID]; !seen {
-				order = append(order, e.ID)
-				rec.pending++
-			}
-			final[e.ID] = next
-			changes = append(changes, StateChange{HomeID: s.cfg.Home, DeviceID: e.DeviceID, EntityID: e.ID, State: next, Old: e.State})
-		}
-		s.mu.Unlock()
 	}
 
 	// Publish the changes at once: subscribers see them without waiting for
@@ -155,6 +134,40 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 	case <-ctx.Done():
 		s.finish(job) // shutting down: settle this batch here
 	}
+}
+
+// apply1 merges one report into the cache and notes the change, if any.
+func (s *Service) apply1(u homemesh.StateUpdate, final map[string]homemesh.State, order *[]string, changes *[]StateChange) {
+	if u.HomeID != s.cfg.Home {
+		s.log.Warn("dropping a report for another home", "home_id", u.HomeID)
+		return
+	}
+	if u.Time.IsZero() {
+		u.Time = time.Now().UTC()
+	}
+	s.mu.Lock()
+	e, known := s.entity(u.EntityID)
+	if !known || e.DeviceID != u.DeviceID {
+		s.mu.Unlock()
+		s.log.Debug("report for unknown entity", "entity_id", u.EntityID, "device_id", u.DeviceID)
+		return
+	}
+	next, diff := merge(e.State, u)
+	rec := s.states[u.EntityID]
+	if rec == nil {
+		rec = &stateRecord{}
+		s.states[u.EntityID] = rec
+	}
+	rec.state = next
+	if diff {
+		if _, seen := final[e.ID]; !seen {
+			*order = append(*order, e.ID)
+			rec.pending++
+		}
+		final[e.ID] = next
+		*changes = append(*changes, StateChange{HomeID: s.cfg.Home, DeviceID: e.DeviceID, EntityID: e.ID, State: next, Old: e.State})
+	}
+	s.mu.Unlock()
 }
 
 type stateWrite struct {
@@ -245,4 +258,22 @@ func merge(cur homemesh.State, u homemesh.StateUpdate) (homemesh.State, bool) {
 		diff = true
 	}
 	return next, diff
+}
+
+// decodeReports appends the reports in data to out: one JSON object, or an
+// array of them as Reporter batches them.
+func decodeReports(data []byte, out []homemesh.StateUpdate) ([]homemesh.StateUpdate, error) {
+	data = bytes.TrimSpace(data)
+	if len(data) > 0 && data[0] == '[' {
+		var list []homemesh.StateUpdate
+		if err := json.Unmarshal(data, &list); err != nil {
+			return out, err
+		}
+		return append(out, list...), nil
+	}
+	var u homemesh.StateUpdate
+	if err := json.Unmarshal(data, &u); err != nil {
+		return out, err
+	}
+	return append(out, u), nil
 }

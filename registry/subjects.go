@@ -30,6 +30,10 @@ func ReportSubject(home, device, entity string) string {
 	return bus.Prefix + "." + home + ".report." + device + "." + entity
 }
 
+// reportBatchSubject carries batches of reports. Device reports have two
+// tokens after "report", so the single token "batch" cannot clash.
+func reportBatchSubject(home string) string { return bus.Prefix + "." + home + ".report.batch" }
+
 func reportWildcard(home string) string { return bus.Prefix + "." + home + ".report.>" }
 
 // Event kinds published on bus.EventSubject by the registry.
