@@ -200,28 +200,32 @@ func (g *Gateway) refresh(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) listDevices(w http.ResponseWriter, r *http.Request, _ caller) {
 	ds, err := g.reg.Devices(r.Context())
+	g.reply(w, r, ds, err)
+}
+
+func (g *Gateway) getDevice(w http.ResponseWriter, r *http.Request, _ caller) {
+	getByID(g, w, r, g.reg.Device)
+}
+
+// reply writes v as JSON with 200, or err as the error document. Lists
+// from the registry client are never nil, so they encode as [].
+func (g *Gateway) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
 	if err != nil {
 		writeError(w, r, g.log, err)
 		return
 	}
-	if ds == nil {
-		ds = []homemesh.Device{}
-	}
-	writeJSON(w, http.StatusOK, ds)
+	writeJSON(w, http.StatusOK, v)
 }
 
-func (g *Gateway) getDevice(w http.ResponseWriter, r *http.Request, _ caller) {
+// getByID answers GET …/{id} with what fetch returns for the path's ID.
+func getByID[T any](g *Gateway, w http.ResponseWriter, r *http.Request, fetch func(context.Context, string) (T, error)) {
 	id, err := pathID(r, "id")
 	if err != nil {
 		writeError(w, r, g.log, err)
 		return
 	}
-	d, err := g.reg.Device(r.Context(), id)
-	if err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, d)
+	v, err := fetch(r.Context(), id)
+	g.reply(w, r, v, err)
 }
 
 func (g *Gateway) listEntities(w http.ResponseWriter, r *http.Request, _ caller) {
@@ -248,28 +252,11 @@ func (g *Gateway) listEntities(w http.ResponseWriter, r *http.Request, _ caller)
 		f.Kind = homemesh.EntityKind(v)
 	}
 	es, err := g.reg.Entities(r.Context(), f)
-	if err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	if es == nil {
-		es = []homemesh.Entity{}
-	}
-	writeJSON(w, http.StatusOK, es)
+	g.reply(w, r, es, err)
 }
 
 func (g *Gateway) getEntity(w http.ResponseWriter, r *http.Request, _ caller) {
-	id, err := pathID(r, "id")
-	if err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	e, err := g.reg.Entity(r.Context(), id)
-	if err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, e)
+	getByID(g, w, r, g.reg.Entity)
 }
 
 type commandResponse struct {

@@ -364,15 +364,20 @@ func splitNumbers(s string, n int) ([]float64, bool) {
 	return out, true
 }
 
+// decodeOnOffState renders the state template and maps payload_on and
+// payload_off to "on" and "off", as lights and fans share it.
+func (c *Config) decodeOnOffState(role string, payload []byte, u *Update) error {
+	v, err := c.render("state_value_template", payload)
+	if err != nil {
+		return err
+	}
+	return onOff(u, v, c.opts.strDefault("payload_on", "ON"), c.opts.strDefault("payload_off", "OFF"), role)
+}
+
 func (c *Config) decodeLightDefault(role string, payload []byte, u *Update) error {
-	o := c.opts
 	switch role {
 	case "state_topic":
-		v, err := c.render("state_value_template", payload)
-		if err != nil {
-			return err
-		}
-		return onOff(u, v, o.strDefault("payload_on", "ON"), o.strDefault("payload_off", "OFF"), role)
+		return c.decodeOnOffState(role, payload, u)
 	case "brightness_state_topic":
 		v, err := c.render("brightness_value_template", payload)
 		if err != nil || strings.TrimSpace(v) == "" {
@@ -712,11 +717,7 @@ func (c *Config) decodeFan(role string, payload []byte, u *Update) error {
 	caps := c.Entity.Capabilities
 	switch role {
 	case "state_topic":
-		v, err := c.render("state_value_template", payload)
-		if err != nil {
-			return err
-		}
-		return onOff(u, v, o.strDefault("payload_on", "ON"), o.strDefault("payload_off", "OFF"), role)
+		return c.decodeOnOffState(role, payload, u)
 	case "percentage_state_topic":
 		v, err := c.render("percentage_value_template", payload)
 		if err != nil {
