@@ -552,27 +552,10 @@ func TestServerTLSConfig(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestLogsHoldNoSecrets drives every verb, failures included, and checks
 // that no password, code or token reaches the log.
 func TestLogsHoldNoSecrets(t *testing.T) {
-	var logs lockedBuffer
+	var logs hmtest.LogBuffer
 	s := bustest.Server(t)
 	in := startWith(t, s, t.TempDir(), slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	ctx := context.Background()

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -526,28 +525,10 @@ func TestOpsEndpoints(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestSecretsNeverLogged runs the secret-bearing routes, failures included,
 // with the gateway logging everything, and looks for the secrets.
 func TestSecretsNeverLogged(t *testing.T) {
-	var logs syncBuffer
+	var logs hmtest.LogBuffer
 	e := newEnv(t, envOptions{gwLog: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	code := e.authSvc.OnboardingCode()
 	tok := e.onboard(t)

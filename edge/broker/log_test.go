@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,26 +12,9 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestNoPasswordInLogs(t *testing.T) {
 	const secret = "S3cr3t-Passw0rd-xyzzy"
-	var logs syncBuffer
+	var logs hmtest.LogBuffer
 	s := bustest.Server(t)
 	auth := newAuth()
 	auth.creds["secretive"] = fakeCred{password: secret, allow: []string{"dev/s/#"}}

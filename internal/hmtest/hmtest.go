@@ -3,9 +3,11 @@
 package hmtest
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -35,4 +37,24 @@ func Logger(t testing.TB) *slog.Logger {
 		w = os.Stderr
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
+
+// LogBuffer collects log output from many goroutines, for tests that check
+// what was, and what was never, logged.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything logged so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
