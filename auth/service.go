@@ -64,6 +64,7 @@ const caFile = "ca.crt"
 
 // Service is the auth service. Create it with New and serve with Run.
 type Service struct {
+	ready  chan struct{}
 	cfg    Config
 	bus    *natsbus.Conn
 	log    *slog.Logger
@@ -128,7 +129,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, homemesh.Invalid("secret_key", "must be exactly %d bytes", SecretKeySize)
 	}
 	s := &Service{
-		cfg: cfg, bus: deps.Bus, log: log, seal: sealer{key: bytes.Clone(key)},
+		ready: make(chan struct{}),
+		cfg:   cfg, bus: deps.Bus, log: log, seal: sealer{key: bytes.Clone(key)},
 		hashSem: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -362,6 +364,9 @@ func (s *Service) ServerTLSConfig(hosts []string) (*tls.Config, error) {
 // runs one handler at a time per subscription.
 func workers() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
 
+// Ready is closed once the service answers requests.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
 // Run serves the service's verbs until ctx ends, then drains in-flight
 // requests and returns nil.
 func (s *Service) Run(ctx context.Context) error {
@@ -402,6 +407,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return unavailable("flush subscriptions", err)
 	}
 	s.log.Info("auth serving", "kid", s.kid)
+	close(s.ready)
 	<-ctx.Done()
 	drain()
 	s.log.Info("auth stopped")

@@ -160,13 +160,7 @@ func benchCredential(ctx context.Context, a *auth.Client, code, prefix string) (
 		return auth.Credential{}, errors.New("bench hub has no onboarding code")
 	}
 	password := homemesh.RandomID(24)
-	// The services answer a moment after the node reports them started.
-	err := a.Onboard(ctx, code, "bench", password)
-	for deadline := time.Now().Add(10 * time.Second); homemesh.ErrorKind(err) == homemesh.KindUnavailable && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		err = a.Onboard(ctx, code, "bench", password)
-	}
-	if err != nil {
+	if err := a.Onboard(ctx, code, "bench", password); err != nil {
 		return auth.Credential{}, err
 	}
 	tok, err := a.Login(ctx, "bench", password, "")

@@ -66,6 +66,9 @@ type Node struct {
 type runner struct {
 	name string
 	run  func(ctx context.Context) error
+	// ready, when set, is closed once the service answers; /readyz waits
+	// for every one.
+	ready <-chan struct{}
 }
 
 // Options select what a node hosts.
@@ -182,7 +185,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}
-		n.runners = append(n.runners, runner{"auth", n.authSvc.Run})
+		n.runners = append(n.runners, runner{"auth", n.authSvc.Run, n.authSvc.Ready()})
 	}
 	if n.hosts("registry") {
 		c, err := conn("registry")
@@ -193,7 +196,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("registry: %w", err)
 		}
-		n.runners = append(n.runners, runner{"registry", svc.Run})
+		n.runners = append(n.runners, runner{"registry", svc.Run, svc.Ready()})
 	}
 	if n.hosts("edge") {
 		if err := n.startEdge(conn); err != nil {
@@ -215,7 +218,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err := n.gw.Listen(); err != nil {
 			return fmt.Errorf("%w; choose another address with --http", err)
 		}
-		n.runners = append(n.runners, runner{"gateway", n.gw.Run})
+		n.runners = append(n.runners, runner{"gateway", n.gw.Run, nil})
 	}
 	if n.cfg.Ops != "" {
 		n.opsLn, err = net.Listen("tcp", n.cfg.Ops)
@@ -278,7 +281,7 @@ func (n *Node) startEdge(conn func(string) (*natsbus.Conn, error)) error {
 		}
 		return n.broker.Run(ctx)
 	}
-	n.runners = append(n.runners, runner{"edge", devices.Run}, runner{"edge-broker", runBroker})
+	n.runners = append(n.runners, runner{"edge", devices.Run, devices.Ready()}, runner{"edge-broker", runBroker, n.broker.Ready()})
 	return nil
 }
 
@@ -309,11 +312,21 @@ func (n *Node) readyErr() error {
 	case <-n.ready:
 		return nil
 	default:
-		return errors.New("starting")
 	}
+	for _, r := range n.runners {
+		if r.ready == nil {
+			continue
+		}
+		select {
+		case <-r.ready:
+		default:
+			return fmt.Errorf("%s is starting", r.name)
+		}
+	}
+	return errors.New("starting")
 }
 
-// Ready is closed once every service has started.
+// Ready is closed once every service answers.
 func (n *Node) Ready() <-chan struct{} { return n.ready }
 
 // Run runs every service until ctx ends or one fails, then stops them all
@@ -342,7 +355,19 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	close(n.ready)
+	go func() {
+		for _, r := range n.runners {
+			if r.ready == nil {
+				continue
+			}
+			select {
+			case <-r.ready:
+			case <-ctx.Done():
+				return
+			}
+		}
+		close(n.ready)
+	}()
 	<-ctx.Done()
 	if n.opsSrv != nil {
 		shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)

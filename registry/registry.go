@@ -60,6 +60,7 @@ type Service struct {
 	revs map[string]uint64
 
 	stored chan storeJob // batches waiting for their states to be stored
+	ready  chan struct{}
 }
 
 // stateRecord is the cached state of one entity. rev is the KV revision it
@@ -97,6 +98,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		entities: map[string]homemesh.Entity{},
 		states:   map[string]*stateRecord{},
 		revs:     map[string]uint64{},
+		ready:    make(chan struct{}),
 	}, nil
 }
 
@@ -149,6 +151,10 @@ func (s *Service) open(ctx context.Context) error {
 	return nil
 }
 
+// Ready is closed once the registry has loaded its state and answers
+// requests.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
 // Run serves the registry until ctx ends. It loads every definition and
 // state, keeps them fresh through KV watches, answers requests and consumes
 // reports.
@@ -192,6 +198,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return &homemesh.Error{Op: "registry.consumer", Kind: homemesh.KindUnavailable, Message: "report consumer unavailable", Err: err}
 	}
 	s.log.Info("registry ready", "devices", len(s.devices), "entities", len(s.entities))
+	close(s.ready)
 	err = s.consume(ctx, cons)
 	if ctx.Err() != nil {
 		return nil

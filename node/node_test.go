@@ -1,0 +1,109 @@
+package node_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/config"
+	"github.com/homemesh/homemesh/internal/hmtest"
+	"github.com/homemesh/homemesh/node"
+)
+
+func hubConfig(t *testing.T, data string) config.Config {
+	c := config.Default()
+	c.Data, c.HTTP, c.MQTT, c.MQTTS = data, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	return c
+}
+
+// run starts a node and returns it with a function that stops it.
+func run(t *testing.T, c config.Config, opts node.Options) (*node.Node, func()) {
+	t.Helper()
+	n, err := node.New(c, opts, hmtest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	select {
+	case <-n.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatal("node not ready")
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return n, stop
+}
+
+func TestHubLifecycle(t *testing.T) {
+	data := t.TempDir()
+	n, stop := run(t, hubConfig(t, data), node.Options{CreateHome: true})
+	home := n.Home().ID
+	if !homemesh.ValidID(home) {
+		t.Fatalf("home ID %q", home)
+	}
+	resp, err := http.Get("http://" + n.Gateway().Addr().String() + "/readyz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz after Ready: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if n.Auth().OnboardingCode() == "" || n.Broker().Addr("tls") == nil {
+		t.Fatal("first start must offer an onboarding code and an MQTTS listener")
+	}
+	stop()
+
+	again, _ := run(t, hubConfig(t, data), node.Options{CreateHome: true})
+	if again.Home().ID != home {
+		t.Fatalf("home changed across restarts: %s → %s", home, again.Home().ID)
+	}
+}
+
+func TestSplitProcessNeedsAHome(t *testing.T) {
+	c := hubConfig(t, t.TempDir())
+	n, err := node.New(c, node.Options{Services: []string{"registry"}}, hmtest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); homemesh.ErrorField(err) != "home" {
+		t.Fatalf("a split process without a home: %v", err)
+	}
+	if _, err := node.New(c, node.Options{Services: []string{"toaster"}}, hmtest.Logger(t)); homemesh.ErrorField(err) != "service" {
+		t.Fatalf("unknown service: %v", err)
+	}
+}
+
+func TestTakenPortNamesTheFlag(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c := hubConfig(t, t.TempDir())
+	c.MQTTS = ln.Addr().String()
+	n, err := node.New(c, node.Options{CreateHome: true}, hmtest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = n.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "--mqtts") || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Fatalf("taken MQTTS port: %v", err)
+	}
+}
