@@ -678,3 +678,62 @@ func TestIssueCredentialReplacesItsPredecessor(t *testing.T) {
 		t.Fatalf("bad allow list accepted: %v", err)
 	}
 }
+
+func TestServerCertificateOverTheBus(t *testing.T) {
+	ctx := context.Background()
+	srv := bustest.Server(t)
+	conn := bustest.Conn(t, srv)
+	svc, err := New(Config{DataDir: t.TempDir(), Home: "h1"}, Deps{Bus: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	<-svc.Ready()
+
+	client := NewClient(bustest.Conn(t, srv))
+	cfg, err := client.ServerTLSConfig(ctx, []string{"hub.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(svc.CACertPEM())
+	for _, name := range []string{"hub.local", "localhost"} {
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: name})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		c.Close()
+	}
+	if _, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "other.local"}); err == nil {
+		t.Fatal("certificate accepted for a host it does not name")
+	}
+
+	// A request whose signature does not match its key is refused.
+	var reply serverCertReply
+	err = client.conn.Request(ctx, subject(VerbServerCert), serverCertRequest{CSR: []byte("junk"), Hosts: []string{"x"}}, &reply)
+	if homemesh.ErrorField(err) != "csr" {
+		t.Fatalf("junk CSR: %v", err)
+	}
+	err = client.conn.Request(ctx, subject(VerbServerCert), serverCertRequest{CSR: []byte("junk"), Hosts: []string{"bad host!"}}, &reply)
+	if homemesh.ErrorKind(err) != homemesh.KindInvalid {
+		t.Fatalf("bad host: %v", err)
+	}
+}

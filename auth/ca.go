@@ -129,19 +129,9 @@ func validDNSName(h string) bool {
 	return true
 }
 
-// leaf returns a server certificate for hosts (already normalised), issuing
-// a fresh one when none is cached or the cached one nears expiry.
-func (ca *homeCA) leaf(hosts []string, now time.Time) (*tls.Certificate, error) {
-	cacheKey := strings.Join(hosts, ",")
-	ca.mu.Lock()
-	defer ca.mu.Unlock()
-	if c, ok := ca.leaves[cacheKey]; ok && now.Add(leafRenewBefore).Before(c.Leaf.NotAfter) {
-		return c, nil
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
+// sign issues a server certificate for the public key pub and hosts
+// (already normalised).
+func (ca *homeCA) sign(pub any, hosts []string, now time.Time) ([]byte, *x509.Certificate, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: hosts[0], Organization: []string{"homemesh"}},
@@ -157,11 +147,28 @@ func (ca *homeCA) leaf(hosts []string, now time.Time) (*tls.Certificate, error) 
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
 	if err != nil {
-		return nil, fmt.Errorf("issue server certificate: %w", err)
+		return nil, nil, fmt.Errorf("issue server certificate: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
+	return der, leaf, err
+}
+
+// leaf returns a server certificate for hosts (already normalised), issuing
+// a fresh one when none is cached or the cached one nears expiry.
+func (ca *homeCA) leaf(hosts []string, now time.Time) (*tls.Certificate, error) {
+	cacheKey := strings.Join(hosts, ",")
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	if c, ok := ca.leaves[cacheKey]; ok && now.Add(leafRenewBefore).Before(c.Leaf.NotAfter) {
+		return c, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, leaf, err := ca.sign(&key.PublicKey, hosts, now)
 	if err != nil {
 		return nil, err
 	}

@@ -2,8 +2,16 @@ package auth
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"sync"
 	"time"
 
+	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/bus/natsbus"
 )
 
@@ -23,6 +31,7 @@ const (
 	VerbDeleteCredential = "credential_delete"
 	VerbListCredentials  = "credential_list"
 	VerbAuthenticateMQTT = "mqtt_authenticate"
+	VerbServerCert       = "server_certificate"
 )
 
 // EventCredentialRevoked is the event kind published on
@@ -154,4 +163,55 @@ func (c *Client) AuthenticateMQTT(ctx context.Context, username, password, clien
 	err := c.conn.Request(ctx, subject(VerbAuthenticateMQTT),
 		mqttAuthRequest{Username: username, Password: password, ClientID: clientID}, &g)
 	return g, err
+}
+
+// ServerTLSConfig returns a TLS server configuration whose certificate for
+// hosts (loopback names are always added) the home CA issues over the bus.
+// The private key is made here and never leaves the process; the
+// certificate is renewed on a handshake within 30 days of its expiry. It
+// serves processes such as a split-mode MQTT edge that do not hold the CA.
+func (c *Client) ServerTLSConfig(ctx context.Context, hosts []string) (*tls.Config, error) {
+	var mu sync.Mutex
+	cert, err := c.serverCertificate(ctx, hosts)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if time.Now().Add(leafRenewBefore).After(cert.Leaf.NotAfter) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if fresh, err := c.serverCertificate(ctx, hosts); err == nil {
+					cert = fresh
+				}
+			}
+			return cert, nil
+		},
+	}, nil
+}
+
+func (c *Client) serverCertificate(ctx context.Context, hosts []string) (*tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
+	}
+	var reply serverCertReply
+	if err := c.conn.Request(ctx, subject(VerbServerCert), serverCertRequest{CSR: csr, Hosts: hosts}, &reply); err != nil {
+		return nil, err
+	}
+	if len(reply.Chain) == 0 {
+		return nil, homemesh.Errorf(homemesh.KindInternal, "empty certificate chain")
+	}
+	leaf, err := x509.ParseCertificate(reply.Chain[0])
+	if err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	return &tls.Certificate{Certificate: reply.Chain, PrivateKey: key, Leaf: leaf}, nil
 }

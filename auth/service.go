@@ -3,10 +3,13 @@ package auth
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -379,6 +383,7 @@ func (s *Service) Run(ctx context.Context) error {
 		VerbDeleteCredential: s.handleDeleteCredential,
 		VerbListCredentials:  s.handleListCredentials,
 		VerbAuthenticateMQTT: s.handleAuthenticateMQTT,
+		VerbServerCert:       s.handleServerCert,
 	}
 	var subs []*nats.Subscription
 	drain := func() {
@@ -428,6 +433,33 @@ func decode(msg *nats.Msg, v any) error {
 		return homemesh.Invalid("body", "trailing data after the request")
 	}
 	return nil
+}
+
+func (s *Service) handleServerCert(ctx context.Context, msg *nats.Msg) (any, error) {
+	var req serverCertRequest
+	if err := decode(msg, &req); err != nil {
+		return nil, err
+	}
+	csr, err := x509.ParseCertificateRequest(req.CSR)
+	if err != nil {
+		return nil, homemesh.Invalid("csr", "not a PKCS #10 certificate request: %v", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, homemesh.Invalid("csr", "signature does not match its key")
+	}
+	if k, ok := csr.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
+		return nil, homemesh.Invalid("csr", "key must be ECDSA P-256")
+	}
+	hosts, err := normalizeHosts(req.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	der, _, err := s.ca.sign(csr.PublicKey, hosts, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("server certificate issued", "hosts", strings.Join(hosts, ","))
+	return serverCertReply{Chain: [][]byte{der, s.ca.cert.Raw}}, nil
 }
 
 func (s *Service) handleKeys(ctx context.Context, msg *nats.Msg) (any, error) {

@@ -60,3 +60,14 @@ type mqttAuthRequest struct {
 	Password string `json:"password"`
 	ClientID string `json:"client_id"`
 }
+
+// serverCertRequest asks the home CA to certify a key that never leaves
+// the requesting process: only its certificate request travels.
+type serverCertRequest struct {
+	CSR   []byte   `json:"csr"` // PKCS #10, DER
+	Hosts []string `json:"hosts"`
+}
+
+type serverCertReply struct {
+	Chain [][]byte `json:"chain"` // DER: the server certificate, then the CA
+}

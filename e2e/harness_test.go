@@ -53,6 +53,7 @@ type proc struct {
 var (
 	apiLine  = regexp.MustCompile(`API:\s+(http://\S+)/api/v1`)
 	mqttLine = regexp.MustCompile(`MQTT:\s+(\S+)`)
+	tlsLine  = regexp.MustCompile(`MQTTS:\s+(\S+)`)
 	codeLine = regexp.MustCompile(`Onboarding code:\s+(\S+)`)
 	homeLine = regexp.MustCompile(`homemesh: home (\S+)`)
 )
@@ -150,6 +151,7 @@ func (p *proc) stop(t *testing.T) {
 // hub is a running deployment as its users see it.
 type hub struct {
 	api, mqtt, code string
+	mqtts, caFile   string // the TLS listener and the home CA certificate
 	restart         func(t *testing.T)
 }
 
@@ -161,7 +163,9 @@ func allInOne(t *testing.T) *hub {
 		p = start(t, "up", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
 		h.api = p.await(t, apiLine) + "/api/v1"
 		h.mqtt = p.await(t, mqttLine)
+		h.mqtts = p.await(t, tlsLine)
 	}
+	h.caFile = filepath.Join(data, "ca.crt")
 	launch(t)
 	h.code = p.await(t, codeLine)
 	h.restart = func(t *testing.T) {
@@ -181,14 +185,15 @@ func split(t *testing.T) *hub {
 	t.Cleanup(srv.Shutdown)
 	url := srv.ClientURL()
 	authData, edgeData, gwData := t.TempDir(), t.TempDir(), t.TempDir()
-	h := &hub{}
+	h := &hub{caFile: filepath.Join(authData, "ca.crt")}
 	var procs []*proc
 	launch := func(t *testing.T) {
 		core := start(t, "serve", "auth", "registry", "--nats", url, "--home", "e2e", "--data", authData, "--ops", "127.0.0.1:0")
 		core.await(t, homeLine)
-		edge := start(t, "serve", "edge", "--nats", url, "--home", "e2e", "--data", edgeData, "--mqtt", "127.0.0.1:0", "--mqtts", "")
+		edge := start(t, "serve", "edge", "--nats", url, "--home", "e2e", "--data", edgeData, "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
 		gw := start(t, "serve", "gateway", "--nats", url, "--home", "e2e", "--data", gwData, "--http", "127.0.0.1:0")
 		h.mqtt = edge.await(t, mqttLine)
+		h.mqtts = edge.await(t, tlsLine)
 		h.api = gw.await(t, apiLine) + "/api/v1"
 		procs = []*proc{core, edge, gw}
 		if h.code == "" {

@@ -142,6 +142,14 @@ func scenario(t *testing.T, h *hub) {
 		t.Fatalf("out-of-range brightness = %d %+v", code, e)
 	}
 
+	// MQTTS with the home CA's certificate, which clients verify.
+	if err := pub(t, h.mqtts, z2m.Username, z2m.Password, "--cafile", h.caFile, "-t", "zigbee2mqtt/tls", "-m", "over tls"); err != nil {
+		t.Fatalf("MQTTS with the home CA: %v", err)
+	}
+	if err := pub(t, h.mqtts, z2m.Username, z2m.Password, "-t", "zigbee2mqtt/tls", "-m", "plain on the TLS port"); err == nil {
+		t.Fatal("a plaintext client was accepted on the MQTTS port")
+	}
+
 	// The firewall: nothing outside a credential's allow list.
 	if err := pub(t, h.mqtt, z2m.Username, "wrong-password", "-t", "zigbee2mqtt/x", "-m", "1"); err == nil {
 		t.Fatal("a wrong password was accepted")

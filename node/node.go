@@ -11,6 +11,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,7 +200,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		n.runners = append(n.runners, runner{"registry", svc.Run, svc.Ready()})
 	}
 	if n.hosts("edge") {
-		if err := n.startEdge(conn); err != nil {
+		if err := n.startEdge(ctx, conn); err != nil {
 			return err
 		}
 	}
@@ -230,32 +231,42 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-func (n *Node) startEdge(conn func(string) (*natsbus.Conn, error)) error {
+// serverTLS returns a server TLS configuration from the home CA: directly
+// when the auth service runs in this process, else over the bus, waiting a
+// little for a split-mode auth process that is still starting.
+func (n *Node) serverTLS(ctx context.Context, c *natsbus.Conn, hosts []string) (*tls.Config, error) {
+	if n.authSvc != nil {
+		return n.authSvc.ServerTLSConfig(hosts)
+	}
+	client := auth.NewClient(c)
+	cfg, err := client.ServerTLSConfig(ctx, hosts)
+	for deadline := time.Now().Add(15 * time.Second); homemesh.ErrorKind(err) == homemesh.KindUnavailable && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		cfg, err = client.ServerTLSConfig(ctx, hosts)
+	}
+	return cfg, err
+}
+
+func (n *Node) startEdge(ctx context.Context, conn func(string) (*natsbus.Conn, error)) error {
 	c, err := conn("edge")
 	if err != nil {
 		return err
 	}
 	bcfg := broker.Config{Home: n.home.ID, InstanceID: homemesh.RandomID(10), TCP: n.cfg.MQTT}
 	if n.cfg.MQTTS != "" {
-		if n.authSvc == nil {
-			// The home CA lives with the auth service; a split edge without
-			// it serves plain MQTT only (documented in docs/operations.md).
-			n.log.Warn("MQTTS disabled: the auth service is not in this process", "service", "edge")
-		} else {
-			host, _, _ := net.SplitHostPort(n.cfg.MQTTS)
-			hosts := []string{"localhost"}
-			if host != "" {
-				hosts = append(hosts, host)
-			}
-			if name, err := os.Hostname(); err == nil {
-				hosts = append(hosts, name)
-			}
-			tlsCfg, err := n.authSvc.ServerTLSConfig(hosts)
-			if err != nil {
-				return fmt.Errorf("edge: server certificate: %w", err)
-			}
-			bcfg.TLS, bcfg.TLSConfig = n.cfg.MQTTS, tlsCfg
+		host, _, _ := net.SplitHostPort(n.cfg.MQTTS)
+		hosts := []string{"localhost"}
+		if host != "" {
+			hosts = append(hosts, host)
 		}
+		if name, err := os.Hostname(); err == nil {
+			hosts = append(hosts, name)
+		}
+		tlsCfg, err := n.serverTLS(ctx, c, hosts)
+		if err != nil {
+			return fmt.Errorf("edge: MQTTS certificate (--mqtts): %w", err)
+		}
+		bcfg.TLS, bcfg.TLSConfig = n.cfg.MQTTS, tlsCfg
 	}
 	n.broker, err = broker.New(bcfg, broker.Deps{Bus: c, Auth: mqttAuth{auth.NewClient(c)},
 		Log: n.log, Metrics: n.metrics})
