@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -735,5 +736,31 @@ func TestServerCertificateOverTheBus(t *testing.T) {
 	err = client.conn.Request(ctx, subject(VerbServerCert), serverCertRequest{CSR: []byte("junk"), Hosts: []string{"bad host!"}}, &reply)
 	if homemesh.ErrorKind(err) != homemesh.KindInvalid {
 		t.Fatalf("bad host: %v", err)
+	}
+}
+
+// A home with a credential per device lists them all, one bus page at a
+// time, each page under the bus's message size.
+func TestCredentialListIsPaged(t *testing.T) {
+	_, in, tok := onboarded(t)
+	ctx := context.Background()
+	const n = credentialPage*2 + 3
+	long := []string{strings.Repeat("a", 200) + "/#", strings.Repeat("b", 200) + "/#"}
+	for i := range n {
+		if _, err := in.client.CreateCredential(ctx, tok.AccessToken, fmt.Sprintf("device %d", i), long); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := in.client.ListCredentials(ctx, tok.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != n {
+		t.Fatalf("listed %d of %d", len(list), n)
+	}
+	for i := 1; i < n; i++ {
+		if list[i-1].Username >= list[i].Username {
+			t.Fatalf("not in user-name order at %d", i)
+		}
 	}
 }

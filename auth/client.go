@@ -147,12 +147,24 @@ func (c *Client) DeleteCredential(ctx context.Context, accessToken, username str
 		deleteCredentialRequest{AccessToken: accessToken, Username: username}, nil)
 }
 
-// ListCredentials lists the MQTT credentials, without secrets, acting as
-// the bearer of accessToken (owner or admin).
+// ListCredentials lists the MQTT credentials, without secrets, in user-name
+// order, acting as the bearer of accessToken (owner or admin). It fetches
+// as many pages as there are.
 func (c *Client) ListCredentials(ctx context.Context, accessToken string) ([]Credential, error) {
-	var r listCredentialsReply
-	err := c.conn.Request(ctx, subject(VerbListCredentials), listCredentialsRequest{AccessToken: accessToken}, &r)
-	return r.Credentials, err
+	out := []Credential{}
+	after := ""
+	for {
+		var r listCredentialsReply
+		err := c.conn.Request(ctx, subject(VerbListCredentials), listCredentialsRequest{AccessToken: accessToken, After: after}, &r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r.Credentials...)
+		if !r.More || len(r.Credentials) == 0 {
+			return out, nil
+		}
+		after = r.Credentials[len(r.Credentials)-1].Username
+	}
 }
 
 // AuthenticateMQTT checks an MQTT client's user name and password and

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -252,9 +251,21 @@ func (s *Service) handleListCredentials(ctx context.Context, msg *nats.Msg) (any
 	if err != nil {
 		return nil, unavailable("list credentials", err)
 	}
-	defer lister.Stop()
-	out := []Credential{}
+	var keys []string
 	for key := range lister.Keys() {
+		if key > req.After {
+			keys = append(keys, key)
+		}
+	}
+	lister.Stop()
+	// One page per reply, in user-name order, so a reply stays under the
+	// bus's message size however many devices have credentials.
+	slices.Sort(keys)
+	if len(keys) > credentialPage {
+		keys = keys[:credentialPage]
+	}
+	out := []Credential{}
+	for _, key := range keys {
 		e, err := s.credsKV.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // deleted meanwhile
@@ -268,11 +279,12 @@ func (s *Service) handleListCredentials(ctx context.Context, msg *nats.Msg) (any
 		}
 		out = append(out, Credential{Username: key, Name: rec.Name, Allow: rec.Allow, CreatedAt: rec.CreatedAt})
 	}
-	slices.SortFunc(out, func(a, b Credential) int {
-		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.Username, b.Username))
-	})
-	return listCredentialsReply{Credentials: out}, nil
+	return listCredentialsReply{Credentials: out, More: len(keys) == credentialPage}, nil
 }
+
+// credentialPage bounds one list reply: 500 credentials with long allow
+// lists stay well under 1 MiB.
+const credentialPage = 500
 
 var errMQTT = homemesh.Errorf(homemesh.KindUnauthenticated, "wrong MQTT user name or password")
 

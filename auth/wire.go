@@ -49,10 +49,12 @@ type deleteCredentialRequest struct {
 
 type listCredentialsRequest struct {
 	AccessToken string `json:"access_token"`
+	After       string `json:"after,omitempty"` // start after this user name
 }
 
 type listCredentialsReply struct {
 	Credentials []Credential `json:"credentials"`
+	More        bool         `json:"more,omitempty"`
 }
 
 type mqttAuthRequest struct {
