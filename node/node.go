@@ -217,14 +217,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("gateway: %w", err)
 		}
 		if err := n.gw.Listen(); err != nil {
-			return fmt.Errorf("%w; choose another address with --http", err)
+			return takenPort(err, "--http")
 		}
 		n.runners = append(n.runners, runner{"gateway", n.gw.Run, nil})
 	}
 	if n.cfg.Ops != "" {
 		n.opsLn, err = net.Listen("tcp", n.cfg.Ops)
 		if err != nil {
-			return fmt.Errorf("listen on %s: %w; choose another address with --ops", n.cfg.Ops, err)
+			return takenPort(fmt.Errorf("cannot listen on %s: %w", n.cfg.Ops, err), "--ops")
 		}
 		n.opsSrv = &http.Server{Handler: ops.Handler(n.readyErr, n.metrics), ReadHeaderTimeout: 5 * time.Second}
 	}
@@ -278,7 +278,7 @@ func (n *Node) startEdge(ctx context.Context, conn func(string) (*natsbus.Conn, 
 		if bcfg.TLS != "" && bcfg.TLS != bcfg.TCP && strings.Contains(err.Error(), bcfg.TLS) {
 			flag = "--mqtts"
 		}
-		return fmt.Errorf("%w; choose another address with %s", err, flag)
+		return takenPort(err, flag)
 	}
 	devices, err := edge.New(edge.Config{Home: n.home.ID}, edge.Deps{Bus: c, Registry: registry.NewClient(c, n.home.ID), Log: n.log})
 	if err != nil {
@@ -294,6 +294,16 @@ func (n *Node) startEdge(ctx context.Context, conn func(string) (*natsbus.Conn, 
 	}
 	n.runners = append(n.runners, runner{"edge", devices.Run, devices.Ready()}, runner{"edge-broker", runBroker, n.broker.Ready()})
 	return nil
+}
+
+// takenPort tells the person starting the process which flag to change.
+func takenPort(err error, flag string) error {
+	msg := err.Error()
+	var he *homemesh.Error
+	if errors.As(err, &he) && he.Message != "" {
+		msg = he.Message
+	}
+	return &homemesh.Error{Kind: homemesh.KindConflict, Message: msg + "; choose another address with " + flag, Err: err}
 }
 
 // mqttAuth adapts the auth client to the broker's Authenticator.
