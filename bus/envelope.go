@@ -48,6 +48,12 @@ func EncodeEnvelope(home, source, typ string, payload any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s payload: %w", typ, err)
 	}
+	return EncodeEnvelopeRaw(home, source, typ, raw), nil
+}
+
+// EncodeEnvelopeRaw is EncodeEnvelope for a payload that is already JSON;
+// raw must be valid JSON, which is not checked.
+func EncodeEnvelopeRaw(home, source, typ string, raw []byte) []byte {
 	b := make([]byte, 0, len(raw)+160)
 	b = append(b, `{"v":`...)
 	b = strconv.AppendInt(b, EnvelopeVersion, 10)
@@ -63,7 +69,7 @@ func EncodeEnvelope(home, source, typ string, payload any) ([]byte, error) {
 	b = appendJSONString(b, typ)
 	b = append(b, `,"payload":`...)
 	b = append(b, raw...)
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 func appendJSONString(b []byte, s string) []byte {

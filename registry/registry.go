@@ -69,6 +69,7 @@ type Service struct {
 // of older writes) are ignored so the cache never moves backwards.
 type stateRecord struct {
 	state   homemesh.State
+	raw     []byte // state as JSON when known, so each state is marshalled once
 	rev     uint64
 	pending int
 }

@@ -87,9 +87,10 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 	// Every report that changes something yields its own state change, so
 	// history and automations see each step; only the last state of each
 	// entity in the batch is stored.
-	final := map[string]homemesh.State{}
+	final := map[string][]byte{} // entity → JSON of its last state
 	var order []string
-	var changes []StateChange
+	var changes [][]byte // state-change payloads, in order
+	var changeSubjects []string
 	var updates []homemesh.StateUpdate
 	for _, m := range batch {
 		var err error
@@ -101,7 +102,7 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 			continue
 		}
 		for _, u := range updates {
-			s.apply1(u, final, &order, &changes)
+			s.apply1(u, final, &order, &changes, &changeSubjects)
 		}
 	}
 
@@ -109,19 +110,15 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 	// storage. The reports are acknowledged only once the states are
 	// stored (finish, in the background); if storing fails they are
 	// redelivered and applied again, so delivery is at least once.
-	for _, sc := range changes {
-		data, err := bus.EncodeEnvelope(s.cfg.Home, "registry", "state_changed", sc)
-		if err == nil {
-			err = s.bus.NATS().Publish(bus.StateSubject(s.cfg.Home, sc.DeviceID, sc.EntityID), data)
-		}
-		if err != nil {
-			s.log.Warn("state change not published", "entity_id", sc.EntityID, "err", err)
+	for i, payload := range changes {
+		data := bus.EncodeEnvelopeRaw(s.cfg.Home, "registry", "state_changed", payload)
+		if err := s.bus.NATS().Publish(changeSubjects[i], data); err != nil {
+			s.log.Warn("state change not published", "subject", changeSubjects[i], "err", err)
 		}
 	}
 	job := storeJob{reports: slices.Clone(batch)}
 	for _, id := range order {
-		data, _ := json.Marshal(final[id])
-		f, err := s.js.PublishAsync("$KV."+s.bucket("states")+"."+id, data)
+		f, err := s.js.PublishAsync("$KV."+s.bucket("states")+"."+id, final[id])
 		if err != nil {
 			job.failed = true
 			s.releasePending(id, 0)
@@ -137,7 +134,7 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 }
 
 // apply1 merges one report into the cache and notes the change, if any.
-func (s *Service) apply1(u homemesh.StateUpdate, final map[string]homemesh.State, order *[]string, changes *[]StateChange) {
+func (s *Service) apply1(u homemesh.StateUpdate, final map[string][]byte, order *[]string, changes *[][]byte, subjects *[]string) {
 	if u.HomeID != s.cfg.Home {
 		s.log.Warn("dropping a report for another home", "home_id", u.HomeID)
 		return
@@ -158,15 +155,24 @@ func (s *Service) apply1(u homemesh.StateUpdate, final map[string]homemesh.State
 		rec = &stateRecord{}
 		s.states[u.EntityID] = rec
 	}
-	rec.state = next
 	if diff {
+		oldRaw := rec.raw
+		if oldRaw == nil {
+			oldRaw, _ = json.Marshal(e.State)
+		}
+		nextRaw, _ := json.Marshal(next) // cannot fail: JSON-decoded values
+		rec.raw = nextRaw
 		if _, seen := final[e.ID]; !seen {
 			*order = append(*order, e.ID)
 			rec.pending++
 		}
-		final[e.ID] = next
-		*changes = append(*changes, StateChange{HomeID: s.cfg.Home, DeviceID: e.DeviceID, EntityID: e.ID, State: next, Old: e.State})
+		final[e.ID] = nextRaw
+		*changes = append(*changes, stateChangeJSON(s.cfg.Home, e.DeviceID, e.ID, nextRaw, oldRaw))
+		*subjects = append(*subjects, bus.StateSubject(s.cfg.Home, e.DeviceID, e.ID))
+	} else {
+		rec.raw = nil // only UpdatedAt moved; marshal afresh when needed
 	}
+	rec.state = next
 	s.mu.Unlock()
 }
 
@@ -276,4 +282,22 @@ func decodeReports(data []byte, out []homemesh.StateUpdate) ([]homemesh.StateUpd
 		return out, err
 	}
 	return append(out, u), nil
+}
+
+// stateChangeJSON is json.Marshal(StateChange{…}) from states already in
+// JSON, so a state is marshalled once for storage, its change, and as the
+// old state of the next change.
+func stateChangeJSON(home, device, entity string, state, old []byte) []byte {
+	b := make([]byte, 0, len(state)+len(old)+len(home)+len(device)+len(entity)+64)
+	b = append(b, `{"home_id":"`...)
+	b = append(b, home...) // IDs are [a-z0-9_-]: nothing to escape
+	b = append(b, `","device_id":"`...)
+	b = append(b, device...)
+	b = append(b, `","entity_id":"`...)
+	b = append(b, entity...)
+	b = append(b, `","state":`...)
+	b = append(b, state...)
+	b = append(b, `,"old_state":`...)
+	b = append(b, old...)
+	return append(b, '}')
 }

@@ -1,7 +1,9 @@
 package registry
 
 import (
+	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/homemesh/homemesh"
 )
@@ -44,4 +46,17 @@ func FuzzDecodeReports(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = decodeReports(data, nil)
 	})
+}
+
+func TestStateChangeJSONMatchesMarshal(t *testing.T) {
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	next := homemesh.State{Value: 21.5, Attributes: map[string]any{"unit": "°C", "q": "a\"b"}, Available: true, ChangedAt: now, UpdatedAt: now}
+	old := homemesh.State{Value: nil}
+	nextRaw, _ := json.Marshal(next)
+	oldRaw, _ := json.Marshal(old)
+	got := stateChangeJSON("h1", "dev-1", "temp_1", nextRaw, oldRaw)
+	want, _ := json.Marshal(StateChange{HomeID: "h1", DeviceID: "dev-1", EntityID: "temp_1", State: next, Old: old})
+	if string(got) != string(want) {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
 }

@@ -93,7 +93,7 @@ func (s *Service) apply(kv jetstream.KeyValue, entry jetstream.KeyValueEntry) {
 		}
 		var st homemesh.State
 		if err = json.Unmarshal(entry.Value(), &st); err == nil {
-			s.states[key] = &stateRecord{state: st, rev: entry.Revision()}
+			s.states[key] = &stateRecord{state: st, raw: entry.Value(), rev: entry.Revision()}
 		}
 	}
 	if err != nil {
