@@ -180,7 +180,10 @@ func (d *Devices) Run(ctx context.Context) error {
 	if err := d.publishMQTT(d.cfg.Prefix+"/status", []byte("online"), 1, false); err != nil {
 		d.log.Warn("birth message not sent", "err", err)
 	}
-	d.log.Info("edge devices ready", "entities", len(d.byEntity))
+	d.mu.RLock()
+	entities := len(d.byEntity)
+	d.mu.RUnlock()
+	d.log.Info("edge devices ready", "entities", entities)
 	close(d.ready)
 
 	<-ctx.Done()

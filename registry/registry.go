@@ -198,7 +198,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return &homemesh.Error{Op: "registry.consumer", Kind: homemesh.KindUnavailable, Message: "report consumer unavailable", Err: err}
 	}
-	s.log.Info("registry ready", "devices", len(s.devices), "entities", len(s.entities))
+	s.mu.RLock()
+	devices, entities := len(s.devices), len(s.entities)
+	s.mu.RUnlock()
+	s.log.Info("registry ready", "devices", devices, "entities", entities)
 	close(s.ready)
 	err = s.consume(ctx, cons)
 	if ctx.Err() != nil {
