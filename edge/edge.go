@@ -423,6 +423,10 @@ func (d *Devices) add(ctx context.Context, c *discovery.Config) error {
 	if old != nil {
 		ent.ID = old.entityID
 	}
+	// Bind before the registry lists the entity, so that nobody can see it
+	// and have a command refused because this edge does not know it yet.
+	b := &binding{cfg: c, entityID: ent.ID, deviceID: dev.ID}
+	d.bind(key, b)
 	// Two unique_ids can slug to the same ID; the registry refuses the
 	// second, and a numbered ID is tried instead.
 	base := ent.ID
@@ -432,8 +436,14 @@ func (d *Devices) add(ctx context.Context, c *discovery.Config) error {
 			break
 		}
 		ent.ID = fmt.Sprintf("%s_%d", base, n)
+		b = &binding{cfg: c, entityID: ent.ID, deviceID: dev.ID}
+		d.bind(key, b)
 	}
 	if err != nil {
+		d.unbind(key)
+		if old != nil {
+			d.bind(key, old)
+		}
 		return err
 	}
 	rec := record{Topic: c.Topic, Payload: c.Payload, Key: key, EntityID: ent.ID, DeviceID: dev.ID}
@@ -441,8 +451,6 @@ func (d *Devices) add(ctx context.Context, c *discovery.Config) error {
 	if _, err := d.kv.Put(ctx, kvKey(key), data); err != nil {
 		return fmt.Errorf("store discovery config: %w", err)
 	}
-	b := &binding{cfg: c, entityID: ent.ID, deviceID: dev.ID}
-	d.bind(key, b)
 	d.replayRetained(ctx, b)
 	return nil
 }
