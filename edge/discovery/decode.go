@@ -608,23 +608,49 @@ func (c *Config) decodeLock(payload []byte, u *Update) error {
 	if err != nil {
 		return err
 	}
-	o := c.opts
-	for _, s := range []struct{ key, def, state string }{
+	if state, ok := c.opts.matchState(v, lockStates); ok {
+		u.set(state)
+		return nil
+	}
+	return noStateOrUnknown(u, v, "state_topic", "lock")
+}
+
+// stateOption maps the payload configured under key (default def) to a
+// Home Assistant state.
+type stateOption struct{ key, def, state string }
+
+var (
+	lockStates = []stateOption{
 		{"state_locked", "LOCKED", "locked"}, {"state_unlocked", "UNLOCKED", "unlocked"},
 		{"state_locking", "LOCKING", "locking"}, {"state_unlocking", "UNLOCKING", "unlocking"},
 		{"state_jammed", "JAMMED", "jammed"}, {"state_open", "OPEN", "open"}, {"state_opening", "OPENING", "opening"},
-	} {
+	}
+	coverStates = []stateOption{
+		{"state_open", "open", "open"}, {"state_opening", "opening", "opening"},
+		{"state_closed", "closed", "closed"}, {"state_closing", "closing", "closing"},
+		{"state_stopped", "stopped", "stopped"},
+	}
+)
+
+// matchState returns the state whose configured payload is v.
+func (o options) matchState(v string, table []stateOption) (string, bool) {
+	for _, s := range table {
 		if p := o.strDefault(s.key, s.def); p != "" && v == p {
-			u.set(s.state)
-			return nil
+			return s.state, true
 		}
 	}
+	return "", false
+}
+
+// noStateOrUnknown handles a payload that matched no state: "None" clears
+// the state, an empty payload is ignored, anything else is an error.
+func noStateOrUnknown(u *Update, v, role, kind string) error {
 	switch v {
 	case payloadNone:
 		u.set(nil)
 	case "":
 	default:
-		return decodeErr("state_topic", "payload %q is not a lock state", clip(v))
+		return decodeErr(role, "payload %q is not a %s state", clip(v), kind)
 	}
 	return nil
 }
@@ -643,27 +669,15 @@ func (c *Config) decodeCover(role string, payload []byte, prev homemesh.State, u
 		if err != nil {
 			return err
 		}
-		for _, s := range []struct{ key, def, state string }{
-			{"state_open", "open", "open"}, {"state_opening", "opening", "opening"},
-			{"state_closed", "closed", "closed"}, {"state_closing", "closing", "closing"},
-			{"state_stopped", "stopped", "stopped"},
-		} {
-			if p := o.strDefault(s.key, s.def); p != "" && v == p {
-				if s.state == "stopped" {
-					u.set(stoppedState(prev))
-				} else {
-					u.set(s.state)
-				}
-				return nil
+		if state, ok := o.matchState(v, coverStates); ok {
+			if state == "stopped" {
+				u.set(stoppedState(prev))
+			} else {
+				u.set(state)
 			}
+			return nil
 		}
-		switch v {
-		case payloadNone:
-			u.set(nil)
-		case "":
-		default:
-			return decodeErr(role, "payload %q is not a cover state", clip(v))
-		}
+		return noStateOrUnknown(u, v, role, "cover")
 	case "position_topic":
 		v, err := c.render("position_template", payload)
 		if err != nil || strings.TrimSpace(v) == "" {
