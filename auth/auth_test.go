@@ -53,21 +53,7 @@ func startWith(t testing.TB, s *natsbus.Server, dataDir string, log *slog.Logger
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}
-	t.Cleanup(stop)
+	stop := hmtest.Run(t, "auth", svc.Run)
 	client := NewClient(conn)
 	hmtest.WaitFor(t, 10*time.Second, "auth to answer", func() bool {
 		var r keysReply
@@ -522,6 +508,13 @@ func TestServerTLSConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkTLSNames(t, cfg, in.svc.CACertPEM(), []string{"hub.local", "localhost", "127.0.0.1", "192.168.1.10"}, "evil.example")
+}
+
+// checkTLSNames serves TLS with cfg and checks that clients trusting caPEM
+// accept every name in good and refuse bad.
+func checkTLSNames(t *testing.T, cfg *tls.Config, caPEM []byte, good []string, bad string) {
+	t.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -538,8 +531,8 @@ func TestServerTLSConfig(t *testing.T) {
 		}
 	}()
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(in.svc.CACertPEM())
-	for _, name := range []string{"hub.local", "localhost", "127.0.0.1", "192.168.1.10"} {
+	roots.AppendCertsFromPEM(caPEM)
+	for _, name := range good {
 		t.Run(name, func(t *testing.T) {
 			c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: name})
 			if err != nil {
@@ -548,8 +541,8 @@ func TestServerTLSConfig(t *testing.T) {
 			c.Close()
 		})
 	}
-	if _, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "evil.example"}); err == nil {
-		t.Error("certificate accepted for a host it does not name")
+	if _, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: bad}); err == nil {
+		t.Errorf("certificate accepted for %s, a host it does not name", bad)
 	}
 }
 
@@ -645,25 +638,15 @@ func TestThrottleShared(t *testing.T) {
 
 func TestIssueCredentialReplacesItsPredecessor(t *testing.T) {
 	ctx := context.Background()
-	srv := bustest.Server(t)
-	conn := bustest.Conn(t, srv)
-	svc, err := New(Config{DataDir: t.TempDir(), Home: "h1"}, Deps{Bus: conn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
-	client := NewClient(conn)
+	in := start(t, bustest.Server(t), t.TempDir())
+	svc, client := in.svc, in.client
 	first, err := svc.IssueCredential(ctx, "demo light", []string{"hmsim/demo-1/#"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hmtest.WaitFor(t, 10*time.Second, "auth to serve", func() bool {
-		_, err := client.AuthenticateMQTT(ctx, first.Username, first.Password, "c1")
-		return err == nil
-	})
+	if _, err := client.AuthenticateMQTT(ctx, first.Username, first.Password, "c1"); err != nil {
+		t.Fatal(err)
+	}
 	second, err := svc.IssueCredential(ctx, "demo light", []string{"hmsim/demo-1/#"})
 	if err != nil {
 		t.Fatal(err)
@@ -683,59 +666,18 @@ func TestIssueCredentialReplacesItsPredecessor(t *testing.T) {
 func TestServerCertificateOverTheBus(t *testing.T) {
 	ctx := context.Background()
 	srv := bustest.Server(t)
-	conn := bustest.Conn(t, srv)
-	svc, err := New(Config{DataDir: t.TempDir(), Home: "h1"}, Deps{Bus: conn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
-	<-svc.Ready()
-
+	in := start(t, srv, t.TempDir())
 	client := NewClient(bustest.Conn(t, srv))
 	cfg, err := client.ServerTLSConfig(ctx, []string{"hub.local"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.(*tls.Conn).Handshake()
-			c.Close()
-		}
-	}()
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(svc.CACertPEM())
-	for _, name := range []string{"hub.local", "localhost"} {
-		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: name})
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		c.Close()
-	}
-	if _, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "other.local"}); err == nil {
-		t.Fatal("certificate accepted for a host it does not name")
-	}
+	checkTLSNames(t, cfg, in.svc.CACertPEM(), []string{"hub.local", "localhost"}, "other.local")
 
-	// A request whose signature does not match its key is refused.
 	var reply serverCertReply
 	err = client.conn.Request(ctx, subject(VerbServerCert), serverCertRequest{CSR: []byte("junk"), Hosts: []string{"x"}}, &reply)
 	if homemesh.ErrorField(err) != "csr" {
 		t.Fatalf("junk CSR: %v", err)
-	}
-	err = client.conn.Request(ctx, subject(VerbServerCert), serverCertRequest{CSR: []byte("junk"), Hosts: []string{"bad host!"}}, &reply)
-	if homemesh.ErrorKind(err) != homemesh.KindInvalid {
-		t.Fatalf("bad host: %v", err)
 	}
 }
 

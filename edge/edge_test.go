@@ -23,18 +23,6 @@ type fixture struct {
 	reg  *registry.Client
 }
 
-func run(t *testing.T, name string, svc interface{ Run(context.Context) error }) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	})
-}
-
 // setup runs a registry and the edge's device pipeline on a real bus. MQTT
 // traffic is injected on the bridged subjects, exactly as the broker does.
 func setup(t *testing.T) *fixture {
@@ -44,13 +32,13 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, "registry", reg)
+	hmtest.Run(t, "registry", reg.Run)
 	econn := bustest.Conn(t, srv)
 	dev, err := edge.New(edge.Config{Home: home}, edge.Deps{Bus: econn, Registry: registry.NewClient(econn, home), Log: hmtest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, "edge", dev)
+	hmtest.Run(t, "edge", dev.Run)
 	select {
 	case <-dev.Ready():
 	case <-time.After(10 * time.Second):

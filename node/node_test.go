@@ -30,26 +30,12 @@ func run(t *testing.T, c config.Config, opts node.Options) (*node.Node, func()) 
 	if err := n.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
+	stop := hmtest.Run(t, "node", n.Run)
 	select {
 	case <-n.Ready():
 	case <-time.After(20 * time.Second):
 		t.Fatal("node not ready")
 	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}
-	t.Cleanup(stop)
 	return n, stop
 }
 

@@ -29,26 +29,12 @@ func start(t testing.TB, srv *natsbus.Server) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
+	stop = hmtest.Run(t, "registry", svc.Run)
 	client := registry.NewClient(conn, home)
 	hmtest.WaitFor(t, 10*time.Second, "registry to answer", func() bool {
 		_, err := client.Devices(context.Background())
 		return err == nil
 	})
-	var stopped bool
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("registry Run: %v", err)
-		}
-	}
-	t.Cleanup(stop)
 	return stop
 }
 

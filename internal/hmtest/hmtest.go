@@ -4,6 +4,7 @@ package hmtest
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -57,4 +58,25 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Run runs a service's Run method in the background until the test ends or
+// the returned stop is called, and fails the test if Run returns an error.
+// stop waits for Run to return and may be called more than once.
+func Run(t testing.TB, name string, run func(context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: Run: %v", name, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
