@@ -38,32 +38,28 @@ var allowedBuiltinTests = []string{
 	"number", "odd", "sameas", "sequence", "string", "true", "undefined", "upper",
 }
 
-func newEnvironment() *exec.Environment {
-	filters := map[string]exec.FilterFunction{}
-	for _, name := range allowedBuiltinFilters {
-		f, ok := builtins.Filters.Get(name)
+// allowList returns the named gonja built-ins plus Home Assistant's own.
+// A missing built-in is a programming error caught by every test run.
+func allowList[F any](kind string, names []string, builtin func(string) (F, bool), ha map[string]F) map[string]F {
+	out := make(map[string]F, len(names)+len(ha))
+	for _, name := range names {
+		f, ok := builtin(name)
 		if !ok {
-			panic("hatemplate: gonja lacks filter " + name)
+			panic("hatemplate: gonja lacks " + kind + " " + name)
 		}
-		filters[name] = f
+		out[name] = f
 	}
-	for name, f := range haFilters() {
-		filters[name] = f
+	for name, f := range ha {
+		out[name] = f
 	}
+	return out
+}
+
+func newEnvironment() *exec.Environment {
+	filters := allowList("filter", allowedBuiltinFilters, builtins.Filters.Get, haFilters())
 	filters[binopFilter] = filterBinop
 	filters[getitemFilter] = filterGetItem
-
-	tests := map[string]exec.TestFunction{}
-	for _, name := range allowedBuiltinTests {
-		f, ok := builtins.Tests.Get(name)
-		if !ok {
-			panic("hatemplate: gonja lacks test " + name)
-		}
-		tests[name] = f
-	}
-	for name, f := range haTests() {
-		tests[name] = f
-	}
+	tests := allowList("test", allowedBuiltinTests, builtins.Tests.Get, haTests())
 
 	structures := map[string]parser.ControlStructureParser{}
 	for _, name := range []string{"if", "set", "raw", "with", "break", "continue", "filter"} {
