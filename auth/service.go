@@ -261,7 +261,8 @@ type caRecord struct {
 // letters that look alike in lower and upper case.
 var codeEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// newOnboardingCode returns 100 random bits as XXXXX-XXXXX-XXXXX-XXXXX.
+// newOnboardingCode returns 100 random bits as four dash-separated groups
+// of five base32 characters, easy to read out and type.
 func newOnboardingCode() string {
 	b := make([]byte, 13)
 	rand.Read(b)

@@ -291,13 +291,7 @@ func TestDevicesAndEntities(t *testing.T) {
 	}
 	for _, tt := range errs {
 		t.Run(tt.name, func(t *testing.T) {
-			r := e.do(t, "GET", tt.path, tok, nil)
-			if r.status != tt.wantStatus {
-				t.Fatalf("status = %d, want %d; body %s", r.status, tt.wantStatus, r.body)
-			}
-			if got := r.apiError(t); got.Kind != tt.wantKind || got.Field != tt.wantField {
-				t.Errorf("error = %+v, want kind %q field %q", got, tt.wantKind, tt.wantField)
-			}
+			e.do(t, "GET", tt.path, tok, nil).wantError(t, tt.wantStatus, tt.wantKind, tt.wantField)
 		})
 	}
 }
@@ -373,13 +367,7 @@ func TestCommands(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := e.do(t, "POST", tt.path, tok, tt.body)
-			if r.status != tt.wantStatus {
-				t.Fatalf("status = %d, want %d; body %s", r.status, tt.wantStatus, r.body)
-			}
-			if got := r.apiError(t); got.Kind != tt.wantKind || got.Field != tt.wantField {
-				t.Errorf("error = %+v, want kind %q field %q", got, tt.wantKind, tt.wantField)
-			}
+			e.do(t, "POST", tt.path, tok, tt.body).wantError(t, tt.wantStatus, tt.wantKind, tt.wantField)
 		})
 	}
 }
@@ -461,13 +449,7 @@ func TestBodies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := e.do(t, "POST", "/api/v1/onboard", "", tt.body)
-			if r.status != tt.wantStatus {
-				t.Fatalf("status = %d, want %d; body %s", r.status, tt.wantStatus, r.body)
-			}
-			if got := r.apiError(t); got.Kind != "invalid" || got.Field != tt.wantField {
-				t.Errorf("error = %+v, want invalid on %q", got, tt.wantField)
-			}
+			e.do(t, "POST", "/api/v1/onboard", "", tt.body).wantError(t, tt.wantStatus, "invalid", tt.wantField)
 		})
 	}
 }

@@ -124,6 +124,21 @@ func (r response) apiError(t *testing.T) apiError {
 	return b.Error
 }
 
+// wantError checks the status and, when kind is not empty, the error's
+// kind and field.
+func (r response) wantError(t *testing.T, status int, kind, field string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status = %d, want %d; body %s", r.status, status, r.body)
+	}
+	if kind == "" {
+		return
+	}
+	if got := r.apiError(t); got.Kind != kind || got.Field != field {
+		t.Errorf("error = %+v, want kind %q field %q", got, kind, field)
+	}
+}
+
 type apiError struct {
 	Kind    string `json:"kind"`
 	Message string `json:"message"`

@@ -37,7 +37,7 @@ func BenchmarkBridgeQoS1(b *testing.B) {
 	for i := range clients {
 		clients[i] = mustConnect(b, addr, "admin", "admin-pw", fmt.Sprintf("bench-%d", i))
 	}
-	payload := []byte(`{"temperature":21.5,"humidity":40.2,"battery":97,"linkquality":120,"voltage":3000,"ok":true}xxxxxx`)
+	payload := []byte(`{"temperature":21.5,"humidity":40.2,"battery":97,"linkquality":120,"voltage":3000,"ok":true}abcdef`)
 	b.SetBytes(int64(len(payload)))
 	b.ResetTimer()
 	start := time.Now()

@@ -477,13 +477,24 @@ func asTimestamp(in *exec.Value, p *exec.VarArgs) *exec.Value {
 	return errValue("as_timestamp got invalid input %q and no default was specified", short(in))
 }
 
-func timestampISO(in *exec.Value, p *exec.VarArgs, loc *time.Location) *exec.Value {
+// timestampInput reads a Unix time for the timestamp filters. For input
+// that is not a plausible time it returns, as Home Assistant does, the
+// default argument at position def, or an error value when there is none.
+func timestampInput(in *exec.Value, p *exec.VarArgs, def int, filter string) (float64, *exec.Value) {
 	f, ok := parseFloat(in)
-	if !ok || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e12 {
-		if d, ok := arg(p, 0, "default"); ok {
-			return d
-		}
-		return errValue("timestamp got invalid input %q and no default was specified", short(in))
+	if ok && !math.IsNaN(f) && !math.IsInf(f, 0) && math.Abs(f) <= 1e12 {
+		return f, nil
+	}
+	if d, ok := arg(p, def, "default"); ok {
+		return 0, d
+	}
+	return 0, errValue(filter+" got invalid input %q and no default was specified", short(in))
+}
+
+func timestampISO(in *exec.Value, p *exec.VarArgs, loc *time.Location) *exec.Value {
+	f, bad := timestampInput(in, p, 0, "timestamp")
+	if bad != nil {
+		return bad
 	}
 	sec, frac := math.Modf(f)
 	t := time.Unix(int64(sec), int64(frac*1e9)).In(loc)
@@ -495,12 +506,9 @@ func timestampISO(in *exec.Value, p *exec.VarArgs, loc *time.Location) *exec.Val
 }
 
 func filterTimestampCustom(_ *exec.Evaluator, in *exec.Value, p *exec.VarArgs) *exec.Value {
-	f, ok := parseFloat(in)
-	if !ok || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e12 {
-		if d, ok := arg(p, 2, "default"); ok {
-			return d
-		}
-		return errValue("timestamp_custom got invalid input %q and no default was specified", short(in))
+	f, bad := timestampInput(in, p, 2, "timestamp_custom")
+	if bad != nil {
+		return bad
 	}
 	format := "%Y-%m-%d %H:%M:%S"
 	if v, ok := arg(p, 0, "format_string"); ok {
