@@ -3,6 +3,7 @@ package homemesh
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Kind classifies an error so that callers, the bus and the HTTP gateway can
@@ -19,6 +20,7 @@ const (
 	KindPermission      Kind = "permission"      // authenticated, but not allowed
 	KindConflict        Kind = "conflict"        // the request clashes with the current state
 	KindUnavailable     Kind = "unavailable"     // a dependency is down; retrying may help
+	KindRateLimited     Kind = "rate_limited"    // too many attempts; RetryAfter says when to try again
 )
 
 // Error is the one error type of homemesh. Message is safe to show to a user;
@@ -29,7 +31,10 @@ type Error struct {
 	Kind    Kind
 	Field   string // for KindInvalid: the offending field, dotted path ("params.brightness")
 	Message string // user-safe text
-	Err     error
+	// RetryAfter, for KindRateLimited (and optionally KindUnavailable), is
+	// how long the caller should wait before trying again.
+	RetryAfter time.Duration
+	Err        error
 }
 
 func (e *Error) Error() string {
@@ -92,4 +97,14 @@ func ErrorField(err error) string {
 		return e.Field
 	}
 	return ""
+}
+
+// ErrorRetryAfter reports how long the caller of a failed request should wait
+// before retrying: the RetryAfter of the first *Error in err's chain, or 0.
+func ErrorRetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }

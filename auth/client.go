@@ -32,6 +32,7 @@ const (
 	VerbListCredentials  = "credential_list"
 	VerbAuthenticateMQTT = "mqtt_authenticate"
 	VerbServerCert       = "server_certificate"
+	VerbAuditAppend      = "audit_append"
 )
 
 // EventCredentialRevoked is the event kind published on
@@ -61,7 +62,18 @@ type Claims struct {
 	Username  string    `json:"username"`
 	Role      string    `json:"role"`
 	Home      string    `json:"home"`
+	Scope     Scope     `json:"scope,omitzero"`
 	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Scope narrows what a user may see and command, within their role. Each
+// non-empty list is a limit: an entity is in scope when it passes every
+// non-empty list (its device's room, its kind, its ID). The zero Scope
+// limits nothing.
+type Scope struct {
+	Rooms    []string `json:"rooms,omitempty"`
+	Kinds    []string `json:"kinds,omitempty"`
+	Entities []string `json:"entities,omitempty"`
 }
 
 // Credential is an MQTT credential. Password is set only in the reply that

@@ -385,6 +385,7 @@ func (s *Service) Run(ctx context.Context) error {
 		VerbListCredentials:  s.handleListCredentials,
 		VerbAuthenticateMQTT: s.handleAuthenticateMQTT,
 		VerbServerCert:       s.handleServerCert,
+		VerbAuditAppend:      s.handleAuditAppend,
 	}
 	var subs []*nats.Subscription
 	drain := func() {

@@ -7,6 +7,7 @@ type user struct {
 	ID           string    `json:"id"`
 	Username     string    `json:"username"`
 	Role         string    `json:"role"`
+	Scope        Scope     `json:"scope,omitzero"`
 	PasswordHash string    `json:"password_hash"`
 	CreatedAt    time.Time `json:"created_at"`
 }

@@ -99,6 +99,8 @@ type WireError struct {
 		Kind    homemesh.Kind `json:"kind"`
 		Message string        `json:"message"`
 		Field   string        `json:"field,omitempty"`
+		// RetryAfterMS carries homemesh.Error.RetryAfter in milliseconds.
+		RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 	} `json:"error"`
 }
 
@@ -110,6 +112,7 @@ func EncodeError(err error) (kind homemesh.Kind, body []byte) {
 	w.Error.Kind = homemesh.ErrorKind(err)
 	w.Error.Message = homemesh.ErrorMessage(err)
 	w.Error.Field = homemesh.ErrorField(err)
+	w.Error.RetryAfterMS = homemesh.ErrorRetryAfter(err).Milliseconds()
 	body, _ = json.Marshal(w) // cannot fail: strings only
 	return w.Error.Kind, body
 }
@@ -121,5 +124,5 @@ func DecodeError(op string, body []byte) error {
 		return &homemesh.Error{Op: op, Kind: homemesh.KindInternal, Message: "malformed error reply"}
 	}
 	return &homemesh.Error{Op: op, Kind: w.Error.Kind, Message: w.Error.Message, Field: w.Error.Field,
-		Err: errors.New(w.Error.Message)}
+		RetryAfter: time.Duration(max(w.Error.RetryAfterMS, 0)) * time.Millisecond, Err: errors.New(w.Error.Message)}
 }

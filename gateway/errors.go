@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/homemesh/homemesh"
 )
@@ -24,6 +26,7 @@ var kindStatus = map[homemesh.Kind]int{
 	homemesh.KindNotFound:        http.StatusNotFound,
 	homemesh.KindConflict:        http.StatusConflict,
 	homemesh.KindUnavailable:     http.StatusServiceUnavailable,
+	homemesh.KindRateLimited:     http.StatusTooManyRequests,
 	homemesh.KindInternal:        http.StatusInternalServerError,
 }
 
@@ -65,6 +68,10 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		log.LogAttrs(r.Context(), levelFor(status), "request failed",
 			slog.String("method", r.Method), slog.String("route", r.Pattern),
 			slog.Int("status", status), slog.Any("err", err))
+	}
+	if d := homemesh.ErrorRetryAfter(err); d > 0 {
+		// Whole seconds, rounded up: "Retry-After: 0" would invite a retry storm.
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="homemesh"`)
