@@ -57,6 +57,7 @@ type Node struct {
 	opsSrv  *http.Server
 	opsLn   net.Listener
 	ready   chan struct{}
+	unlock  func() // releases the data directory lock, when held
 
 	// Exposed after Start for tests and the demo.
 	authSvc *auth.Service
@@ -155,6 +156,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 
 	if n.cfg.NATS == "" {
+		if n.unlock, err = lockData(n.cfg.Data); err != nil {
+			return err
+		}
 		n.server, err = natsbus.StartServer(natsbus.ServerConfig{
 			Name: "homemesh-" + n.home.ID, StoreDir: filepath.Join(n.cfg.Data, "jetstream"),
 			Listen: n.cfg.NATSListen, Token: n.cfg.NATSToken,
@@ -412,6 +416,10 @@ func (n *Node) close() {
 	if n.server != nil {
 		n.server.Shutdown()
 		n.server = nil
+	}
+	if n.unlock != nil {
+		n.unlock()
+		n.unlock = nil
 	}
 }
 

@@ -93,3 +93,39 @@ func TestTakenPortNamesTheFlag(t *testing.T) {
 		t.Fatalf("taken MQTTS port: %v", err)
 	}
 }
+
+func TestOfflineMaintenanceLocksTheDataDirectory(t *testing.T) {
+	data := t.TempDir()
+	n, stop := run(t, hubConfig(t, data), node.Options{CreateHome: true})
+	if _, err := node.OpenOffline(hubConfig(t, data), hmtest.Logger(t)); err == nil || !strings.Contains(err.Error(), "hub running") {
+		t.Fatalf("maintenance while the hub runs: %v, want a refusal naming the running hub", err)
+	}
+	stop()
+
+	off, err := node.OpenOffline(hubConfig(t, data), hmtest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.HomeID() != n.Home().ID {
+		t.Fatalf("offline home %q, hub home %q", off.HomeID(), n.Home().ID)
+	}
+	svc, err := off.Auth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(svc.CACertPEM()) == "" {
+		t.Fatal("offline auth has no CA")
+	}
+	again, err := node.New(hubConfig(t, data), node.Options{}, hmtest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Start(context.Background()); err == nil {
+		t.Fatal("the hub started while maintenance held the data directory")
+	}
+	off.Close()
+
+	if _, err := node.OpenOffline(hubConfig(t, t.TempDir()), hmtest.Logger(t)); err == nil {
+		t.Fatal("maintenance on an empty data directory must fail: there is no home")
+	}
+}

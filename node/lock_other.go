@@ -1,0 +1,6 @@
+//go:build !unix
+
+package node
+
+// lockData is a no-op where flock does not exist; the hub targets Linux.
+func lockData(dir string) (release func(), err error) { return func() {}, nil }
