@@ -33,12 +33,19 @@ const (
 	VerbAuthenticateMQTT = "mqtt_authenticate"
 	VerbServerCert       = "server_certificate"
 	VerbAuditAppend      = "audit_append"
+	VerbRevocations      = "revocations"
 )
 
 // EventCredentialRevoked is the event kind published on
 // bus.EventSubject(home, EventCredentialRevoked) when an MQTT credential is
 // deleted, so that MQTT edges disconnect its clients at once.
 const EventCredentialRevoked = "credential_revoked"
+
+// EventTokensRevoked is published on bus.EventSubject(home,
+// EventTokensRevoked) when every token a user holds is revoked, so token
+// verifiers stop accepting them at once. Its envelope payload is a
+// Revocation.
+const EventTokensRevoked = "tokens_revoked"
 
 // Roles known to the service. The owner is created by onboarding.
 const (
@@ -63,6 +70,7 @@ type Claims struct {
 	Role      string    `json:"role"`
 	Home      string    `json:"home"`
 	Scope     Scope     `json:"scope,omitzero"`
+	IssuedAt  time.Time `json:"issued_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
@@ -95,13 +103,14 @@ type Grant struct {
 // Client calls the auth service over the bus. It is safe for concurrent use.
 // The home it serves comes back from the service with its public keys.
 type Client struct {
-	conn *natsbus.Conn
-	keys *keyCache
+	conn    *natsbus.Conn
+	keys    *keyCache
+	revoked *revocationCache
 }
 
 // NewClient returns a client that talks to the auth service over conn.
 func NewClient(conn *natsbus.Conn) *Client {
-	return &Client{conn: conn, keys: newKeyCache()}
+	return &Client{conn: conn, keys: newKeyCache(), revoked: newRevocationCache()}
 }
 
 // Onboard creates the owner account with the one-time onboarding code. It
@@ -132,13 +141,22 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (Tokens, erro
 
 // VerifyAccessToken checks token locally against the service's public keys,
 // which it fetches over the bus once and again only when a token names a key
-// it does not know. A bad, expired or foreign token is KindUnauthenticated.
+// it does not know, and against the revocations the service announces (a
+// user's "log out everywhere", a role change, a deleted user). A bad,
+// expired, revoked or foreign token is KindUnauthenticated.
 func (c *Client) VerifyAccessToken(ctx context.Context, token string) (Claims, error) {
-	return c.keys.verify(ctx, token, func(ctx context.Context) (keysReply, error) {
+	claims, err := c.keys.verify(ctx, token, func(ctx context.Context) (keysReply, error) {
 		var r keysReply
 		err := c.conn.Request(ctx, subject(VerbKeys), struct{}{}, &r)
 		return r, err
 	})
+	if err != nil {
+		return Claims{}, err
+	}
+	if err := c.revoked.check(ctx, c.conn, claims); err != nil {
+		return Claims{}, err
+	}
+	return claims, nil
 }
 
 // CreateCredential creates an MQTT credential limited to the topic filters

@@ -105,10 +105,10 @@ func (s *Service) authorize(ctx context.Context, accessToken string, roles ...st
 	if err != nil {
 		return Claims{}, err
 	}
-	if !found || u.ID != c.UserID {
+	if !found || u.ID != c.UserID || c.IssuedAt.Before(u.TokensNotBefore) {
 		return Claims{}, errBadToken
 	}
-	c.Role = u.Role
+	c.Role, c.Scope = u.Role, u.Scope
 	if !slices.Contains(roles, c.Role) {
 		s.log.Warn("permission denied", "username", c.Username, "role", c.Role)
 		return Claims{}, homemesh.Errorf(homemesh.KindPermission, "this needs the role %s", strings.Join(roles, " or "))

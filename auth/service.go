@@ -56,6 +56,9 @@ type Deps struct {
 
 // Default lifetimes.
 const (
+	// maxAccessTokenTTL bounds the access token lifetime and so how long a
+	// revocation must be remembered.
+	maxAccessTokenTTL      = 24 * time.Hour
 	DefaultAccessTokenTTL  = 15 * time.Minute
 	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
 )
@@ -77,7 +80,7 @@ type Service struct {
 	kid    string
 	ca     *homeCA
 
-	keysKV, usersKV, refreshKV, credsKV, throttleKV jetstream.KeyValue
+	keysKV, usersKV, refreshKV, credsKV, throttleKV, revocationsKV jetstream.KeyValue
 
 	code      string      // the onboarding code, "" when an owner existed at start
 	onboarded atomic.Bool // set once an owner is known to exist
@@ -109,7 +112,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.RefreshTokenTTL == 0 {
 		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
 	}
-	if cfg.AccessTokenTTL < time.Second || cfg.AccessTokenTTL > 24*time.Hour {
+	if cfg.AccessTokenTTL < time.Second || cfg.AccessTokenTTL > maxAccessTokenTTL {
 		return nil, homemesh.Invalid("access_token_ttl", "must be between 1s and 24h")
 	}
 	if cfg.RefreshTokenTTL < cfg.AccessTokenTTL || cfg.RefreshTokenTTL > 365*24*time.Hour {
@@ -175,6 +178,8 @@ func (s *Service) openBuckets(ctx context.Context) error {
 		{&s.refreshKV, "refresh", "auth refresh tokens, hashed", s.cfg.RefreshTokenTTL},
 		{&s.credsKV, "credentials", "auth MQTT credentials, hashed", 0},
 		{&s.throttleKV, "throttle", "auth login throttling", throttleWindow},
+		// A revocation matters while tokens issued before it may live.
+		{&s.revocationsKV, "revocations", "auth per-user token revocations", maxAccessTokenTTL + clockSkew},
 	} {
 		if err := open(b.dst, b.name, b.desc, b.ttl); err != nil {
 			return err
@@ -386,6 +391,7 @@ func (s *Service) Run(ctx context.Context) error {
 		VerbAuthenticateMQTT: s.handleAuthenticateMQTT,
 		VerbServerCert:       s.handleServerCert,
 		VerbAuditAppend:      s.handleAuditAppend,
+		VerbRevocations:      s.handleRevocations,
 	}
 	var subs []*nats.Subscription
 	drain := func() {

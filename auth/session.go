@@ -249,6 +249,7 @@ func (s *Service) handleLogin(ctx context.Context, msg *nats.Msg) (any, error) {
 // SHA-256 of the token: a leak of the bucket yields no usable token.
 type refreshRecord struct {
 	UserID    string    `json:"user_id"`
+	IssuedAt  time.Time `json:"issued_at"`
 	Username  string    `json:"username"`
 	Family    string    `json:"family"`
 	ExpiresAt time.Time `json:"expires_at"`
@@ -279,7 +280,8 @@ func (s *Service) issue(ctx context.Context, u user, family string, now time.Tim
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	refresh := refreshPrefix + base64.RawURLEncoding.EncodeToString(raw)
-	rec, _ := json.Marshal(refreshRecord{UserID: u.ID, Username: u.Username, Family: family, ExpiresAt: now.Add(s.cfg.RefreshTokenTTL)})
+	rec, _ := json.Marshal(refreshRecord{UserID: u.ID, Username: u.Username, Family: family,
+		IssuedAt: issuedAt(u, now), ExpiresAt: now.Add(s.cfg.RefreshTokenTTL)})
 	if _, err := s.refreshKV.Create(ctx, refreshKey(refresh), rec); err != nil {
 		return Tokens{}, unavailable("store refresh token", err)
 	}
@@ -332,7 +334,7 @@ func (s *Service) handleRefresh(ctx context.Context, msg *nats.Msg) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	if !found || u.ID != rec.UserID {
+	if !found || u.ID != rec.UserID || rec.IssuedAt.Before(u.TokensNotBefore) {
 		return nil, errRefresh
 	}
 	return s.issue(ctx, u, rec.Family, now)

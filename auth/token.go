@@ -26,14 +26,18 @@ type accessClaims struct {
 	Username string `json:"username"`
 	Role     string `json:"role"`
 	Home     string `json:"home"`
+	Scope    Scope  `json:"scope,omitzero"`
 	jwt.RegisteredClaims
 }
 
-// signAccess issues an access token for u, valid for ttl.
+// signAccess issues an access token for u, valid for ttl. Its iat is never
+// before u.TokensNotBefore, so a token issued right after a revocation (in
+// the same second) is not mistaken for one issued before it.
 func signAccess(key ed25519.PrivateKey, kid, home string, u user, now time.Time, ttl time.Duration) (string, time.Time, error) {
+	now = issuedAt(u, now)
 	exp := now.Add(ttl).Truncate(time.Second)
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, accessClaims{
-		Username: u.Username, Role: u.Role, Home: home,
+		Username: u.Username, Role: u.Role, Home: home, Scope: u.Scope,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer: issuer, Subject: u.ID, ID: homemesh.RandomID(20),
 			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(exp),
@@ -75,7 +79,12 @@ func parseAccess(token, home string, lookup func(kid string) (ed25519.PublicKey,
 	if c.Home != home || c.Subject == "" || c.ExpiresAt == nil || !validRole(c.Role) {
 		return Claims{}, errBadToken
 	}
-	return Claims{UserID: c.Subject, Username: c.Username, Role: c.Role, Home: c.Home, ExpiresAt: c.ExpiresAt.Time}, nil
+	var iat time.Time
+	if c.IssuedAt != nil {
+		iat = c.IssuedAt.Time
+	}
+	return Claims{UserID: c.Subject, Username: c.Username, Role: c.Role, Home: c.Home, Scope: c.Scope,
+		IssuedAt: iat, ExpiresAt: c.ExpiresAt.Time}, nil
 }
 
 func validRole(r string) bool {

@@ -10,4 +10,7 @@ type user struct {
 	Scope        Scope     `json:"scope,omitzero"`
 	PasswordHash string    `json:"password_hash"`
 	CreatedAt    time.Time `json:"created_at"`
+	// TokensNotBefore revokes every access and refresh token issued before
+	// it (log out everywhere, a role change).
+	TokensNotBefore time.Time `json:"tokens_not_before,omitzero"`
 }
