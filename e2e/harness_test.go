@@ -61,6 +61,8 @@ var (
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	// Debug level, so that the secret check covers every log line there is.
+	p.cmd.Env = append(os.Environ(), "HOMEMESH_LOG_LEVEL=debug")
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +83,7 @@ func start(t *testing.T, args ...string) *proc {
 	}()
 	t.Cleanup(func() {
 		p.stop(t)
+		checkLogs(t, strings.Join(args, " "), p)
 		if t.Failed() {
 			p.mu.Lock()
 			t.Logf("homemesh %s stdout:\n%s\nstderr (last 4 KiB):\n%s", strings.Join(args, " "), p.out.String(), tail(p.errBuf.String(), 4096))
@@ -168,6 +171,7 @@ func allInOne(t *testing.T) *hub {
 	h.caFile = filepath.Join(data, "ca.crt")
 	launch(t)
 	h.code = p.await(t, codeLine)
+	seen.add(h.code)
 	h.restart = func(t *testing.T) {
 		p.stop(t)
 		launch(t)
@@ -198,6 +202,7 @@ func split(t *testing.T) *hub {
 		procs = []*proc{core, edge, gw}
 		if h.code == "" {
 			h.code = core.await(t, codeLine)
+			seen.add(h.code)
 		}
 	}
 	launch(t)
@@ -217,6 +222,7 @@ func call(t *testing.T, method, url, token string, body any, out any) int {
 	var r io.Reader
 	if body != nil {
 		data, _ := json.Marshal(body)
+		seen.collect(data)
 		r = bytes.NewReader(data)
 	}
 	req, err := http.NewRequest(method, url, r)
@@ -233,6 +239,10 @@ func call(t *testing.T, method, url, token string, body any, out any) int {
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
+	seen.collect(data)
+	if token != "" {
+		seen.add(token)
+	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
 			t.Fatalf("%s %s: %d %s: %v", method, url, resp.StatusCode, data, err)
