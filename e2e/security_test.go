@@ -1,0 +1,154 @@
+package e2e
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// The security suite: black-box checks against a running hub, each one a
+// line of the security service's acceptance list.
+
+// onboardOwner creates the owner of a fresh hub and returns its tokens.
+func onboardOwner(t *testing.T, h *hub) tokenPair {
+	t.Helper()
+	owner := map[string]string{"code": h.code, "username": "owner", "password": "correct horse battery"}
+	if code := call(t, "POST", h.api+"/onboard", "", owner, nil); code != http.StatusCreated {
+		t.Fatalf("onboard = %d", code)
+	}
+	return loginAs(t, h, "owner", "correct horse battery")
+}
+
+type tokenPair struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+func loginAs(t *testing.T, h *hub, user, password string) tokenPair {
+	t.Helper()
+	var tp tokenPair
+	if code := call(t, "POST", h.api+"/auth/login", "", map[string]string{"username": user, "password": password}, &tp); code != http.StatusOK {
+		t.Fatalf("login %s = %d", user, code)
+	}
+	return tp
+}
+
+func TestForgedTokensAreRejected(t *testing.T) {
+	h := allInOne(t)
+	good := onboardOwner(t, h).AccessToken
+	if code := call(t, "GET", h.api+"/devices", good, nil, nil); code != http.StatusOK {
+		t.Fatalf("a genuine token = %d", code)
+	}
+	parts := strings.Split(good, ".")
+	if len(parts) != 3 {
+		t.Fatalf("access token is not a JWS: %d parts", len(parts))
+	}
+	header, claims := decodeSegment(t, parts[0]), decodeSegment(t, parts[1])
+
+	// The same claims, re-encoded with one change.
+	withClaims := func(change func(map[string]any)) string {
+		c := map[string]any{}
+		for k, v := range claims {
+			c[k] = v
+		}
+		change(c)
+		return encodeSegment(t, c)
+	}
+	_, strangerKey, _ := ed25519.GenerateKey(rand.Reader)
+	signWith := func(key ed25519.PrivateKey, kid string) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims(claims))
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	noneHeader := encodeSegment(t, map[string]any{"alg": "none", "typ": "JWT", "kid": header["kid"]})
+	hsToken := func() string {
+		// HS256 keyed with something public: the classic algorithm confusion.
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims(claims))
+		tok.Header["kid"] = header["kid"]
+		s, err := tok.SignedString([]byte(header["kid"].(string)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}()
+	flipped := []byte(parts[2])
+	flipped[5] ^= 0x01
+
+	for name, token := range map[string]string{
+		"tampered role":          parts[0] + "." + withClaims(func(c map[string]any) { c["role"] = "guest" }) + "." + parts[2],
+		"tampered expiry":        parts[0] + "." + withClaims(func(c map[string]any) { c["exp"] = time.Now().Add(time.Hour * 24 * 365).Unix() }) + "." + parts[2],
+		"tampered signature":     parts[0] + "." + parts[1] + "." + string(flipped),
+		"expired claims":         parts[0] + "." + withClaims(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }) + "." + parts[2],
+		"wrong key, genuine kid": signWith(strangerKey, header["kid"].(string)),
+		"wrong key, unknown kid": signWith(strangerKey, "stranger"),
+		"alg none":               noneHeader + "." + parts[1] + ".",
+		"alg none with sig":      noneHeader + "." + parts[1] + "." + parts[2],
+		"HS256 confusion":        hsToken,
+		"truncated":              parts[0] + "." + parts[1],
+		"garbage":                "not-a-token",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if code := call(t, "GET", h.api+"/devices", token, nil, nil); code != http.StatusUnauthorized {
+				t.Fatalf("GET /devices with a %s token = %d, want 401", name, code)
+			}
+		})
+	}
+}
+
+func TestReusedRefreshTokenRevokesItsFamily(t *testing.T) {
+	h := allInOne(t)
+	first := onboardOwner(t, h)
+	var second, third tokenPair
+	if code := call(t, "POST", h.api+"/auth/refresh", "", map[string]string{"refresh_token": first.RefreshToken}, &second); code != http.StatusOK {
+		t.Fatalf("refresh = %d", code)
+	}
+	if code := call(t, "POST", h.api+"/auth/refresh", "", map[string]string{"refresh_token": second.RefreshToken}, &third); code != http.StatusOK {
+		t.Fatalf("second refresh = %d", code)
+	}
+	// The first token was spent: presenting it again means it was copied.
+	if code := call(t, "POST", h.api+"/auth/refresh", "", map[string]string{"refresh_token": first.RefreshToken}, nil); code != http.StatusUnauthorized {
+		t.Fatalf("reused refresh token = %d, want 401", code)
+	}
+	// The whole family is gone, including the newest descendant.
+	if code := call(t, "POST", h.api+"/auth/refresh", "", map[string]string{"refresh_token": third.RefreshToken}, nil); code != http.StatusUnauthorized {
+		t.Fatalf("descendant after reuse = %d, want 401", code)
+	}
+	// Another login is a new family and unaffected.
+	other := loginAs(t, h, "owner", "correct horse battery")
+	if code := call(t, "POST", h.api+"/auth/refresh", "", map[string]string{"refresh_token": other.RefreshToken}, nil); code != http.StatusOK {
+		t.Fatalf("an unrelated session's refresh = %d", code)
+	}
+}
+
+func decodeSegment(t *testing.T, seg string) map[string]any {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func encodeSegment(t *testing.T, v any) string {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
