@@ -72,7 +72,7 @@ func serveCommand(stdout, stderr io.Writer) *cobra.Command {
 func printBanner(w io.Writer, data string, n *node.Node) {
 	fmt.Fprintf(w, "homemesh: home %s\n", n.Home().ID)
 	if g := n.Gateway(); g != nil {
-		fmt.Fprintf(w, "  API:   http://%s/api/v1\n", g.Addr())
+		fmt.Fprintf(w, "  API:   %s/api/v1\n", g.URL())
 	}
 	if b := n.Broker(); b != nil {
 		if a := b.Addr("tcp"); a != nil {

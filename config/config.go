@@ -29,7 +29,27 @@ type Config struct {
 	// processes that do not share that directory must be told.
 	Home string `yaml:"home"`
 	// HTTP is the address of the API gateway (REST, WebSocket, web app).
+	// A non-loopback address is served over HTTPS (TLS 1.3) unless
+	// HTTPInsecure says otherwise; see HTTPTLS.
 	HTTP string `yaml:"http"`
+	// HTTPS serves the API over TLS on a loopback address too, where plain
+	// HTTP is the default.
+	HTTPS bool `yaml:"https"`
+	// HTTPInsecure serves plain HTTP on a non-loopback address, for a hub
+	// behind a TLS-terminating proxy. Passwords and tokens then cross that
+	// network in the clear; the hub logs a warning at start.
+	HTTPInsecure bool `yaml:"http_insecure"`
+	// TLSCert and TLSKey are PEM files holding the user's own certificate
+	// chain and its private key for HTTPS. The files are read again when
+	// they change, so a renewed certificate needs no restart. Empty uses a
+	// certificate from the home CA.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// TLSHosts lists extra names (DNS names or IP addresses, separated by
+	// commas) that the home CA's HTTPS and MQTTS certificates carry, besides
+	// the listen address, the machine's host name and localhost: the names
+	// by which clients reach the hub, e.g. "hub.home.arpa,192.168.1.10".
+	TLSHosts string `yaml:"tls_hosts"`
 	// MQTT is the address of the plain MQTT listener; "" disables it.
 	MQTT string `yaml:"mqtt"`
 	// MQTTS is the address of the MQTT-over-TLS listener, whose certificate
@@ -57,6 +77,11 @@ type Config struct {
 	// Empty uses DATA/secret.key, created on first start. Every auth
 	// process of one home must use the same key.
 	SecretKeyFile string `yaml:"secret_key_file"`
+	// PreviousSecretKeyFile holds the key that sealed secrets before the
+	// current one, while a rotation is under way: records sealed with
+	// either key open, and everything written is sealed with the current
+	// key. HOMEMESH_PREVIOUS_SECRET_KEY may carry the key itself instead.
+	PreviousSecretKeyFile string `yaml:"previous_secret_key_file"`
 }
 
 // Default returns the defaults documented in DESIGN §9.
@@ -87,7 +112,12 @@ func (c *Config) Fields() []Field {
 	return []Field{
 		f("data", "data directory", &c.Data),
 		f("home", "home ID (split mode)", &c.Home),
-		f("http", "API gateway listen address", &c.HTTP),
+		f("http", "API gateway listen address (HTTPS unless loopback)", &c.HTTP),
+		{Name: "https", Env: envName("https"), Usage: "serve HTTPS on a loopback --http address too", bool: &c.HTTPS},
+		{Name: "http-insecure", Env: envName("http-insecure"), Usage: "serve plain HTTP on a non-loopback --http address", bool: &c.HTTPInsecure},
+		f("tls-cert", "PEM certificate chain for HTTPS (default: issued by the home CA)", &c.TLSCert),
+		f("tls-key", "PEM private key of --tls-cert", &c.TLSKey),
+		f("tls-hosts", "extra comma-separated names for the home CA's server certificates", &c.TLSHosts),
 		f("mqtt", "MQTT listen address (\"\" disables)", &c.MQTT),
 		f("mqtts", "MQTTS listen address (\"\" disables)", &c.MQTTS),
 		f("nats", "external NATS URL (empty: embedded)", &c.NATS),
@@ -97,6 +127,7 @@ func (c *Config) Fields() []Field {
 		{Name: "demo", Env: envName("demo"), Usage: "start simulated demo devices", bool: &c.Demo},
 		f("log-level", "debug, info, warn or error", &c.LogLevel),
 		f("secret-key-file", "key encrypting secrets at rest", &c.SecretKeyFile),
+		f("previous-secret-key-file", "the key secrets were sealed with before --secret-key-file (during a rotation)", &c.PreviousSecretKeyFile),
 	}
 }
 
@@ -182,10 +213,87 @@ func (c *Config) Validate() error {
 	if c.NATS != "" && c.NATSListen != "" {
 		return homemesh.Invalid("nats-listen", "only an embedded NATS server listens; drop it or --nats")
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		if c.TLSCert == "" {
+			return homemesh.Invalid("tls-cert", "is required with --tls-key")
+		}
+		return homemesh.Invalid("tls-key", "is required with --tls-cert")
+	}
+	if c.HTTPInsecure && (c.HTTPS || c.TLSCert != "") {
+		return homemesh.Invalid("http-insecure", "contradicts --https and --tls-cert; drop one")
+	}
+	for _, h := range c.ExtraTLSHosts() {
+		if !ValidHost(h) {
+			return homemesh.Invalid("tls-hosts", "%q is neither an IP address nor a DNS name", h)
+		}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		return homemesh.Invalid("log-level", "%q is not debug, info, warn or error", c.LogLevel)
 	}
 	return nil
+}
+
+// HTTPTLS reports whether the gateway serves HTTPS. It does on every
+// address but loopback ones, where plain HTTP is the default (a browser on
+// the hub itself), unless --https forces TLS or the user's own certificate
+// is given; --http-insecure opts a non-loopback address out.
+func (c *Config) HTTPTLS() bool {
+	if c.HTTPInsecure {
+		return false
+	}
+	if c.HTTPS || c.TLSCert != "" {
+		return true
+	}
+	host, _, err := net.SplitHostPort(c.HTTP)
+	return err != nil || !LoopbackHost(host)
+}
+
+// LoopbackHost reports whether host (an IP address or a name, as in a
+// listen address) only ever means this machine: a loopback IP address,
+// "localhost" or a name under ".localhost" (RFC 6761). The empty host and
+// the unspecified addresses 0.0.0.0 and :: mean every interface, so they are
+// not loopback.
+func LoopbackHost(host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
+}
+
+// ExtraTLSHosts returns the names listed in TLSHosts, trimmed, without
+// empty entries.
+func (c *Config) ExtraTLSHosts() []string {
+	var hosts []string
+	for _, h := range strings.Split(c.TLSHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+// ValidHost reports whether h may name a server in a certificate: an IP
+// address or a DNS name of letters, digits and hyphens.
+func ValidHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	h = strings.ToLower(h)
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

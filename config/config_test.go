@@ -3,6 +3,8 @@ package config
 import (
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/homemesh/homemesh"
 )
 
@@ -34,6 +36,11 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bad level", "log_level: loud\n", "log-level"},
 		{"both nats", "nats: nats://x:4222\nnats_listen: 127.0.0.1:4223\n", "nats-listen"},
 		{"wrong type", "demo: [1]\n", "hub.yaml"},
+		{"cert without key", "tls_cert: hub.crt\n", "tls-key"},
+		{"key without cert", "tls_key: hub.key\n", "tls-cert"},
+		{"insecure and https", "https: true\nhttp_insecure: true\n", "http-insecure"},
+		{"insecure and own cert", "tls_cert: a\ntls_key: b\nhttp_insecure: true\n", "http-insecure"},
+		{"bad tls host", "tls_hosts: hub.local, bad_name\n", "tls-hosts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,6 +53,62 @@ func TestErrorsNameTheField(t *testing.T) {
 				t.Fatalf("got %v (field %q), want invalid %q", err, homemesh.ErrorField(err), tt.field)
 			}
 		})
+	}
+}
+
+// The gateway serves HTTPS everywhere but on loopback addresses, unless
+// told otherwise.
+func TestHTTPTLS(t *testing.T) {
+	tests := []struct {
+		name, listen    string
+		https, insecure bool
+		cert            string
+		want            bool
+	}{
+		{"IPv4 loopback", "127.0.0.1:8080", false, false, "", false},
+		{"other IPv4 loopback", "127.0.0.53:8080", false, false, "", false},
+		{"IPv6 loopback", "[::1]:8080", false, false, "", false},
+		{"localhost", "localhost:8080", false, false, "", false},
+		{"localhost upper case", "LOCALHOST:8080", false, false, "", false},
+		{"name under localhost", "hub.localhost:8080", false, false, "", false},
+		{"all IPv4 interfaces", "0.0.0.0:8080", false, false, "", true},
+		{"all IPv6 interfaces", "[::]:8080", false, false, "", true},
+		{"every interface", ":8080", false, false, "", true},
+		{"LAN IPv4", "192.168.1.10:8080", false, false, "", true},
+		{"LAN IPv6", "[fd00::10]:8080", false, false, "", true},
+		{"host name", "hub.home.arpa:8080", false, false, "", true},
+		{"name ending in localhost", "notlocalhost:8080", false, false, "", true},
+		{"loopback forced", "127.0.0.1:0", true, false, "", true},
+		{"loopback with own certificate", "127.0.0.1:0", false, false, "hub.crt", true},
+		{"LAN opted out", "192.168.1.10:8080", false, true, "", false},
+		{"all interfaces opted out", ":8080", false, true, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.HTTP, c.HTTPS, c.HTTPInsecure, c.TLSCert = tt.listen, tt.https, tt.insecure, tt.cert
+			if tt.cert != "" {
+				c.TLSKey = "hub.key"
+			}
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.HTTPTLS(); got != tt.want {
+				t.Fatalf("HTTPTLS() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestExtraTLSHosts(t *testing.T) {
+	c := Default()
+	c.TLSHosts = " hub.home.arpa,,192.168.1.10 , fd00::1"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"hub.home.arpa", "192.168.1.10", "fd00::1"}
+	if diff := cmp.Diff(want, c.ExtraTLSHosts()); diff != "" {
+		t.Fatalf("ExtraTLSHosts (-want +got):\n%s", diff)
 	}
 }
 

@@ -51,7 +51,7 @@ type proc struct {
 }
 
 var (
-	apiLine  = regexp.MustCompile(`API:\s+(http://\S+)/api/v1`)
+	apiLine  = regexp.MustCompile(`API:\s+(https?://\S+)/api/v1`)
 	mqttLine = regexp.MustCompile(`MQTT:\s+(\S+)`)
 	tlsLine  = regexp.MustCompile(`MQTTS:\s+(\S+)`)
 	codeLine = regexp.MustCompile(`Onboarding code:\s+(\S+)`)

@@ -163,6 +163,21 @@ func (g *Gateway) Addr() net.Addr {
 	return g.ln.Addr()
 }
 
+// URL returns the base URL clients reach the bound address with:
+// https://host:port when the gateway serves TLS, http://host:port when
+// not, "" before Listen.
+func (g *Gateway) URL() string {
+	addr := g.Addr()
+	if addr == nil {
+		return ""
+	}
+	scheme := "http"
+	if g.cfg.TLSConfig != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + addr.String()
+}
+
 // Run serves until ctx ends, binding first if Listen was not called. It
 // then stops accepting, drains in-flight requests, closes WebSockets with
 // "going away", and returns nil.

@@ -213,7 +213,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		n.gw, err = gateway.New(gateway.Config{Home: n.home.ID, Listen: n.cfg.HTTP}, gateway.Deps{
+		tlsCfg, err := n.gatewayTLS(ctx, c)
+		if err != nil {
+			return err
+		}
+		n.gw, err = gateway.New(gateway.Config{Home: n.home.ID, Listen: n.cfg.HTTP, TLSConfig: tlsCfg}, gateway.Deps{
 			Bus: c, Auth: auth.NewClient(c), Registry: registry.NewClient(c, n.home.ID),
 			Log: n.log, Metrics: n.metrics, Ready: n.readyErr,
 		})
@@ -258,15 +262,7 @@ func (n *Node) startEdge(ctx context.Context, conn func(string) (*natsbus.Conn, 
 	}
 	bcfg := broker.Config{Home: n.home.ID, InstanceID: homemesh.RandomID(10), TCP: n.cfg.MQTT}
 	if n.cfg.MQTTS != "" {
-		host, _, _ := net.SplitHostPort(n.cfg.MQTTS)
-		hosts := []string{"localhost"}
-		if host != "" {
-			hosts = append(hosts, host)
-		}
-		if name, err := os.Hostname(); err == nil {
-			hosts = append(hosts, name)
-		}
-		tlsCfg, err := n.serverTLS(ctx, c, hosts)
+		tlsCfg, err := n.serverTLS(ctx, c, n.certHosts(n.cfg.MQTTS))
 		if err != nil {
 			return fmt.Errorf("edge: MQTTS certificate (--mqtts): %w", err)
 		}
