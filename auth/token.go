@@ -15,8 +15,10 @@ import (
 const issuer = "homemesh-auth"
 
 // clockSkew is the leeway for exp and iat: in split mode the issuing and the
-// verifying process may read slightly different clocks.
-const clockSkew = 30 * time.Second
+// verifying process may read slightly different clocks. Hosts keep time with
+// NTP to within milliseconds; a larger leeway would only extend the life of
+// every stolen token.
+const clockSkew = 5 * time.Second
 
 // maxTokenLen bounds tokens before any parsing; ours are a few hundred bytes.
 const maxTokenLen = 4096

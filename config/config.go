@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/homemesh/homemesh"
 	"go.yaml.in/yaml/v3"
@@ -82,6 +83,10 @@ type Config struct {
 	// either key open, and everything written is sealed with the current
 	// key. HOMEMESH_PREVIOUS_SECRET_KEY may carry the key itself instead.
 	PreviousSecretKeyFile string `yaml:"previous_secret_key_file"`
+	// AccessTokenTTL is how long an access token lives, as a Go duration
+	// ("15m"), from 1s to 24h. Shorter limits what a stolen token is worth;
+	// apps refresh it silently.
+	AccessTokenTTL string `yaml:"access_token_ttl"`
 }
 
 // Default returns the defaults documented in DESIGN §9.
@@ -92,6 +97,8 @@ func Default() Config {
 		MQTT:     ":1883",
 		MQTTS:    ":8883",
 		LogLevel: "info",
+
+		AccessTokenTTL: "15m",
 	}
 }
 
@@ -128,6 +135,7 @@ func (c *Config) Fields() []Field {
 		f("log-level", "debug, info, warn or error", &c.LogLevel),
 		f("secret-key-file", "key encrypting secrets at rest", &c.SecretKeyFile),
 		f("previous-secret-key-file", "the key secrets were sealed with before --secret-key-file (during a rotation)", &c.PreviousSecretKeyFile),
+		f("access-token-ttl", "access token lifetime (1s to 24h)", &c.AccessTokenTTL),
 	}
 }
 
@@ -227,6 +235,9 @@ func (c *Config) Validate() error {
 			return homemesh.Invalid("tls-hosts", "%q is neither an IP address nor a DNS name", h)
 		}
 	}
+	if _, err := c.TokenLifetime(); err != nil {
+		return err
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -296,4 +307,16 @@ func ValidHost(h string) bool {
 		}
 	}
 	return true
+}
+
+// TokenLifetime returns AccessTokenTTL as a duration; "" means the default.
+func (c *Config) TokenLifetime() (time.Duration, error) {
+	if c.AccessTokenTTL == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(c.AccessTokenTTL)
+	if err != nil || d < time.Second || d > 24*time.Hour {
+		return 0, homemesh.Invalid("access-token-ttl", "%q is not a duration from 1s to 24h (e.g. 15m)", c.AccessTokenTTL)
+	}
+	return d, nil
 }

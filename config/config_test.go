@@ -34,6 +34,8 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bad port", "mqtt: 127.0.0.1:99999\n", "mqtt"},
 		{"bad home", "home: Not A Home\n", "home"},
 		{"bad level", "log_level: loud\n", "log-level"},
+		{"token lifetime not a duration", "access_token_ttl: soon\n", "access-token-ttl"},
+		{"token lifetime too long", "access_token_ttl: 48h\n", "access-token-ttl"},
 		{"both nats", "nats: nats://x:4222\nnats_listen: 127.0.0.1:4223\n", "nats-listen"},
 		{"wrong type", "demo: [1]\n", "hub.yaml"},
 		{"cert without key", "tls_cert: hub.crt\n", "tls-key"},

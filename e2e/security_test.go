@@ -152,3 +152,26 @@ func encodeSegment(t *testing.T, v any) string {
 	}
 	return base64.RawURLEncoding.EncodeToString(raw)
 }
+
+func TestExpiredAccessTokenIsRejected(t *testing.T) {
+	data := t.TempDir()
+	p := start(t, "up", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "", "--access-token-ttl", "1s")
+	h := &hub{api: p.await(t, apiLine) + "/api/v1", code: p.await(t, codeLine)}
+	seen.add(h.code)
+	tp := onboardOwner(t, h)
+	if code := call(t, "GET", h.api+"/devices", tp.AccessToken, nil, nil); code != http.StatusOK {
+		t.Fatalf("a fresh token = %d", code)
+	}
+	// One second of life plus the verifiers' clock leeway of five.
+	waitUntil(t, "the access token to expire", func() bool {
+		return call(t, "GET", h.api+"/devices", tp.AccessToken, nil, nil) == http.StatusUnauthorized
+	})
+	// The refresh token still gives a fresh one.
+	var fresh tokenPair
+	if code := call(t, "POST", h.api+"/auth/refresh", "", map[string]string{"refresh_token": tp.RefreshToken}, &fresh); code != http.StatusOK {
+		t.Fatalf("refresh after expiry = %d", code)
+	}
+	if code := call(t, "GET", h.api+"/devices", fresh.AccessToken, nil, nil); code != http.StatusOK {
+		t.Fatalf("the refreshed token = %d", code)
+	}
+}

@@ -185,7 +185,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		n.authSvc, err = auth.New(auth.Config{DataDir: n.cfg.Data, Home: n.home.ID, SecretKey: key},
+		ttl, err := n.cfg.TokenLifetime()
+		if err != nil {
+			return err
+		}
+		n.authSvc, err = auth.New(auth.Config{DataDir: n.cfg.Data, Home: n.home.ID, SecretKey: key, AccessTokenTTL: ttl},
 			auth.Deps{Bus: c, Log: n.log})
 		if err != nil {
 			return fmt.Errorf("auth: %w", err)
