@@ -183,24 +183,6 @@ func TestLogin(t *testing.T) {
 	}
 }
 
-func TestLoginThrottle(t *testing.T) {
-	_, in, _ := onboarded(t)
-	ctx := context.Background()
-	for i := range maxFailures {
-		_, err := in.client.Login(ctx, testOwner, "wrong password!", "")
-		wantKind(t, err, homemesh.KindUnauthenticated)
-		_ = i
-	}
-	_, err := in.client.Login(ctx, testOwner, testPassword, "")
-	wantKind(t, err, homemesh.KindPermission)
-	if !strings.Contains(homemesh.ErrorMessage(err), "too many failed logins") {
-		t.Errorf("message = %q", homemesh.ErrorMessage(err))
-	}
-	// Another user name is not affected.
-	_, err = in.client.Login(ctx, "bob", "wrong password!", "")
-	wantKind(t, err, homemesh.KindUnauthenticated)
-}
-
 func TestVerifyAccessToken(t *testing.T) {
 	_, in, tok := onboarded(t)
 	ctx := context.Background()
@@ -614,26 +596,6 @@ func TestRefreshRace(t *testing.T) {
 	if ok != 1 {
 		t.Errorf("%d refreshes succeeded, want 1", ok)
 	}
-}
-
-// TestThrottleShared fails logins on one process and finds the user name
-// locked on another.
-func TestThrottleShared(t *testing.T) {
-	s, a, _ := onboarded(t)
-	ctx := context.Background()
-	key, err := os.ReadFile(filepath.Join(a.svc.cfg.DataDir, secretKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirB := t.TempDir()
-	os.WriteFile(filepath.Join(dirB, secretKeyFile), key, 0o600)
-	for range maxFailures {
-		a.client.Login(ctx, testOwner, "wrong password!", "")
-	}
-	b := start(t, s, dirB)
-	a.stop()
-	_, err = b.client.Login(ctx, testOwner, testPassword, "")
-	wantKind(t, err, homemesh.KindPermission)
 }
 
 func TestIssueCredentialReplacesItsPredecessor(t *testing.T) {

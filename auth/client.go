@@ -123,10 +123,18 @@ func (c *Client) Onboard(ctx context.Context, code, username, password string) e
 
 // Login checks a user name and password and returns a fresh token pair.
 // Every wrong combination is KindUnauthenticated with the same message;
-// too many failures for one user name are refused for a while.
+// after too many failures for one user name, attempts are refused for a
+// while with KindRateLimited and a RetryAfter. Logins through Login share
+// one source address counter; a gateway uses LoginFrom.
 func (c *Client) Login(ctx context.Context, username, password, totp string) (Tokens, error) {
+	return c.LoginFrom(ctx, "", username, password, totp)
+}
+
+// LoginFrom is Login for a request that came from the IP address source:
+// failed logins are throttled per user name and per source address.
+func (c *Client) LoginFrom(ctx context.Context, source, username, password, totp string) (Tokens, error) {
 	var t Tokens
-	err := c.conn.Request(ctx, subject(VerbLogin), loginRequest{Username: username, Password: password, TOTP: totp}, &t)
+	err := c.conn.Request(ctx, subject(VerbLogin), loginRequest{Username: username, Password: password, TOTP: totp, Source: source}, &t)
 	return t, err
 }
 

@@ -177,7 +177,7 @@ func (s *Service) openBuckets(ctx context.Context) error {
 		// outlives every token of a family revoked at that time.
 		{&s.refreshKV, "refresh", "auth refresh tokens, hashed", s.cfg.RefreshTokenTTL},
 		{&s.credsKV, "credentials", "auth MQTT credentials, hashed", 0},
-		{&s.throttleKV, "throttle", "auth login throttling", throttleWindow},
+		{&s.throttleKV, "throttle", "auth login throttling", throttleTTL},
 		// A revocation matters while tokens issued before it may live.
 		{&s.revocationsKV, "revocations", "auth per-user token revocations", maxAccessTokenTTL + clockSkew},
 	} {

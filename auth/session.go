@@ -18,14 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Login throttling: after maxFailures failed logins for one user name
-// within throttleWindow, that name is refused for throttleWindow. The count
-// lives in KV so every auth process enforces it.
-const (
-	maxFailures    = 5
-	throttleWindow = 15 * time.Minute
-)
-
 var errLogin = homemesh.Errorf(homemesh.KindUnauthenticated, "wrong user name or password")
 
 var errRefresh = homemesh.Errorf(homemesh.KindUnauthenticated, "invalid or expired refresh token")
@@ -116,90 +108,26 @@ func (s *Service) checkCode(entered string) bool {
 	return subtle.ConstantTimeCompare(norm(entered), norm(s.code)) == 1
 }
 
-type throttleRecord struct {
-	Failures    int       `json:"failures"`
-	First       time.Time `json:"first"`
-	LockedUntil time.Time `json:"locked_until,omitzero"`
-}
-
-// throttled reports the lock on name, if any.
-func (s *Service) throttled(ctx context.Context, name string, now time.Time) (time.Time, error) {
-	e, err := s.throttleKV.Get(ctx, userKey(name))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return time.Time{}, nil
-	}
-	if err != nil {
-		return time.Time{}, unavailable("read throttle", err)
-	}
-	var r throttleRecord
-	if json.Unmarshal(e.Value(), &r) != nil || !now.Before(r.LockedUntil) {
-		return time.Time{}, nil
-	}
-	return r.LockedUntil, nil
-}
-
-// recordFailure counts a failed login for name with compare-and-set, so
-// concurrent failures on several processes all count.
-func (s *Service) recordFailure(ctx context.Context, name string, now time.Time) (throttleRecord, error) {
-	key := userKey(name)
-	for range 10 {
-		var r throttleRecord
-		var rev uint64
-		e, err := s.throttleKV.Get(ctx, key)
-		switch {
-		case err == nil:
-			rev = e.Revision()
-			if json.Unmarshal(e.Value(), &r) != nil {
-				r = throttleRecord{}
-			}
-		case !errors.Is(err, jetstream.ErrKeyNotFound):
-			return r, unavailable("read throttle", err)
-		}
-		if now.Sub(r.First) > throttleWindow && now.After(r.LockedUntil) {
-			r = throttleRecord{First: now}
-		}
-		r.Failures++
-		if r.Failures >= maxFailures && now.After(r.LockedUntil) {
-			r.LockedUntil = now.Add(throttleWindow)
-		}
-		val, _ := json.Marshal(r)
-		if rev == 0 {
-			_, err = s.throttleKV.Create(ctx, key, val)
-		} else {
-			_, err = s.throttleKV.Update(ctx, key, val, rev)
-		}
-		if err == nil {
-			return r, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return r, unavailable("write throttle", err)
-		}
-	}
-	return throttleRecord{}, unavailable("write throttle", errors.New("too much contention"))
-}
-
 func (s *Service) handleLogin(ctx context.Context, msg *nats.Msg) (any, error) {
 	var req loginRequest
 	if err := decode(msg, &req); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	source, err := throttleSource("source", req.Source)
+	if err != nil {
+		return nil, err
+	}
+	// A malformed name cannot exist; it is throttled by its source alone.
 	name, nameErr := normalizeUsername("username", req.Username)
-	if nameErr == nil {
-		until, err := s.throttled(ctx, name, now)
-		if err != nil {
-			return nil, err
-		}
-		if !until.IsZero() {
-			s.log.Warn("login refused: throttled", "username", name)
-			mins := int(until.Sub(now).Minutes()) + 1
-			return nil, homemesh.Errorf(homemesh.KindPermission,
-				"too many failed logins for this user name; try again in %d minutes", mins)
-		}
+	if nameErr != nil {
+		name = ""
+	}
+	if err := s.checkThrottle(ctx, name, source); err != nil {
+		return nil, err
 	}
 	var u user
 	found := false
-	if nameErr == nil && len(req.Password) <= MaxPasswordLen {
+	if name != "" && len(req.Password) <= MaxPasswordLen {
 		var err error
 		if u, found, err = s.getUser(ctx, name); err != nil {
 			return nil, err
@@ -219,29 +147,17 @@ func (s *Service) handleLogin(ctx context.Context, msg *nats.Msg) (any, error) {
 	}
 	release()
 	if !ok {
-		if nameErr != nil {
-			s.log.Warn("login failed", "reason", "malformed user name")
-			return nil, errLogin
-		}
-		r, err := s.recordFailure(ctx, name, now)
-		if err != nil {
-			s.log.Error("cannot record a failed login", "username", name, "err", err)
-		}
-		s.log.Warn("login failed", "username", name, "failures", r.Failures)
-		if r.Failures >= maxFailures {
-			s.log.Warn("login locked", "username", name, "until", r.LockedUntil)
-		}
+		s.recordLoginFailure(ctx, name, source)
 		return nil, errLogin
 	}
 	// TOTP is checked once MFA enrolment exists; no account has it yet.
-	if err := s.throttleKV.Purge(ctx, userKey(name)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		s.log.Warn("cannot reset login throttle", "username", name, "err", err)
-	}
-	t, err := s.issue(ctx, u, "", now)
+	s.recordLoginSuccess(ctx, name)
+	t, err := s.issue(ctx, u, "", time.Now())
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("login", "username", name, "user_id", u.ID)
+	s.log.Info("login", "username", name, "user_id", u.ID, "source", source)
+	s.Audit(ctx, AuditEntry{Action: AuditLogin, Outcome: OutcomeSuccess, Actor: name, ActorID: u.ID, Source: source})
 	return t, nil
 }
 

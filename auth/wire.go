@@ -18,6 +18,9 @@ type loginRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
 	TOTP     string `json:"totp,omitempty"`
+	// Source is the address the login came from, as the gateway saw it:
+	// failed logins are throttled per address too.
+	Source string `json:"source,omitempty"`
 }
 
 type refreshRequest struct {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/homemesh/homemesh"
@@ -176,12 +177,25 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, g.log, err)
 		return
 	}
-	t, err := g.auth.Login(r.Context(), q.Username, q.Password, q.TOTP)
+	t, err := g.auth.LoginFrom(r.Context(), remoteIP(r), q.Username, q.Password, q.TOTP)
 	if err != nil {
 		writeError(w, r, g.log, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, t)
+}
+
+// remoteIP is the address a request came from, for login throttling: the
+// peer of the connection. X-Forwarded-For is not read, because any client
+// can send it; behind a reverse proxy every login shares the proxy's
+// address. A peer that is not an IP address (a Unix socket) gives "",
+// which auth counts as one shared source.
+func remoteIP(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return ap.Addr().String()
 }
 
 func (g *Gateway) refresh(w http.ResponseWriter, r *http.Request) {
