@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
@@ -174,4 +175,51 @@ func TestExpiredAccessTokenIsRejected(t *testing.T) {
 	if code := call(t, "GET", h.api+"/devices", fresh.AccessToken, nil, nil); code != http.StatusOK {
 		t.Fatalf("the refreshed token = %d", code)
 	}
+}
+
+func TestSixthWrongPasswordIsThrottled(t *testing.T) {
+	h := allInOne(t)
+	onboardOwner(t, h)
+	wrong := map[string]string{"username": "owner", "password": "not the password"}
+	for i := 1; i <= 5; i++ {
+		if code := call(t, "POST", h.api+"/auth/login", "", wrong, nil); code != http.StatusUnauthorized {
+			t.Fatalf("wrong password #%d = %d, want 401", i, code)
+		}
+	}
+	resp := rawCall(t, "POST", h.api+"/auth/login", wrong)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("wrong password #6 = %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// Even the right password waits now: the lock is on the name, and
+	// whether a guess was right must not leak while it holds.
+	right := map[string]string{"username": "owner", "password": "correct horse battery"}
+	if resp := rawCall(t, "POST", h.api+"/auth/login", right); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("right password while throttled = %d, want 429", resp.StatusCode)
+	}
+	// An unknown user name is throttled exactly like a known one.
+	ghost := map[string]string{"username": "nobody", "password": "not the password"}
+	for i := 1; i <= 5; i++ {
+		call(t, "POST", h.api+"/auth/login", "", ghost, nil)
+	}
+	if resp := rawCall(t, "POST", h.api+"/auth/login", ghost); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("6th try on an unknown user = %d, want 429 like a known one", resp.StatusCode)
+	}
+}
+
+// rawCall posts body and returns the response with its headers.
+func rawCall(t *testing.T, method, url string, body any) *http.Response {
+	t.Helper()
+	data, _ := json.Marshal(body)
+	seen.collect(data)
+	req, err := http.NewRequest(method, url, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
 }
