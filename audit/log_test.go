@@ -1,0 +1,412 @@
+package audit_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/audit"
+	"github.com/homemesh/homemesh/bus/bustest"
+	"github.com/homemesh/homemesh/bus/natsbus"
+	"github.com/homemesh/homemesh/internal/hmtest"
+	"github.com/minio/highwayhash"
+)
+
+const home = "home1"
+
+func open(t testing.TB, conn *natsbus.Conn) *audit.Log {
+	t.Helper()
+	l, err := audit.Open(context.Background(), conn, home, audit.Options{Log: hmtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func entry(i int) audit.Entry {
+	return audit.Entry{Action: "login", Outcome: "success", Actor: fmt.Sprintf("user-%04d", i), Source: "test"}
+}
+
+func TestAppendListVerify(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, bustest.Conn(t, bustest.Server(t)))
+	res, err := l.Verify(ctx)
+	if err != nil || res.Records != 0 {
+		t.Fatalf("empty log: %+v %v", res, err)
+	}
+	var last audit.Record
+	for i := range 12 {
+		e := entry(i)
+		if i%3 == 0 {
+			e.Action = "login_failed"
+		}
+		r, err := l.Append(ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Seq != uint64(i+1) || r.Home != home || r.Hash != r.ComputeHash() {
+			t.Fatalf("record %d: %+v", i+1, r)
+		}
+		last = r
+	}
+	res, err = l.Verify(ctx)
+	if err != nil || res.Records != 12 || res.Head != last.Head() || res.Anchor == nil || *res.Anchor != last.Head() {
+		t.Fatalf("verify: %+v %v", res, err)
+	}
+
+	t.Run("pages in sequence order", func(t *testing.T) {
+		var seqs []uint64
+		q := audit.Query{Limit: 5}
+		for pages := 0; ; pages++ {
+			p, err := l.List(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range p.Records {
+				seqs = append(seqs, r.Seq)
+			}
+			if p.Next == 0 {
+				if pages != 2 {
+					t.Errorf("%d pages, want 3", pages+1)
+				}
+				break
+			}
+			q.AfterSeq = p.Next
+		}
+		if len(seqs) != 12 || seqs[0] != 1 || seqs[11] != 12 {
+			t.Fatalf("paged sequence numbers %v", seqs)
+		}
+	})
+	t.Run("filters", func(t *testing.T) {
+		p, err := l.List(ctx, audit.Query{Action: "login_failed"})
+		if err != nil || len(p.Records) != 4 || p.Next != 0 {
+			t.Fatalf("login_failed: %d records, next %d, %v", len(p.Records), p.Next, err)
+		}
+		p, err = l.List(ctx, audit.Query{From: last.Time})
+		if err != nil || len(p.Records) == 0 || p.Records[len(p.Records)-1].Seq != 12 {
+			t.Fatalf("from the last record's time: %+v %v", p, err)
+		}
+		p, err = l.List(ctx, audit.Query{To: time.Now().Add(-time.Hour)})
+		if err != nil || len(p.Records) != 0 {
+			t.Fatalf("to an hour ago: %+v %v", p, err)
+		}
+		p, err = l.List(ctx, audit.Query{AfterSeq: 12})
+		if err != nil || len(p.Records) != 0 || p.Next != 0 {
+			t.Fatalf("after the end: %+v %v", p, err)
+		}
+		for _, q := range []struct {
+			q     audit.Query
+			field string
+		}{
+			{audit.Query{Limit: audit.MaxLimit + 1}, "limit"},
+			{audit.Query{Action: "Login"}, "action"},
+			{audit.Query{From: time.Now(), To: time.Now().Add(-time.Second)}, "to"},
+		} {
+			if _, err := l.List(ctx, q.q); homemesh.ErrorField(err) != q.field {
+				t.Errorf("%+v: %v, want a complaint about %s", q.q, err, q.field)
+			}
+		}
+	})
+	t.Run("the stream refuses deletes and purges", func(t *testing.T) {
+		conn := bustest.Conn(t, bustest.Server(t))
+		l := open(t, conn)
+		if _, err := l.Append(ctx, entry(1)); err != nil {
+			t.Fatal(err)
+		}
+		s, err := conn.JetStream().Stream(ctx, audit.StreamName(home))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteMsg(ctx, 1); err == nil {
+			t.Error("a record was deleted")
+		}
+		if err := s.Purge(ctx); err == nil {
+			t.Error("the log was purged")
+		}
+	})
+}
+
+// Two processes appending at once keep one chain: each append that loses
+// the race re-reads the end and links onto the winner's record.
+func TestConcurrentAppendersKeepOneChain(t *testing.T) {
+	ctx := context.Background()
+	srv := bustest.Server(t)
+	logs := []*audit.Log{open(t, bustest.Conn(t, srv)), open(t, bustest.Conn(t, srv))}
+	const perWriter, goroutines = 40, 3
+	var wg sync.WaitGroup
+	errs := make(chan error, len(logs)*goroutines*perWriter)
+	for w, l := range logs {
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perWriter {
+					if _, err := l.Append(ctx, entry(w*1000+g*100+i)); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	res, err := logs[1].Verify(ctx)
+	want := uint64(len(logs) * goroutines * perWriter)
+	if err != nil || res.Records != want || res.Anchor == nil || *res.Anchor != res.Head {
+		t.Fatalf("verify: %+v %v; want %d records and the anchor at the head", res, err, want)
+	}
+	// Every appended entry is there exactly once.
+	seen := map[string]bool{}
+	for q := (audit.Query{Limit: audit.MaxLimit}); ; {
+		p, err := logs[0].List(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range p.Records {
+			if seen[r.Actor] {
+				t.Fatalf("%s recorded twice", r.Actor)
+			}
+			seen[r.Actor] = true
+		}
+		if p.Next == 0 {
+			break
+		}
+		q.AfterSeq = p.Next
+	}
+	if len(seen) != int(want) {
+		t.Fatalf("%d distinct entries, want %d", len(seen), want)
+	}
+}
+
+// storedLog appends n records to a log kept in dir and shuts the server
+// down, leaving the files as a hub would.
+func storedLog(t *testing.T, dir string, n int) []audit.Record {
+	t.Helper()
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{StoreDir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	conn, err := srv.Connect("writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	l := open(t, conn)
+	var out []audit.Record
+	for i := range n {
+		r, err := l.Append(context.Background(), entry(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// verifyStored restarts a server on dir and verifies the log there.
+func verifyStored(t *testing.T, dir string) (audit.Result, error) {
+	t.Helper()
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{StoreDir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	conn, err := srv.Connect("verifier")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return open(t, conn).Verify(ctx)
+}
+
+// editStored changes one byte of the first occurrence of old in the
+// stream's block files: what an attacker with the disk does.
+func editStored(t *testing.T, dir string, old, repl []byte) {
+	t.Helper()
+	blocks, _ := filepath.Glob(filepath.Join(dir, "jetstream", "*", "streams", audit.StreamName(home), "msgs", "*.blk"))
+	for _, f := range blocks {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(data, old); i >= 0 {
+			copy(data[i:], repl)
+			if err := os.WriteFile(f, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("%q not found in %d block files", old, len(blocks))
+}
+
+// TestTamperingOnDisk edits the files JetStream keeps and checks that
+// Verify fails naming the edited record, whatever the server then does with
+// the damaged block (serve the edited bytes, skip the message, or stop at
+// it).
+func TestTamperingOnDisk(t *testing.T) {
+	t.Run("edit one record", func(t *testing.T) {
+		dir := t.TempDir()
+		storedLog(t, dir, 10)
+		if res, err := verifyStored(t, dir); err != nil || res.Records != 10 {
+			t.Fatalf("before tampering: %+v %v", res, err)
+		}
+		editStored(t, dir, []byte("user-0006"), []byte("user-0009"))
+		res, err := verifyStored(t, dir)
+		var p *audit.Problem
+		if !errors.As(err, &p) || p.Seq != 7 {
+			t.Fatalf("after editing record 7: %+v %v; want a problem at record 7", res, err)
+		}
+		t.Logf("edited record: %v", p)
+	})
+	t.Run("edit the last record", func(t *testing.T) {
+		dir := t.TempDir()
+		storedLog(t, dir, 5)
+		editStored(t, dir, []byte("user-0004"), []byte("user-0001"))
+		_, err := verifyStored(t, dir)
+		var p *audit.Problem
+		if !errors.As(err, &p) || p.Seq != 5 {
+			t.Fatalf("after editing the last record: %v; want a problem at record 5", err)
+		}
+		t.Logf("edited last record: %v", p)
+	})
+	t.Run("remove the anchor", func(t *testing.T) {
+		dir := t.TempDir()
+		storedLog(t, dir, 3)
+		srv, err := natsbus.StartServer(natsbus.ServerConfig{StoreDir: dir}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := srv.Connect("attacker")
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv, err := conn.JetStream().KeyValue(context.Background(), audit.AnchorBucket(home))
+		if err == nil {
+			err = kv.Purge(context.Background(), audit.AnchorKey)
+		}
+		conn.Close()
+		srv.Shutdown()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = verifyStored(t, dir)
+		var p *audit.Problem
+		if !errors.As(err, &p) || p.Reason != audit.ReasonNoAnchor {
+			t.Fatalf("without the anchor: %v", err)
+		}
+	})
+}
+
+// Appending to a log whose last record was tampered with refuses, rather
+// than chaining onto (and so blessing) the damage.
+func TestAppendRefusesADamagedTail(t *testing.T) {
+	dir := t.TempDir()
+	storedLog(t, dir, 3)
+	editStored(t, dir, []byte("user-0002"), []byte("user-0000"))
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{StoreDir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	conn, err := srv.Connect("writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = open(t, conn).Append(context.Background(), entry(9))
+	if err == nil || !strings.Contains(homemesh.ErrorMessage(err), "audit verify") {
+		t.Fatalf("append after a damaged tail: %v", err)
+	}
+	s, _ := conn.JetStream().Stream(context.Background(), audit.StreamName(home))
+	if info, err := s.Info(context.Background()); err == nil && info.State.LastSeq > 3 {
+		t.Fatalf("a record was appended after the damaged tail")
+	}
+}
+
+// forgeStored changes old to repl (of the same length) inside a stored
+// message and recomputes the block's per-message checksum, as an attacker
+// who knows the file format would: storage then serves the edited record
+// as if nothing happened, and only the hash chain can tell.
+func forgeStored(t *testing.T, dir string, old, repl []byte) {
+	t.Helper()
+	const (
+		msgHdrSize = 22
+		hbit       = 1 << 31
+		checksum   = 8
+	)
+	le := binary.LittleEndian
+	blocks, _ := filepath.Glob(filepath.Join(dir, "jetstream", "*", "streams", audit.StreamName(home), "msgs", "*.blk"))
+	for _, f := range blocks {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		index, err := strconv.Atoi(strings.TrimSuffix(filepath.Base(f), ".blk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := 0; off+msgHdrSize <= len(data); {
+			rl := int(le.Uint32(data[off:]) &^ hbit)
+			hasHeaders := le.Uint32(data[off:])&hbit != 0
+			if rl < msgHdrSize+checksum || off+rl > len(data) {
+				t.Fatalf("%s: cannot parse the record at %d", f, off)
+			}
+			rec := data[off : off+rl]
+			if i := bytes.Index(rec, old); i >= 0 {
+				copy(rec[i:], repl)
+				key := sha256.Sum256([]byte(fmt.Sprintf("%s-%d", audit.StreamName(home), index)))
+				hh, err := highwayhash.New64(key[:])
+				if err != nil {
+					t.Fatal(err)
+				}
+				slen := int(le.Uint16(rec[20:]))
+				body := rec[msgHdrSize+slen : rl-checksum]
+				hh.Write(rec[4:20])
+				hh.Write(rec[msgHdrSize : msgHdrSize+slen])
+				if hasHeaders {
+					hlen := int(le.Uint32(body))
+					hh.Write(body[4 : 4+hlen])
+					body = body[4+hlen:]
+				}
+				hh.Write(body)
+				copy(rec[rl-checksum:], hh.Sum(nil))
+				if err := os.WriteFile(f, data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			off += rl
+		}
+	}
+	t.Fatalf("%q not found in %d block files", old, len(blocks))
+}
+
+func TestForgedChecksumStillFailsVerify(t *testing.T) {
+	dir := t.TempDir()
+	storedLog(t, dir, 10)
+	forgeStored(t, dir, []byte("user-0003"), []byte("user-0005"))
+	res, err := verifyStored(t, dir)
+	var p *audit.Problem
+	if !errors.As(err, &p) || p.Seq != 4 || p.Reason != audit.ReasonEdited {
+		t.Fatalf("after forging record 4 with a valid block checksum: %+v %v; want record 4 edited", res, err)
+	}
+	t.Logf("forged record: %v", p)
+}
