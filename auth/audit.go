@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 
+	"github.com/homemesh/homemesh/audit"
 	"github.com/nats-io/nats.go"
 )
 
@@ -48,23 +49,28 @@ const (
 // AuditEntry is one security-relevant action as its reporter describes it.
 // The audit log adds the sequence number, time and hash chain. Nothing
 // secret may go into an entry: no passwords, codes, tokens or keys.
-type AuditEntry struct {
-	Action  string            `json:"action"`
-	Outcome string            `json:"outcome"`
-	Actor   string            `json:"actor,omitempty"`    // user name, MQTT user name or "system"
-	ActorID string            `json:"actor_id,omitempty"` // user ID when the actor is a person
-	Source  string            `json:"source,omitempty"`   // remote address or reporting service
-	Target  string            `json:"target,omitempty"`   // what was acted on: user, entity, credential…
-	Details map[string]string `json:"details,omitempty"`
-}
+type AuditEntry = audit.Entry
+
+// AuditRecord is an entry as the audit log keeps it: numbered, timed and
+// hash-chained.
+type AuditRecord = audit.Record
 
 // Audit records e in the home's audit log. Failing to record is logged and
 // returned; callers decide whether the action may proceed without it.
 func (s *Service) Audit(ctx context.Context, e AuditEntry) error {
-	s.log.Info("audit", "action", e.Action, "outcome", e.Outcome, "actor", e.Actor,
-		"actor_id", e.ActorID, "source", e.Source, "target", e.Target)
+	rec, err := s.audit.Append(ctx, e)
+	if err != nil {
+		s.log.Error("audit record lost", "action", e.Action, "outcome", e.Outcome, "actor", safeLogName(e.Actor),
+			"target", safeLogName(e.Target), "err", err)
+		return err
+	}
+	s.log.Debug("audit", "seq", rec.Seq, "action", rec.Action, "outcome", rec.Outcome)
 	return nil
 }
+
+// AuditLog is the home's audit log, for maintenance (verification) in the
+// process that owns this service.
+func (s *Service) AuditLog() *audit.Log { return s.audit }
 
 func (s *Service) handleAuditAppend(ctx context.Context, msg *nats.Msg) (any, error) {
 	var e AuditEntry
@@ -79,4 +85,45 @@ func (s *Service) handleAuditAppend(ctx context.Context, msg *nats.Msg) (any, er
 // device).
 func (c *Client) Audit(ctx context.Context, e AuditEntry) error {
 	return c.conn.Request(ctx, subject(VerbAuditAppend), e, nil)
+}
+
+// AuditQuery selects audit records; see ListAudit.
+type AuditQuery = audit.Query
+
+// AuditPage is one page of audit records in sequence order. Next, when not
+// zero, is the AfterSeq of the following page.
+type AuditPage = audit.Page
+
+func (s *Service) handleAuditList(ctx context.Context, msg *nats.Msg) (any, error) {
+	var req auditListRequest
+	if err := decode(msg, &req); err != nil {
+		return nil, err
+	}
+	if _, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin); err != nil {
+		return nil, err
+	}
+	q := AuditQuery{Action: req.Action, AfterSeq: req.AfterSeq, Limit: req.Limit}
+	if req.From != nil {
+		q.From = *req.From
+	}
+	if req.To != nil {
+		q.To = *req.To
+	}
+	return s.audit.List(ctx, q)
+}
+
+// ListAudit returns one page of the audit log, acting as the bearer of
+// accessToken, who must be an owner or an admin. Bad query fields are
+// KindInvalid naming the field (from, to, action, after_seq, limit).
+func (c *Client) ListAudit(ctx context.Context, accessToken string, q AuditQuery) (AuditPage, error) {
+	req := auditListRequest{AccessToken: accessToken, Action: q.Action, AfterSeq: q.AfterSeq, Limit: q.Limit}
+	if !q.From.IsZero() {
+		req.From = &q.From
+	}
+	if !q.To.IsZero() {
+		req.To = &q.To
+	}
+	var p AuditPage
+	err := c.conn.Request(ctx, subject(VerbAuditList), req, &p)
+	return p, err
 }

@@ -34,6 +34,7 @@ const (
 	VerbServerCert       = "server_certificate"
 	VerbAuditAppend      = "audit_append"
 	VerbRevocations      = "revocations"
+	VerbAuditList        = "audit_list"
 )
 
 // EventCredentialRevoked is the event kind published on

@@ -136,6 +136,8 @@ func (s *Service) handleCreateCredential(ctx context.Context, msg *nats.Msg) (an
 		return nil, err
 	}
 	s.log.Info("credential created", "mqtt_username", cred.Username, "name", cred.Name, "by", actor.Username)
+	s.Audit(ctx, AuditEntry{Action: AuditCredentialCreated, Outcome: OutcomeSuccess, Actor: actor.Username, ActorID: actor.UserID,
+		Target: cred.Username, Details: map[string]string{"name": cred.Name, "allow": strings.Join(cred.Allow, " ")}})
 	return cred, nil
 }
 
@@ -213,6 +215,7 @@ func (s *Service) handleDeleteCredential(ctx context.Context, msg *nats.Msg) (an
 		return nil, unavailable("delete credential", err)
 	}
 	s.log.Info("credential revoked", "mqtt_username", req.Username, "by", actor.Username)
+	s.Audit(ctx, AuditEntry{Action: AuditCredentialRevoked, Outcome: OutcomeSuccess, Actor: actor.Username, ActorID: actor.UserID, Target: req.Username})
 	if err := s.publishRevoked(req.Username); err != nil {
 		s.log.Error("cannot announce a revoked credential", "mqtt_username", req.Username, "err", err)
 	}

@@ -25,9 +25,11 @@ import (
 	"time"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/audit"
 	"github.com/homemesh/homemesh/bus/natsbus"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures the auth service.
@@ -50,8 +52,9 @@ type Config struct {
 
 // Deps are what the service runs on.
 type Deps struct {
-	Bus *natsbus.Conn
-	Log *slog.Logger
+	Bus     *natsbus.Conn
+	Log     *slog.Logger
+	Metrics prometheus.Registerer // may be nil
 }
 
 // Default lifetimes.
@@ -81,6 +84,8 @@ type Service struct {
 	ca     *homeCA
 
 	keysKV, usersKV, refreshKV, credsKV, throttleKV, revocationsKV jetstream.KeyValue
+
+	audit *audit.Log // the home's audit log, which this service appends to
 
 	code      string      // the onboarding code, "" when an owner existed at start
 	onboarded atomic.Bool // set once an owner is known to exist
@@ -143,6 +148,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.openBuckets(ctx); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.audit, err = audit.Open(ctx, s.bus, cfg.Home, audit.Options{Log: log, Metrics: deps.Metrics}); err != nil {
 		return nil, err
 	}
 	if err := s.loadSigner(ctx); err != nil {
@@ -392,6 +401,7 @@ func (s *Service) Run(ctx context.Context) error {
 		VerbServerCert:       s.handleServerCert,
 		VerbAuditAppend:      s.handleAuditAppend,
 		VerbRevocations:      s.handleRevocations,
+		VerbAuditList:        s.handleAuditList,
 	}
 	var subs []*nats.Subscription
 	drain := func() {

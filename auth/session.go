@@ -58,6 +58,7 @@ func (s *Service) handleOnboard(ctx context.Context, msg *nats.Msg) (any, error)
 	// owner out of onboarding.
 	if !s.checkCode(req.Code) {
 		s.log.Warn("onboarding refused: wrong code")
+		s.Audit(ctx, AuditEntry{Action: AuditOnboarded, Outcome: OutcomeDenied, Actor: req.Username, Details: map[string]string{"reason": "wrong onboarding code"}})
 		return nil, homemesh.Errorf(homemesh.KindPermission, "wrong onboarding code")
 	}
 	name, err := normalizeUsername("username", req.Username)
@@ -93,6 +94,7 @@ func (s *Service) handleOnboard(ctx context.Context, msg *nats.Msg) (any, error)
 	}
 	s.removeCodeFile()
 	s.log.Info("owner onboarded", "username", name, "user_id", u.ID)
+	s.Audit(ctx, AuditEntry{Action: AuditOnboarded, Outcome: OutcomeSuccess, Actor: name, ActorID: u.ID, Target: name, Details: map[string]string{"role": RoleOwner}})
 	return struct{}{}, nil
 }
 

@@ -1,6 +1,10 @@
 package auth
 
-import "github.com/homemesh/homemesh/bus"
+import (
+	"time"
+
+	"github.com/homemesh/homemesh/bus"
+)
 
 // maxRequest bounds every request body. The largest legitimate one is a
 // credential with its allow list, well under this.
@@ -75,4 +79,13 @@ type serverCertRequest struct {
 
 type serverCertReply struct {
 	Chain [][]byte `json:"chain"` // DER: the server certificate, then the CA
+}
+
+type auditListRequest struct {
+	AccessToken string     `json:"access_token"`
+	From        *time.Time `json:"from,omitempty"`
+	To          *time.Time `json:"to,omitempty"`
+	Action      string     `json:"action,omitempty"`
+	AfterSeq    uint64     `json:"after_seq,omitempty"`
+	Limit       int        `json:"limit,omitempty"`
 }

@@ -190,7 +190,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return err
 		}
 		n.authSvc, err = auth.New(auth.Config{DataDir: n.cfg.Data, Home: n.home.ID, SecretKey: key, AccessTokenTTL: ttl},
-			auth.Deps{Bus: c, Log: n.log})
+			auth.Deps{Bus: c, Log: n.log, Metrics: n.metrics})
 		if err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}
