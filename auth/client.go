@@ -35,6 +35,8 @@ const (
 	VerbAuditAppend      = "audit_append"
 	VerbRevocations      = "revocations"
 	VerbAuditList        = "audit_list"
+	VerbLogout           = "logout"
+	VerbRevokeAll        = "revoke_all"
 )
 
 // EventCredentialRevoked is the event kind published on

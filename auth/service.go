@@ -402,6 +402,8 @@ func (s *Service) Run(ctx context.Context) error {
 		VerbAuditAppend:      s.handleAuditAppend,
 		VerbRevocations:      s.handleRevocations,
 		VerbAuditList:        s.handleAuditList,
+		VerbLogout:           s.handleLogout,
+		VerbRevokeAll:        s.handleRevokeAll,
 	}
 	var subs []*nats.Subscription
 	drain := func() {

@@ -261,9 +261,18 @@ func (s *Service) handleRefresh(ctx context.Context, msg *nats.Msg) (any, error)
 // revokeFamily answers the reuse of a spent refresh token: it was copied,
 // so every token descended from the same login is revoked.
 func (s *Service) revokeFamily(ctx context.Context, rec refreshRecord) error {
-	if _, err := s.refreshKV.Put(ctx, familyKey(rec.Family), []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
-		return unavailable("revoke refresh family", err)
+	if err := s.markFamilyRevoked(ctx, rec.Family); err != nil {
+		return err
 	}
 	s.log.Warn("refresh token reuse detected; session revoked", "username", rec.Username, "user_id", rec.UserID)
+	s.Audit(ctx, AuditEntry{Action: AuditRefreshReuse, Outcome: OutcomeDenied, Actor: rec.Username, ActorID: rec.UserID})
 	return errRefresh
+}
+
+// markFamilyRevoked voids every refresh token of family.
+func (s *Service) markFamilyRevoked(ctx context.Context, family string) error {
+	if _, err := s.refreshKV.Put(ctx, familyKey(family), []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return unavailable("revoke refresh family", err)
+	}
+	return nil
 }

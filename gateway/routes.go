@@ -19,6 +19,7 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	g.handle("POST /api/v1/onboard", http.HandlerFunc(g.onboard))
 	g.handle("POST /api/v1/auth/login", http.HandlerFunc(g.login))
 	g.handle("POST /api/v1/auth/refresh", http.HandlerFunc(g.refresh))
+	g.handle("POST /api/v1/auth/logout", http.HandlerFunc(g.logout)) // the refresh token is the credential
 	g.handle("GET /api/v1/openapi.json", http.HandlerFunc(serveOpenAPI))
 
 	// Everything else requires a valid access token.
@@ -30,6 +31,7 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	g.handle("POST /api/v1/credentials", g.authed(adminRoles, g.createCredential))
 	g.handle("GET /api/v1/credentials", g.authed(adminRoles, g.listCredentials))
 	g.handle("DELETE /api/v1/credentials/{username}", g.authed(adminRoles, g.deleteCredential))
+	g.handle("POST /api/v1/auth/revoke-all", g.authed(anyRole, g.revokeAll))
 	g.handle("GET /api/v1/events", http.HandlerFunc(g.serveEvents)) // authenticates itself, see events.go
 
 	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {

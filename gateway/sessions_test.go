@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+
+	"github.com/homemesh/homemesh/auth"
 )
 
 // TestLoginThrottled is the black-box check of login throttling: the 6th
@@ -31,5 +33,81 @@ func TestLoginThrottled(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func (e *env) refresh(t *testing.T, refreshToken string) response {
+	t.Helper()
+	return e.do(t, "POST", "/api/v1/auth/refresh", "", map[string]string{"refresh_token": refreshToken})
+}
+
+// TestRefreshReuseRevokesFamily presents a spent refresh token after two
+// rotations: the newest descendant dies with it; another login lives on.
+func TestRefreshReuseRevokesFamily(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	first := e.onboard(t)
+	other := e.login(t)
+	second := decode[auth.Tokens](t, e.refresh(t, first.RefreshToken), http.StatusOK)
+	third := decode[auth.Tokens](t, e.refresh(t, second.RefreshToken), http.StatusOK)
+	e.refresh(t, first.RefreshToken).wantError(t, http.StatusUnauthorized, "unauthenticated", "")
+	e.refresh(t, third.RefreshToken).wantError(t, http.StatusUnauthorized, "unauthenticated", "")
+	decode[auth.Tokens](t, e.refresh(t, other.RefreshToken), http.StatusOK)
+}
+
+func TestLogout(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	tok := e.onboard(t)
+	other := e.login(t)
+	next := decode[auth.Tokens](t, e.refresh(t, tok.RefreshToken), http.StatusOK)
+	tests := []struct {
+		name       string
+		body       any
+		wantStatus int
+		wantField  string
+	}{
+		{"logout", map[string]string{"refresh_token": next.RefreshToken}, http.StatusNoContent, ""},
+		{"again", map[string]string{"refresh_token": next.RefreshToken}, http.StatusNoContent, ""},
+		{"unknown token", map[string]string{"refresh_token": "hmr_nope"}, http.StatusNoContent, ""},
+		{"no token", map[string]string{}, http.StatusBadRequest, "refresh_token"},
+		{"unknown field", `{"refresh_token":"x","all":true}`, http.StatusBadRequest, "all"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(t, "POST", "/api/v1/auth/logout", "", tt.body)
+			if tt.wantStatus == http.StatusNoContent {
+				if r.status != tt.wantStatus || len(r.body) != 0 {
+					t.Fatalf("status %d body %q, want 204 without a body", r.status, r.body)
+				}
+				return
+			}
+			r.wantError(t, tt.wantStatus, "invalid", tt.wantField)
+		})
+	}
+	e.refresh(t, next.RefreshToken).wantError(t, http.StatusUnauthorized, "unauthenticated", "")
+	decode[auth.Tokens](t, e.refresh(t, other.RefreshToken), http.StatusOK)
+}
+
+// TestRevokeAll logs out everywhere: the access and refresh tokens of
+// every session stop working at once; a new login works.
+func TestRevokeAll(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	tok := e.onboard(t)
+	other := e.login(t)
+	if r := e.do(t, "GET", "/api/v1/devices", other.AccessToken, nil); r.status != http.StatusOK {
+		t.Fatalf("before: status %d", r.status)
+	}
+	e.do(t, "POST", "/api/v1/auth/revoke-all", "", nil).wantError(t, http.StatusUnauthorized, "unauthenticated", "")
+	if r := e.do(t, "POST", "/api/v1/auth/revoke-all", tok.AccessToken, nil); r.status != http.StatusNoContent {
+		t.Fatalf("revoke-all: status %d body %s", r.status, r.body)
+	}
+	for _, access := range []string{tok.AccessToken, other.AccessToken} {
+		e.do(t, "GET", "/api/v1/devices", access, nil).wantError(t, http.StatusUnauthorized, "unauthenticated", "")
+	}
+	for _, refresh := range []string{tok.RefreshToken, other.RefreshToken} {
+		e.refresh(t, refresh).wantError(t, http.StatusUnauthorized, "unauthenticated", "")
+	}
+	fresh := e.login(t)
+	if r := e.do(t, "GET", "/api/v1/devices", fresh.AccessToken, nil); r.status != http.StatusOK {
+		t.Fatalf("after a new login: status %d body %s", r.status, r.body)
 	}
 }
