@@ -54,10 +54,13 @@ func configFlags(cmd *cobra.Command) func() (config.Config, error) {
 	var file string
 	cmd.Flags().StringVar(&file, "config", os.Getenv("HOMEMESH_CONFIG"), "configuration file (YAML or JSON)")
 	for _, f := range flagged.Fields() {
-		if p := f.BoolPtr(); p != nil {
-			cmd.Flags().BoolVar(p, f.Name, *p, f.Usage+" ["+f.Env+"]")
-		} else {
+		switch {
+		case f.BoolPtr() != nil:
+			cmd.Flags().BoolVar(f.BoolPtr(), f.Name, *f.BoolPtr(), f.Usage+" ["+f.Env+"]")
+		case f.StringPtr() != nil:
 			cmd.Flags().StringVar(f.StringPtr(), f.Name, *f.StringPtr(), f.Usage+" ["+f.Env+"]")
+		default: // a list, given as comma-separated text and applied by Set
+			cmd.Flags().String(f.Name, f.Value(), f.Usage+" ["+f.Env+"]")
 		}
 	}
 	return func() (config.Config, error) {

@@ -34,6 +34,28 @@ func TestConfigLayers(t *testing.T) {
 	}
 }
 
+// A list setting comes from a flag as comma-separated text and beats the
+// file's YAML list.
+func TestConfigListFlag(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "hub.yaml")
+	if err := os.WriteFile(file, []byte("webauthn_rp_id: hub.local\nwebauthn_origins: [https://hub.local]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := &cobra.Command{Use: "x", RunE: func(*cobra.Command, []string) error { return nil }}
+	resolve := configFlags(cmd)
+	cmd.SetArgs([]string{"--config", file, "--webauthn-origins", "https://hub.local:8443,https://app.hub.local"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.WebAuthnOrigins, " "); cfg.WebAuthnRPID != "hub.local" || got != "https://hub.local:8443 https://app.hub.local" {
+		t.Fatalf("rp id %q, origins %q", cfg.WebAuthnRPID, got)
+	}
+}
+
 func TestMainReportsErrorsByField(t *testing.T) {
 	tests := []struct {
 		args []string

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -87,6 +88,18 @@ type Config struct {
 	// ("15m"), from 1s to 24h. Shorter limits what a stolen token is worth;
 	// apps refresh it silently.
 	AccessTokenTTL string `yaml:"access_token_ttl"`
+	// WebAuthnRPID is the relying party ID passkeys are bound to: the domain
+	// people reach the API by, without scheme or port. A passkey works only
+	// on origins whose host is this domain or one of its subdomains, and
+	// changing it orphans every passkey registered before.
+	WebAuthnRPID string `yaml:"webauthn_rp_id"`
+	// WebAuthnOrigins are the origins (scheme://host[:port]) from which
+	// browsers may register and use passkeys; the flag and the environment
+	// variable take them comma-separated. Empty derives them from HTTP's
+	// port: https://<rp id>:<port>, and also http://<rp id>:<port> when the
+	// RP ID is localhost, the only host browsers allow passkeys on without
+	// TLS. An IP address is never an origin passkeys work on.
+	WebAuthnOrigins []string `yaml:"webauthn_origins"`
 }
 
 // Default returns the defaults documented in DESIGN §9.
@@ -99,6 +112,7 @@ func Default() Config {
 		LogLevel: "info",
 
 		AccessTokenTTL: "15m",
+		WebAuthnRPID:   "localhost",
 	}
 }
 
@@ -109,6 +123,7 @@ type Field struct {
 	Usage string
 	str   *string
 	bool  *bool
+	list  *[]string
 }
 
 // Fields lists every setting of c, bound to c's fields.
@@ -136,6 +151,8 @@ func (c *Config) Fields() []Field {
 		f("secret-key-file", "key encrypting secrets at rest", &c.SecretKeyFile),
 		f("previous-secret-key-file", "the key secrets were sealed with before --secret-key-file (during a rotation)", &c.PreviousSecretKeyFile),
 		f("access-token-ttl", "access token lifetime (1s to 24h)", &c.AccessTokenTTL),
+		f("webauthn-rp-id", "relying party ID (domain) passkeys are bound to", &c.WebAuthnRPID),
+		{Name: "webauthn-origins", Env: envName("webauthn-origins"), Usage: "comma-separated origins passkeys may be used from (empty: derived from --http)", list: &c.WebAuthnOrigins},
 	}
 }
 
@@ -153,11 +170,39 @@ func (f Field) Set(v string) error {
 		*f.bool = b
 		return nil
 	}
+	if f.list != nil {
+		*f.list = splitList(v)
+		return nil
+	}
 	*f.str = v
 	return nil
 }
 
-// StringPtr and BoolPtr expose the bound field to a flag library.
+// splitList splits a comma-separated setting, dropping blanks.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Value is the field's current value as text, the form Set takes.
+func (f Field) Value() string {
+	switch {
+	case f.bool != nil:
+		return strconv.FormatBool(*f.bool)
+	case f.list != nil:
+		return strings.Join(*f.list, ",")
+	}
+	return *f.str
+}
+
+// StringPtr and BoolPtr expose the bound field to a flag library; both are
+// nil for list fields, which a flag library binds as text through Value and
+// Set.
 func (f Field) StringPtr() *string { return f.str }
 
 // BoolPtr exposes a boolean field; nil for string fields.
@@ -243,6 +288,14 @@ func (c *Config) Validate() error {
 	default:
 		return homemesh.Invalid("log-level", "%q is not debug, info, warn or error", c.LogLevel)
 	}
+	if err := checkRPID(c.WebAuthnRPID); err != nil {
+		return err
+	}
+	for i, o := range c.WebAuthnOrigins {
+		if err := checkOrigin(c.WebAuthnRPID, o); err != nil {
+			return homemesh.Invalid("webauthn-origins", "origin %d (%q): %v", i+1, o, err)
+		}
+	}
 	return nil
 }
 
@@ -319,4 +372,81 @@ func (c *Config) TokenLifetime() (time.Duration, error) {
 		return 0, homemesh.Invalid("access-token-ttl", "%q is not a duration from 1s to 24h (e.g. 15m)", c.AccessTokenTTL)
 	}
 	return d, nil
+}
+
+// checkRPID checks that id is a domain name a browser accepts as a WebAuthn
+// relying party ID: lower-case labels of letters, digits and hyphens, and
+// no IP address, scheme or port.
+func checkRPID(id string) error {
+	if id == "" || len(id) > 253 {
+		return homemesh.Invalid("webauthn-rp-id", "must be a domain name of 1 to 253 characters")
+	}
+	if net.ParseIP(id) != nil {
+		return homemesh.Invalid("webauthn-rp-id", "must be a domain name, not an IP address: browsers refuse passkeys for addresses")
+	}
+	for _, label := range strings.Split(id, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return homemesh.Invalid("webauthn-rp-id", "%q is not a domain name", id)
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return homemesh.Invalid("webauthn-rp-id", "%q is not a lower-case domain name", id)
+			}
+		}
+	}
+	return nil
+}
+
+// checkOrigin checks that origin is one a browser would report for a page
+// that may use passkeys of rpID: https (or http on localhost), a host that
+// is rpID or its subdomain, and nothing after the port.
+func checkOrigin(rpID, origin string) error {
+	u, err := url.Parse(origin)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return errors.New("the scheme must be https or http")
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return errors.New("an origin is scheme://host[:port] with nothing after it")
+	}
+	host := u.Hostname()
+	if host != rpID && !strings.HasSuffix(host, "."+rpID) {
+		return fmt.Errorf("the host must be the RP ID %q or a subdomain of it", rpID)
+	}
+	if u.Scheme == "http" && host != "localhost" && !strings.HasSuffix(host, ".localhost") {
+		return errors.New("browsers allow passkeys over plain http only on localhost")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q is not a number from 1 to 65535", p)
+		}
+	}
+	return nil
+}
+
+// WebAuthnOriginsFor returns the origins passkeys may be used from: the
+// configured ones, or else those derived from the RP ID and the port of
+// httpAddr, the gateway's bound address. It returns nil when httpAddr has
+// no usable port.
+func (c *Config) WebAuthnOriginsFor(httpAddr string) []string {
+	if len(c.WebAuthnOrigins) > 0 {
+		return c.WebAuthnOrigins
+	}
+	_, port, err := net.SplitHostPort(httpAddr)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+		return nil
+	}
+	origin := func(scheme, defaultPort string) string {
+		if port == defaultPort {
+			return scheme + "://" + c.WebAuthnRPID
+		}
+		return scheme + "://" + net.JoinHostPort(c.WebAuthnRPID, port)
+	}
+	out := []string{origin("https", "443")}
+	if c.WebAuthnRPID == "localhost" {
+		out = append(out, origin("http", "80"))
+	}
+	return out
 }

@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
 	"github.com/homemesh/homemesh"
 )
 
@@ -43,6 +42,15 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"insecure and https", "https: true\nhttp_insecure: true\n", "http-insecure"},
 		{"insecure and own cert", "tls_cert: a\ntls_key: b\nhttp_insecure: true\n", "http-insecure"},
 		{"bad tls host", "tls_hosts: hub.local, bad_name\n", "tls-hosts"},
+		{"rp id with a port", "webauthn_rp_id: localhost:8080\n", "webauthn-rp-id"},
+		{"rp id an address", "webauthn_rp_id: 127.0.0.1\n", "webauthn-rp-id"},
+		{"rp id upper case", "webauthn_rp_id: Hub.Local\n", "webauthn-rp-id"},
+		{"origin of another host", "webauthn_origins: [https://evil.example]\n", "webauthn-origins"},
+		{"origin an address", "webauthn_origins: [http://127.0.0.1:8080]\n", "webauthn-origins"},
+		{"origin with a path", "webauthn_origins: [https://localhost/app]\n", "webauthn-origins"},
+		{"plain http off localhost", "webauthn_rp_id: hub.local\nwebauthn_origins: [http://hub.local:8080]\n", "webauthn-origins"},
+		{"origin scheme", "webauthn_origins: [ftp://localhost]\n", "webauthn-origins"},
+		{"origin port", "webauthn_origins: [https://localhost:99999]\n", "webauthn-origins"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,9 +122,58 @@ func TestExtraTLSHosts(t *testing.T) {
 	}
 }
 
+func TestWebAuthnSettings(t *testing.T) {
+	c := Default()
+	if err := c.Decode([]byte("webauthn_rp_id: hub.local\nwebauthn_origins: [https://hub.local, https://app.hub.local:8443]\n"), "hub.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"https://hub.local", "https://app.hub.local:8443"}, c.WebAuthnOriginsFor("127.0.0.1:8080")); diff != "" {
+		t.Errorf("configured origins (-want +got):\n%s", diff)
+	}
+	env := map[string]string{"HOMEMESH_WEBAUTHN_ORIGINS": " https://hub.local:9443 ,, https://x.hub.local "}
+	if err := c.LoadEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"https://hub.local:9443", "https://x.hub.local"}, c.WebAuthnOrigins); diff != "" {
+		t.Errorf("origins from the environment (-want +got):\n%s", diff)
+	}
+	for _, f := range c.Fields() {
+		if f.Name == "webauthn-origins" && f.Value() != "https://hub.local:9443,https://x.hub.local" {
+			t.Errorf("Value = %q", f.Value())
+		}
+	}
+
+	derived := []struct {
+		rpID, http string
+		want       []string
+	}{
+		{"localhost", "127.0.0.1:8080", []string{"https://localhost:8080", "http://localhost:8080"}},
+		{"localhost", "[::1]:443", []string{"https://localhost", "http://localhost:443"}},
+		{"hub.local", "0.0.0.0:8443", []string{"https://hub.local:8443"}},
+		{"localhost", "127.0.0.1:0", nil},
+		{"localhost", "nonsense", nil},
+	}
+	for _, tt := range derived {
+		c := Default()
+		c.WebAuthnRPID = tt.rpID
+		if diff := cmp.Diff(tt.want, c.WebAuthnOriginsFor(tt.http)); diff != "" {
+			t.Errorf("%s on %s (-want +got):\n%s", tt.rpID, tt.http, diff)
+		}
+		for _, o := range c.WebAuthnOriginsFor(tt.http) {
+			if err := checkOrigin(tt.rpID, o); err != nil {
+				t.Errorf("derived origin %q is invalid: %v", o, err)
+			}
+		}
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte("http: 127.0.0.1:8080\n"))
 	f.Add([]byte(`{"mqtt": ":1883", "demo": true}`))
+	f.Add([]byte("webauthn_rp_id: hub.local\nwebauthn_origins: [https://hub.local:8443]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := Default()
 		if err := c.Decode(data, "fuzz"); err != nil {
