@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -37,6 +38,13 @@ const (
 	VerbAuditList        = "audit_list"
 	VerbLogout           = "logout"
 	VerbRevokeAll        = "revoke_all"
+
+	VerbPasskeyRegisterBegin  = "passkey_register_begin"
+	VerbPasskeyRegisterFinish = "passkey_register_finish"
+	VerbPasskeyLoginBegin     = "passkey_login_begin"
+	VerbPasskeyLoginFinish    = "passkey_login_finish"
+	VerbPasskeyList           = "passkey_list"
+	VerbPasskeyRemove         = "passkey_remove"
 )
 
 // EventCredentialRevoked is the event kind published on
@@ -267,4 +275,72 @@ func (c *Client) serverCertificate(ctx context.Context, hosts []string) (*tls.Ce
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
 	return &tls.Certificate{Certificate: reply.Chain, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// BeginPasskeyRegistration starts registering a passkey for the bearer of
+// accessToken (any role). The ceremony's Options exclude the passkeys the
+// person has, prefer a discoverable credential and prefer user
+// verification.
+func (c *Client) BeginPasskeyRegistration(ctx context.Context, accessToken string) (PasskeyCeremony, error) {
+	var r PasskeyCeremony
+	err := c.conn.Request(ctx, subject(VerbPasskeyRegisterBegin), passkeyRegisterBeginRequest{AccessToken: accessToken}, &r)
+	return r, err
+}
+
+// FinishPasskeyRegistration verifies credential, the JSON of the
+// PublicKeyCredential the browser returned for the ceremony sessionID, and
+// stores it as the bearer's passkey called name. A credential that does not
+// verify, or a session that is unknown, expired, spent or someone else's,
+// is KindInvalid naming the field.
+func (c *Client) FinishPasskeyRegistration(ctx context.Context, accessToken, sessionID, name string, credential json.RawMessage) (Passkey, error) {
+	var p Passkey
+	err := c.conn.Request(ctx, subject(VerbPasskeyRegisterFinish), passkeyRegisterFinishRequest{
+		AccessToken: accessToken, SessionID: sessionID, Name: name, Credential: credential}, &p)
+	return p, err
+}
+
+// BeginPasskeyLogin starts a passkey login. With a user name the options
+// list that person's passkeys (or, for a name without any, a decoy that
+// looks the same); with "" the login is usernameless and the authenticator
+// offers its discoverable credentials.
+func (c *Client) BeginPasskeyLogin(ctx context.Context, username string) (PasskeyCeremony, error) {
+	var r PasskeyCeremony
+	err := c.conn.Request(ctx, subject(VerbPasskeyLoginBegin), passkeyLoginBeginRequest{Username: username}, &r)
+	return r, err
+}
+
+// FinishPasskeyLogin verifies credential, the JSON of the
+// PublicKeyCredential the browser returned for the ceremony sessionID, and
+// returns a fresh token pair, as a password login with its second factor
+// would. Every failure is KindUnauthenticated with the same message and
+// is throttled as a wrong password is (KindRateLimited once locked).
+// Logins through FinishPasskeyLogin share one source address counter; a
+// gateway uses FinishPasskeyLoginFrom.
+func (c *Client) FinishPasskeyLogin(ctx context.Context, sessionID string, credential json.RawMessage) (Tokens, error) {
+	return c.FinishPasskeyLoginFrom(ctx, "", sessionID, credential)
+}
+
+// FinishPasskeyLoginFrom is FinishPasskeyLogin for a request that came from
+// the IP address source.
+func (c *Client) FinishPasskeyLoginFrom(ctx context.Context, source, sessionID string, credential json.RawMessage) (Tokens, error) {
+	var t Tokens
+	err := c.conn.Request(ctx, subject(VerbPasskeyLoginFinish),
+		passkeyLoginFinishRequest{SessionID: sessionID, Credential: credential, Source: source}, &t)
+	return t, err
+}
+
+// ListPasskeys lists the bearer's own passkeys, oldest first, without keys.
+func (c *Client) ListPasskeys(ctx context.Context, accessToken string) ([]Passkey, error) {
+	out := []Passkey{}
+	err := c.conn.Request(ctx, subject(VerbPasskeyList), passkeyListRequest{AccessToken: accessToken}, &out)
+	if out == nil {
+		out = []Passkey{}
+	}
+	return out, err
+}
+
+// RemovePasskey removes the bearer's passkey id at once: it can no longer
+// log in. Another person's passkey, or none, is KindNotFound.
+func (c *Client) RemovePasskey(ctx context.Context, accessToken, id string) error {
+	return c.conn.Request(ctx, subject(VerbPasskeyRemove), passkeyRemoveRequest{AccessToken: accessToken, ID: id}, nil)
 }

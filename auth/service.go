@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/audit"
 	"github.com/homemesh/homemesh/bus/natsbus"
@@ -48,6 +49,13 @@ type Config struct {
 	// nil it is read from DataDir/secret.key, which is created (mode 0600)
 	// on first start. Every auth process of a home needs the same key.
 	SecretKey []byte
+	// WebAuthnRPID is the relying party ID passkeys are bound to, a domain
+	// (default DefaultWebAuthnRPID).
+	WebAuthnRPID string
+	// WebAuthnOrigins are the origins passkeys are accepted from
+	// (scheme://host[:port]). Empty leaves passkeys off until
+	// SetWebAuthnOrigins names some.
+	WebAuthnOrigins []string
 }
 
 // Deps are what the service runs on.
@@ -84,6 +92,11 @@ type Service struct {
 	ca     *homeCA
 
 	keysKV, usersKV, refreshKV, credsKV, throttleKV, revocationsKV jetstream.KeyValue
+	webauthnKV                                                     jetstream.KeyValue
+
+	rpID         string
+	relyingParty atomic.Pointer[webauthn.WebAuthn] // nil while passkeys are off
+	decoyKey     []byte                            // derives decoy passkeys for user names without any
 
 	audit *audit.Log // the home's audit log, which this service appends to
 
@@ -140,11 +153,21 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	} else if len(key) != SecretKeySize {
 		return nil, homemesh.Invalid("secret_key", "must be exactly %d bytes", SecretKeySize)
 	}
+	if cfg.WebAuthnRPID == "" {
+		cfg.WebAuthnRPID = DefaultWebAuthnRPID
+	}
+	wa, rpErr := newRelyingParty(cfg.WebAuthnRPID, cfg.WebAuthnOrigins)
+	if rpErr != nil {
+		return nil, rpErr
+	}
+	decoyKey := sha256.Sum256(append([]byte("homemesh passkey decoy\x00"), key...))
 	s := &Service{
 		ready: make(chan struct{}),
 		cfg:   cfg, bus: deps.Bus, log: log, seal: sealer{key: bytes.Clone(key)},
 		hashSem: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		rpID:    cfg.WebAuthnRPID, decoyKey: decoyKey[:],
 	}
+	s.relyingParty.Store(wa)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.openBuckets(ctx); err != nil {
@@ -189,6 +212,7 @@ func (s *Service) openBuckets(ctx context.Context) error {
 		{&s.throttleKV, "throttle", "auth login throttling", throttleTTL},
 		// A revocation matters while tokens issued before it may live.
 		{&s.revocationsKV, "revocations", "auth per-user token revocations", maxAccessTokenTTL + clockSkew},
+		{&s.webauthnKV, "webauthn", "auth passkey ceremonies", ceremonyTTL},
 	} {
 		if err := open(b.dst, b.name, b.desc, b.ttl); err != nil {
 			return err
@@ -404,6 +428,13 @@ func (s *Service) Run(ctx context.Context) error {
 		VerbAuditList:        s.handleAuditList,
 		VerbLogout:           s.handleLogout,
 		VerbRevokeAll:        s.handleRevokeAll,
+
+		VerbPasskeyRegisterBegin:  s.handlePasskeyRegisterBegin,
+		VerbPasskeyRegisterFinish: s.handlePasskeyRegisterFinish,
+		VerbPasskeyLoginBegin:     s.handlePasskeyLoginBegin,
+		VerbPasskeyLoginFinish:    s.handlePasskeyLoginFinish,
+		VerbPasskeyList:           s.handlePasskeyList,
+		VerbPasskeyRemove:         s.handlePasskeyRemove,
 	}
 	var subs []*nats.Subscription
 	drain := func() {

@@ -13,4 +13,6 @@ type user struct {
 	// TokensNotBefore revokes every access and refresh token issued before
 	// it (log out everywhere, a role change).
 	TokensNotBefore time.Time `json:"tokens_not_before,omitzero"`
+	// Passkeys are the person's WebAuthn credentials, oldest first.
+	Passkeys []passkeyRecord `json:"passkeys,omitempty"`
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/homemesh/homemesh/bus"
@@ -88,4 +89,37 @@ type auditListRequest struct {
 	Action      string     `json:"action,omitempty"`
 	AfterSeq    uint64     `json:"after_seq,omitempty"`
 	Limit       int        `json:"limit,omitempty"`
+}
+
+type passkeyRegisterBeginRequest struct {
+	AccessToken string `json:"access_token"`
+}
+
+// passkeyRegisterFinishRequest carries the browser's PublicKeyCredential
+// as the JSON it produced, for go-webauthn to parse.
+type passkeyRegisterFinishRequest struct {
+	AccessToken string          `json:"access_token"`
+	SessionID   string          `json:"session_id"`
+	Name        string          `json:"name"`
+	Credential  json.RawMessage `json:"credential"`
+}
+
+type passkeyLoginBeginRequest struct {
+	Username string `json:"username,omitempty"` // "" for a usernameless login
+}
+
+type passkeyLoginFinishRequest struct {
+	SessionID  string          `json:"session_id"`
+	Credential json.RawMessage `json:"credential"`
+	// Source is the address the login came from, as for a password login.
+	Source string `json:"source,omitempty"`
+}
+
+type passkeyListRequest struct {
+	AccessToken string `json:"access_token"`
+}
+
+type passkeyRemoveRequest struct {
+	AccessToken string `json:"access_token"`
+	ID          string `json:"id"`
 }
