@@ -189,7 +189,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		n.authSvc, err = auth.New(auth.Config{DataDir: n.cfg.Data, Home: n.home.ID, SecretKey: key, AccessTokenTTL: ttl},
+		n.authSvc, err = auth.New(auth.Config{DataDir: n.cfg.Data, Home: n.home.ID, SecretKey: key, AccessTokenTTL: ttl,
+			WebAuthnRPID: n.cfg.WebAuthnRPID, WebAuthnOrigins: n.cfg.WebAuthnOriginsFor(n.cfg.HTTP)},
 			auth.Deps{Bus: c, Log: n.log, Metrics: n.metrics})
 		if err != nil {
 			return fmt.Errorf("auth: %w", err)
@@ -230,6 +231,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 		if err := n.gw.Listen(); err != nil {
 			return takenPort(err, "--http")
+		}
+		// With --http on port 0 the passkey origins are known only now.
+		if n.authSvc != nil && len(n.cfg.WebAuthnOrigins) == 0 {
+			if err := n.authSvc.SetWebAuthnOrigins(n.cfg.WebAuthnOriginsFor(n.gw.Addr().String())); err != nil {
+				return fmt.Errorf("auth: %w", err)
+			}
 		}
 		n.runners = append(n.runners, runner{"gateway", n.gw.Run, nil})
 	}

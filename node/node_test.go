@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/auth"
 	"github.com/homemesh/homemesh/config"
 	"github.com/homemesh/homemesh/internal/hmtest"
+	"github.com/homemesh/homemesh/internal/webauthntest"
 	"github.com/homemesh/homemesh/node"
 )
 
@@ -127,5 +129,50 @@ func TestOfflineMaintenanceLocksTheDataDirectory(t *testing.T) {
 
 	if _, err := node.OpenOffline(hubConfig(t, t.TempDir()), hmtest.Logger(t)); err == nil {
 		t.Fatal("maintenance on an empty data directory must fail: there is no home")
+	}
+}
+
+// A hub whose HTTP port is picked at start accepts passkeys from that port
+// on localhost, the origin a browser on the hub reports.
+func TestHubPasskeyOriginFollowsTheBoundPort(t *testing.T) {
+	n, _ := run(t, hubConfig(t, t.TempDir()), node.Options{CreateHome: true})
+	conn, err := n.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	client := auth.NewClient(conn)
+	if err := client.Onboard(ctx, n.Auth().OnboardingCode(), "alice", "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := client.Login(ctx, "alice", "correct horse battery", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(n.Gateway().Addr().String())
+	origin := "http://localhost:" + port
+	a := webauthntest.New()
+	reg, err := client.BeginPasskeyRegistration(ctx, tok.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := a.Create(reg.Options, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.FinishPasskeyRegistration(ctx, tok.AccessToken, reg.SessionID, "laptop", cred); err != nil {
+		t.Fatalf("register from %s: %v", origin, err)
+	}
+	login, err := client.BeginPasskeyLogin(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err = a.Get(login.Options, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.FinishPasskeyLogin(ctx, login.SessionID, cred); err != nil {
+		t.Fatalf("log in from %s: %v", origin, err)
 	}
 }
