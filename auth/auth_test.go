@@ -299,7 +299,7 @@ func TestCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ListCredentials: %v", err)
 	}
-	want := []Credential{{Username: cred.Username, Name: "kitchen plug", Allow: cred.Allow, CreatedAt: cred.CreatedAt}}
+	want := []Credential{{Username: cred.Username, Kind: KindPassword, Name: "kitchen plug", Allow: cred.Allow, CreatedAt: cred.CreatedAt}}
 	if diff := cmp.Diff(want, list); diff != "" {
 		t.Errorf("list (-want +got):\n%s", diff)
 	}

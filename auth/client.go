@@ -33,6 +33,9 @@ const (
 	VerbListCredentials  = "credential_list"
 	VerbAuthenticateMQTT = "mqtt_authenticate"
 	VerbServerCert       = "server_certificate"
+	VerbCreatePairing    = "pairing_create"
+	VerbClaimPairing     = "pairing_claim"
+	VerbAuthenticateCert = "mqtt_authenticate_cert"
 	VerbAuditAppend      = "audit_append"
 	VerbRevocations      = "revocations"
 	VerbAuditList        = "audit_list"
@@ -100,6 +103,7 @@ type Scope struct {
 type Credential struct {
 	Username  string    `json:"username"`
 	Password  string    `json:"password,omitempty"`
+	Kind      string    `json:"kind"` // KindPassword or KindCertificate (a paired device's certificate identity)
 	Name      string    `json:"name"`
 	Allow     []string  `json:"allow"` // MQTT topic filters the client may use
 	CreatedAt time.Time `json:"created_at"`
@@ -223,6 +227,37 @@ func (c *Client) AuthenticateMQTT(ctx context.Context, username, password, clien
 	var g Grant
 	err := c.conn.Request(ctx, subject(VerbAuthenticateMQTT),
 		mqttAuthRequest{Username: username, Password: password, ClientID: clientID}, &g)
+	return g, err
+}
+
+// CreatePairing makes a one-time setup code for a device called name,
+// acting as the bearer of accessToken (owner or admin). The device gets the
+// MQTT topic filters in allow, or DefaultAllow of its identity when allow
+// is nil. The code is shown this once and expires after PairingTTL.
+func (c *Client) CreatePairing(ctx context.Context, accessToken, name string, allow []string) (Pairing, error) {
+	var p Pairing
+	err := c.conn.Request(ctx, subject(VerbCreatePairing), createPairingRequest{AccessToken: accessToken, Name: name, Allow: allow}, &p)
+	return p, err
+}
+
+// ClaimPairing spends a setup code for the device that presents it, from
+// the network address source (which bounds how often codes may be tried).
+// With csr, a PEM certificate request, it returns a device certificate;
+// without, an MQTT credential. An unknown, spent or expired code is
+// KindPermission; too many attempts from source are KindRateLimited.
+func (c *Client) ClaimPairing(ctx context.Context, code, csr, source string) (PairingClaim, error) {
+	var pc PairingClaim
+	err := c.conn.Request(ctx, subject(VerbClaimPairing), claimPairingRequest{Code: code, CSR: csr, Source: source}, &pc)
+	return pc, err
+}
+
+// AuthenticateCert checks a client certificate (DER) that an MQTTS client
+// presented and returns what its identity may do. A certificate of another
+// CA, an expired or superseded one, and one whose identity was revoked are
+// all KindUnauthenticated.
+func (c *Client) AuthenticateCert(ctx context.Context, certDER []byte) (Grant, error) {
+	var g Grant
+	err := c.conn.Request(ctx, subject(VerbAuthenticateCert), certAuthRequest{Certificate: certDER}, &g)
 	return g, err
 }
 

@@ -36,6 +36,7 @@ const mqttUserPrefix = "mqtt-"
 // attack, and a slow hash would make each of 10,000 device connects cost
 // tens of milliseconds of CPU for no gain.
 type credRecord struct {
+	Kind      string    `json:"kind,omitempty"` // "" for a password credential, KindCertificate for a certRecord
 	Hash      []byte    `json:"hash"`
 	Name      string    `json:"name"`
 	Allow     []string  `json:"allow"`
@@ -144,11 +145,20 @@ func (s *Service) handleCreateCredential(ctx context.Context, msg *nats.Msg) (an
 // issueCredential creates and stores a credential; the password is returned once and
 // only its hash is kept.
 func (s *Service) issueCredential(ctx context.Context, name string, allow []string, createdBy string) (Credential, error) {
+	return s.storeCredential(ctx, newCredentialUsername(), name, allow, createdBy)
+}
+
+// newCredentialUsername returns a fresh, unguessable credential user name.
+func newCredentialUsername() string { return mqttUserPrefix + homemesh.RandomID(20) }
+
+// storeCredential creates the credential username with a fresh password.
+func (s *Service) storeCredential(ctx context.Context, username, name string, allow []string, createdBy string) (Credential, error) {
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	cred := Credential{
-		Username:  mqttUserPrefix + homemesh.RandomID(20),
+		Username:  username,
 		Password:  base64.RawURLEncoding.EncodeToString(secret),
+		Kind:      KindPassword,
 		Name:      name,
 		Allow:     slices.Clone(allow),
 		CreatedAt: time.Now().UTC(),
@@ -203,23 +213,39 @@ func (s *Service) handleDeleteCredential(ctx context.Context, msg *nats.Msg) (an
 	if err != nil {
 		return nil, err
 	}
-	if !validMQTTUser(req.Username) {
-		return nil, homemesh.Invalid("username", "not an MQTT credential user name")
+	if !validMQTTUser(req.Username) && !validDeviceIdentity(req.Username) {
+		return nil, homemesh.Invalid("username", "not an MQTT credential user name or device identity")
 	}
-	if _, err := s.credsKV.Get(ctx, req.Username); errors.Is(err, jetstream.ErrKeyNotFound) {
+	e, err := s.credsKV.Get(ctx, req.Username)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, homemesh.Errorf(homemesh.KindNotFound, "no credential %s", req.Username)
 	} else if err != nil {
 		return nil, unavailable("read credential", err)
 	}
+	var rec credRecord
+	_ = json.Unmarshal(e.Value(), &rec)
+	// Without its record no password and no certificate of the identity
+	// is accepted any more: deleting it is the revocation.
 	if err := s.credsKV.Purge(ctx, req.Username); err != nil {
 		return nil, unavailable("delete credential", err)
 	}
-	s.log.Info("credential revoked", "mqtt_username", req.Username, "by", actor.Username)
-	s.Audit(ctx, AuditEntry{Action: AuditCredentialRevoked, Outcome: OutcomeSuccess, Actor: actor.Username, ActorID: actor.UserID, Target: req.Username})
+	action, kind := AuditCredentialRevoked, KindPassword
+	if rec.Kind == KindCertificate {
+		action, kind = AuditCertificateRevoked, KindCertificate
+	}
+	s.log.Info("credential revoked", "mqtt_username", req.Username, "kind", kind, "by", actor.Username)
+	s.Audit(ctx, AuditEntry{Action: action, Outcome: OutcomeSuccess, Actor: actor.Username, ActorID: actor.UserID,
+		Target: req.Username, Details: map[string]string{"name": rec.Name}})
 	if err := s.publishRevoked(req.Username); err != nil {
 		s.log.Error("cannot announce a revoked credential", "mqtt_username", req.Username, "err", err)
 	}
 	return struct{}{}, nil
+}
+
+// validDeviceIdentity reports whether name looks like a certificate
+// identity.
+func validDeviceIdentity(name string) bool {
+	return strings.HasPrefix(name, deviceIDPrefix) && len(name) <= 64 && homemesh.ValidID(name)
 }
 
 // RevokedEvent is published on bus.EventSubject(home,
@@ -280,7 +306,11 @@ func (s *Service) handleListCredentials(ctx context.Context, msg *nats.Msg) (any
 		if err := json.Unmarshal(e.Value(), &rec); err != nil {
 			return nil, fmt.Errorf("decode credential %s: %w", key, err)
 		}
-		out = append(out, Credential{Username: key, Name: rec.Name, Allow: rec.Allow, CreatedAt: rec.CreatedAt})
+		kind := rec.Kind
+		if kind == "" {
+			kind = KindPassword
+		}
+		out = append(out, Credential{Username: key, Kind: kind, Name: rec.Name, Allow: rec.Allow, CreatedAt: rec.CreatedAt})
 	}
 	return listCredentialsReply{Credentials: out, More: len(keys) == credentialPage}, nil
 }

@@ -97,6 +97,7 @@ type Service struct {
 	rpID         string
 	relyingParty atomic.Pointer[webauthn.WebAuthn] // nil while passkeys are off
 	decoyKey     []byte                            // derives decoy passkeys for user names without any
+	pairKV       jetstream.KeyValue
 
 	audit *audit.Log // the home's audit log, which this service appends to
 
@@ -213,6 +214,8 @@ func (s *Service) openBuckets(ctx context.Context) error {
 		// A revocation matters while tokens issued before it may live.
 		{&s.revocationsKV, "revocations", "auth per-user token revocations", maxAccessTokenTTL + clockSkew},
 		{&s.webauthnKV, "webauthn", "auth passkey ceremonies", ceremonyTTL},
+		// Setup codes, hashed; the TTL removes unclaimed ones.
+		{&s.pairKV, "pairings", "auth device setup codes, hashed", PairingTTL},
 	} {
 		if err := open(b.dst, b.name, b.desc, b.ttl); err != nil {
 			return err
@@ -435,6 +438,9 @@ func (s *Service) Run(ctx context.Context) error {
 		VerbPasskeyLoginFinish:    s.handlePasskeyLoginFinish,
 		VerbPasskeyList:           s.handlePasskeyList,
 		VerbPasskeyRemove:         s.handlePasskeyRemove,
+		VerbCreatePairing:         s.handleCreatePairing,
+		VerbClaimPairing:          s.handleClaimPairing,
+		VerbAuthenticateCert:      s.handleAuthenticateCert,
 	}
 	var subs []*nats.Subscription
 	drain := func() {

@@ -123,3 +123,19 @@ type passkeyRemoveRequest struct {
 	AccessToken string `json:"access_token"`
 	ID          string `json:"id"`
 }
+
+type createPairingRequest struct {
+	AccessToken string   `json:"access_token"`
+	Name        string   `json:"name"`
+	Allow       []string `json:"allow"` // null: DefaultAllow; [] is refused
+}
+
+type claimPairingRequest struct {
+	Code   string `json:"code"`
+	CSR    string `json:"csr,omitempty"`    // PEM PKCS #10
+	Source string `json:"source,omitempty"` // the claimant's network address
+}
+
+type certAuthRequest struct {
+	Certificate []byte `json:"certificate"` // DER
+}
