@@ -386,11 +386,11 @@ func TestCredentials(t *testing.T) {
 	}
 
 	r := e.do(t, "GET", "/api/v1/credentials", tok, nil)
-	if strings.Contains(string(r.body), created.Password) || strings.Contains(string(r.body), `"password"`) {
+	if strings.Contains(string(r.body), created.Password) || strings.Contains(string(r.body), `"password":`) {
 		t.Fatal("the list shows a password")
 	}
 	list := decode[[]auth.Credential](t, r, 200)
-	want := []auth.Credential{{Username: created.Username, Name: "zigbee2mqtt", Allow: []string{"zigbee2mqtt/#"}}}
+	want := []auth.Credential{{Username: created.Username, Kind: auth.KindPassword, Name: "zigbee2mqtt", Allow: []string{"zigbee2mqtt/#"}}}
 	if diff := cmp.Diff(want, list, cmpopts.IgnoreFields(auth.Credential{}, "CreatedAt")); diff != "" {
 		t.Errorf("list (-want +got):\n%s", diff)
 	}

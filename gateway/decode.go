@@ -272,6 +272,53 @@ func (q *credentialRequest) validate() error {
 	return nil
 }
 
+// pairingRequest is the body of POST /api/v1/pairings. A missing allow
+// list gives the device only its own topics.
+type pairingRequest struct {
+	Name  string   `json:"name"`
+	Allow []string `json:"allow,omitempty"`
+}
+
+func (q *pairingRequest) validate() error {
+	if err := required("name", q.Name); err != nil {
+		return err
+	}
+	if q.Allow != nil && len(q.Allow) == 0 {
+		return homemesh.Invalid("allow", "omit it for the device's own topics, or list at least one MQTT topic filter")
+	}
+	if len(q.Allow) > maxAllow {
+		return homemesh.Invalid("allow", "at most %d topic filters", maxAllow)
+	}
+	for i, f := range q.Allow {
+		if f == "" {
+			return homemesh.Invalid(fmt.Sprintf("allow.%d", i), "must not be empty")
+		}
+	}
+	return nil
+}
+
+// pairingClaimRequest is the body of POST /api/v1/pairings/claim.
+type pairingClaimRequest struct {
+	Code string `json:"code"`
+	CSR  string `json:"csr,omitempty"`
+}
+
+// maxCSR bounds a PEM certificate request.
+const maxCSR = 16 << 10
+
+func (q *pairingClaimRequest) validate() error {
+	if err := required("code", q.Code); err != nil {
+		return err
+	}
+	if len(q.Code) > 64 {
+		return homemesh.Invalid("code", "is not a setup code")
+	}
+	if len(q.CSR) > maxCSR {
+		return homemesh.Invalid("csr", "must be at most %d bytes", maxCSR)
+	}
+	return nil
+}
+
 // wsMessage is a message a WebSocket client sends: only
 // {"type":"auth","access_token":"…"} exists.
 type wsMessage struct {

@@ -21,6 +21,8 @@ var bodyTypes = []func() request{
 	func() request { return &commandRequest{} },
 	func() request { return &credentialRequest{} },
 	func() request { return &wsMessage{} },
+	func() request { return &pairingRequest{} },
+	func() request { return &pairingClaimRequest{} },
 }
 
 func TestDecodeErrors(t *testing.T) {
@@ -103,6 +105,8 @@ func FuzzDecodeBodies(f *testing.F) {
 		`{"command":"turn_on","params":{"brightness":128,"rgb_color":[255,0,0]}}`,
 		`{"name":"z2m","allow":["zigbee2mqtt/#"]}`,
 		`{"type":"auth","access_token":"t"}`,
+		`{"name":"hall sensor"}`, `{"name":"bridge","allow":["zigbee2mqtt/#"]}`, `{"name":"x","allow":[]}`,
+		`{"code":"ABCDE-FGHIJ-KLMNO-PQRST"}`, `{"code":"abcde fghij","csr":"-----BEGIN CERTIFICATE REQUEST-----\nMA==\n-----END CERTIFICATE REQUEST-----\n"}`,
 		`{"command":"turn_on","params":{"a":{"b":[1,{"c":null}]}}} `,
 		`{"a":1}`, `[]`, `null`, `{"command":1e999}`, `{"allow":[1]}`, "{\"name\":\"\xff\"}",
 	} {

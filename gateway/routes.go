@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -21,6 +22,8 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	g.handle("POST /api/v1/auth/refresh", http.HandlerFunc(g.refresh))
 	g.handle("POST /api/v1/auth/logout", http.HandlerFunc(g.logout)) // the refresh token is the credential
 	g.handle("GET /api/v1/openapi.json", http.HandlerFunc(serveOpenAPI))
+	// A device being paired has no token: the setup code is its proof.
+	g.handle("POST /api/v1/pairings/claim", http.HandlerFunc(g.claimPairing))
 
 	// Everything else requires a valid access token.
 	g.handle("GET /api/v1/devices", g.authed(anyRole, g.listDevices))
@@ -32,6 +35,7 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	g.handle("GET /api/v1/credentials", g.authed(adminRoles, g.listCredentials))
 	g.handle("DELETE /api/v1/credentials/{username}", g.authed(adminRoles, g.deleteCredential))
 	g.handle("POST /api/v1/auth/revoke-all", g.authed(anyRole, g.revokeAll))
+	g.handle("POST /api/v1/pairings", g.authed(adminRoles, g.createPairing))
 	g.handle("GET /api/v1/events", http.HandlerFunc(g.serveEvents)) // authenticates itself, see events.go
 
 	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
@@ -347,4 +351,38 @@ func (g *Gateway) deleteCredential(w http.ResponseWriter, r *http.Request, c cal
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (g *Gateway) createPairing(w http.ResponseWriter, r *http.Request, c caller) {
+	var q pairingRequest
+	if err := decodeBody(w, r, &q); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	p, err := g.auth.CreatePairing(r.Context(), c.token, q.Name, q.Allow)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, p)
+}
+
+func (g *Gateway) claimPairing(w http.ResponseWriter, r *http.Request) {
+	var q pairingClaimRequest
+	if err := decodeBody(w, r, &q); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	// The source address bounds how often codes may be tried from it.
+	source, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		source = r.RemoteAddr
+	}
+	claim, err := g.auth.ClaimPairing(r.Context(), q.Code, q.CSR, source)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	g.log.Info("device paired", "identity", claim.Identity)
+	writeJSON(w, http.StatusCreated, claim)
 }
