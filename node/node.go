@@ -12,6 +12,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -278,6 +279,10 @@ func (n *Node) startEdge(ctx context.Context, conn func(string) (*natsbus.Conn, 
 			return fmt.Errorf("edge: MQTTS certificate (--mqtts): %w", err)
 		}
 		bcfg.TLS, bcfg.TLSConfig = n.cfg.MQTTS, tlsCfg
+		// Paired devices authenticate with certificates of the home CA.
+		if bcfg.ClientCAs, err = issuerPool(tlsCfg); err != nil {
+			return fmt.Errorf("edge: MQTTS client CA (--mqtts): %w", err)
+		}
 	}
 	n.broker, err = broker.New(bcfg, broker.Deps{Bus: c, Auth: mqttAuth{auth.NewClient(c)},
 		Log: n.log, Metrics: n.metrics})
@@ -323,6 +328,32 @@ type mqttAuth struct{ c *auth.Client }
 func (a mqttAuth) AuthenticateMQTT(ctx context.Context, username, password, clientID string) (broker.Grant, error) {
 	g, err := a.c.AuthenticateMQTT(ctx, username, password, clientID)
 	return broker.Grant{Username: g.Username, Allow: g.Allow}, err
+}
+
+func (a mqttAuth) AuthenticateCert(ctx context.Context, certDER []byte) (broker.Grant, error) {
+	g, err := a.c.AuthenticateCert(ctx, certDER)
+	return broker.Grant{Username: g.Username, Allow: g.Allow}, err
+}
+
+// issuerPool returns a pool holding the CA that issued cfg's server
+// certificate: the home CA, which also issues device certificates. It is
+// read from the certificate chain so that a split-mode edge, which only
+// ever sees that chain, needs nothing more.
+func issuerPool(cfg *tls.Config) (*x509.CertPool, error) {
+	cert, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil {
+		return nil, err
+	}
+	if len(cert.Certificate) < 2 {
+		return nil, errors.New("the server certificate chain lacks its CA")
+	}
+	ca, err := x509.ParseCertificate(cert.Certificate[len(cert.Certificate)-1])
+	if err != nil {
+		return nil, fmt.Errorf("parse the CA certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return pool, nil
 }
 
 func (n *Node) secretKey() ([]byte, error) {

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,13 +31,22 @@ type Config struct {
 	TCP        string      // host:port for plain MQTT; "" = none
 	TLS        string      // host:port for MQTTS; "" = none
 	TLSConfig  *tls.Config // required when TLS is set; MinVersion defaults to TLS 1.3 and is never below TLS 1.2
-	MaxClients int         // 0 = unlimited
+	// ClientCAs, when set, lets MQTTS clients authenticate with a client
+	// certificate these CAs issued instead of a user name and password.
+	// The Authenticator still decides whether the certificate's identity
+	// may connect; clients without a certificate keep using passwords.
+	ClientCAs  *x509.CertPool
+	MaxClients int // 0 = unlimited
 }
 
 // Authenticator decides who may connect and what each may touch. It must
-// return an error for unknown, wrong or revoked credentials.
+// return an error for unknown, wrong or revoked credentials and
+// certificates. AuthenticateCert is given the client certificate (DER)
+// that the TLS handshake verified against Config.ClientCAs; the Grant's
+// Username is the identity the client is known by from then on.
 type Authenticator interface {
 	AuthenticateMQTT(ctx context.Context, username, password, clientID string) (Grant, error)
+	AuthenticateCert(ctx context.Context, certDER []byte) (Grant, error)
 }
 
 // Grant is what an authenticated credential may do: Allow lists the MQTT
@@ -228,6 +238,12 @@ func (b *Broker) Listen() error {
 		}
 		if tc.MinVersion < tls.VersionTLS12 {
 			tc.MinVersion = tls.VersionTLS12
+		}
+		if b.cfg.ClientCAs != nil {
+			// Certificates are optional: devices with passwords connect
+			// to the same port.
+			tc.ClientAuth = tls.VerifyClientCertIfGiven
+			tc.ClientCAs = b.cfg.ClientCAs
 		}
 	}
 	if err := bind(ListenerTCP, b.cfg.TCP, nil); err != nil {

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"sync"
@@ -23,10 +24,33 @@ import (
 
 const testHome = "home1"
 
-// fakeAuth is an Authenticator over a fixed table of credentials.
+// fakeAuth is an Authenticator over a fixed table of credentials and of
+// certificate identities (subject common names).
 type fakeAuth struct {
 	mu    sync.Mutex
 	creds map[string]fakeCred
+	certs map[string][]string // identity → allow
+}
+
+func (a *fakeAuth) AuthenticateCert(_ context.Context, der []byte) (Grant, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return Grant{}, homemesh.Errorf(homemesh.KindUnauthenticated, "bad certificate")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	allow, ok := a.certs[cert.Subject.CommonName]
+	if !ok {
+		return Grant{}, homemesh.Errorf(homemesh.KindUnauthenticated, "unknown identity")
+	}
+	return Grant{Username: cert.Subject.CommonName, Allow: allow}, nil
+}
+
+// revokeCert forgets a certificate identity, as auth does on revocation.
+func (a *fakeAuth) revokeCert(identity string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.certs, identity)
 }
 
 type fakeCred struct {
@@ -51,6 +75,8 @@ func newAuth() *fakeAuth {
 		"dev-a":  {"a-pw", []string{"dev/a/#"}},
 		"dev-b":  {"b-pw", []string{"dev/b/#"}},
 		"living": {"l-pw", []string{"living room/#"}},
+	}, certs: map[string][]string{
+		"dev-cert": {"homemesh/dev-cert/#"},
 	}}
 }
 

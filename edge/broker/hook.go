@@ -3,6 +3,8 @@ package broker
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"sync/atomic"
 
@@ -69,20 +71,39 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		log.Warn("mqtt connection refused: "+why, args...)
 		return false
 	}
-	if username == "" || !pk.Connect.PasswordFlag {
-		return refuse("no username and password")
-	}
 	if len(cl.ID) > maxClientIDLen {
 		return refuse("client ID too long", "len", len(cl.ID))
 	}
+	var g Grant
+	var err error
 	ctx, cancel := context.WithTimeout(context.Background(), authTimeout)
-	g, err := b.auth.AuthenticateMQTT(ctx, username, string(pk.Connect.Password), cl.ID)
-	cancel()
-	if err != nil {
-		return refuse("authentication failed", "err", err)
-	}
-	if g.Username != "" && g.Username != username {
-		return refuse("grant is for another username")
+	defer cancel()
+	if cert := clientCertificate(cl); cert != nil {
+		// The TLS handshake verified the chain; auth decides whether the
+		// identity still exists and what it may do.
+		g, err = b.auth.AuthenticateCert(ctx, cert.Raw)
+		if err != nil {
+			return refuse("certificate not accepted", "identity", cert.Subject.CommonName, "err", err)
+		}
+		if g.Username == "" || (username != "" && username != g.Username) {
+			return refuse("user name differs from the certificate's identity", "identity", g.Username)
+		}
+		username = g.Username
+		log = b.log.With("client_id", cl.ID, "username", username, "auth", "certificate")
+		// The identity is the client's user name from now on, so grants,
+		// revocation and logs treat both kinds of client alike.
+		cl.Properties.Username = []byte(username)
+	} else {
+		if username == "" || !pk.Connect.PasswordFlag {
+			return refuse("no username and password")
+		}
+		g, err = b.auth.AuthenticateMQTT(ctx, username, string(pk.Connect.Password), cl.ID)
+		if err != nil {
+			return refuse("authentication failed", "err", err)
+		}
+		if g.Username != "" && g.Username != username {
+			return refuse("grant is for another username")
+		}
 	}
 	ng := &grant{username: username, allow: append([]string(nil), g.Allow...), client: cl}
 	if pk.Connect.WillFlag && !ng.permits(pk.Connect.WillTopic) {
@@ -227,4 +248,18 @@ func (b *Broker) inject(msg *nats.Msg) {
 		return
 	}
 	b.metrics.bridgedIn.Inc()
+}
+
+// clientCertificate returns the certificate the client presented and the
+// TLS handshake verified, or nil for clients without one.
+func clientCertificate(cl *mqtt.Client) *x509.Certificate {
+	tc, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	st := tc.ConnectionState()
+	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
+		return nil
+	}
+	return st.PeerCertificates[0]
 }
