@@ -56,6 +56,11 @@ type Config struct {
 	// (scheme://host[:port]). Empty leaves passkeys off until
 	// SetWebAuthnOrigins names some.
 	WebAuthnOrigins []string
+	// PreviousSecretKeys are keys that sealed key material before
+	// SecretKey, while a rotation is under way: what they sealed still
+	// opens, and everything written is sealed with SecretKey. ResealAll
+	// ends the need for them.
+	PreviousSecretKeys [][]byte
 }
 
 // Deps are what the service runs on.
@@ -162,9 +167,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, rpErr
 	}
 	decoyKey := sha256.Sum256(append([]byte("homemesh passkey decoy\x00"), key...))
+	seal, sealErr := newSealer(key, cfg.PreviousSecretKeys...)
+	if sealErr != nil {
+		return nil, sealErr
+	}
 	s := &Service{
 		ready: make(chan struct{}),
-		cfg:   cfg, bus: deps.Bus, log: log, seal: sealer{key: bytes.Clone(key)},
+		cfg:   cfg, bus: deps.Bus, log: log, seal: seal,
 		hashSem: make(chan struct{}, runtime.GOMAXPROCS(0)),
 		rpID:    cfg.WebAuthnRPID, decoyKey: decoyKey[:],
 	}
