@@ -1,7 +1,8 @@
 // Package cli is homemesh's command tree: up (the hub), serve (split-mode
-// services), sim (simulated devices), bench (load generators) and config
-// check. Each command parses flags into the typed configuration and hands
-// over to the packages that do the work; no logic lives here beyond that.
+// services), sim (simulated devices), bench (load generators), keys
+// rotate-master (master key rotation) and config check. Each command parses
+// flags into the typed configuration and hands over to the packages that do
+// the work; no logic lives here beyond that.
 package cli
 
 import (
@@ -29,7 +30,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(upCommand(stdout, stderr), serveCommand(stdout, stderr), configCommand(stdout),
-		simCommand(stderr), benchCommand(stdout, stderr))
+		simCommand(stderr), benchCommand(stdout, stderr), keysCommand(stdout, stderr))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "homemesh:", describe(err))
 		return 1

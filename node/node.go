@@ -182,7 +182,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		key, err := n.secretKey()
+		key, previous, err := n.secretKeys()
 		if err != nil {
 			return err
 		}
@@ -190,7 +190,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		n.authSvc, err = auth.New(auth.Config{DataDir: n.cfg.Data, Home: n.home.ID, SecretKey: key, AccessTokenTTL: ttl,
+		n.authSvc, err = auth.New(auth.Config{DataDir: n.cfg.Data, Home: n.home.ID, SecretKey: key, PreviousSecretKeys: previous, AccessTokenTTL: ttl,
 			WebAuthnRPID: n.cfg.WebAuthnRPID, WebAuthnOrigins: n.cfg.WebAuthnOriginsFor(n.cfg.HTTP)},
 			auth.Deps{Bus: c, Log: n.log, Metrics: n.metrics})
 		if err != nil {
@@ -354,20 +354,6 @@ func issuerPool(cfg *tls.Config) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return pool, nil
-}
-
-func (n *Node) secretKey() ([]byte, error) {
-	if v := os.Getenv("HOMEMESH_SECRET_KEY"); v != "" {
-		return decodeKey([]byte(v), "HOMEMESH_SECRET_KEY")
-	}
-	if n.cfg.SecretKeyFile == "" {
-		return nil, nil // auth reads or creates DATA/secret.key
-	}
-	data, err := os.ReadFile(n.cfg.SecretKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("read --secret-key-file: %w", err)
-	}
-	return decodeKey(data, "--secret-key-file")
 }
 
 func (n *Node) readyErr() error {
