@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/audit"
 	"github.com/homemesh/homemesh/auth"
 	"github.com/homemesh/homemesh/config"
 	"github.com/homemesh/homemesh/internal/hmtest"
@@ -143,6 +144,13 @@ func TestRotateMasterKey(t *testing.T) {
 	}
 	if _, err := client.AuthenticateMQTT(ctx, cred.Username, cred.Password, "sensor-1"); err != nil {
 		t.Fatalf("MQTT credential after rotation: %v", err)
+	}
+	page, err := n.Auth().AuditLog().List(ctx, audit.Query{Action: auth.AuditKeyRotated})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Records) != 1 || page.Records[0].Target != "master_key" || page.Records[0].Actor != "system" || page.Records[0].Outcome != auth.OutcomeSuccess {
+		t.Fatalf("audit records of the rotation: %+v", page.Records)
 	}
 	stop()
 
