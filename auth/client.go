@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,10 @@ const (
 	VerbPasskeyLoginFinish    = "passkey_login_finish"
 	VerbPasskeyList           = "passkey_list"
 	VerbPasskeyRemove         = "passkey_remove"
+	VerbCreateToken           = "token_create"
+	VerbListTokens            = "token_list"
+	VerbDeleteToken           = "token_delete"
+	VerbVerifyToken           = "token_verify"
 )
 
 // EventCredentialRevoked is the event kind published on
@@ -86,6 +91,9 @@ type Claims struct {
 	Scope     Scope     `json:"scope,omitzero"`
 	IssuedAt  time.Time `json:"issued_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// TokenID is set when the bearer presented an integration token
+	// rather than an access token: the token's ID.
+	TokenID string `json:"token_id,omitempty"`
 }
 
 // Scope narrows what a user may see and command, within their role. Each
@@ -118,14 +126,15 @@ type Grant struct {
 // Client calls the auth service over the bus. It is safe for concurrent use.
 // The home it serves comes back from the service with its public keys.
 type Client struct {
-	conn    *natsbus.Conn
-	keys    *keyCache
-	revoked *revocationCache
+	conn        *natsbus.Conn
+	keys        *keyCache
+	revoked     *revocationCache
+	integration *integrationCache
 }
 
 // NewClient returns a client that talks to the auth service over conn.
 func NewClient(conn *natsbus.Conn) *Client {
-	return &Client{conn: conn, keys: newKeyCache(), revoked: newRevocationCache()}
+	return &Client{conn: conn, keys: newKeyCache(), revoked: newRevocationCache(), integration: newIntegrationCache()}
 }
 
 // Onboard creates the owner account with the one-time onboarding code. It
@@ -165,14 +174,19 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (Tokens, erro
 // VerifyAccessToken checks token locally against the service's public keys,
 // which it fetches over the bus once and again only when a token names a key
 // it does not know, and against the revocations the service announces (a
-// user's "log out everywhere", a role change, a deleted user). A bad,
-// expired, revoked or foreign token is KindUnauthenticated.
+// user's "log out everywhere", a role change, a deleted user). It also
+// accepts an integration token ("hmi_…"), whose answer it asks the service
+// for and caches for at most 30 seconds, dropping it at once when the token
+// is deleted. A bad, expired, revoked or foreign token is
+// KindUnauthenticated.
 func (c *Client) VerifyAccessToken(ctx context.Context, token string) (Claims, error) {
-	claims, err := c.keys.verify(ctx, token, func(ctx context.Context) (keysReply, error) {
-		var r keysReply
-		err := c.conn.Request(ctx, subject(VerbKeys), struct{}{}, &r)
-		return r, err
-	})
+	var claims Claims
+	var err error
+	if strings.HasPrefix(token, integrationPrefix) {
+		claims, err = c.verifyIntegration(ctx, token)
+	} else {
+		claims, err = c.keys.verify(ctx, token, c.fetchKeys)
+	}
 	if err != nil {
 		return Claims{}, err
 	}
@@ -180,6 +194,22 @@ func (c *Client) VerifyAccessToken(ctx context.Context, token string) (Claims, e
 		return Claims{}, err
 	}
 	return claims, nil
+}
+
+func (c *Client) fetchKeys(ctx context.Context) (keysReply, error) {
+	var r keysReply
+	err := c.conn.Request(ctx, subject(VerbKeys), struct{}{}, &r)
+	return r, err
+}
+
+// home returns the home the auth service serves, asking it once.
+func (c *Client) home(ctx context.Context) (string, error) {
+	home, _, last := c.keys.snapshot()
+	if home != "" {
+		return home, nil
+	}
+	home, _, err := c.keys.refresh(ctx, last, c.fetchKeys)
+	return home, err
 }
 
 // CreateCredential creates an MQTT credential limited to the topic filters

@@ -98,6 +98,9 @@ func validMQTTUser(name string) bool {
 // stored user rather than the token alone, that the actor still exists and
 // holds one of roles.
 func (s *Service) authorize(ctx context.Context, accessToken string, roles ...string) (Claims, error) {
+	if strings.HasPrefix(accessToken, integrationPrefix) {
+		return Claims{}, homemesh.Errorf(homemesh.KindPermission, "an integration token may not do this; sign in as a person")
+	}
 	c, err := parseAccess(accessToken, s.cfg.Home, s.lookupKey)
 	if err != nil {
 		return Claims{}, err

@@ -76,6 +76,11 @@ func (s *Service) RevokeUserTokens(ctx context.Context, username string) (time.T
 			s.log.Error("cannot announce a token revocation", "user_id", u.ID, "err", err)
 		}
 		s.log.Info("tokens revoked", "username", username, "user_id", u.ID)
+		if err := s.dropUserIntegrationTokens(ctx, u.ID); err != nil {
+			// Verification checks the user record, so these tokens are
+			// refused already; they only linger in lists.
+			s.log.Error("cannot delete the integration tokens of a user whose tokens were revoked", "user_id", u.ID, "err", err)
+		}
 		return u.TokensNotBefore, nil
 	}
 	return time.Time{}, unavailable("store user", errors.New("too much contention"))

@@ -103,6 +103,7 @@ type Service struct {
 	relyingParty atomic.Pointer[webauthn.WebAuthn] // nil while passkeys are off
 	decoyKey     []byte                            // derives decoy passkeys for user names without any
 	pairKV       jetstream.KeyValue
+	tokensKV     jetstream.KeyValue // integration tokens, hashed
 
 	audit *audit.Log // the home's audit log, which this service appends to
 
@@ -220,6 +221,7 @@ func (s *Service) openBuckets(ctx context.Context) error {
 		{&s.refreshKV, "refresh", "auth refresh tokens, hashed", s.cfg.RefreshTokenTTL},
 		{&s.credsKV, "credentials", "auth MQTT credentials, hashed", 0},
 		{&s.throttleKV, "throttle", "auth login throttling", throttleTTL},
+		{&s.tokensKV, "tokens", "auth integration tokens, hashed", 0},
 		// A revocation matters while tokens issued before it may live.
 		{&s.revocationsKV, "revocations", "auth per-user token revocations", maxAccessTokenTTL + clockSkew},
 		{&s.webauthnKV, "webauthn", "auth passkey ceremonies", ceremonyTTL},
@@ -450,6 +452,10 @@ func (s *Service) Run(ctx context.Context) error {
 		VerbCreatePairing:         s.handleCreatePairing,
 		VerbClaimPairing:          s.handleClaimPairing,
 		VerbAuthenticateCert:      s.handleAuthenticateCert,
+		VerbCreateToken:           s.handleCreateToken,
+		VerbListTokens:            s.handleListTokens,
+		VerbDeleteToken:           s.handleDeleteToken,
+		VerbVerifyToken:           s.handleVerifyToken,
 	}
 	var subs []*nats.Subscription
 	drain := func() {

@@ -18,6 +18,7 @@ var bodyTypes = []func() request{
 	func() request { return &loginRequest{} },
 	func() request { return &refreshRequest{} },
 	func() request { return &logoutRequest{} },
+	func() request { return &tokenRequest{} },
 	func() request { return &commandRequest{} },
 	func() request { return &credentialRequest{} },
 	func() request { return &wsMessage{} },

@@ -36,6 +36,10 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	g.handle("DELETE /api/v1/credentials/{username}", g.authed(adminRoles, g.deleteCredential))
 	g.handle("POST /api/v1/auth/revoke-all", g.authed(anyRole, g.revokeAll))
 	g.handle("POST /api/v1/pairings", g.authed(adminRoles, g.createPairing))
+	// Auth decides who may create and delete which integration tokens.
+	g.handle("POST /api/v1/tokens", g.authed(anyRole, g.createToken))
+	g.handle("GET /api/v1/tokens", g.authed(anyRole, g.listTokens))
+	g.handle("DELETE /api/v1/tokens/{id}", g.authed(anyRole, g.deleteToken))
 	g.handle("GET /api/v1/events", http.HandlerFunc(g.serveEvents)) // authenticates itself, see events.go
 
 	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
