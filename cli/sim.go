@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,6 +29,7 @@ func simCommand(stderr io.Writer) *cobra.Command {
 		api      string
 		token    string
 		logLevel string
+		caFile   string
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -51,7 +54,11 @@ its own credential limited to its own topics.`,
 				if token == "" {
 					return homemesh.Invalid("token", "is required with --api")
 				}
-				cfg.Credential = apiCredentials(api, token)
+				roots, err := loadCAFile(caFile)
+				if err != nil {
+					return err
+				}
+				cfg.Credential = apiCredentials(api, token, roots)
 			} else if cfg.Username == "" {
 				return homemesh.Invalid("username", "give --username/--password or --api/--token: the hub accepts no anonymous device")
 			}
@@ -70,6 +77,7 @@ its own credential limited to its own topics.`,
 	f.StringVar(&cfg.Username, "username", "", "one MQTT username for every device")
 	f.StringVar(&cfg.Password, "password", os.Getenv("HOMEMESH_SIM_PASSWORD"), "its password [HOMEMESH_SIM_PASSWORD]")
 	f.StringVar(&api, "api", "", "hub API base URL (http://127.0.0.1:8080/api/v1) to create per-device credentials")
+	f.StringVar(&caFile, "ca", "", "CA certificate (PEM) to trust for an https --api, e.g. the hub's DATA/ca.crt")
 	f.StringVar(&token, "token", os.Getenv("HOMEMESH_TOKEN"), "access token for --api [HOMEMESH_TOKEN]")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -77,8 +85,12 @@ its own credential limited to its own topics.`,
 
 // apiCredentials creates each simulated device's own credential through the
 // hub's public API, exactly as a person would.
-func apiCredentials(api, token string) func(ctx context.Context, deviceID string, allow []string) (string, string, error) {
-	client := &http.Client{Timeout: 30 * time.Second}
+// roots, when not nil, are the only CAs trusted for an https API (the home
+// CA); nil trusts the system's.
+func apiCredentials(api, token string, roots *x509.CertPool) func(ctx context.Context, deviceID string, allow []string) (string, string, error) {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: transport}
 	return func(ctx context.Context, deviceID string, allow []string) (string, string, error) {
 		body, _ := json.Marshal(map[string]any{"name": "sim " + deviceID, "allow": allow})
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(api, "/")+"/credentials", bytes.NewReader(body))
@@ -102,6 +114,22 @@ func apiCredentials(api, token string) func(ctx context.Context, deviceID string
 		}
 		return cred.Username, cred.Password, nil
 	}
+}
+
+// loadCAFile reads PEM certificates to trust; "" means the system's.
+func loadCAFile(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, homemesh.Invalid("ca", "%v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, homemesh.Invalid("ca", "%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 // startDemo runs one simulated device of every kind inside the hub, each
