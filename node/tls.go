@@ -32,20 +32,22 @@ func (n *Node) certHosts(listen string) []string {
 			hosts = append(hosts, strings.ToLower(h))
 		}
 	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		for _, ip := range interfaceAddrs() {
-			add(ip)
-		}
-	} else {
-		add(host)
+	// Names asked for come first, so a machine with many interfaces can
+	// never crowd them out.
+	for _, h := range n.cfg.ExtraTLSHosts() {
+		add(h)
 	}
 	// A host name with characters a certificate cannot carry is skipped:
 	// clients then reach the hub by a name from --tls-hosts.
 	if name, err := os.Hostname(); err == nil {
 		add(name)
 	}
-	for _, h := range n.cfg.ExtraTLSHosts() {
-		add(h)
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		for _, ip := range interfaceAddrs() {
+			add(ip)
+		}
+	} else {
+		add(host)
 	}
 	return hosts
 }
