@@ -100,6 +100,20 @@ type Config struct {
 	// RP ID is localhost, the only host browsers allow passkeys on without
 	// TLS. An IP address is never an origin passkeys work on.
 	WebAuthnOrigins []string `yaml:"webauthn_origins"`
+	// MQTTRateMessages is how many messages per second each MQTT connection
+	// may publish, with bursts of 20 seconds' worth; more are dropped, and a
+	// connection that keeps flooding is dropped too. "0" disables the limit.
+	MQTTRateMessages string `yaml:"mqtt_rate_messages"`
+	// MQTTRateBytes is how many bytes (topic and payload) per second each
+	// MQTT connection may publish, with bursts of 20 seconds' worth: a
+	// number with an optional KiB or MiB suffix ("512KiB"). "0" disables it.
+	MQTTRateBytes string `yaml:"mqtt_rate_bytes"`
+	// MQTTRateConnects is how many MQTT connection attempts per second one
+	// source address may make, with bursts of 20 seconds' worth; loopback
+	// addresses are exempt. "0" disables the limit. Each device (credential
+	// and client ID) may also reconnect at most 10 times in a row, then once
+	// a second, whatever this says.
+	MQTTRateConnects string `yaml:"mqtt_rate_connects"`
 }
 
 // Default returns the defaults documented in DESIGN §9.
@@ -113,6 +127,10 @@ func Default() Config {
 
 		AccessTokenTTL: "15m",
 		WebAuthnRPID:   "localhost",
+
+		MQTTRateMessages: "200",
+		MQTTRateBytes:    "512KiB",
+		MQTTRateConnects: "50",
 	}
 }
 
@@ -153,6 +171,9 @@ func (c *Config) Fields() []Field {
 		f("access-token-ttl", "access token lifetime (1s to 24h)", &c.AccessTokenTTL),
 		f("webauthn-rp-id", "relying party ID (domain) passkeys are bound to", &c.WebAuthnRPID),
 		{Name: "webauthn-origins", Env: envName("webauthn-origins"), Usage: "comma-separated origins passkeys may be used from (empty: derived from --http)", list: &c.WebAuthnOrigins},
+		f("mqtt-rate-messages", "messages per second each MQTT connection may publish (0: unlimited)", &c.MQTTRateMessages),
+		f("mqtt-rate-bytes", "bytes per second each MQTT connection may publish, e.g. 512KiB (0: unlimited)", &c.MQTTRateBytes),
+		f("mqtt-rate-connects", "MQTT connection attempts per second per source address (0: unlimited)", &c.MQTTRateConnects),
 	}
 }
 
@@ -280,6 +301,9 @@ func (c *Config) Validate() error {
 			return homemesh.Invalid("tls-hosts", "%q is neither an IP address nor a DNS name", h)
 		}
 	}
+	if _, err := c.MQTTRates(); err != nil {
+		return err
+	}
 	if _, err := c.TokenLifetime(); err != nil {
 		return err
 	}
@@ -372,6 +396,61 @@ func (c *Config) TokenLifetime() (time.Duration, error) {
 		return 0, homemesh.Invalid("access-token-ttl", "%q is not a duration from 1s to 24h (e.g. 15m)", c.AccessTokenTTL)
 	}
 	return d, nil
+}
+
+// MQTTRates are the parsed per-connection MQTT limits, per second; zero
+// means unlimited.
+type MQTTRates struct {
+	Messages, Bytes, Connects float64
+}
+
+// MQTTRates parses the MQTT rate settings. An empty setting is unlimited.
+func (c *Config) MQTTRates() (MQTTRates, error) {
+	var r MQTTRates
+	var err error
+	if r.Messages, err = ParseRate("mqtt-rate-messages", c.MQTTRateMessages, false); err != nil {
+		return r, err
+	}
+	if r.Bytes, err = ParseRate("mqtt-rate-bytes", c.MQTTRateBytes, true); err != nil {
+		return r, err
+	}
+	r.Connects, err = ParseRate("mqtt-rate-connects", c.MQTTRateConnects, false)
+	return r, err
+}
+
+// maxRate bounds every rate: far beyond what one connection can carry,
+// small enough that bursts stay exact in a float64.
+const maxRate = 1 << 40
+
+// ParseRate parses a non-negative per-second rate: a decimal number and,
+// when sizes is set, an optional B, KiB or MiB suffix. "" is 0 (no limit).
+// Errors are KindInvalid naming field.
+func ParseRate(field, s string, sizes bool) (float64, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0, nil
+	}
+	unit := 1.0
+	if sizes {
+		for _, u := range []struct {
+			suffix string
+			mult   float64
+		}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"B", 1}} {
+			if strings.HasSuffix(t, u.suffix) {
+				t, unit = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+				break
+			}
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || strings.ContainsAny(t, "xXpPnN_") || v < 0 || v*unit > maxRate {
+		want := "a number per second"
+		if sizes {
+			want = "a number of bytes per second, optionally with KiB or MiB (e.g. 512KiB)"
+		}
+		return 0, homemesh.Invalid(field, "%q is not %s", s, want)
+	}
+	return v * unit, nil
 }
 
 // checkRPID checks that id is a domain name a browser accepts as a WebAuthn

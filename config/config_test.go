@@ -51,6 +51,9 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"plain http off localhost", "webauthn_rp_id: hub.local\nwebauthn_origins: [http://hub.local:8080]\n", "webauthn-origins"},
 		{"origin scheme", "webauthn_origins: [ftp://localhost]\n", "webauthn-origins"},
 		{"origin port", "webauthn_origins: [https://localhost:99999]\n", "webauthn-origins"},
+		{"negative message rate", "mqtt_rate_messages: \"-1\"\n", "mqtt-rate-messages"},
+		{"byte rate unit", "mqtt_rate_bytes: 5GB\n", "mqtt-rate-bytes"},
+		{"connect rate text", "mqtt_rate_connects: lots\n", "mqtt-rate-connects"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,5 +183,45 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		_ = c.Validate()
+	})
+}
+
+func TestParseRate(t *testing.T) {
+	for _, tt := range []struct {
+		in    string
+		sizes bool
+		want  float64
+	}{
+		{"", false, 0}, {"0", false, 0}, {"200", false, 200}, {" 2.5 ", false, 2.5},
+		{"512KiB", true, 512 << 10}, {"1 MiB", true, 1 << 20}, {"100B", true, 100}, {"100", true, 100},
+	} {
+		got, err := ParseRate("r", tt.in, tt.sizes)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseRate(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	for _, in := range []string{"-1", "NaN", "Inf", "0x10", "1e99", "5KiB", "KiB", "1_000"} {
+		if _, err := ParseRate("r", in, false); err == nil {
+			t.Errorf("ParseRate(%q) accepted", in)
+		}
+	}
+}
+
+func FuzzParseRate(f *testing.F) {
+	for _, s := range []string{"200", "512KiB", "1 MiB", "0", "", "-1", "NaN", "1e308", "0x1p3", "3B"} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, s string, sizes bool) {
+		v, err := ParseRate("r", s, sizes)
+		if err != nil {
+			if homemesh.ErrorKind(err) != homemesh.KindInvalid || homemesh.ErrorField(err) != "r" {
+				t.Fatalf("error %v does not name the field", err)
+			}
+			return
+		}
+		if v < 0 || v > maxRate || v != v {
+			t.Fatalf("ParseRate(%q) = %v", s, v)
+		}
 	})
 }

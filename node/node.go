@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -272,7 +273,13 @@ func (n *Node) startEdge(ctx context.Context, conn func(string) (*natsbus.Conn, 
 	if err != nil {
 		return err
 	}
-	bcfg := broker.Config{Home: n.home.ID, InstanceID: homemesh.RandomID(10), TCP: n.cfg.MQTT}
+	rates, err := n.cfg.MQTTRates()
+	if err != nil {
+		return err
+	}
+	limits := broker.DefaultLimits()
+	limits.MessagesPerSecond, limits.BytesPerSecond, limits.ConnectsPerSecond = rates.Messages, rates.Bytes, rates.Connects
+	bcfg := broker.Config{Home: n.home.ID, InstanceID: homemesh.RandomID(10), TCP: n.cfg.MQTT, Limits: limits}
 	if n.cfg.MQTTS != "" {
 		tlsCfg, err := n.serverTLS(ctx, c, n.certHosts(n.cfg.MQTTS))
 		if err != nil {
@@ -284,8 +291,8 @@ func (n *Node) startEdge(ctx context.Context, conn func(string) (*natsbus.Conn, 
 			return fmt.Errorf("edge: MQTTS client CA (--mqtts): %w", err)
 		}
 	}
-	n.broker, err = broker.New(bcfg, broker.Deps{Bus: c, Auth: mqttAuth{auth.NewClient(c)},
-		Log: n.log, Metrics: n.metrics})
+	ac := mqttAuth{auth.NewClient(c)}
+	n.broker, err = broker.New(bcfg, broker.Deps{Bus: c, Auth: ac, Audit: ac, Log: n.log, Metrics: n.metrics})
 	if err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}
@@ -333,6 +340,21 @@ func (a mqttAuth) AuthenticateMQTT(ctx context.Context, username, password, clie
 func (a mqttAuth) AuthenticateCert(ctx context.Context, certDER []byte) (broker.Grant, error) {
 	g, err := a.c.AuthenticateCert(ctx, certDER)
 	return broker.Grant{Username: g.Username, Allow: g.Allow}, err
+}
+
+// AuditThrottled records a throttled device in the audit log.
+func (a mqttAuth) AuditThrottled(ctx context.Context, t broker.Throttled) error {
+	details := map[string]string{"reason": t.Reason, "client_id": t.ClientID}
+	for k, v := range map[string]int64{"dropped_messages": t.DroppedMessages, "dropped_bytes": t.DroppedBytes, "refused_connects": t.RefusedConnects} {
+		if v > 0 {
+			details[k] = strconv.FormatInt(v, 10)
+		}
+	}
+	if t.Disconnected {
+		details["disconnected"] = "true"
+	}
+	return a.c.Audit(ctx, auth.AuditEntry{Action: auth.AuditDeviceThrottled, Outcome: auth.OutcomeDenied,
+		Actor: t.Username, Source: t.Remote, Target: t.ClientID, Details: details})
 }
 
 // issuerPool returns a pool holding the CA that issued cfg's server

@@ -17,10 +17,19 @@ import (
 // and bridged to a NATS subscriber: 20 paho publishers with 16 messages in
 // flight each, 108-byte payloads, as in the edge comparison notes. The load
 // generator shares the machine with the broker.
-func BenchmarkBridgeQoS1(b *testing.B) {
+func BenchmarkBridgeQoS1(b *testing.B) { benchBridge(b, Limits{}) }
+
+// BenchmarkBridgeQoS1RateLimited is BenchmarkBridgeQoS1 with per-client
+// message and byte limits switched on, set above what any publisher
+// reaches: it measures what the accounting costs, not throttling.
+func BenchmarkBridgeQoS1RateLimited(b *testing.B) {
+	benchBridge(b, Limits{MessagesPerSecond: 1e6, BytesPerSecond: 1 << 30})
+}
+
+func benchBridge(b *testing.B, limits Limits) {
 	const publishers, window = 20, 16
 	s := bustest.Server(b)
-	br := startBroker(b, s)
+	br := startBroker(b, s, withLimits(limits))
 	addr := br.Addr(ListenerTCP).String()
 
 	var got atomic.Int64

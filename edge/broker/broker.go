@@ -37,6 +37,9 @@ type Config struct {
 	// may connect; clients without a certificate keep using passwords.
 	ClientCAs  *x509.CertPool
 	MaxClients int // 0 = unlimited
+	// Limits bound each device's messages, bytes and connection attempts;
+	// the zero value limits nothing (DefaultLimits is what the hub uses).
+	Limits Limits
 }
 
 // Authenticator decides who may connect and what each may touch. It must
@@ -63,6 +66,7 @@ type Deps struct {
 	Auth    Authenticator
 	Log     *slog.Logger
 	Metrics prometheus.Registerer // may be nil
+	Audit   Auditor               // records throttled devices; may be nil
 }
 
 // Header names the bridge sets on NATS messages.
@@ -107,6 +111,10 @@ type Broker struct {
 	store   *store
 	metrics *metrics
 	ready   chan struct{}
+	audit   Auditor
+
+	limits               Limits
+	connects, reconnects *connectLimiter
 
 	edgeBridge, serviceBridge *mqtt.Client
 	grants                    sync.Map // client ID → *grant
@@ -145,6 +153,20 @@ func New(cfg Config, deps Deps) (*Broker, error) {
 	if cfg.MaxClients < 0 {
 		return nil, homemesh.Invalid("max_clients", "must not be negative")
 	}
+	for _, l := range []struct {
+		field string
+		v     float64
+	}{
+		{"limits.messages_per_second", cfg.Limits.MessagesPerSecond}, {"limits.message_burst", cfg.Limits.MessageBurst},
+		{"limits.bytes_per_second", cfg.Limits.BytesPerSecond}, {"limits.byte_burst", cfg.Limits.ByteBurst},
+		{"limits.connects_per_second", cfg.Limits.ConnectsPerSecond}, {"limits.connect_burst", cfg.Limits.ConnectBurst},
+		{"limits.reconnects_per_second", cfg.Limits.ReconnectsPerSecond}, {"limits.reconnect_burst", cfg.Limits.ReconnectBurst},
+	} {
+		if l.v < 0 || l.v != l.v {
+			return nil, homemesh.Invalid(l.field, "must not be negative")
+		}
+	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	if deps.Bus == nil {
 		return nil, homemesh.Invalid("bus", "a bus connection is required")
 	}
@@ -184,14 +206,18 @@ func New(cfg Config, deps Deps) (*Broker, error) {
 		SysTopicResendInterval:   60,
 	})
 	b := &Broker{
-		cfg:       cfg,
-		bus:       deps.Bus,
-		auth:      deps.Auth,
-		log:       log,
-		srv:       srv,
-		ready:     make(chan struct{}),
-		lns:       map[string]*listener{},
-		hdrOrigin: []string{cfg.InstanceID},
+		cfg:        cfg,
+		bus:        deps.Bus,
+		auth:       deps.Auth,
+		log:        log,
+		srv:        srv,
+		ready:      make(chan struct{}),
+		lns:        map[string]*listener{},
+		hdrOrigin:  []string{cfg.InstanceID},
+		audit:      deps.Audit,
+		limits:     cfg.Limits,
+		connects:   newConnectLimiter(cfg.Limits.ConnectsPerSecond, cfg.Limits.ConnectBurst),
+		reconnects: newConnectLimiter(cfg.Limits.ReconnectsPerSecond, cfg.Limits.ReconnectBurst),
 	}
 	b.edgeBridge = srv.NewClient(nil, mqtt.LocalListener, edgeBridgeID, true)
 	b.serviceBridge = srv.NewClient(nil, mqtt.LocalListener, serviceBridgeID, true)

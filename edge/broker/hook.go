@@ -20,7 +20,8 @@ type grant struct {
 	username string
 	allow    []string
 	client   *mqtt.Client
-	warned   atomic.Bool // the first denial is logged at warn, later ones at debug
+	warned   atomic.Bool     // the first denial is logged at warn, later ones at debug
+	limiter  *publishLimiter // this connection's rates; nil for a restored session
 }
 
 // permits reports whether the grant covers topic (a topic name or a filter).
@@ -53,8 +54,10 @@ func (h *hook) ID() string { return "homemesh-access" }
 
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
+		mqtt.OnConnect,
 		mqtt.OnConnectAuthenticate,
 		mqtt.OnACLCheck,
+		mqtt.OnPublish,
 		mqtt.OnPublished,
 		mqtt.OnWillSent,
 		mqtt.OnDisconnect,
@@ -105,7 +108,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 			return refuse("grant is for another username")
 		}
 	}
-	ng := &grant{username: username, allow: append([]string(nil), g.Allow...), client: cl}
+	ng := &grant{username: username, allow: append([]string(nil), g.Allow...), client: cl, limiter: &publishLimiter{}}
 	if pk.Connect.WillFlag && !ng.permits(pk.Connect.WillTopic) {
 		b.metrics.aclDenials.Inc()
 		return refuse("last will topic outside the grant", "topic", pk.Connect.WillTopic)

@@ -17,6 +17,11 @@ type metrics struct {
 	bridgedOut   prometheus.Counter
 	bridgedIn    prometheus.Counter
 	bridgeErrors prometheus.Counter
+
+	throttledMessages prometheus.Counter
+	throttledBytes    prometheus.Counter
+	floodDisconnects  prometheus.Counter
+	connectsRefused   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) (*metrics, error) {
@@ -29,6 +34,11 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) (*metrics, error) {
 		bridgedOut:   counter("bridged_out_total", "MQTT messages published on the bus."),
 		bridgedIn:    counter("bridged_in_total", "Bus messages delivered into the MQTT broker."),
 		bridgeErrors: counter("bridge_errors_total", "Messages the bridge failed to pass in either direction."),
+
+		throttledMessages: counter("throttled_messages_total", "MQTT publishes dropped for exceeding their client's message or byte rate."),
+		throttledBytes:    counter("throttled_bytes_total", "Bytes (topic and payload) of MQTT publishes dropped for exceeding their client's rate."),
+		floodDisconnects:  counter("flood_disconnects_total", "MQTT clients disconnected for flooding, or for exceeding their rate at QoS 1 or 2 over MQTT 3."),
+		connectsRefused:   counter("connects_refused_total", "MQTT connection attempts refused for exceeding the connection rate of their address or device."),
 	}
 	if reg == nil {
 		return m, nil
@@ -36,6 +46,7 @@ func newMetrics(reg prometheus.Registerer, srv *mqtt.Server) (*metrics, error) {
 	info := srv.Info
 	collectors := []prometheus.Collector{
 		m.authFailures, m.aclDenials, m.bridgedOut, m.bridgedIn, m.bridgeErrors,
+		m.throttledMessages, m.throttledBytes, m.floodDisconnects, m.connectsRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "homemesh", Subsystem: "mqtt", Name: "clients_connected",
 			Help: "MQTT clients connected now."},
 			func() float64 { return float64(atomic.LoadInt64(&info.ClientsConnected)) }),

@@ -1,0 +1,258 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/homemesh/homemesh/bus"
+	"github.com/homemesh/homemesh/bus/bustest"
+	"github.com/homemesh/homemesh/internal/hmtest"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// fakeAuditor records what the broker audits.
+type fakeAuditor struct {
+	mu  sync.Mutex
+	got []Throttled
+}
+
+func (a *fakeAuditor) AuditThrottled(_ context.Context, t Throttled) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.got = append(a.got, t)
+	return nil
+}
+
+func (a *fakeAuditor) all() []Throttled {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]Throttled(nil), a.got...)
+}
+
+func withLimits(l Limits) brokerOpt { return func(c *Config, _ *Deps) { c.Limits = l } }
+
+// TestFloodingClientIsThrottled floods from one client at full speed and
+// checks that another client's messages all arrive, that the flood is
+// dropped, reported once as an event and audited, and that the flooder is
+// disconnected.
+func TestFloodingClientIsThrottled(t *testing.T) {
+	s := bustest.Server(t)
+	reg := prometheus.NewRegistry()
+	auditor := &fakeAuditor{}
+	b := startBroker(t, s, withMetrics(reg), withLimits(Limits{MessagesPerSecond: 50, MessageBurst: 100}),
+		func(_ *Config, d *Deps) { d.Audit = auditor })
+	addr := b.Addr(ListenerTCP).String()
+	spy := &recorder{}
+	subscribe(t, mustConnect(t, addr, "admin", "admin-pw", "spy"), "dev/#", 1, spy)
+
+	flooder := mustConnect(t, addr, "dev-a", "a-pw", "flooder")
+	const flood = 20000
+	go func() {
+		for i := range flood {
+			if !flooder.IsConnectionOpen() {
+				return
+			}
+			flooder.Publish("dev/a/flood", 0, false, fmt.Sprint(i))
+		}
+	}()
+	// The well-behaved device stays within its own budget while the other
+	// floods; every one of its messages arrives.
+	good := mustConnect(t, addr, "dev-b", "b-pw", "good")
+	for i := range 50 {
+		wait(t, good.Publish("dev/b/state", 1, false, fmt.Sprint(i)))
+	}
+	for i := range 50 {
+		spy.waitFor(t, fmt.Sprintf("dev/b/state|%d", i))
+	}
+	hmtest.WaitFor(t, 20*time.Second, "the flooder to be disconnected", func() bool { return !flooder.IsConnectionOpen() })
+	if got := gather(t, reg, "homemesh_mqtt_throttled_messages_total"); got < 1 {
+		t.Errorf("throttled messages metric = %v", got)
+	}
+	if got := gather(t, reg, "homemesh_mqtt_flood_disconnects_total"); got != 1 {
+		t.Errorf("flood disconnects metric = %v, want 1", got)
+	}
+	flooded := 0
+	for _, m := range spy.all() {
+		if len(m) > 11 && m[:11] == "dev/a/flood" {
+			flooded++
+		}
+	}
+	if flooded >= flood || flooded < 100 {
+		t.Errorf("%d of %d flood messages delivered; want the burst and not all", flooded, flood)
+	}
+	hmtest.WaitFor(t, 10*time.Second, "the throttling to be audited", func() bool {
+		for _, a := range auditor.all() {
+			if a.ClientID == "flooder" && a.Disconnected {
+				return true
+			}
+		}
+		return false
+	})
+	for _, a := range auditor.all() {
+		if a.ClientID != "flooder" || a.Username != "dev-a" || a.Reason != "messages" || a.DroppedMessages < 1 {
+			t.Errorf("audited %+v", a)
+		}
+	}
+	// At most one report per 10 s, plus the one that says it was dropped.
+	if n := len(auditor.all()); n > 2 {
+		t.Errorf("%d reports for one flood, want at most 2", n)
+	}
+}
+
+// TestThrottledEvent checks the event's subject and shape.
+func TestThrottledEvent(t *testing.T) {
+	s := bustest.Server(t)
+	b := startBroker(t, s, withLimits(Limits{MessagesPerSecond: 1, MessageBurst: 1}))
+	nc := bustest.Conn(t, s).NATS()
+	sub, err := nc.SubscribeSync(bus.EventSubject(testHome, EventDeviceThrottled))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	c := mustConnect(t, b.Addr(ListenerTCP).String(), "dev-a", "a-pw", "noisy")
+	for range 3 {
+		wait(t, c.Publish("dev/a/state", 0, false, "x"))
+	}
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no device_throttled event: %v", err)
+	}
+	var env struct {
+		bus.Envelope
+	}
+	if err := json.Unmarshal(msg.Data, &env); err != nil {
+		t.Fatal(err)
+	}
+	var th Throttled
+	if err := json.Unmarshal(env.Payload, &th); err != nil {
+		t.Fatal(err)
+	}
+	if env.Type != EventDeviceThrottled || th.ClientID != "noisy" || th.Username != "dev-a" || th.Reason != "messages" || th.DroppedMessages != 1 {
+		t.Errorf("event %s", msg.Data)
+	}
+}
+
+// TestQoS1OverTheLimit: an MQTT 3 client has no negative acknowledgement,
+// so a QoS 1 publish over its rate costs it the connection; what passed
+// before was delivered.
+func TestQoS1OverTheLimit(t *testing.T) {
+	s := bustest.Server(t)
+	b := startBroker(t, s, withLimits(Limits{MessagesPerSecond: 0.01, MessageBurst: 2}))
+	addr := b.Addr(ListenerTCP).String()
+	spy := &recorder{}
+	subscribe(t, mustConnect(t, addr, "admin", "admin-pw", "spy"), "dev/#", 1, spy)
+	c := mustConnect(t, addr, "dev-a", "a-pw", "qos1")
+	wait(t, c.Publish("dev/a/state", 1, false, "1"))
+	wait(t, c.Publish("dev/a/state", 1, false, "2"))
+	c.Publish("dev/a/state", 1, false, "3").WaitTimeout(time.Second)
+	hmtest.WaitFor(t, 10*time.Second, "the client to be disconnected", func() bool { return !c.IsConnectionOpen() })
+	spy.waitFor(t, "dev/a/state|2")
+	if spy.has("dev/a/state|3") {
+		t.Error("the publish over the limit was delivered")
+	}
+}
+
+// TestReconnectStorm: one device reconnecting in a loop is refused with
+// "server unavailable" (MQTT 3) once its burst is spent; other devices
+// connect as usual.
+func TestReconnectStorm(t *testing.T) {
+	s := bustest.Server(t)
+	reg := prometheus.NewRegistry()
+	b := startBroker(t, s, withMetrics(reg), withLimits(Limits{ReconnectsPerSecond: 0.01, ReconnectBurst: 3}))
+	addr := b.Addr(ListenerTCP).String()
+	for i := range 3 {
+		conn, code := rawConnect(t, addr, connectPacket("dev-a", "a-pw", "looping", ""))
+		if code != 0 {
+			t.Fatalf("attempt %d refused with %#x", i, code)
+		}
+		conn.Close()
+	}
+	if _, code := rawConnect(t, addr, connectPacket("dev-a", "a-pw", "looping", "")); code != 0x03 {
+		t.Fatalf("attempt over the limit: CONNACK %#x, want 0x03 (server unavailable)", code)
+	}
+	mustConnect(t, addr, "dev-b", "b-pw", "other")
+	mustConnect(t, addr, "dev-a", "a-pw", "another-client-id")
+	if got := gather(t, reg, "homemesh_mqtt_connects_refused_total"); got != 1 {
+		t.Errorf("refused connects metric = %v, want 1", got)
+	}
+}
+
+func TestPublishLimiter(t *testing.T) {
+	lim := Limits{MessagesPerSecond: 10, BytesPerSecond: 100, ByteBurst: 200}.withDefaults()
+	if lim.MessageBurst != 10*burstSeconds {
+		t.Fatalf("default burst = %v", lim.MessageBurst)
+	}
+	t0 := time.Unix(1000, 0)
+	var l publishLimiter
+	// One message far above the byte burst passes on a full bucket; the
+	// debt then holds back the next until it is repaid.
+	if v, _ := l.allowPublish(&lim, t0, 1000); v != allow {
+		t.Fatalf("first large message: %v", v)
+	}
+	v, report := l.allowPublish(&lim, t0, 10)
+	if v != drop || report == nil || report.Reason != "bytes" || report.DroppedBytes != 10 {
+		t.Fatalf("message in debt: %v %+v", v, report)
+	}
+	// Reports come at most every 10 s.
+	if _, report := l.allowPublish(&lim, t0.Add(time.Second), 10); report != nil {
+		t.Errorf("second report within a second: %+v", report)
+	}
+	// 1000 - 200 debt is repaid after 8 s at 100 B/s, and then some.
+	if v, _ := l.allowPublish(&lim, t0.Add(9*time.Second), 10); v != allow {
+		t.Errorf("after the debt is repaid: %v", v)
+	}
+	// Flooding: more than rate × 10 s of drops in one window disconnects.
+	var f publishLimiter
+	lim = Limits{MessagesPerSecond: 1, MessageBurst: 1}
+	var last verdict
+	for i := 0; i < 100 && last != disconnect; i++ {
+		last, report = f.allowPublish(&lim, t0.Add(time.Duration(i)*time.Millisecond), 1)
+	}
+	// The first drop was reported at once; the next ten are in this one.
+	if last != disconnect || report == nil || !report.Disconnected || report.DroppedMessages != 10 {
+		t.Errorf("flood: %v %+v", last, report)
+	}
+}
+
+func TestConnectLimiter(t *testing.T) {
+	if ok, _ := (*connectLimiter)(nil).allow("x", time.Now()); !ok {
+		t.Fatal("a disabled limiter refused")
+	}
+	c := newConnectLimiter(1, 2)
+	t0 := time.Unix(1000, 0)
+	for i := range 2 {
+		if ok, _ := c.allow("192.0.2.1", t0); !ok {
+			t.Fatalf("attempt %d refused", i)
+		}
+	}
+	ok, refused := c.allow("192.0.2.1", t0)
+	if ok || refused != 1 {
+		t.Fatalf("over the burst: ok %v refused %d", ok, refused)
+	}
+	if ok, refused := c.allow("192.0.2.1", t0); ok || refused != 0 {
+		t.Errorf("second refusal reported again within 10 s: ok %v refused %d", ok, refused)
+	}
+	if ok, _ := c.allow("192.0.2.2", t0); !ok {
+		t.Error("another address was refused")
+	}
+	if ok, _ := c.allow("192.0.2.1", t0.Add(time.Second)); !ok {
+		t.Error("refused after the bucket refilled")
+	}
+	// Idle keys are swept once the map is full.
+	for i := range maxConnectKeys + 1 {
+		c.allow(fmt.Sprint(i), t0)
+	}
+	c.allow("late", t0.Add(time.Hour))
+	if len(c.buckets) > 2 {
+		t.Errorf("%d keys kept after a sweep an hour later", len(c.buckets))
+	}
+	for remote, want := range map[string]bool{"127.0.0.1:5": true, "[::1]:5": true, "192.0.2.1:5": false, "garbage": false} {
+		if _, loop := sourceIP(remote); loop != want {
+			t.Errorf("sourceIP(%q) loopback = %v", remote, loop)
+		}
+	}
+}
