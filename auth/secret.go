@@ -63,11 +63,38 @@ func SecretKeyPath(dataDir string) string { return filepath.Join(dataDir, secret
 // WriteSecretKey replaces the secret key in dataDir atomically: readers see
 // the old key or the new one, never a mix, and the file is never readable
 // by others.
+//
+// Unlike other files it is flushed to disk before it replaces the old key
+// and the directory after, so a power cut cannot leave the home with a
+// key file that opens nothing.
 func WriteSecretKey(dataDir string, key []byte) error {
 	if len(key) != SecretKeySize {
 		return homemesh.Invalid("secret_key", "must be exactly %d bytes", SecretKeySize)
 	}
-	return writeFileAtomic(SecretKeyPath(dataDir), key)
+	f, err := os.CreateTemp(dataDir, ".tmp-"+secretKeyFile+"-*")
+	if err != nil {
+		return fmt.Errorf("write the secret key: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(key)
+	if err == nil {
+		err = f.Sync()
+	}
+	if closeErr := f.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), SecretKeyPath(dataDir))
+	}
+	if err != nil {
+		return fmt.Errorf("write the secret key: %w", err)
+	}
+	if dir, err := os.Open(dataDir); err == nil {
+		// Not every platform can sync a directory; the rename is done.
+		_ = dir.Sync()
+		dir.Close()
+	}
+	return nil
 }
 
 // SecretKeyID returns the public fingerprint of a secret key, the ID that

@@ -133,6 +133,14 @@ func TestRotateMasterKey(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(data, "secret.key")); !bytes.Equal(got, keyB) {
 		t.Fatal("DATA/secret.key does not hold the new key")
 	}
+	if fi, err := os.Stat(filepath.Join(data, "secret.key")); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("DATA/secret.key has mode %v, want 0600", fi.Mode().Perm())
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(data, ".tmp-*")); len(leftovers) != 0 {
+		t.Fatalf("temporary files left behind: %v", leftovers)
+	}
 
 	// Only key B, from the data directory.
 	n, client, stop = startHub(t, hubConfig(data))
