@@ -40,6 +40,7 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	g.handle("POST /api/v1/tokens", g.authed(anyRole, g.createToken))
 	g.handle("GET /api/v1/tokens", g.authed(anyRole, g.listTokens))
 	g.handle("DELETE /api/v1/tokens/{id}", g.authed(anyRole, g.deleteToken))
+	g.handle("GET /api/v1/audit", g.authed(adminRoles, g.listAudit))
 	g.handle("GET /api/v1/events", http.HandlerFunc(g.serveEvents)) // authenticates itself, see events.go
 
 	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
@@ -80,8 +81,9 @@ func (g *Gateway) allowed(r *http.Request) []string {
 var (
 	anyRole      = []string{auth.RoleOwner, auth.RoleAdmin, auth.RoleMember, auth.RoleGuest}
 	commandRoles = []string{auth.RoleOwner, auth.RoleAdmin, auth.RoleMember}
-	// adminRoles manage credentials. The auth service checks this again
-	// with the caller's token; the gateway refuses first, by default.
+	// adminRoles manage credentials and read the audit log. The auth
+	// service checks this again with the caller's token; the gateway
+	// refuses first, by default.
 	adminRoles = []string{auth.RoleOwner, auth.RoleAdmin}
 )
 
