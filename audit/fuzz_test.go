@@ -40,3 +40,21 @@ func FuzzDecodeVerify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseHead checks that ParseHead accepts exactly what String writes.
+func FuzzParseHead(f *testing.F) {
+	f.Add("7:" + ZeroHash)
+	f.Add("0:" + ZeroHash)
+	f.Add("x:y")
+	f.Add("007:" + ZeroHash)
+	f.Add("18446744073709551615:" + chain(1)[0].Hash)
+	f.Fuzz(func(t *testing.T, s string) {
+		h, err := ParseHead(s)
+		if err != nil {
+			return
+		}
+		if h.String() != s {
+			t.Fatalf("ParseHead(%q) = %+v, which prints as %q", s, h, h.String())
+		}
+	})
+}

@@ -110,14 +110,16 @@ type Result struct {
 }
 
 // Verify reads the whole log, from the first record, and checks it with a
-// Verifier against the head anchor. A tampered log yields a *Problem naming
-// the first bad record; other errors mean the log could not be read.
-func (l *Log) Verify(ctx context.Context) (Result, error) {
+// Verifier against the head anchor and the expected heads (see
+// Verifier.Expect). A tampered log yields a *Problem naming the first bad
+// record; other errors mean the log could not be read.
+func (l *Log) Verify(ctx context.Context, expect ...Head) (Result, error) {
 	anchor, err := l.Anchor(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	v := NewVerifier(l.home, anchor)
+	v.Expect(expect...)
 	var n uint64
 	last, err := l.scan(ctx, 1, func(pos uint64, data []byte) (bool, error) {
 		rec, err := Decode(data)

@@ -61,6 +61,20 @@ type Head struct {
 	Hash string `json:"hash"`
 }
 
+// String renders h as SEQ:HASH, the form ParseHead reads and `homemesh
+// audit verify --expect-head` takes.
+func (h Head) String() string { return strconv.FormatUint(h.Seq, 10) + ":" + h.Hash }
+
+// ParseHead reads a head written as SEQ:HASH.
+func ParseHead(s string) (Head, error) {
+	seq, hash, ok := strings.Cut(s, ":")
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if !ok || err != nil || n == 0 || seq != strconv.FormatUint(n, 10) || !validHash(hash) {
+		return Head{}, homemesh.Invalid("head", "must be SEQ:HASH, a record number and its 64 hex digit hash as audit verify prints them")
+	}
+	return Head{Seq: n, Hash: hash}, nil
+}
+
 // Head returns the head of a chain that ends with r.
 func (r Record) Head() Head { return Head{Seq: r.Seq, Hash: r.Hash} }
 

@@ -58,7 +58,11 @@ type Verifier struct {
 	head   Head
 	// anchored is the hash of the record the anchor names, once read.
 	anchored string
-	err      *Problem
+	// known are heads kept outside the log (see Expect), with the hashes
+	// the chain had at their places.
+	known []Head
+	seen  map[uint64]string
+	err   *Problem
 }
 
 // NewVerifier returns a verifier for the chain of home whose head anchor,
@@ -66,6 +70,19 @@ type Verifier struct {
 // there is none).
 func NewVerifier(home string, anchor *Head) *Verifier {
 	return &Verifier{home: home, anchor: anchor, head: Head{Hash: ZeroHash}}
+}
+
+// Expect adds heads the chain must still contain, such as a head an
+// operator copied off the hub earlier. They catch what the stored anchor
+// cannot: a chain rewritten together with its anchor.
+func (v *Verifier) Expect(heads ...Head) {
+	for _, h := range heads {
+		v.known = append(v.known, h)
+		if v.seen == nil {
+			v.seen = map[uint64]string{}
+		}
+		v.seen[h.Seq] = ""
+	}
 }
 
 // Check checks the next record of the chain. It returns the first Problem
@@ -90,6 +107,9 @@ func (v *Verifier) Check(r Record) error {
 	v.head = r.Head()
 	if v.anchor != nil && r.Seq == v.anchor.Seq {
 		v.anchored = r.Hash
+	}
+	if _, ok := v.seen[r.Seq]; ok {
+		v.seen[r.Seq] = r.Hash
 	}
 	return nil
 }
@@ -166,6 +186,14 @@ func (v *Verifier) Head() Head {
 func (v *Verifier) Finish() error {
 	if v.err != nil {
 		return v.err
+	}
+	for _, h := range v.known {
+		switch {
+		case h.Seq > v.head.Seq:
+			return v.fail(v.head.Seq+1, ReasonTruncated, "the expected head names record %d but the log ends at record %d", h.Seq, v.head.Seq)
+		case h.Seq > 0 && v.seen[h.Seq] != h.Hash:
+			return v.fail(h.Seq, ReasonAnchorMismatch, "its hash differs from the expected head's")
+		}
 	}
 	a := v.anchor
 	switch {

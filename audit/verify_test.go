@@ -182,10 +182,26 @@ func TestAnExternalHeadCatchesAWholeRewrite(t *testing.T) {
 	if _, err := Verify(testHome, rs, headOf(rs)); err != nil {
 		t.Fatalf("a complete rewrite with its anchor verifies on its own, as documented; got %v", err)
 	}
-	_, err := Verify(testHome, rs, &kept)
+	v := NewVerifier(testHome, headOf(rs))
+	v.Expect(kept)
+	for _, r := range rs {
+		if err := v.Check(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := v.Finish()
 	var p *Problem
 	if !errors.As(err, &p) || p.Seq != 3 || p.Reason != ReasonAnchorMismatch {
 		t.Fatalf("verify against the kept head = %v, want record 3 anchor_mismatch", err)
+	}
+	// A kept head beyond the end means the tail is gone.
+	v = NewVerifier(testHome, headOf(rs[:2]))
+	v.Expect(kept)
+	for _, r := range rs[:2] {
+		_ = v.Check(r)
+	}
+	if err := v.Finish(); !errors.As(err, &p) || p.Seq != 3 || p.Reason != ReasonTruncated {
+		t.Fatalf("kept head past the end = %v, want record 3 truncated", err)
 	}
 }
 
