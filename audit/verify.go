@@ -158,7 +158,7 @@ func (v *Verifier) checkPosition(pos uint64) error {
 	want := v.head.Seq + 1
 	switch {
 	case pos > want:
-		return v.fail(want, ReasonMissing, "storage has nothing at position %d; the next record present is at %d", want, pos)
+		return v.fail(want, ReasonMissing, "storage has nothing at position %d (deleted, or damaged so that storage refuses it); the next record present is at %d", want, pos)
 	case pos < want:
 		return v.fail(want, ReasonOutOfOrder, "storage returned position %d again", pos)
 	}

@@ -30,7 +30,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(upCommand(stdout, stderr), serveCommand(stdout, stderr), configCommand(stdout),
-		simCommand(stderr), benchCommand(stdout, stderr), keysCommand(stdout, stderr))
+		simCommand(stderr), benchCommand(stdout, stderr), keysCommand(stdout, stderr), auditCommand(stdout, stderr))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "homemesh:", describe(err))
 		return 1
