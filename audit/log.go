@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,8 +35,8 @@ const AnchorKey = "head"
 
 // maxAttempts bounds how often one append retries after another process
 // appended first. Each retry follows a record that did get in, so running
-// out means more than this many concurrent appenders kept winning.
-const maxAttempts = 32
+// out means other appenders kept winning for this many rounds.
+const maxAttempts = 100
 
 // Options are the optional parts of a Log.
 type Options struct {
@@ -136,9 +139,10 @@ func (l *Log) Append(ctx context.Context, e Entry) (Record, error) {
 }
 
 func (l *Log) appendLocked(ctx context.Context, e Entry) (Record, error) {
-	for range maxAttempts {
+	var lastSeq uint64 // the stream's last sequence, as a lost race reported it
+	for attempt := range maxAttempts {
 		if !l.tailKnown {
-			if err := l.loadTail(ctx); err != nil {
+			if err := l.loadTail(ctx, lastSeq); err != nil {
 				return Record{}, err
 			}
 		}
@@ -161,12 +165,16 @@ func (l *Log) appendLocked(ctx context.Context, e Entry) (Record, error) {
 		if err == nil {
 			return Record{}, fmt.Errorf("append audit record %d: stored at %d", rec.Seq, ack.Sequence)
 		}
-		if isWrongLastSequence(err) {
+		if seq, ok := wrongLastSequence(err); ok {
 			l.metrics.conflicts.Inc()
+			lastSeq = seq
+			// A short random pause desynchronises appenders that keep
+			// colliding, so that none of them starves.
+			time.Sleep(time.Duration(rand.Int64N(int64(min(attempt+1, 20)) * int64(100*time.Microsecond))))
 			continue
 		}
 		// The publish may have been stored even though its reply was lost.
-		if lerr := l.loadTail(ctx); lerr == nil && l.tail.Hash == rec.Hash {
+		if lerr := l.loadTail(ctx, 0); lerr == nil && l.tail.Hash == rec.Hash {
 			return rec, nil
 		}
 		return Record{}, unavailable("append audit record", err)
@@ -174,21 +182,33 @@ func (l *Log) appendLocked(ctx context.Context, e Entry) (Record, error) {
 	return Record{}, unavailable("append audit record", fmt.Errorf("lost the race for the end of the chain %d times", maxAttempts))
 }
 
-func isWrongLastSequence(err error) bool {
+// wrongLastSequence reports whether err says another append came first,
+// and the stream's last sequence when the server named it ("wrong last
+// sequence: 123"), which saves reading the stream state again.
+func wrongLastSequence(err error) (last uint64, ok bool) {
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence &&
+		apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return 0, false
+	}
+	_, num, found := strings.Cut(apiErr.Description, ": ")
+	if n, err := strconv.ParseUint(num, 10, 64); found && err == nil {
+		return n, true
+	}
+	return 0, true
 }
 
-// loadTail reads the last stored record. A last record that storage
-// cannot serve, or that does not verify, stops appends: chaining onto it
-// would bless the damage.
-func (l *Log) loadTail(ctx context.Context) error {
-	info, err := l.stream.Info(ctx)
-	if err != nil {
-		return unavailable("read the audit stream state", err)
+// loadTail reads the last stored record, at sequence last when known (not
+// 0). A last record that storage cannot serve, or that does not verify,
+// stops appends: chaining onto it would bless the damage.
+func (l *Log) loadTail(ctx context.Context, last uint64) error {
+	if last == 0 {
+		info, err := l.stream.Info(ctx)
+		if err != nil {
+			return unavailable("read the audit stream state", err)
+		}
+		last = info.State.LastSeq
 	}
-	last := info.State.LastSeq
 	if last == 0 {
 		l.tail, l.tailKnown = Head{Seq: 0, Hash: ZeroHash}, true
 		return nil
