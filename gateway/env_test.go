@@ -77,6 +77,11 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		t.Fatalf("auth.New: %v", err)
 	}
 	run(t, "auth", authSvc.Run)
+	select {
+	case <-authSvc.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatal("auth not ready")
+	}
 
 	gwConn := bustest.Conn(t, s)
 	if opts.gwLog != nil {
