@@ -65,6 +65,9 @@ type Devices struct {
 	byEntity map[string]*binding
 	byKey    map[string]*binding // discovery key → binding
 	states   map[string]homemesh.State
+	// devOwner is the credential that first announced each device; only
+	// it may add to the device or change it.
+	devOwner map[string]string
 
 	ready chan struct{}
 
@@ -78,6 +81,7 @@ type binding struct {
 	cfg      *discovery.Config
 	entityID string
 	deviceID string
+	owner    string // the credential that announced it; "" when unknown
 }
 
 // record is what the discovery bucket stores per entity: the discovery
@@ -89,6 +93,10 @@ type record struct {
 	Key      string `json:"key"`
 	EntityID string `json:"entity_id"`
 	DeviceID string `json:"device_id"`
+	// Owner is the credential (or certificate identity) that announced
+	// the entity. Records from before owners were kept have none; the next
+	// credential to announce the entity adopts it.
+	Owner string `json:"owner,omitempty"`
 }
 
 // New returns the device pipeline of the edge.
@@ -113,6 +121,7 @@ func New(cfg Config, deps Deps) (*Devices, error) {
 		byEntity: map[string]*binding{},
 		byKey:    map[string]*binding{},
 		states:   map[string]homemesh.State{},
+		devOwner: map[string]string{},
 		ready:    make(chan struct{}),
 		expiry:   map[string]*time.Timer{},
 		offDelay: map[string]*time.Timer{},
@@ -243,7 +252,7 @@ func (d *Devices) handleMQTT(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	if discovery.IsDiscoveryTopic(d.cfg.Prefix, topic) {
-		d.handleDiscovery(ctx, topic, m.Data)
+		d.handleDiscovery(ctx, topic, m.Data, publisherOf(m))
 		return
 	}
 	d.mu.RLock()
@@ -344,7 +353,70 @@ func (d *Devices) arm(b *binding, u discovery.Update) {
 	}
 }
 
-func (d *Devices) handleDiscovery(ctx context.Context, topic string, payload []byte) {
+// publisher is the MQTT credential a discovery message came from and what
+// it may use.
+type publisher struct {
+	username string
+	allow    []string
+}
+
+// publisherOf returns the publisher the broker named on m, or nil for a
+// message a service published on the bus, which bus permissions vouch for.
+func publisherOf(m *nats.Msg) *publisher {
+	user := m.Header.Get(broker.HeaderPublisher)
+	if user == "" {
+		return nil
+	}
+	return &publisher{username: user, allow: m.Header.Values(broker.HeaderAllow)}
+}
+
+func (p *publisher) name() string {
+	if p == nil {
+		return ""
+	}
+	return p.username
+}
+
+// mayChange reports why p may not change or remove the binding b, or ""
+// when it may: an entity belongs to whoever announced it first.
+func (p *publisher) mayChange(b *binding) string {
+	if p == nil || b == nil || b.owner == "" || b.owner == p.username {
+		return ""
+	}
+	return "the entity was announced by another credential"
+}
+
+// refusal says why the config c announced by p must not be bound, or "".
+// A credential may not announce topics outside its own allow list (or it
+// could have the hub read another device's state, or send commands to
+// another device's topics), nor take over an entity or a device another
+// credential announced.
+func (d *Devices) refusal(p *publisher, c *discovery.Config) string {
+	if p == nil {
+		return ""
+	}
+	for _, t := range c.AllTopics() {
+		if !broker.Permits(p.allow, t) {
+			return fmt.Sprintf("topic %q is outside the announcing credential's allow list", t)
+		}
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if why := p.mayChange(d.byKey[c.Key.String()]); why != "" {
+		return why
+	}
+	if owner := d.devOwner[c.Device.ID]; owner != "" && owner != p.username {
+		return "the device was announced by another credential"
+	}
+	// The registry takes an entity with the same unique_id as an update,
+	// whatever discovery key it came under.
+	if b := d.byEntity[c.Entity.ID]; b != nil && b.cfg.Entity.UniqueID == c.Entity.UniqueID && b.owner != "" && b.owner != p.username {
+		return "the unique_id belongs to another credential's entity"
+	}
+	return ""
+}
+
+func (d *Devices) handleDiscovery(ctx context.Context, topic string, payload []byte, pub *publisher) {
 	ann, err := discovery.Parse(d.cfg.Prefix, topic, payload)
 	if err != nil {
 		d.log.Warn("discovery message rejected", "topic", topic, "err", err)
@@ -353,9 +425,19 @@ func (d *Devices) handleDiscovery(ctx context.Context, topic string, payload []b
 	for _, cerr := range ann.Errors {
 		d.log.Warn("discovery component rejected", "topic", topic, "key", cerr.Key.String(), "field", cerr.Field, "err", cerr.Reason)
 	}
+	removeIfAllowed := func(key string) {
+		d.mu.RLock()
+		b := d.byKey[key]
+		d.mu.RUnlock()
+		if why := pub.mayChange(b); why != "" {
+			d.log.Warn("discovery removal refused", "topic", topic, "key", key, "mqtt_username", pub.name(), "reason", why)
+			return
+		}
+		d.remove(ctx, key)
+	}
 	for _, removed := range ann.Removed {
 		for _, key := range d.boundKeys(func(k discovery.Key, _ *binding) bool { return removed.Covers(k) }) {
-			d.remove(ctx, key)
+			removeIfAllowed(key)
 		}
 	}
 	// A device message lists all its components: one it no longer lists
@@ -366,16 +448,20 @@ func (d *Devices) handleDiscovery(ctx context.Context, topic string, payload []b
 			listed[c.Key.String()] = true
 		}
 		for _, key := range d.boundKeys(func(k discovery.Key, b *binding) bool { return b.cfg.Topic == topic && !listed[k.String()] }) {
-			d.remove(ctx, key)
+			removeIfAllowed(key)
 		}
 	}
 	for _, c := range ann.Configs {
+		if why := d.refusal(pub, c); why != "" {
+			d.log.Warn("discovery config refused", "topic", topic, "key", c.Key.String(), "mqtt_username", pub.name(), "reason", why)
+			continue
+		}
 		// The registry may still be starting (or restarting in split
 		// mode): retry for a while rather than lose the config.
-		err := d.add(ctx, c)
+		err := d.add(ctx, c, pub.name())
 		for wait := 50 * time.Millisecond; homemesh.ErrorKind(err) == homemesh.KindUnavailable && wait < 10*time.Second && ctx.Err() == nil; wait *= 2 {
 			time.Sleep(wait)
-			err = d.add(ctx, c)
+			err = d.add(ctx, c, pub.name())
 		}
 		if err != nil {
 			d.log.Warn("discovered entity not registered", "topic", topic, "key", c.Key.String(), "err", err)
@@ -403,13 +489,18 @@ func kvKey(discoveryKey string) string {
 	return s[len(bus.MQTTPrefix("k")):]
 }
 
-func (d *Devices) add(ctx context.Context, c *discovery.Config) error {
+// add registers the entity of c, announced by owner ("" when a service
+// announced it), and binds it.
+func (d *Devices) add(ctx context.Context, c *discovery.Config, owner string) error {
 	key := c.Key.String()
 	d.mu.RLock()
 	old := d.byKey[key]
 	d.mu.RUnlock()
-	if old != nil && old.cfg.Topic == c.Topic && string(old.cfg.Payload) == string(c.Payload) {
+	if old != nil && old.cfg.Topic == c.Topic && string(old.cfg.Payload) == string(c.Payload) && (owner == "" || old.owner == owner) {
 		return nil // a re-announcement of the same config changes nothing
+	}
+	if owner == "" && old != nil {
+		owner = old.owner // a service's re-announcement keeps the owner
 	}
 	dev := c.Device
 	dev.HomeID = d.cfg.Home
@@ -425,7 +516,7 @@ func (d *Devices) add(ctx context.Context, c *discovery.Config) error {
 	}
 	// Bind before the registry lists the entity, so that nobody can see it
 	// and have a command refused because this edge does not know it yet.
-	b := &binding{cfg: c, entityID: ent.ID, deviceID: dev.ID}
+	b := &binding{cfg: c, entityID: ent.ID, deviceID: dev.ID, owner: owner}
 	d.bind(key, b)
 	// Two unique_ids can slug to the same ID; the registry refuses the
 	// second, and a numbered ID is tried instead.
@@ -436,7 +527,7 @@ func (d *Devices) add(ctx context.Context, c *discovery.Config) error {
 			break
 		}
 		ent.ID = fmt.Sprintf("%s_%d", base, n)
-		b = &binding{cfg: c, entityID: ent.ID, deviceID: dev.ID}
+		b = &binding{cfg: c, entityID: ent.ID, deviceID: dev.ID, owner: owner}
 		d.bind(key, b)
 	}
 	if err != nil {
@@ -446,7 +537,7 @@ func (d *Devices) add(ctx context.Context, c *discovery.Config) error {
 		}
 		return err
 	}
-	rec := record{Topic: c.Topic, Payload: c.Payload, Key: key, EntityID: ent.ID, DeviceID: dev.ID}
+	rec := record{Topic: c.Topic, Payload: c.Payload, Key: key, EntityID: ent.ID, DeviceID: dev.ID, Owner: owner}
 	data, _ := json.Marshal(rec)
 	if _, err := d.kv.Put(ctx, kvKey(key), data); err != nil {
 		return fmt.Errorf("store discovery config: %w", err)
@@ -479,6 +570,9 @@ func (d *Devices) bind(key string, b *binding) {
 	d.unbindLocked(key)
 	d.byKey[key] = b
 	d.byEntity[b.entityID] = b
+	if b.owner != "" && d.devOwner[b.deviceID] == "" {
+		d.devOwner[b.deviceID] = b.owner
+	}
 	for _, t := range b.cfg.Topics() {
 		d.byTopic[t] = append(d.byTopic[t], b)
 	}
@@ -574,7 +668,7 @@ func (d *Devices) applyRecord(e jetstream.KeyValueEntry) {
 	d.mu.RLock()
 	cur := d.byKey[rec.Key]
 	d.mu.RUnlock()
-	if cur != nil && cur.entityID == rec.EntityID && cur.cfg.Topic == rec.Topic && string(cur.cfg.Payload) == string(rec.Payload) {
+	if cur != nil && cur.entityID == rec.EntityID && cur.cfg.Topic == rec.Topic && string(cur.cfg.Payload) == string(rec.Payload) && cur.owner == rec.Owner {
 		return
 	}
 	ann, err := discovery.Parse(d.cfg.Prefix, rec.Topic, rec.Payload)
@@ -584,7 +678,7 @@ func (d *Devices) applyRecord(e jetstream.KeyValueEntry) {
 	}
 	for _, c := range ann.Configs {
 		if c.Key.String() == rec.Key {
-			d.bind(rec.Key, &binding{cfg: c, entityID: rec.EntityID, deviceID: rec.DeviceID})
+			d.bind(rec.Key, &binding{cfg: c, entityID: rec.EntityID, deviceID: rec.DeviceID, owner: rec.Owner})
 		}
 	}
 }

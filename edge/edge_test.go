@@ -2,6 +2,8 @@ package edge_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/homemesh/homemesh/bus/bustest"
 	"github.com/homemesh/homemesh/bus/natsbus"
 	"github.com/homemesh/homemesh/edge"
+	"github.com/homemesh/homemesh/edge/broker"
 	"github.com/homemesh/homemesh/internal/hmtest"
 	"github.com/homemesh/homemesh/registry"
 	"github.com/nats-io/nats.go"
@@ -25,7 +28,9 @@ type fixture struct {
 
 // setup runs a registry and the edge's device pipeline on a real bus. MQTT
 // traffic is injected on the bridged subjects, exactly as the broker does.
-func setup(t *testing.T) *fixture {
+func setup(t *testing.T) *fixture { return setupLogged(t, hmtest.Logger(t)) }
+
+func setupLogged(t *testing.T, log *slog.Logger) *fixture {
 	srv := bustest.Server(t)
 	conn := bustest.Conn(t, srv)
 	reg, err := registry.New(registry.Config{Home: home}, registry.Deps{Bus: bustest.Conn(t, srv), Log: hmtest.Logger(t)})
@@ -34,7 +39,7 @@ func setup(t *testing.T) *fixture {
 	}
 	hmtest.Run(t, "registry", reg.Run)
 	econn := bustest.Conn(t, srv)
-	dev, err := edge.New(edge.Config{Home: home}, edge.Deps{Bus: econn, Registry: registry.NewClient(econn, home), Log: hmtest.Logger(t)})
+	dev, err := edge.New(edge.Config{Home: home}, edge.Deps{Bus: econn, Registry: registry.NewClient(econn, home), Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,4 +169,86 @@ func TestBadDiscoveryIsIgnored(t *testing.T) {
 	if _, ok := f.entity("x"); ok {
 		t.Fatal("a malformed config produced an entity")
 	}
+}
+
+// mqttAs injects a message as the broker bridges one from the credential
+// user with the allow list allow.
+func (f *fixture) mqttAs(user string, allow []string, topic, payload string) {
+	f.t.Helper()
+	subject, err := bus.MQTTSubject(home, topic)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = []byte(payload)
+	m.Header[broker.HeaderPublisher] = []string{user}
+	m.Header[broker.HeaderAllow] = allow
+	if err := f.conn.NATS().PublishMsg(m); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// TestDiscoveryOwnership: a credential can neither take over an entity or
+// device another credential announced, nor point an entity at topics
+// outside its own allow list; the refusals are logged and the owner's
+// entity keeps working.
+func TestDiscoveryOwnership(t *testing.T) {
+	var logs hmtest.LogBuffer
+	f := setupLogged(t, slog.New(slog.NewJSONHandler(&logs, nil)))
+	allowA := []string{"a/#", "homeassistant/#"}
+	allowB := []string{"b/#", "homeassistant/+/b/#"}
+	refusals := func() int {
+		return strings.Count(logs.String(), "discovery config refused") + strings.Count(logs.String(), "discovery removal refused")
+	}
+	waitRefusals := func(n int, why string) {
+		t.Helper()
+		hmtest.WaitFor(t, 10*time.Second, "refusal: "+why, func() bool {
+			return refusals() >= n && strings.Contains(logs.String(), why)
+		})
+	}
+
+	const bTopic = "homeassistant/switch/b/plug/config"
+	f.mqttAs("cred-b", allowB, bTopic, `{"name":"Plug","uniq_id":"b_plug","stat_t":"b/state","cmd_t":"b/set","dev":{"ids":["dev_b"],"name":"B"}}`)
+	plugB := f.waitEntity("b_plug", nil)
+	f.mqttAs("cred-b", allowB, "b/state", "ON")
+	f.waitEntity("b_plug", func(e homemesh.Entity) bool { return e.State.Value == "on" })
+
+	// A re-announces B's entity, pointing it at its own topics.
+	f.mqttAs("cred-a", allowA, bTopic, `{"name":"Mine","uniq_id":"b_plug","stat_t":"a/state","cmd_t":"a/set","dev":{"ids":["dev_b"],"name":"A"}}`)
+	waitRefusals(1, "the entity was announced by another credential")
+	// A announces a new entity on B's device.
+	f.mqttAs("cred-a", allowA, "homeassistant/switch/a/x/config", `{"name":"X","uniq_id":"a_x","stat_t":"a/x","cmd_t":"a/x/set","dev":{"ids":["dev_b"]}}`)
+	waitRefusals(2, "the device was announced by another credential")
+	// A announces B's unique_id under a key of its own.
+	f.mqttAs("cred-a", allowA, "homeassistant/switch/a/y/config", `{"name":"Y","uniq_id":"b_plug","stat_t":"a/y","cmd_t":"a/y/set","dev":{"ids":["dev_a"]}}`)
+	waitRefusals(3, "the unique_id belongs to another credential")
+	// A points an entity of its own at B's state and command topics.
+	f.mqttAs("cred-a", allowA, "homeassistant/switch/a/z/config", `{"name":"Z","uniq_id":"a_z","stat_t":"b/state","cmd_t":"b/set","dev":{"ids":["dev_a"]}}`)
+	waitRefusals(4, `outside the announcing credential's allow list`)
+	// A tries to remove B's entity.
+	f.mqttAs("cred-a", allowA, bTopic, "")
+	waitRefusals(5, "discovery removal refused")
+
+	// B's entity is untouched and still follows B's state topic.
+	f.mqttAs("cred-b", allowB, "b/state", "OFF")
+	got := f.waitEntity("b_plug", func(e homemesh.Entity) bool { return e.State.Value == "off" })
+	if got.ID != plugB.ID || got.DeviceID != plugB.DeviceID || got.Name != plugB.Name {
+		t.Errorf("B's entity changed: %+v, was %+v", got, plugB)
+	}
+	dev, err := f.reg.Device(context.Background(), plugB.DeviceID)
+	if err != nil || dev.Name != "B" {
+		t.Errorf("B's device = %+v, %v", dev, err)
+	}
+	for _, uid := range []string{"a_x", "a_z"} {
+		if _, ok := f.entity(uid); ok {
+			t.Errorf("refused entity %s exists", uid)
+		}
+	}
+
+	// What A may do, it can: an entity of its own on its own topics.
+	f.mqttAs("cred-a", allowA, "homeassistant/switch/a/z/config", `{"name":"Z","uniq_id":"a_z","stat_t":"a/z","cmd_t":"a/z/set","dev":{"ids":["dev_a"]}}`)
+	f.waitEntity("a_z", nil)
+	// B may still remove its own entity.
+	f.mqttAs("cred-b", allowB, bTopic, "")
+	hmtest.WaitFor(t, 10*time.Second, "B's entity removed by B", func() bool { _, ok := f.entity("b_plug"); return !ok })
 }

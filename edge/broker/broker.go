@@ -75,6 +75,14 @@ const (
 	HeaderRetain      = "Hm-Retain"       // "1" when the MQTT message was retained
 	HeaderQoS         = "Hm-Qos"          // "0", "1" or "2"
 	HeaderContentType = "Hm-Content-Type" // the MQTT 5 content type, when set
+	// HeaderPublisher names the credential (or certificate identity) that
+	// published the message; devices cannot set NATS headers, so it is
+	// the broker's word.
+	HeaderPublisher = "Hm-Publisher"
+	// HeaderAllow repeats the publisher's allow list, one filter per
+	// value, on messages whose topic ends in "/config" (discovery
+	// configs), so the edge can check the topics a config names.
+	HeaderAllow = "Hm-Allow"
 )
 
 // Listener names for Addr.

@@ -59,6 +59,17 @@ func filterSubset(allowed, requested string) bool {
 	return len(a) == len(r)
 }
 
+// Permits reports whether the allow list permits topic (a topic name or a
+// filter) by the rules the broker enforces on publishes and subscriptions.
+func Permits(allow []string, topic string) bool {
+	for _, a := range allow {
+		if filterSubset(a, topic) {
+			return true
+		}
+	}
+	return false
+}
+
 // validFilter reports whether f is a well-formed MQTT topic filter: not
 // empty, no NUL, '#' only as the whole last level, '+' only as a whole level.
 func validFilter(f string) bool {

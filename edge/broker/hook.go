@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 
 	"github.com/homemesh/homemesh/bus"
@@ -193,6 +194,14 @@ func (b *Broker) bridgeOut(cl *mqtt.Client, pk packets.Packet) {
 	}
 	qos := min(pk.FixedHeader.Qos, 2)
 	h := nats.Header{HeaderOrigin: b.hdrOrigin, HeaderRetain: hdrRetain[retain], HeaderQoS: hdrQoS[qos]}
+	if user := cl.Properties.Username; len(user) > 0 {
+		h[HeaderPublisher] = []string{string(user)}
+		if strings.HasSuffix(pk.TopicName, "/config") {
+			if v, ok := b.grants.Load(cl.ID); ok {
+				h[HeaderAllow] = v.(*grant).allow
+			}
+		}
+	}
 	if pk.Properties.ContentType != "" {
 		h[HeaderContentType] = []string{pk.Properties.ContentType}
 	}

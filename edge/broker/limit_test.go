@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/bustest"
 	"github.com/homemesh/homemesh/internal/hmtest"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -253,6 +255,41 @@ func TestConnectLimiter(t *testing.T) {
 	for remote, want := range map[string]bool{"127.0.0.1:5": true, "[::1]:5": true, "192.0.2.1:5": false, "garbage": false} {
 		if _, loop := sourceIP(remote); loop != want {
 			t.Errorf("sourceIP(%q) loopback = %v", remote, loop)
+		}
+	}
+}
+
+// TestPublisherHeaders: the bridge names the publishing credential on
+// every message and adds its allow list to discovery configs, which the
+// edge checks the config's topics against.
+func TestPublisherHeaders(t *testing.T) {
+	s := bustest.Server(t)
+	b := startBroker(t, s)
+	nc := bustest.Conn(t, s).NATS()
+	msgs := make(chan *nats.Msg, 4)
+	sub, err := nc.ChanSubscribe(bus.MQTTWildcard(testHome), msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	nc.Flush()
+	c := mustConnect(t, b.Addr(ListenerTCP).String(), "z2m", "z2m-pw", "bridge")
+	wait(t, c.Publish("zigbee2mqtt/lamp", 1, false, "state"))
+	wait(t, c.Publish("homeassistant/light/lamp/config", 1, false, "{}"))
+	for _, want := range []struct {
+		topic string
+		allow []string
+	}{{"zigbee2mqtt/lamp", nil}, {"homeassistant/light/lamp/config", []string{"zigbee2mqtt/#", "homeassistant/#"}}} {
+		select {
+		case m := <-msgs:
+			if got := m.Header.Get(HeaderPublisher); got != "z2m" {
+				t.Errorf("%s: publisher %q", want.topic, got)
+			}
+			if diff := cmp.Diff(want.allow, m.Header.Values(HeaderAllow)); diff != "" {
+				t.Errorf("%s: allow (-want +got):\n%s", want.topic, diff)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("nothing bridged")
 		}
 	}
 }

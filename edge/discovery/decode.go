@@ -29,6 +29,31 @@ func (c *Config) Topics() []string {
 	return out
 }
 
+// AllTopics returns every topic (or filter) the config names: those
+// Decode reads and those commands are published to, without duplicates,
+// so that all of them can be checked against the announcer's allow list.
+func (c *Config) AllTopics() []string {
+	out := c.Topics()
+	seen := map[string]bool{}
+	for _, t := range out {
+		seen[t] = true
+	}
+	keys := make([]string, 0, len(c.opts))
+	for k := range c.opts {
+		if k == "topic" || strings.HasSuffix(k, "_topic") {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if t := c.opts.str(k); t != "" && !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // Update is how one message changes an entity's state. Value applies only
 // when HasValue is set (a nil Value then means "unknown"); Attributes are
 // merged into the current ones (a nil attribute value means "unknown");
