@@ -17,6 +17,7 @@ import (
 
 	"github.com/homemesh/homemesh/audit"
 	"github.com/homemesh/homemesh/auth"
+	"github.com/homemesh/homemesh/bus/bustest"
 	"github.com/homemesh/homemesh/config"
 	"github.com/homemesh/homemesh/internal/hmtest"
 	"github.com/homemesh/homemesh/node"
@@ -167,5 +168,25 @@ func TestAuditVerifyNeedsAHome(t *testing.T) {
 	code, _, errOut := runCLI(t, "audit", "verify", "--data", filepath.Join(t.TempDir(), "none"))
 	if code == 0 || !strings.Contains(errOut, "--data") {
 		t.Fatalf("verify without a data directory: exit %d, %s", code, errOut)
+	}
+}
+
+// With --nats, verify joins an external bus instead of opening a data
+// directory: how a split deployment checks its log while running.
+func TestAuditVerifyOverNATS(t *testing.T) {
+	srv := bustest.Server(t)
+	l, err := audit.Open(context.Background(), bustest.Conn(t, srv), "home1", audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := l.Append(context.Background(), audit.Entry{Action: "login", Outcome: "success", Actor: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := runCLI(t, "audit", "verify", "--nats", srv.ClientURL(), "--home", "home1", "--data", t.TempDir(), "--json")
+	var report verifyReport
+	if err := json.Unmarshal([]byte(out), &report); code != 0 || err != nil || !report.Intact || report.Records != 3 || report.Home != "home1" {
+		t.Fatalf("verify over NATS: exit %d, %+v, %v\n%s%s", code, report, err, out, errOut)
 	}
 }
