@@ -24,6 +24,10 @@ var bodyTypes = []func() request{
 	func() request { return &wsMessage{} },
 	func() request { return &pairingRequest{} },
 	func() request { return &pairingClaimRequest{} },
+	func() request { return &emptyRequest{} },
+	func() request { return &passkeyRegisterFinishRequest{} },
+	func() request { return &passkeyLoginBeginRequest{} },
+	func() request { return &passkeyLoginFinishRequest{} },
 }
 
 func TestDecodeErrors(t *testing.T) {
@@ -108,6 +112,8 @@ func FuzzDecodeBodies(f *testing.F) {
 		`{"type":"auth","access_token":"t"}`,
 		`{"name":"hall sensor"}`, `{"name":"bridge","allow":["zigbee2mqtt/#"]}`, `{"name":"x","allow":[]}`,
 		`{"code":"ABCDE-FGHIJ-KLMNO-PQRST"}`, `{"code":"abcde fghij","csr":"-----BEGIN CERTIFICATE REQUEST-----\nMA==\n-----END CERTIFICATE REQUEST-----\n"}`,
+		`{"session_id":"s","name":"laptop","credential":{"id":"AA","response":{"clientDataJSON":"e30"}}}`,
+		`{"session_id":"s","credential":{ "id" : "<&>" }}`, `{"username":"alice"}`, `{}`, `{"credential":[]}`,
 		`{"command":"turn_on","params":{"a":{"b":[1,{"c":null}]}}} `,
 		`{"a":1}`, `[]`, `null`, `{"command":1e999}`, `{"allow":[1]}`, "{\"name\":\"\xff\"}",
 	} {

@@ -21,6 +21,8 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	g.handle("POST /api/v1/auth/login", http.HandlerFunc(g.login))
 	g.handle("POST /api/v1/auth/refresh", http.HandlerFunc(g.refresh))
 	g.handle("POST /api/v1/auth/logout", http.HandlerFunc(g.logout)) // the refresh token is the credential
+	g.handle("POST /api/v1/auth/passkeys/login/begin", http.HandlerFunc(g.passkeyLoginBegin))
+	g.handle("POST /api/v1/auth/passkeys/login/finish", http.HandlerFunc(g.passkeyLoginFinish))
 	g.handle("GET /api/v1/openapi.json", http.HandlerFunc(serveOpenAPI))
 	// A device being paired has no token: the setup code is its proof.
 	g.handle("POST /api/v1/pairings/claim", http.HandlerFunc(g.claimPairing))
@@ -41,6 +43,10 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	g.handle("GET /api/v1/tokens", g.authed(anyRole, g.listTokens))
 	g.handle("DELETE /api/v1/tokens/{id}", g.authed(anyRole, g.deleteToken))
 	g.handle("GET /api/v1/audit", g.authed(adminRoles, g.listAudit))
+	g.handle("POST /api/v1/auth/passkeys/register/begin", g.authed(anyRole, g.passkeyRegisterBegin))
+	g.handle("POST /api/v1/auth/passkeys/register/finish", g.authed(anyRole, g.passkeyRegisterFinish))
+	g.handle("GET /api/v1/auth/passkeys", g.authed(anyRole, g.listPasskeys))
+	g.handle("DELETE /api/v1/auth/passkeys/{id}", g.authed(anyRole, g.removePasskey))
 	g.handle("GET /api/v1/events", http.HandlerFunc(g.serveEvents)) // authenticates itself, see events.go
 
 	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
