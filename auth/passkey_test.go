@@ -173,12 +173,33 @@ func TestPasskeyLifecycle(t *testing.T) {
 		t.Errorf("the other passkey stopped working: %v", err)
 	}
 
-	out := h.logs.String()
-	for _, want := range []string{`"action":"passkey_added"`, `"action":"passkey_removed"`, `"method":"passkey"`} {
-		if !strings.Contains(out, want) {
-			t.Errorf("log lacks %s", want)
+	audited := func(action string) []AuditRecord {
+		t.Helper()
+		page, err := h.in.client.ListAudit(ctx, h.tok.AccessToken, AuditQuery{Action: action})
+		if err != nil {
+			t.Fatalf("ListAudit %s: %v", action, err)
+		}
+		return page.Records
+	}
+	if added := audited(AuditPasskeyAdded); len(added) != 2 || added[0].Target != "passkey:"+pk.ID || added[0].Actor != testOwner {
+		t.Errorf("passkey_added records: %+v", added)
+	}
+	if removed := audited(AuditPasskeyRemoved); len(removed) != 1 || removed[0].Target != "passkey:"+pk.ID {
+		t.Errorf("passkey_removed records: %+v", removed)
+	}
+	passkeyLogins := 0
+	for _, r := range audited(AuditLogin) {
+		if r.Details["method"] == "passkey" && r.Actor == testOwner {
+			passkeyLogins++
 		}
 	}
+	if passkeyLogins != 5 {
+		t.Errorf("%d passkey logins audited, want 5", passkeyLogins)
+	}
+	if failed := audited(AuditLoginFailed); len(failed) != 2 {
+		t.Errorf("login_failed records: %+v", failed)
+	}
+	out := h.logs.String()
 	for name, secret := range map[string]string{"access token": h.tok.AccessToken, "refresh token": h.tok.RefreshToken, "password": testPassword} {
 		if strings.Contains(out, secret) {
 			t.Errorf("log holds the %s", name)
