@@ -21,6 +21,7 @@ import (
 	"github.com/homemesh/homemesh/bus/natsbus"
 	"github.com/homemesh/homemesh/internal/hmtest"
 	"github.com/minio/highwayhash"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const home = "home1"
@@ -142,7 +143,16 @@ func TestAppendListVerify(t *testing.T) {
 func TestConcurrentAppendersKeepOneChain(t *testing.T) {
 	ctx := context.Background()
 	srv := bustest.Server(t)
-	logs := []*audit.Log{open(t, bustest.Conn(t, srv)), open(t, bustest.Conn(t, srv))}
+	// Both processes' metrics land in one registry, as in a test binary.
+	reg := prometheus.NewRegistry()
+	var logs []*audit.Log
+	for range 2 {
+		l, err := audit.Open(ctx, bustest.Conn(t, srv), home, audit.Options{Log: hmtest.Logger(t), Metrics: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, l)
+	}
 	const perWriter, goroutines = 40, 3
 	var wg sync.WaitGroup
 	errs := make(chan error, len(logs)*goroutines*perWriter)
@@ -169,6 +179,10 @@ func TestConcurrentAppendersKeepOneChain(t *testing.T) {
 	if err != nil || res.Records != want || res.Anchor == nil || *res.Anchor != res.Head {
 		t.Fatalf("verify: %+v %v; want %d records and the anchor at the head", res, err, want)
 	}
+	if n := counter(t, reg, "homemesh_audit_appends_total"); n != float64(want) {
+		t.Fatalf("homemesh_audit_appends_total = %v, want %d", n, want)
+	}
+	t.Logf("%v appends lost a race and were retried", counter(t, reg, "homemesh_audit_append_conflicts_total"))
 	// Every appended entry is there exactly once.
 	seen := map[string]bool{}
 	for q := (audit.Query{Limit: audit.MaxLimit}); ; {
@@ -331,9 +345,17 @@ func TestAppendRefusesADamagedTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_, err = open(t, conn).Append(context.Background(), entry(9))
+	reg := prometheus.NewRegistry()
+	l, err := audit.Open(context.Background(), conn, home, audit.Options{Log: hmtest.Logger(t), Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Append(context.Background(), entry(9))
 	if err == nil || !strings.Contains(homemesh.ErrorMessage(err), "audit verify") {
 		t.Fatalf("append after a damaged tail: %v", err)
+	}
+	if v := counter(t, reg, "homemesh_audit_append_failures_total"); v != 1 {
+		t.Fatalf("homemesh_audit_append_failures_total = %v, want 1", v)
 	}
 	s, _ := conn.JetStream().Stream(context.Background(), audit.StreamName(home))
 	if info, err := s.Info(context.Background()); err == nil && info.State.LastSeq > 3 {
@@ -409,4 +431,20 @@ func TestForgedChecksumStillFailsVerify(t *testing.T) {
 		t.Fatalf("after forging record 4 with a valid block checksum: %+v %v; want record 4 edited", res, err)
 	}
 	t.Logf("forged record: %v", p)
+}
+
+// counter reads the value of the counter name from reg.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no counter %s", name)
+	return 0
 }
