@@ -301,6 +301,43 @@ func TestTamperingOnDisk(t *testing.T) {
 		}
 		t.Logf("edited last record: %v", p)
 	})
+	for _, dropIndex := range []bool{false, true} {
+		// Without its index the server rebuilds its state from the cut
+		// block and believes the stream ends at record 7; then only the
+		// head anchor knows better.
+		t.Run(fmt.Sprintf("cut the block file short, drop the index %v", dropIndex), func(t *testing.T) {
+			dir := t.TempDir()
+			storedLog(t, dir, 10)
+			msgs := filepath.Join(dir, "jetstream", "$G", "streams", audit.StreamName(home), "msgs")
+			blocks, _ := filepath.Glob(filepath.Join(msgs, "*.blk"))
+			if len(blocks) != 1 {
+				t.Fatalf("%d block files", len(blocks))
+			}
+			data, err := os.ReadFile(blocks[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Cut inside record 8: it and everything after it are gone.
+			i := bytes.Index(data, []byte("user-0007"))
+			if i < 0 {
+				t.Fatal("record 8 not found")
+			}
+			if err := os.WriteFile(blocks[0], data[:i], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if dropIndex {
+				if err := os.Remove(filepath.Join(msgs, "index.db")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := verifyStored(t, dir)
+			var p *audit.Problem
+			if !errors.As(err, &p) || p.Seq != 8 || (p.Reason != audit.ReasonTruncated && p.Reason != audit.ReasonMissing) {
+				t.Fatalf("after cutting the tail: %+v %v; want record 8 truncated or missing", res, err)
+			}
+			t.Logf("cut tail: %v", p)
+		})
+	}
 	t.Run("remove the anchor", func(t *testing.T) {
 		dir := t.TempDir()
 		storedLog(t, dir, 3)
