@@ -350,8 +350,8 @@ func TestCredentials(t *testing.T) {
 func TestCredentialsNeedAdmin(t *testing.T) {
 	_, in, _ := onboarded(t)
 	ctx := context.Background()
-	// A member, put straight into the store: there is no user management
-	// verb yet.
+	// A member, put straight into the store, so this test does not depend
+	// on the user management verbs.
 	member := user{ID: "m1", Username: "bob", Role: RoleMember, PasswordHash: hashPassword(testPassword), CreatedAt: time.Now()}
 	rec, _ := json.Marshal(member)
 	if _, err := in.svc.usersKV.Put(ctx, userKey("bob"), rec); err != nil {

@@ -53,6 +53,12 @@ const (
 	VerbListTokens            = "token_list"
 	VerbDeleteToken           = "token_delete"
 	VerbVerifyToken           = "token_verify"
+	VerbCreateUser            = "user_create"
+	VerbListUsers             = "user_list"
+	VerbGetUser               = "user_get"
+	VerbUpdateUser            = "user_update"
+	VerbDeleteUser            = "user_delete"
+	VerbChangePassword        = "password_change"
 )
 
 // EventCredentialRevoked is the event kind published on
@@ -408,4 +414,71 @@ func (c *Client) ListPasskeys(ctx context.Context, accessToken string) ([]Passke
 // log in. Another person's passkey, or none, is KindNotFound.
 func (c *Client) RemovePasskey(ctx context.Context, accessToken, id string) error {
 	return c.conn.Request(ctx, subject(VerbPasskeyRemove), passkeyRemoveRequest{AccessToken: accessToken, ID: id}, nil)
+}
+
+// CreateUser creates a user, acting as the bearer of accessToken. Owners may
+// create any role; admins only members and guests. A taken name is
+// KindConflict naming "username".
+func (c *Client) CreateUser(ctx context.Context, accessToken string, nu NewUser) (User, error) {
+	var u User
+	err := c.conn.Request(ctx, subject(VerbCreateUser), createUserRequest{AccessToken: accessToken, NewUser: nu}, &u)
+	return u, err
+}
+
+// ListUsers lists every user, without secrets, in name order, acting as
+// the bearer of accessToken (owner or admin).
+func (c *Client) ListUsers(ctx context.Context, accessToken string) ([]User, error) {
+	out := []User{}
+	after := ""
+	for {
+		var r listUsersReply
+		if err := c.conn.Request(ctx, subject(VerbListUsers), listUsersRequest{AccessToken: accessToken, After: after}, &r); err != nil {
+			return nil, err
+		}
+		out = append(out, r.Users...)
+		if !r.More || len(r.Users) == 0 {
+			return out, nil
+		}
+		after = r.Users[len(r.Users)-1].Username
+	}
+}
+
+// GetUser returns the user username. Everyone may read their own profile;
+// owners and admins anyone's.
+func (c *Client) GetUser(ctx context.Context, accessToken, username string) (User, error) {
+	var u User
+	err := c.conn.Request(ctx, subject(VerbGetUser), userRequest{AccessToken: accessToken, Username: username}, &u)
+	return u, err
+}
+
+// UpdateUser changes a user's role, scope or password and voids every
+// token the user holds, so the change takes effect at once. Owners may
+// change anyone but never remove the last owner; admins only members and
+// guests, and never grant admin or owner.
+func (c *Client) UpdateUser(ctx context.Context, accessToken, username string, up UserUpdate) (User, error) {
+	var u User
+	err := c.conn.Request(ctx, subject(VerbUpdateUser), updateUserRequest{AccessToken: accessToken, Username: username, UserUpdate: up}, &u)
+	return u, err
+}
+
+// DeleteUser deletes a user and voids their tokens, with the same rules
+// as UpdateUser.
+func (c *Client) DeleteUser(ctx context.Context, accessToken, username string) error {
+	return c.conn.Request(ctx, subject(VerbDeleteUser), userRequest{AccessToken: accessToken, Username: username}, nil)
+}
+
+// ChangePassword changes the bearer's own password after checking the
+// current one (wrong guesses count towards the login throttle). Every
+// other session of the user ends; the returned tokens continue this one.
+func (c *Client) ChangePassword(ctx context.Context, accessToken, current, next string) (Tokens, error) {
+	return c.ChangePasswordFrom(ctx, "", accessToken, current, next)
+}
+
+// ChangePasswordFrom is ChangePassword for a request that came from the IP
+// address source, which wrong current passwords are counted against.
+func (c *Client) ChangePasswordFrom(ctx context.Context, source, accessToken, current, next string) (Tokens, error) {
+	var t Tokens
+	err := c.conn.Request(ctx, subject(VerbChangePassword),
+		changePasswordRequest{AccessToken: accessToken, CurrentPassword: current, NewPassword: next, Source: source}, &t)
+	return t, err
 }

@@ -56,8 +56,14 @@ func (s *Service) RevokeUserTokens(ctx context.Context, username string) (time.T
 			return time.Time{}, fmt.Errorf("decode user %q: %w", username, err)
 		}
 		// The next full second: tokens carry whole-second issue times, so
-		// every token issued up to now has iat before it.
-		u.TokensNotBefore = time.Now().UTC().Truncate(time.Second).Add(time.Second)
+		// every token issued up to now has iat before it. Tokens issued
+		// since an earlier revocation in this same second were stamped
+		// with that revocation's time, so the new one must lie beyond it.
+		nb := time.Now().UTC().Truncate(time.Second).Add(time.Second)
+		if !nb.After(u.TokensNotBefore) {
+			nb = u.TokensNotBefore.Add(time.Second)
+		}
+		u.TokensNotBefore = nb
 		val, _ := json.Marshal(u)
 		if _, err := s.usersKV.Update(ctx, userKey(username), val, e.Revision()); err != nil {
 			if errors.Is(err, jetstream.ErrKeyExists) {

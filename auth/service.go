@@ -456,6 +456,12 @@ func (s *Service) Run(ctx context.Context) error {
 		VerbListTokens:            s.handleListTokens,
 		VerbDeleteToken:           s.handleDeleteToken,
 		VerbVerifyToken:           s.handleVerifyToken,
+		VerbCreateUser:            s.handleCreateUser,
+		VerbListUsers:             s.handleListUsers,
+		VerbGetUser:               s.handleGetUser,
+		VerbUpdateUser:            s.handleUpdateUser,
+		VerbDeleteUser:            s.handleDeleteUser,
+		VerbChangePassword:        s.handleChangePassword,
 	}
 	var subs []*nats.Subscription
 	drain := func() {

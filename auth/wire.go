@@ -139,3 +139,37 @@ type claimPairingRequest struct {
 type certAuthRequest struct {
 	Certificate []byte `json:"certificate"` // DER
 }
+
+type createUserRequest struct {
+	AccessToken string `json:"access_token"`
+	NewUser
+}
+
+type listUsersRequest struct {
+	AccessToken string `json:"access_token"`
+	After       string `json:"after,omitempty"` // start after this user name
+}
+
+type listUsersReply struct {
+	Users []User `json:"users"`
+	More  bool   `json:"more,omitempty"`
+}
+
+// userRequest names one user: user_get and user_delete.
+type userRequest struct {
+	AccessToken string `json:"access_token"`
+	Username    string `json:"username"`
+}
+
+type updateUserRequest struct {
+	AccessToken string `json:"access_token"`
+	Username    string `json:"username"`
+	UserUpdate
+}
+
+type changePasswordRequest struct {
+	AccessToken     string `json:"access_token"`
+	CurrentPassword string `json:"current_password"`
+	NewPassword     string `json:"new_password"`
+	Source          string `json:"source,omitempty"` // the person's network address, for throttling
+}
