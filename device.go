@@ -32,6 +32,7 @@ type Device struct {
 	ConfigurationURL string      `json:"configuration_url,omitempty"`
 	SuggestedArea    string      `json:"suggested_area,omitempty"`
 	RoomID           string      `json:"room_id,omitempty"`
+	NameByUser       string      `json:"name_by_user,omitempty"` // a name a person gave; it wins over Name on re-announcement
 	Identifiers      []string    `json:"identifiers,omitempty"`
 	Connections      [][2]string `json:"connections,omitempty"` // [type, value], e.g. ["mac", "aa:bb:…"]
 	ViaDevice        string      `json:"via_device,omitempty"`  // an identifier of the parent device (a bridge)

@@ -40,6 +40,8 @@ type request struct {
 	Filter EntityFilter     `json:"filter,omitzero"`
 	Device *homemesh.Device `json:"device,omitempty"`
 	Entity *homemesh.Entity `json:"entity,omitempty"`
+	Room   *homemesh.Room   `json:"room,omitempty"`
+	Update *DeviceUpdate    `json:"update,omitempty"`
 }
 
 func (c *Client) call(ctx context.Context, verb string, req request, resp any) error {
@@ -89,6 +91,35 @@ func (c *Client) PutDevice(ctx context.Context, d homemesh.Device) (homemesh.Dev
 	var out homemesh.Device
 	err := c.call(ctx, verbDevicesPut, request{Device: &d}, &out)
 	return out, err
+}
+
+// UpdateDevice applies a person's change to a device (its room, its name)
+// and returns the device as stored. An unknown device is KindNotFound; a
+// room that does not exist is KindInvalid naming "room_id".
+func (c *Client) UpdateDevice(ctx context.Context, id string, up DeviceUpdate) (homemesh.Device, error) {
+	var out homemesh.Device
+	err := c.call(ctx, verbDevicesUpdate, request{ID: id, Update: &up}, &out)
+	return out, err
+}
+
+// Rooms lists the home's rooms, sorted by ID.
+func (c *Client) Rooms(ctx context.Context) ([]homemesh.Room, error) {
+	out := []homemesh.Room{}
+	err := c.call(ctx, verbRoomsList, request{}, &out)
+	return out, err
+}
+
+// CreateRoom creates a room named name. Its ID is homemesh.Slug(name); a
+// room with that ID already is KindConflict naming "name".
+func (c *Client) CreateRoom(ctx context.Context, name string) (homemesh.Room, error) {
+	var out homemesh.Room
+	err := c.call(ctx, verbRoomsCreate, request{Room: &homemesh.Room{Name: name}}, &out)
+	return out, err
+}
+
+// DeleteRoom deletes a room after taking its devices out of it.
+func (c *Client) DeleteRoom(ctx context.Context, id string) error {
+	return c.call(ctx, verbRoomsRemove, request{ID: id}, nil)
 }
 
 // Entities lists the home's entities matching f, sorted by ID.

@@ -45,12 +45,14 @@ type Service struct {
 	js                              jetstream.JetStream
 	log                             *slog.Logger
 	kvDevices, kvEntities, kvStates jetstream.KeyValue
+	kvRooms                         jetstream.KeyValue
 
 	// writeMu serialises definition writes so that read-modify-write of an
 	// entity or device is atomic within this process.
 	writeMu sync.Mutex
 
 	mu       sync.RWMutex
+	rooms    map[string]homemesh.Room
 	devices  map[string]homemesh.Device
 	entities map[string]homemesh.Entity // definitions; State is kept in states
 	states   map[string]*stateRecord
@@ -95,6 +97,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	return &Service{
 		cfg: cfg, bus: deps.Bus, js: deps.Bus.JetStream(),
 		log:      log.With("service", "registry", "home_id", cfg.Home),
+		rooms:    map[string]homemesh.Room{},
 		devices:  map[string]homemesh.Device{},
 		entities: map[string]homemesh.Entity{},
 		states:   map[string]*stateRecord{},
@@ -140,7 +143,7 @@ func (s *Service) open(ctx context.Context) error {
 	for _, b := range []struct {
 		kv   *jetstream.KeyValue
 		name string
-	}{{&s.kvDevices, "devices"}, {&s.kvEntities, "entities"}, {&s.kvStates, "states"}} {
+	}{{&s.kvRooms, "rooms"}, {&s.kvDevices, "devices"}, {&s.kvEntities, "entities"}, {&s.kvStates, "states"}} {
 		*b.kv, err = s.bus.KeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: s.bucket(b.name), History: 1, Storage: jetstream.FileStorage,
 			Description: "registry " + b.name + " of home " + s.cfg.Home,
@@ -173,6 +176,8 @@ func (s *Service) Run(ctx context.Context) error {
 		verbDevicesList: s.handleDevicesList, verbDevicesGet: s.handleDevicesGet, verbDevicesPut: s.handleDevicesPut,
 		verbEntitiesList: s.handleEntitiesList, verbEntitiesGet: s.handleEntitiesGet,
 		verbEntitiesPut: s.handleEntitiesPut, verbEntitiesRemove: s.handleEntitiesRemove,
+		verbDevicesUpdate: s.handleDevicesUpdate,
+		verbRoomsList:     s.handleRoomsList, verbRoomsCreate: s.handleRoomsCreate, verbRoomsRemove: s.handleRoomsRemove,
 	}
 	var subs []*nats.Subscription
 	defer func() {
@@ -196,6 +201,9 @@ func (s *Service) Run(ctx context.Context) error {
 		MaxAckPending: 20000,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean stop all the same
+		}
 		return &homemesh.Error{Op: "registry.consumer", Kind: homemesh.KindUnavailable, Message: "report consumer unavailable", Err: err}
 	}
 	s.mu.RLock()
@@ -337,6 +345,9 @@ func (s *Service) putDevice(ctx context.Context, d homemesh.Device) (homemesh.De
 		if d.RoomID == "" {
 			d.RoomID = old.RoomID // the room is the user's choice, not the device's
 		}
+		if old.NameByUser != "" {
+			d.Name, d.NameByUser = old.NameByUser, old.NameByUser // so is a name given by a person
+		}
 		cmpD, cmpOld := d, old
 		cmpD.UpdatedAt, cmpOld.UpdatedAt = time.Time{}, time.Time{}
 		if reflect.DeepEqual(cmpD, cmpOld) {
@@ -345,19 +356,7 @@ func (s *Service) putDevice(ctx context.Context, d homemesh.Device) (homemesh.De
 	} else {
 		d.CreatedAt = now
 	}
-	d.UpdatedAt = now
-	if err := s.store(ctx, s.kvDevices, d.ID, d); err != nil {
-		return d, err
-	}
-	s.mu.Lock()
-	s.devices[d.ID] = d
-	s.mu.Unlock()
-	kind := EventDeviceAdded
-	if exists {
-		kind = EventDeviceUpdated
-	}
-	s.event(kind, d)
-	return d, nil
+	return s.storeDevice(ctx, d, exists)
 }
 
 func (s *Service) handleEntitiesPut(ctx context.Context, msg *nats.Msg) (any, error) {

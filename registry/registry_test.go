@@ -30,11 +30,12 @@ func start(t testing.TB, srv *natsbus.Server) (stop func()) {
 		t.Fatal(err)
 	}
 	stop = hmtest.Run(t, "registry", svc.Run)
-	client := registry.NewClient(conn, home)
-	hmtest.WaitFor(t, 10*time.Second, "registry to answer", func() bool {
-		_, err := client.Devices(context.Background())
-		return err == nil
-	})
+	// Ready, not a first answer: the verbs are subscribed one by one.
+	select {
+	case <-svc.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the registry did not get ready")
+	}
 	return stop
 }
 

@@ -12,6 +12,10 @@ const (
 	verbEntitiesGet    = "entities.get"
 	verbEntitiesPut    = "entities.put"
 	verbEntitiesRemove = "entities.remove"
+	verbDevicesUpdate  = "devices.update"
+	verbRoomsList      = "rooms.list"
+	verbRoomsCreate    = "rooms.create"
+	verbRoomsRemove    = "rooms.remove"
 )
 
 const queueGroup = "registry"
@@ -44,4 +48,6 @@ const (
 	EventDeviceAdded   = "device_added"
 	EventDeviceUpdated = "device_updated"
 	EventDeviceRemoved = "device_removed"
+	EventRoomAdded     = "room_added"
+	EventRoomRemoved   = "room_removed"
 )

@@ -14,7 +14,7 @@ import (
 // made by other registry processes. It returns once the initial load is
 // complete; the watches go on until ctx ends.
 func (s *Service) watch(ctx context.Context) error {
-	for _, kv := range []jetstream.KeyValue{s.kvDevices, s.kvEntities, s.kvStates} {
+	for _, kv := range []jetstream.KeyValue{s.kvRooms, s.kvDevices, s.kvEntities, s.kvStates} {
 		w, err := kv.WatchAll(ctx)
 		if err != nil {
 			return &homemesh.Error{Op: "registry.watch", Kind: homemesh.KindUnavailable, Message: "storage unavailable", Err: err}
@@ -61,6 +61,15 @@ func (s *Service) apply(kv jetstream.KeyValue, entry jetstream.KeyValueEntry) {
 	}
 	var err error
 	switch kv {
+	case s.kvRooms:
+		if deleted {
+			delete(s.rooms, key)
+			return
+		}
+		var r homemesh.Room
+		if err = json.Unmarshal(entry.Value(), &r); err == nil {
+			s.rooms[key] = r
+		}
 	case s.kvDevices:
 		if deleted {
 			delete(s.devices, key)
