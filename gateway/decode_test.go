@@ -28,6 +28,11 @@ var bodyTypes = []func() request{
 	func() request { return &passkeyRegisterFinishRequest{} },
 	func() request { return &passkeyLoginBeginRequest{} },
 	func() request { return &passkeyLoginFinishRequest{} },
+	func() request { return &createUserRequest{} },
+	func() request { return &patchUserRequest{} },
+	func() request { return &passwordRequest{} },
+	func() request { return &roomRequest{} },
+	func() request { return &devicePatchRequest{} },
 }
 
 func TestDecodeErrors(t *testing.T) {
@@ -115,6 +120,11 @@ func FuzzDecodeBodies(f *testing.F) {
 		`{"session_id":"s","name":"laptop","credential":{"id":"AA","response":{"clientDataJSON":"e30"}}}`,
 		`{"session_id":"s","credential":{ "id" : "<&>" }}`, `{"username":"alice"}`, `{}`, `{"credential":[]}`,
 		`{"command":"turn_on","params":{"a":{"b":[1,{"c":null}]}}} `,
+		`{"username":"bob","password":"pw","role":"guest","scope":{"rooms":["living_room"],"kinds":["light"]}}`,
+		`{"username":"bob","password":"pw","role":"guest","scopes":{"entities":["a","a"]}}`,
+		`{"role":"member","scope":{},"password":"a long password"}`,
+		`{"current_password":"a","new_password":"b"}`,
+		`{"name":"Living room"}`, `{"room_id":"","name":"Sofa lamp"}`, `{"room_id":"Bad Room"}`,
 		`{"a":1}`, `[]`, `null`, `{"command":1e999}`, `{"allow":[1]}`, "{\"name\":\"\xff\"}",
 	} {
 		f.Add([]byte(s))

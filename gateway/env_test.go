@@ -42,6 +42,7 @@ type env struct {
 type envOptions struct {
 	accessTTL time.Duration
 	gwLog     *slog.Logger // the gateway's logger; default hmtest.Logger
+	authLog   *slog.Logger // the auth service's logger; default hmtest.Logger
 }
 
 // run runs fn in a goroutine until the test ends and checks it returns nil.
@@ -71,8 +72,12 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	run(t, "registry", reg.Run)
 
 	authConn := bustest.Conn(t, s)
+	authLog := log
+	if opts.authLog != nil {
+		authLog = opts.authLog
+	}
 	authSvc, err := auth.New(auth.Config{DataDir: t.TempDir(), Home: testHome, AccessTokenTTL: opts.accessTTL},
-		auth.Deps{Bus: authConn, Log: log})
+		auth.Deps{Bus: authConn, Log: authLog})
 	if err != nil {
 		t.Fatalf("auth.New: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,15 +38,10 @@ var (
 	// pingEvery keeps idle connections alive through proxies and detects
 	// dead peers.
 	pingEvery = 30 * time.Second
+	// reverifyEvery is how often a session's token is checked again, so a
+	// revocation whose event was missed still ends the session.
+	reverifyEvery = 30 * time.Second
 )
-
-// registryEvents are the event kinds forwarded to WebSocket clients. Other
-// kinds on the home's event subjects (credential revocations, …) are not
-// for every user's eyes, so they are dropped: deny by default.
-var registryEvents = map[string]bool{
-	registry.EventEntityAdded: true, registry.EventEntityUpdated: true, registry.EventEntityRemoved: true,
-	registry.EventDeviceAdded: true, registry.EventDeviceUpdated: true, registry.EventDeviceRemoved: true,
-}
 
 // stateMessage is what a client receives for each state change.
 type stateMessage struct {
@@ -70,17 +66,22 @@ type controlMessage struct {
 	Message string `json:"message,omitempty"`
 }
 
-// hub fans the home's state changes and registry events out to WebSocket
-// clients. It subscribes to the bus only while at least one client is
-// connected, and encodes each message once for all of them.
+// hub fans the home's state changes and events out to WebSocket clients.
+// It subscribes to the bus only while at least one client is connected,
+// and encodes each message once for all of them; each client then gets
+// only what its role and scope let it see (authz.go).
 type hub struct {
 	bus  *natsbus.Conn
+	reg  *registry.Client
 	home string
 	log  *slog.Logger
+
+	loadMu sync.Mutex // one index load at a time
 
 	mu      sync.Mutex
 	clients map[*client]struct{}
 	subs    []*nats.Subscription
+	index   *entityIndex
 }
 
 // client is one WebSocket session as the hub sees it.
@@ -89,37 +90,163 @@ type client struct {
 	// slow is closed when the hub dropped the client for falling behind.
 	slow     chan struct{}
 	slowOnce sync.Once
+	// revoked is closed when the session's tokens were revoked.
+	revoked    chan struct{}
+	revokeOnce sync.Once
+
+	// Who the session is, fixed for its lifetime.
+	userID   string
+	role     string
+	scope    auth.Scope
+	issuedAt time.Time
 }
 
-func newHub(b *natsbus.Conn, home string, log *slog.Logger) *hub {
-	return &hub{bus: b, home: home, log: log, clients: map[*client]struct{}{}}
+// entityIndex is what scope decisions need to know about every entity and
+// device, kept current from the registry's events.
+type entityIndex struct {
+	loaded   bool
+	entities map[string]homemesh.Entity // only ID, DeviceID and Kind are kept
+	rooms    map[string]string          // device ID → room ID
+	byDevice map[string]map[string]bool // device ID → its entity IDs
 }
 
-// join registers a client, subscribing to the bus for the first one. When
-// it returns, every change published afterwards reaches the client.
-func (h *hub) join(buffer int) (*client, error) {
-	c := &client{send: make(chan []byte, buffer), slow: make(chan struct{})}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.clients) == 0 {
-		nc := h.bus.NATS()
-		for _, subject := range []string{bus.StateWildcard(h.home), bus.EventWildcard(h.home)} {
-			sub, err := nc.Subscribe(subject, h.dispatch)
-			if err != nil {
-				h.unsubscribe()
-				return nil, &homemesh.Error{Op: "gateway.events", Kind: homemesh.KindUnavailable, Message: "event stream unavailable", Err: err}
-			}
-			h.subs = append(h.subs, sub)
+func newEntityIndex() *entityIndex {
+	return &entityIndex{entities: map[string]homemesh.Entity{}, rooms: map[string]string{}, byDevice: map[string]map[string]bool{}}
+}
+
+func (x *entityIndex) putEntity(e homemesh.Entity) {
+	x.entities[e.ID] = homemesh.Entity{ID: e.ID, DeviceID: e.DeviceID, Kind: e.Kind}
+	if x.byDevice[e.DeviceID] == nil {
+		x.byDevice[e.DeviceID] = map[string]bool{}
+	}
+	x.byDevice[e.DeviceID][e.ID] = true
+}
+
+func (x *entityIndex) removeEntity(e homemesh.Entity) {
+	delete(x.entities, e.ID)
+	delete(x.byDevice[e.DeviceID], e.ID)
+}
+
+// sees reports whether scope lets a client see entity id. Unknown
+// entities are not seen: deny by default.
+func (x *entityIndex) sees(sc auth.Scope, id string) bool {
+	e, ok := x.entities[id]
+	return ok && inScope(sc, e, x.rooms[e.DeviceID])
+}
+
+// seesDevice reports whether scope lets a client see at least one entity
+// of device id.
+func (x *entityIndex) seesDevice(sc auth.Scope, id string) bool {
+	for eid := range x.byDevice[id] {
+		if x.sees(sc, eid) {
+			return true
 		}
-		// Make sure the server has the subscriptions before the client is
-		// told it is connected.
-		if err := nc.Flush(); err != nil {
-			h.unsubscribe()
-			return nil, &homemesh.Error{Op: "gateway.events", Kind: homemesh.KindUnavailable, Message: "event stream unavailable", Err: err}
+	}
+	return false
+}
+
+// update applies a registry event to the index.
+func (x *entityIndex) update(m *meta) {
+	switch m.typ {
+	case registry.EventEntityAdded, registry.EventEntityUpdated:
+		x.putEntity(m.entity)
+	case registry.EventEntityRemoved:
+		x.removeEntity(m.entity)
+	case registry.EventDeviceAdded, registry.EventDeviceUpdated:
+		x.rooms[m.device.ID] = m.device.RoomID
+	case registry.EventDeviceRemoved:
+		delete(x.rooms, m.device.ID)
+		delete(x.byDevice, m.device.ID)
+	}
+}
+
+func newHub(b *natsbus.Conn, reg *registry.Client, home string, log *slog.Logger) *hub {
+	return &hub{bus: b, reg: reg, home: home, log: log, clients: map[*client]struct{}{}, index: newEntityIndex()}
+}
+
+// join registers a client for claims, subscribing to the bus for the first
+// one and loading the entity index for the first client with a scope. When
+// it returns, every change published afterwards reaches the client, as far
+// as it may see it.
+func (h *hub) join(ctx context.Context, buffer int, claims auth.Claims) (*client, error) {
+	c := &client{send: make(chan []byte, buffer), slow: make(chan struct{}), revoked: make(chan struct{}),
+		userID: claims.UserID, role: claims.Role, scope: claims.Scope, issuedAt: claims.IssuedAt}
+	h.mu.Lock()
+	if len(h.clients) == 0 {
+		if err := h.subscribe(); err != nil {
+			h.mu.Unlock()
+			return nil, err
 		}
 	}
 	h.clients[c] = struct{}{}
+	loaded := h.index.loaded
+	h.mu.Unlock()
+	if !c.scope.IsZero() && !loaded {
+		if err := h.loadIndex(ctx); err != nil {
+			h.leave(c)
+			return nil, &homemesh.Error{Op: "gateway.events", Kind: homemesh.KindUnavailable, Message: "event stream unavailable", Err: err}
+		}
+	}
 	return c, nil
+}
+
+// subscribe subscribes to the home's states and events. h.mu is held.
+func (h *hub) subscribe() error {
+	nc := h.bus.NATS()
+	for _, subject := range []string{bus.StateWildcard(h.home), bus.EventWildcard(h.home)} {
+		sub, err := nc.Subscribe(subject, h.dispatch)
+		if err != nil {
+			h.unsubscribe()
+			return &homemesh.Error{Op: "gateway.events", Kind: homemesh.KindUnavailable, Message: "event stream unavailable", Err: err}
+		}
+		h.subs = append(h.subs, sub)
+	}
+	// Make sure the server has the subscriptions before the client is
+	// told it is connected.
+	if err := nc.Flush(); err != nil {
+		h.unsubscribe()
+		return &homemesh.Error{Op: "gateway.events", Kind: homemesh.KindUnavailable, Message: "event stream unavailable", Err: err}
+	}
+	return nil
+}
+
+// loadIndex fills the index from the registry. The subscriptions already
+// run, so what the events told the index meanwhile is newer than the lists
+// and wins.
+func (h *hub) loadIndex(ctx context.Context) error {
+	h.loadMu.Lock()
+	defer h.loadMu.Unlock()
+	h.mu.Lock()
+	loaded, index := h.index.loaded, h.index
+	h.mu.Unlock()
+	if loaded {
+		return nil
+	}
+	ds, err := h.reg.Devices(ctx)
+	if err != nil {
+		return err
+	}
+	es, err := h.reg.Entities(ctx, registry.EntityFilter{})
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.index != index {
+		return nil // every client left meanwhile; the next scoped join loads afresh
+	}
+	for _, d := range ds {
+		if _, known := index.rooms[d.ID]; !known {
+			index.rooms[d.ID] = d.RoomID
+		}
+	}
+	for _, e := range es {
+		if _, known := index.entities[e.ID]; !known {
+			index.putEntity(e)
+		}
+	}
+	index.loaded = true
+	return nil
 }
 
 // leave unregisters c, unsubscribing after the last client.
@@ -139,33 +266,85 @@ func (h *hub) stop() {
 	h.unsubscribe()
 }
 
+// unsubscribe drops the subscriptions and, with them, the index, which
+// no longer follows the registry. h.mu is held.
 func (h *hub) unsubscribe() {
 	for _, sub := range h.subs {
 		_ = sub.Unsubscribe()
 	}
 	h.subs = nil
+	h.index = newEntityIndex()
 }
 
 // dispatch runs on the bus connection's goroutine: it must never block.
 func (h *hub) dispatch(msg *nats.Msg) {
-	data, ok := h.encode(msg)
+	m, ok := h.encode(msg)
 	if !ok {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if m.typ == registry.EventEntityRemoved {
+		// Decide with the entity still indexed, then forget it.
+		defer h.index.update(m)
+	} else {
+		h.index.update(m)
+	}
 	for c := range h.clients {
+		if m.revocation != nil {
+			if c.userID == m.revocation.UserID && c.issuedAt.Before(m.revocation.NotBefore) {
+				c.revokeOnce.Do(func() { close(c.revoked) })
+			}
+			continue
+		}
+		if !h.index.visible(c, m) {
+			continue
+		}
 		select {
-		case c.send <- data:
+		case c.send <- m.data:
 		default:
 			c.slowOnce.Do(func() { close(c.slow) })
 		}
 	}
 }
 
+// visible decides whether c may receive m: its role must receive the kind,
+// and what it concerns must be in its scope.
+func (x *entityIndex) visible(c *client, m *meta) bool {
+	if m.typ != stateChanged && !slices.Contains(eventRoles[m.typ], c.role) {
+		return false
+	}
+	if c.scope.IsZero() {
+		return true
+	}
+	switch m.typ {
+	case stateChanged:
+		return x.sees(c.scope, m.entityID)
+	case registry.EventEntityAdded, registry.EventEntityUpdated, registry.EventEntityRemoved:
+		return inScope(c.scope, m.entity, x.rooms[m.entity.DeviceID])
+	case registry.EventDeviceAdded, registry.EventDeviceUpdated, registry.EventDeviceRemoved:
+		return x.seesDevice(c.scope, m.device.ID)
+	}
+	return true // kinds about no entity, already limited by role
+}
+
+// stateChanged is the type of state messages.
+const stateChanged = "state_changed"
+
+// meta is a bus message encoded for clients, with what deciding who may
+// see it needs.
+type meta struct {
+	data       []byte
+	typ        string // stateChanged or the event kind
+	entityID   string // state changes
+	entity     homemesh.Entity
+	device     homemesh.Device
+	revocation *auth.Revocation // token revocations, which no client receives
+}
+
 // encode turns a bus message into the JSON a client receives, or reports
 // that the message is not for clients.
-func (h *hub) encode(msg *nats.Msg) ([]byte, bool) {
+func (h *hub) encode(msg *nats.Msg) (*meta, bool) {
 	env, err := bus.DecodeEnvelope(msg.Data)
 	if err != nil {
 		h.log.Warn("undecodable message", "subject", msg.Subject, "err", err)
@@ -174,6 +353,7 @@ func (h *hub) encode(msg *nats.Msg) ([]byte, bool) {
 	if env.Home != h.home {
 		return nil, false
 	}
+	m := &meta{typ: env.Type}
 	var out any
 	if _, _, _, ok := bus.SplitStateSubject(msg.Subject); ok {
 		var sc registry.StateChange
@@ -181,11 +361,35 @@ func (h *hub) encode(msg *nats.Msg) ([]byte, bool) {
 			h.log.Warn("undecodable state change", "subject", msg.Subject, "err", err)
 			return nil, false
 		}
-		out = stateMessage{Type: "state_changed", EntityID: sc.EntityID, DeviceID: sc.DeviceID,
+		m.typ, m.entityID = stateChanged, sc.EntityID
+		out = stateMessage{Type: stateChanged, EntityID: sc.EntityID, DeviceID: sc.DeviceID,
 			State: sc.State, OldState: sc.Old, Time: env.Time}
 	} else {
-		if !registryEvents[env.Type] || msg.Subject != bus.EventSubject(h.home, env.Type) {
+		if msg.Subject != bus.EventSubject(h.home, env.Type) {
 			return nil, false
+		}
+		var target any
+		switch env.Type {
+		case auth.EventTokensRevoked:
+			m.revocation = &auth.Revocation{}
+			target = m.revocation
+		case registry.EventEntityAdded, registry.EventEntityUpdated, registry.EventEntityRemoved:
+			target = &m.entity
+		case registry.EventDeviceAdded, registry.EventDeviceUpdated, registry.EventDeviceRemoved:
+			target = &m.device
+		default:
+			if _, forwarded := eventRoles[env.Type]; !forwarded {
+				return nil, false
+			}
+		}
+		if target != nil {
+			if err := json.Unmarshal(env.Payload, target); err != nil {
+				h.log.Warn("undecodable event", "subject", msg.Subject, "err", err)
+				return nil, false
+			}
+		}
+		if m.revocation != nil {
+			return m, true
 		}
 		payload := env.Payload
 		if len(payload) == 0 {
@@ -193,12 +397,11 @@ func (h *hub) encode(msg *nats.Msg) ([]byte, bool) {
 		}
 		out = eventMessage{Type: env.Type, Data: payload, Time: env.Time}
 	}
-	data, err := json.Marshal(out)
-	if err != nil {
+	if m.data, err = json.Marshal(out); err != nil {
 		h.log.Warn("cannot encode event", "subject", msg.Subject, "err", err)
 		return nil, false
 	}
-	return data, true
+	return m, true
 }
 
 // serveEvents upgrades to a WebSocket, authenticates the client with the
@@ -207,7 +410,10 @@ func (h *hub) encode(msg *nats.Msg) ([]byte, bool) {
 func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	// A header that is present must be valid: refuse before upgrading, so
 	// non-browser clients get a plain 401.
-	var claims auth.Claims
+	var (
+		claims auth.Claims
+		token  string
+	)
 	headerAuth := r.Header.Get("Authorization") != ""
 	if !headerAuth && !isUpgrade(r) {
 		// Without an upgrade, there is no channel for an auth message.
@@ -215,7 +421,8 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if headerAuth {
-		token, err := bearer(r)
+		var err error
+		token, err = bearer(r)
 		if err == nil {
 			claims, err = g.verify(r.Context(), token)
 		}
@@ -246,7 +453,7 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 
 	if !headerAuth {
-		claims, err = g.authMessage(ctx, conn)
+		claims, token, err = g.authMessage(ctx, conn)
 		if errors.Is(err, errAuthTimeout) {
 			return
 		}
@@ -263,13 +470,27 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if err := g.writeMessage(ctx, conn, controlMessage{Type: "auth_ok"}); err != nil {
 		return
 	}
-	g.stream(ctx, conn, claims)
+	g.stream(ctx, conn, session{claims: claims, token: token})
+}
+
+// session is who a WebSocket serves: the verified claims and the token
+// they came from, re-verified while the session lasts.
+type session struct {
+	claims auth.Claims
+	token  string
+}
+
+// sameAccess reports whether two sessions' claims grant the same: a
+// session's role and scope are fixed for its lifetime.
+func sameAccess(a, b auth.Claims) bool {
+	return a.UserID == b.UserID && a.Role == b.Role && slices.Equal(a.Scope.Rooms, b.Scope.Rooms) &&
+		slices.Equal(a.Scope.Kinds, b.Scope.Kinds) && slices.Equal(a.Scope.Entities, b.Scope.Entities)
 }
 
 // authMessage waits up to authWait for {"type":"auth","access_token":…}.
 // On timeout it answers auth_invalid and closes the connection itself:
 // cancelling a read would drop the connection without a word.
-func (g *Gateway) authMessage(ctx context.Context, conn *websocket.Conn) (auth.Claims, error) {
+func (g *Gateway) authMessage(ctx context.Context, conn *websocket.Conn) (auth.Claims, string, error) {
 	stop := context.AfterFunc(g.closing, func() { _ = conn.Close(websocket.StatusGoingAway, "server shutting down") })
 	defer stop()
 	timedOut := make(chan struct{})
@@ -281,19 +502,20 @@ func (g *Gateway) authMessage(ctx context.Context, conn *websocket.Conn) (auth.C
 	typ, data, err := conn.Read(ctx)
 	if !timer.Stop() {
 		<-timedOut // let the goodbye finish before the caller drops the connection
-		return auth.Claims{}, errAuthTimeout
+		return auth.Claims{}, "", errAuthTimeout
 	}
 	if err != nil {
-		return auth.Claims{}, homemesh.Errorf(homemesh.KindUnauthenticated, "no auth message received")
+		return auth.Claims{}, "", homemesh.Errorf(homemesh.KindUnauthenticated, "no auth message received")
 	}
 	if typ != websocket.MessageText {
-		return auth.Claims{}, homemesh.Errorf(homemesh.KindUnauthenticated, "the auth message must be text")
+		return auth.Claims{}, "", homemesh.Errorf(homemesh.KindUnauthenticated, "the auth message must be text")
 	}
 	var m wsMessage
 	if err := decodeBytes(data, &m); err != nil {
-		return auth.Claims{}, homemesh.Errorf(homemesh.KindUnauthenticated, "expected {\"type\":\"auth\",\"access_token\":…}")
+		return auth.Claims{}, "", homemesh.Errorf(homemesh.KindUnauthenticated, "expected {\"type\":\"auth\",\"access_token\":…}")
 	}
-	return g.verify(ctx, m.AccessToken)
+	claims, err := g.verify(ctx, m.AccessToken)
+	return claims, m.AccessToken, err
 }
 
 // errAuthTimeout means the auth timer has already answered and closed.
@@ -302,9 +524,10 @@ var errAuthTimeout = errors.New("no auth message in time")
 // stream forwards hub messages to conn. It also reads from conn, because
 // control frames only get answered while somebody reads, and because a
 // client may send a fresh auth message to extend its session before the
-// current token expires.
-func (g *Gateway) stream(ctx context.Context, conn *websocket.Conn, claims auth.Claims) {
-	c, err := g.events.join(g.sendBuffer)
+// current token expires. The session ends when its token is revoked: at
+// once on the revocation event, or at the next periodic re-check.
+func (g *Gateway) stream(ctx context.Context, conn *websocket.Conn, s session) {
+	c, err := g.events.join(ctx, g.sendBuffer, s.claims)
 	if err != nil {
 		_ = conn.Close(websocket.StatusTryAgainLater, "event stream unavailable")
 		return
@@ -313,19 +536,25 @@ func (g *Gateway) stream(ctx context.Context, conn *websocket.Conn, claims auth.
 	g.metrics.wsClients.Inc()
 	defer g.metrics.wsClients.Dec()
 
-	renewed := make(chan auth.Claims, 1)
+	renewed := make(chan session, 1)
 	readDone := make(chan error, 1)
 	var reader sync.WaitGroup
-	reader.Go(func() { readDone <- g.readLoop(ctx, conn, claims, renewed) })
+	reader.Go(func() { readDone <- g.readLoop(ctx, conn, s.claims, renewed) })
 	defer func() {
 		_ = conn.CloseNow() // ends the reader, if the peer has not already
 		reader.Wait()
 	}()
 
-	expiry := time.NewTimer(time.Until(claims.ExpiresAt))
+	expiry := time.NewTimer(time.Until(s.claims.ExpiresAt))
 	defer expiry.Stop()
 	ping := time.NewTicker(pingEvery)
 	defer ping.Stop()
+	reverify := time.NewTicker(reverifyEvery)
+	defer reverify.Stop()
+	revoked := func() {
+		g.log.Info("ending a WebSocket session: its token was revoked", "user", s.claims.Username)
+		_ = conn.Close(websocket.StatusPolicyViolation, "access token revoked")
+	}
 
 	for {
 		select {
@@ -337,13 +566,24 @@ func (g *Gateway) stream(ctx context.Context, conn *websocket.Conn, claims auth.
 				return
 			}
 		case <-c.slow:
-			g.log.Info("dropping slow WebSocket client", "user", claims.Username)
+			g.log.Info("dropping slow WebSocket client", "user", s.claims.Username)
 			g.metrics.wsDropped.Inc()
 			_ = conn.Close(websocket.StatusTryAgainLater, "too slow: events were dropped")
 			return
-		case nc := <-renewed:
-			claims = nc
-			expiry.Reset(time.Until(claims.ExpiresAt))
+		case ns := <-renewed:
+			s = ns
+			expiry.Reset(time.Until(s.claims.ExpiresAt))
+		case <-c.revoked:
+			revoked()
+			return
+		case <-reverify.C:
+			vctx, cancel := context.WithTimeout(ctx, writeWait)
+			_, err := g.verify(vctx, s.token)
+			cancel()
+			if homemesh.ErrorKind(err) == homemesh.KindUnauthenticated {
+				revoked()
+				return
+			}
 		case <-expiry.C:
 			_ = conn.Close(websocket.StatusPolicyViolation, "access token expired")
 			return
@@ -364,8 +604,9 @@ func (g *Gateway) stream(ctx context.Context, conn *websocket.Conn, claims auth.
 }
 
 // readLoop reads client messages until the connection ends. A valid auth
-// message for the same user renews the session; anything else closes it.
-func (g *Gateway) readLoop(ctx context.Context, conn *websocket.Conn, claims auth.Claims, renewed chan auth.Claims) error {
+// message for the same user with the same role and scope renews the
+// session; anything else closes it.
+func (g *Gateway) readLoop(ctx context.Context, conn *websocket.Conn, claims auth.Claims, renewed chan session) error {
 	for {
 		typ, data, err := conn.Read(ctx)
 		if err != nil {
@@ -381,11 +622,11 @@ func (g *Gateway) readLoop(ctx context.Context, conn *websocket.Conn, claims aut
 		if err == nil {
 			nc, err = g.verify(ctx, m.AccessToken)
 		}
-		if err == nil && nc.UserID != claims.UserID {
-			err = errors.New("token of another user")
+		if err == nil && !sameAccess(nc, claims) {
+			err = errors.New("token of another user, role or scope")
 		}
 		if err != nil {
-			_ = g.writeMessage(ctx, conn, controlMessage{Type: "auth_invalid", Message: "expected a valid auth message for the same user"})
+			_ = g.writeMessage(ctx, conn, controlMessage{Type: "auth_invalid", Message: "expected a valid auth message for the same user, role and scope; reconnect to change them"})
 			_ = conn.Close(websocket.StatusPolicyViolation, "invalid message")
 			return err
 		}
@@ -393,7 +634,7 @@ func (g *Gateway) readLoop(ctx context.Context, conn *websocket.Conn, claims aut
 		case <-renewed: // replace a renewal not yet applied
 		default:
 		}
-		renewed <- nc
+		renewed <- session{claims: nc, token: m.AccessToken}
 		if err := g.writeMessage(ctx, conn, controlMessage{Type: "auth_ok"}); err != nil {
 			return err
 		}

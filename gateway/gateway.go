@@ -105,7 +105,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		mux: http.NewServeMux(), closing: closing, close: cancel,
 		authWait: defaultAuthWait, sendBuffer: defaultSendBuffer,
 	}
-	g.events = newHub(g.bus, cfg.Home, log)
+	g.events = newHub(g.bus, g.reg, cfg.Home, log)
 	var reg prometheus.Registerer
 	if deps.Metrics != nil {
 		reg = deps.Metrics

@@ -27,26 +27,38 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	// A device being paired has no token: the setup code is its proof.
 	g.handle("POST /api/v1/pairings/claim", http.HandlerFunc(g.claimPairing))
 
-	// Everything else requires a valid access token.
-	g.handle("GET /api/v1/devices", g.authed(anyRole, g.listDevices))
-	g.handle("GET /api/v1/devices/{id}", g.authed(anyRole, g.getDevice))
-	g.handle("GET /api/v1/entities", g.authed(anyRole, g.listEntities))
-	g.handle("GET /api/v1/entities/{id}", g.authed(anyRole, g.getEntity))
-	g.handle("POST /api/v1/entities/{id}/commands", g.authed(commandRoles, g.command))
-	g.handle("POST /api/v1/credentials", g.authed(adminRoles, g.createCredential))
-	g.handle("GET /api/v1/credentials", g.authed(adminRoles, g.listCredentials))
-	g.handle("DELETE /api/v1/credentials/{username}", g.authed(adminRoles, g.deleteCredential))
-	g.handle("POST /api/v1/auth/revoke-all", g.authed(anyRole, g.revokeAll))
-	g.handle("POST /api/v1/pairings", g.authed(adminRoles, g.createPairing))
-	// Auth decides who may create and delete which integration tokens.
-	g.handle("POST /api/v1/tokens", g.authed(anyRole, g.createToken))
-	g.handle("GET /api/v1/tokens", g.authed(anyRole, g.listTokens))
-	g.handle("DELETE /api/v1/tokens/{id}", g.authed(anyRole, g.deleteToken))
-	g.handle("GET /api/v1/audit", g.authed(adminRoles, g.listAudit))
-	g.handle("POST /api/v1/auth/passkeys/register/begin", g.authed(anyRole, g.passkeyRegisterBegin))
-	g.handle("POST /api/v1/auth/passkeys/register/finish", g.authed(anyRole, g.passkeyRegisterFinish))
-	g.handle("GET /api/v1/auth/passkeys", g.authed(anyRole, g.listPasskeys))
-	g.handle("DELETE /api/v1/auth/passkeys/{id}", g.authed(anyRole, g.removePasskey))
+	// Everything else requires a valid access token and a role that the
+	// policy table (authz.go) grants the action.
+	g.handle("GET /api/v1/devices", g.authed(actRead, g.listDevices))
+	g.handle("GET /api/v1/devices/{id}", g.authed(actRead, g.getDevice))
+	g.handle("PATCH /api/v1/devices/{id}", g.authed(actManageDevices, g.patchDevice))
+	g.handle("GET /api/v1/entities", g.authed(actRead, g.listEntities))
+	g.handle("GET /api/v1/entities/{id}", g.authed(actRead, g.getEntity))
+	g.handle("POST /api/v1/entities/{id}/commands", g.authed(actCommand, g.command))
+	g.handle("GET /api/v1/rooms", g.authed(actRead, g.listRooms))
+	g.handle("POST /api/v1/rooms", g.authed(actManageRooms, g.createRoom))
+	g.handle("DELETE /api/v1/rooms/{id}", g.authed(actManageRooms, g.deleteRoom))
+	g.handle("POST /api/v1/credentials", g.authed(actManageCredentials, g.createCredential))
+	g.handle("GET /api/v1/credentials", g.authed(actManageCredentials, g.listCredentials))
+	g.handle("DELETE /api/v1/credentials/{username}", g.authed(actManageCredentials, g.deleteCredential))
+	g.handle("POST /api/v1/users", g.authed(actManageUsers, g.createUser))
+	g.handle("GET /api/v1/users", g.authed(actManageUsers, g.listUsers))
+	g.handle("GET /api/v1/users/{username}", g.authed(actManageUsers, g.getUser))
+	g.handle("PATCH /api/v1/users/{username}", g.authed(actManageUsers, g.patchUser))
+	g.handle("DELETE /api/v1/users/{username}", g.authed(actManageUsers, g.deleteUser))
+	g.handle("GET /api/v1/me", g.authed(actOwnAccount, g.me))
+	g.handle("POST /api/v1/auth/password", g.authed(actOwnAccount, g.changePassword))
+	g.handle("POST /api/v1/auth/revoke-all", g.authed(actOwnAccount, g.revokeAll))
+	g.handle("POST /api/v1/pairings", g.authed(actManagePairings, g.createPairing))
+	// Auth decides whose integration tokens a caller may list and delete.
+	g.handle("POST /api/v1/tokens", g.authed(actCreateTokens, g.createToken))
+	g.handle("GET /api/v1/tokens", g.authed(actOwnTokens, g.listTokens))
+	g.handle("DELETE /api/v1/tokens/{id}", g.authed(actOwnTokens, g.deleteToken))
+	g.handle("GET /api/v1/audit", g.authed(actReadAudit, g.listAudit))
+	g.handle("POST /api/v1/auth/passkeys/register/begin", g.authed(actOwnAccount, g.passkeyRegisterBegin))
+	g.handle("POST /api/v1/auth/passkeys/register/finish", g.authed(actOwnAccount, g.passkeyRegisterFinish))
+	g.handle("GET /api/v1/auth/passkeys", g.authed(actOwnAccount, g.listPasskeys))
+	g.handle("DELETE /api/v1/auth/passkeys/{id}", g.authed(actOwnAccount, g.removePasskey))
 	g.handle("GET /api/v1/events", http.HandlerFunc(g.serveEvents)) // authenticates itself, see events.go
 
 	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
@@ -83,16 +95,6 @@ func (g *Gateway) allowed(r *http.Request) []string {
 	return out
 }
 
-// Role sets for authed.
-var (
-	anyRole      = []string{auth.RoleOwner, auth.RoleAdmin, auth.RoleMember, auth.RoleGuest}
-	commandRoles = []string{auth.RoleOwner, auth.RoleAdmin, auth.RoleMember}
-	// adminRoles manage credentials and read the audit log. The auth
-	// service checks this again with the caller's token; the gateway
-	// refuses first, by default.
-	adminRoles = []string{auth.RoleOwner, auth.RoleAdmin}
-)
-
 // caller is who made an authenticated request.
 type caller struct {
 	claims auth.Claims
@@ -101,9 +103,10 @@ type caller struct {
 
 type authedFunc func(w http.ResponseWriter, r *http.Request, c caller)
 
-// authed requires a valid access token for this home whose role is in
-// roles, then calls h.
-func (g *Gateway) authed(roles []string, h authedFunc) http.Handler {
+// authed requires a valid access token for this home whose role the policy
+// table allows act, then calls h. Services that act for the caller (auth)
+// check the caller's token again themselves.
+func (g *Gateway) authed(act action, h authedFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, err := bearer(r)
 		if err != nil {
@@ -115,7 +118,7 @@ func (g *Gateway) authed(roles []string, h authedFunc) http.Handler {
 			writeError(w, r, g.log, err)
 			return
 		}
-		if !hasRole(roles, claims.Role) {
+		if !allows(claims.Role, act) {
 			writeError(w, r, g.log, homemesh.Errorf(homemesh.KindPermission, "your role may not do this"))
 			return
 		}
@@ -150,15 +153,6 @@ func (g *Gateway) verify(ctx context.Context, token string) (auth.Claims, error)
 		return auth.Claims{}, homemesh.Errorf(homemesh.KindUnauthenticated, "invalid access token")
 	}
 	return claims, nil
-}
-
-func hasRole(roles []string, role string) bool {
-	for _, r := range roles {
-		if r == role {
-			return true
-		}
-	}
-	return false
 }
 
 // pathID returns the path value name, checked to be a valid identifier.
@@ -230,13 +224,16 @@ func (g *Gateway) refresh(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, t)
 }
 
-func (g *Gateway) listDevices(w http.ResponseWriter, r *http.Request, _ caller) {
+func (g *Gateway) listDevices(w http.ResponseWriter, r *http.Request, c caller) {
 	ds, err := g.reg.Devices(r.Context())
+	if err == nil {
+		ds, err = g.visibleDevices(r.Context(), c, ds)
+	}
 	g.reply(w, r, ds, err)
 }
 
-func (g *Gateway) getDevice(w http.ResponseWriter, r *http.Request, _ caller) {
-	getByID(g, w, r, g.reg.Device)
+func (g *Gateway) getDevice(w http.ResponseWriter, r *http.Request, c caller) {
+	getByID(g, w, r, func(ctx context.Context, id string) (homemesh.Device, error) { return g.visibleDevice(ctx, c, id) })
 }
 
 // reply writes v as JSON with 200, or err as the error document. Lists
@@ -260,7 +257,7 @@ func getByID[T any](g *Gateway, w http.ResponseWriter, r *http.Request, fetch fu
 	g.reply(w, r, v, err)
 }
 
-func (g *Gateway) listEntities(w http.ResponseWriter, r *http.Request, _ caller) {
+func (g *Gateway) listEntities(w http.ResponseWriter, r *http.Request, c caller) {
 	q := r.URL.Query()
 	for k := range q {
 		if k != "device_id" && k != "kind" {
@@ -284,11 +281,17 @@ func (g *Gateway) listEntities(w http.ResponseWriter, r *http.Request, _ caller)
 		f.Kind = homemesh.EntityKind(v)
 	}
 	es, err := g.reg.Entities(r.Context(), f)
+	if err == nil && !c.claims.Scope.IsZero() {
+		var v *scopeView
+		if v, err = g.scopeView(r.Context(), c.claims.Scope); err == nil {
+			es = v.entities(es)
+		}
+	}
 	g.reply(w, r, es, err)
 }
 
-func (g *Gateway) getEntity(w http.ResponseWriter, r *http.Request, _ caller) {
-	getByID(g, w, r, g.reg.Entity)
+func (g *Gateway) getEntity(w http.ResponseWriter, r *http.Request, c caller) {
+	getByID(g, w, r, func(ctx context.Context, id string) (homemesh.Entity, error) { return g.visibleEntity(ctx, c, id) })
 }
 
 type commandResponse struct {
@@ -311,10 +314,33 @@ func (g *Gateway) command(w http.ResponseWriter, r *http.Request, c caller) {
 		writeError(w, r, g.log, err)
 		return
 	}
+	if ok, err := g.callerSees(r.Context(), c, e); err != nil || !ok {
+		if err == nil {
+			// Refused as if it did not exist, and audited as what it is.
+			g.auditCommand(r, c, e, q.Command, auth.AuditCommandDenied, auth.OutcomeDenied, "out of scope")
+			err = errNoEntity(id)
+		}
+		writeError(w, r, g.log, err)
+		return
+	}
+	if !mayCommand(c.claims.Role, e) {
+		g.auditCommand(r, c, e, q.Command, auth.AuditCommandDenied, auth.OutcomeDenied, "role")
+		g.log.Warn("command refused", "entity_id", e.ID, "command", q.Command, "user", c.claims.Username, "role", c.claims.Role)
+		writeError(w, r, g.log, homemesh.Errorf(homemesh.KindPermission, "your role may not command a %s", e.Kind))
+		return
+	}
 	cmd := homemesh.Command{HomeID: g.cfg.Home, EntityID: e.ID, Name: q.Command, Params: q.Params}
 	ctx, cancel := context.WithTimeout(r.Context(), commandTimeout)
 	defer cancel()
-	if err := g.bus.Request(ctx, bus.CommandSubject(g.cfg.Home, e.DeviceID, e.ID), cmd, nil); err != nil {
+	err = g.bus.Request(ctx, bus.CommandSubject(g.cfg.Home, e.DeviceID, e.ID), cmd, nil)
+	if isSecurity(e) {
+		outcome, reason := auth.OutcomeSuccess, ""
+		if err != nil {
+			outcome, reason = auth.OutcomeFailure, string(homemesh.ErrorKind(err))
+		}
+		g.auditCommand(r, c, e, q.Command, auth.AuditCommand, outcome, reason)
+	}
+	if err != nil {
 		writeError(w, r, g.log, err)
 		return
 	}

@@ -63,7 +63,8 @@ func TestIntegrationTokens(t *testing.T) {
 		wantStatus int
 	}{
 		{"guest reads devices", guest.Token, "GET", "/api/v1/devices", nil, 200},
-		{"guest may not command", guest.Token, "POST", "/api/v1/entities/lamp1_light/commands", `{"command":"turn_on"}`, 403},
+		// The lamp is in no room, so outside the token's scope: hidden.
+		{"guest may not command outside its scope", guest.Token, "POST", "/api/v1/entities/lamp1_light/commands", `{"command":"turn_on"}`, 404},
 		{"member commands", member.Token, "POST", "/api/v1/entities/lamp1_light/commands", `{"command":"turn_on"}`, 202},
 		{"member may not manage credentials", member.Token, "GET", "/api/v1/credentials", nil, 403},
 		{"no tokens from tokens", member.Token, "POST", "/api/v1/tokens", `{"name":"more"}`, 403},
