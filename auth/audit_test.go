@@ -111,7 +111,7 @@ func TestAuditListNeedsOwnerOrAdmin(t *testing.T) {
 		_, err = in.client.ListAudit(ctx, tok.AccessToken, AuditQuery{})
 		wantKind(t, err, homemesh.KindPermission)
 		// A token claiming admin is refused: the stored role wins.
-		forged, _, _ := signAccess(in.svc.signer, in.svc.kid, testHome, user{ID: u.ID, Username: name, Role: RoleAdmin}, time.Now(), time.Minute)
+		forged, _, _ := signAccess(in.svc.signing().signer, in.svc.signing().kid, testHome, user{ID: u.ID, Username: name, Role: RoleAdmin}, time.Now(), time.Minute)
 		_, err = in.client.ListAudit(ctx, forged, AuditQuery{})
 		wantKind(t, err, homemesh.KindPermission)
 	}

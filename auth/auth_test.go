@@ -200,16 +200,16 @@ func TestVerifyAccessToken(t *testing.T) {
 	payload, _ := b64url(parts[1])
 	tamperedPayload := strings.Replace(string(payload), `"role":"owner"`, `"role":"admin"`, 1)
 	tampered := parts[0] + "." + encb64url([]byte(tamperedPayload)) + "." + parts[2]
-	noneAlg := encb64url([]byte(`{"alg":"none","typ":"JWT","kid":"`+in.svc.kid+`"}`)) + "." + parts[1] + "."
+	noneAlg := encb64url([]byte(`{"alg":"none","typ":"JWT","kid":"`+in.svc.signing().kid+`"}`)) + "." + parts[1] + "."
 
 	if _, err := in.client.VerifyAccessToken(ctx, tok.AccessToken); err != nil {
 		t.Fatalf("valid token: %v", err)
 	}
 	for _, tc := range []struct{ name, token string }{
-		{"expired", sign(in.svc.signer, in.svc.kid, testHome, now.Add(-time.Hour), time.Minute)},
-		{"other key same kid", sign(otherKey, in.svc.kid, testHome, now, time.Minute)},
+		{"expired", sign(in.svc.signing().signer, in.svc.signing().kid, testHome, now.Add(-time.Hour), time.Minute)},
+		{"other key same kid", sign(otherKey, in.svc.signing().kid, testHome, now, time.Minute)},
 		{"other key other kid", sign(otherKey, "0123456789abcdef", testHome, now, time.Minute)},
-		{"other home", sign(in.svc.signer, in.svc.kid, "home2", now, time.Minute)},
+		{"other home", sign(in.svc.signing().signer, in.svc.signing().kid, "home2", now, time.Minute)},
 		{"tampered", tampered},
 		{"alg none", noneAlg},
 		{"garbage", "not.a.token"},
@@ -367,7 +367,7 @@ func TestCredentialsNeedAdmin(t *testing.T) {
 	wantKind(t, err, homemesh.KindPermission)
 	wantKind(t, in.client.DeleteCredential(ctx, tok.AccessToken, "mqtt-x"), homemesh.KindPermission)
 	// A token claiming admin for the member is refused: the stored role wins.
-	forged, _, _ := signAccess(in.svc.signer, in.svc.kid, testHome, user{ID: "m1", Username: "bob", Role: RoleAdmin}, time.Now(), time.Minute)
+	forged, _, _ := signAccess(in.svc.signing().signer, in.svc.signing().kid, testHome, user{ID: "m1", Username: "bob", Role: RoleAdmin}, time.Now(), time.Minute)
 	_, err = in.client.CreateCredential(ctx, forged, "x", []string{"a"})
 	wantKind(t, err, homemesh.KindPermission)
 }
@@ -392,7 +392,7 @@ func TestSecondInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := start(t, s, dirB)
-	if b.svc.kid != a.svc.kid || string(b.svc.CACertPEM()) != string(a.svc.CACertPEM()) {
+	if b.svc.signing().kid != a.svc.signing().kid || string(b.svc.CACertPEM()) != string(a.svc.CACertPEM()) {
 		t.Fatal("second instance has other key material")
 	}
 	if b.svc.OnboardingCode() != "" {

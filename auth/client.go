@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/homemesh/homemesh"
@@ -59,6 +60,7 @@ const (
 	VerbUpdateUser            = "user_update"
 	VerbDeleteUser            = "user_delete"
 	VerbChangePassword        = "password_change"
+	VerbRotateKeys            = "keys_rotate"
 )
 
 // EventCredentialRevoked is the event kind published on
@@ -136,6 +138,9 @@ type Client struct {
 	keys        *keyCache
 	revoked     *revocationCache
 	integration *integrationCache
+
+	keyEventsMu sync.Mutex  // one subscription attempt at a time
+	keyEvents   atomic.Bool // subscribed to EventKeysRotated
 }
 
 // NewClient returns a client that talks to the auth service over conn.
@@ -190,7 +195,7 @@ func (c *Client) VerifyAccessToken(ctx context.Context, token string) (Claims, e
 	var err error
 	if strings.HasPrefix(token, integrationPrefix) {
 		claims, err = c.verifyIntegration(ctx, token)
-	} else {
+	} else if err = c.watchKeyEvents(ctx); err == nil {
 		claims, err = c.keys.verify(ctx, token, c.fetchKeys)
 	}
 	if err != nil {

@@ -120,7 +120,7 @@ func TestResealAll(t *testing.T) {
 	}
 	id := addTOTP(t, a.svc, testOwner, []byte("totp secret"), []byte("pending secret"))
 	makeVersion0(t, a.svc, keyA, "ca")
-	caPEM, kid := a.svc.CACertPEM(), a.svc.kid
+	caPEM, kid := a.svc.CACertPEM(), a.svc.signing().kid
 	a.stop()
 
 	rot, err := newWithKeys(t, s, dir, keyB, keyA)
@@ -144,7 +144,7 @@ func TestResealAll(t *testing.T) {
 	}
 
 	b := runWithKeys(t, s, dir, keyB)
-	if string(b.svc.CACertPEM()) != string(caPEM) || b.svc.kid != kid {
+	if string(b.svc.CACertPEM()) != string(caPEM) || b.svc.signing().kid != kid {
 		t.Fatal("the CA or the signing key changed in the rotation")
 	}
 	if _, err := b.client.Login(ctx, testOwner, testPassword, ""); err != nil {

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base32"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -87,14 +86,13 @@ const caFile = "ca.crt"
 
 // Service is the auth service. Create it with New and serve with Run.
 type Service struct {
-	ready  chan struct{}
-	cfg    Config
-	bus    *natsbus.Conn
-	log    *slog.Logger
-	seal   sealer
-	signer ed25519.PrivateKey
-	kid    string
-	ca     *homeCA
+	ready chan struct{}
+	cfg   Config
+	bus   *natsbus.Conn
+	log   *slog.Logger
+	seal  sealer
+	keys  signingKeys // the token signing key set; see signing.go
+	ca    *homeCA
 
 	keysKV, usersKV, refreshKV, credsKV, throttleKV, revocationsKV jetstream.KeyValue
 	webauthnKV                                                     jetstream.KeyValue
@@ -264,23 +262,6 @@ func (s *Service) loadShared(ctx context.Context, key string, create func() ([]b
 
 func unavailable(what string, err error) error {
 	return &homemesh.Error{Op: "auth", Kind: homemesh.KindUnavailable, Message: "auth storage unavailable", Err: fmt.Errorf("%s: %w", what, err)}
-}
-
-func (s *Service) loadSigner(ctx context.Context) error {
-	seed, err := s.loadShared(ctx, "signing", func() ([]byte, error) {
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		return priv.Seed(), err
-	})
-	if err != nil {
-		return err
-	}
-	if len(seed) != ed25519.SeedSize {
-		return fmt.Errorf("stored signing key has %d bytes", len(seed))
-	}
-	s.signer = ed25519.NewKeyFromSeed(seed)
-	sum := sha256.Sum256(s.signer.Public().(ed25519.PublicKey))
-	s.kid = hex.EncodeToString(sum[:8])
-	return nil
 }
 
 func (s *Service) loadCA(ctx context.Context) error {
@@ -462,6 +443,7 @@ func (s *Service) Run(ctx context.Context) error {
 		VerbUpdateUser:            s.handleUpdateUser,
 		VerbDeleteUser:            s.handleDeleteUser,
 		VerbChangePassword:        s.handleChangePassword,
+		VerbRotateKeys:            s.handleRotateKeys,
 	}
 	var subs []*nats.Subscription
 	drain := func() {
@@ -489,9 +471,14 @@ func (s *Service) Run(ctx context.Context) error {
 		drain()
 		return unavailable("flush subscriptions", err)
 	}
-	s.log.Info("auth serving", "kid", s.kid)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var watching sync.WaitGroup
+	watching.Go(func() { s.watchKeys(watchCtx) })
+	s.log.Info("auth serving", "kid", s.signing().kid)
 	close(s.ready)
 	<-ctx.Done()
+	stopWatch()
+	watching.Wait()
 	drain()
 	s.log.Info("auth stopped")
 	return nil
@@ -538,18 +525,6 @@ func (s *Service) handleServerCert(ctx context.Context, msg *nats.Msg) (any, err
 	}
 	s.log.Info("server certificate issued", "hosts", strings.Join(hosts, ","))
 	return serverCertReply{Chain: [][]byte{der, s.ca.cert.Raw}}, nil
-}
-
-func (s *Service) handleKeys(ctx context.Context, msg *nats.Msg) (any, error) {
-	return keysReply{Home: s.cfg.Home, Keys: []publicKey{{KID: s.kid, Key: s.signer.Public().(ed25519.PublicKey)}}}, nil
-}
-
-// lookupKey is the service's own key lookup for verifying access tokens.
-func (s *Service) lookupKey(kid string) (ed25519.PublicKey, bool) {
-	if kid != s.kid {
-		return nil, false
-	}
-	return s.signer.Public().(ed25519.PublicKey), true
 }
 
 // hashLimit bounds how many argon2 hashes run at once (19 MiB each).

@@ -188,7 +188,8 @@ func familyKey(family string) string { return "f." + family }
 // issue creates an access token and a refresh token in family (a new
 // family when "").
 func (s *Service) issue(ctx context.Context, u user, family string, now time.Time) (Tokens, error) {
-	access, _, err := signAccess(s.signer, s.kid, s.cfg.Home, u, now, s.cfg.AccessTokenTTL)
+	st := s.signing()
+	access, _, err := signAccess(st.signer, st.kid, s.cfg.Home, u, now, s.cfg.AccessTokenTTL)
 	if err != nil {
 		return Tokens{}, fmt.Errorf("sign access token: %w", err)
 	}

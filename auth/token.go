@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -109,6 +110,10 @@ type keyCache struct {
 	keys      map[string]ed25519.PublicKey
 	lastFetch time.Time
 	verified  map[string]Claims
+	// stale is set when the service announces a new signing key: the next
+	// token with an unknown kid fetches keys at once, without waiting for
+	// refetchEvery.
+	stale atomic.Bool
 }
 
 // maxVerified bounds the verified-token cache; it is cleared when full.
@@ -143,7 +148,7 @@ func (k *keyCache) verify(ctx context.Context, token string, fetch func(context.
 		return Claims{}, errBadToken
 	}
 	home, keys, last := k.snapshot()
-	if home == "" || (unknownKID(token, keys) && now.Sub(last) >= refetchEvery) {
+	if home == "" || (unknownKID(token, keys) && (now.Sub(last) >= refetchEvery || k.stale.Swap(false))) {
 		var err error
 		if home, keys, err = k.refresh(ctx, last, fetch); err != nil {
 			return Claims{}, err

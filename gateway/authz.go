@@ -48,6 +48,8 @@ const (
 	actOwnTokens action = "own_tokens"
 	// actReadAudit reads the audit log.
 	actReadAudit action = "read_audit"
+	// actRotateKeys replaces the token signing key.
+	actRotateKeys action = "rotate_keys"
 )
 
 var (
@@ -69,6 +71,7 @@ var policy = map[action][]string{
 	actCreateTokens:      {auth.RoleOwner, auth.RoleAdmin, auth.RoleMember},
 	actOwnTokens:         everyone,
 	actReadAudit:         admins,
+	actRotateKeys:        {auth.RoleOwner},
 }
 
 // allows reports whether role may do a.

@@ -247,6 +247,9 @@ var matrix = []matrixRow{
 	// Nobody has a passkey "nope": not found, once authenticated.
 	{"DELETE /api/v1/auth/passkeys/{id}", fixed("DELETE", "/api/v1/auth/passkeys/nope", nil), [8]int{401, 401, 404, 404, 404, 404, 404, 404}, nil},
 	{"GET /api/v1/events", fixed("WEBSOCKET", "/api/v1/events", nil), authedAll, nil},
+	// Tokens signed before a rotation stay valid, so the columns after the
+	// owner are unaffected.
+	{"POST /api/v1/auth/keys/rotate", fixed("POST", "/api/v1/auth/keys/rotate", nil), [8]int{401, 401, allowed, 403, 403, 403, 403, 403}, nil},
 	// Last: it ends every session of the caller, who logs in again after.
 	{"POST /api/v1/auth/revoke-all", fixed("POST", "/api/v1/auth/revoke-all", nil), authedAll, func(t *testing.T, h *home, p string) {
 		if name := h.users[p]; name != "" {

@@ -49,6 +49,7 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	g.handle("GET /api/v1/me", g.authed(actOwnAccount, g.me))
 	g.handle("POST /api/v1/auth/password", g.authed(actOwnAccount, g.changePassword))
 	g.handle("POST /api/v1/auth/revoke-all", g.authed(actOwnAccount, g.revokeAll))
+	g.handle("POST /api/v1/auth/keys/rotate", g.authed(actRotateKeys, g.rotateKeys))
 	g.handle("POST /api/v1/pairings", g.authed(actManagePairings, g.createPairing))
 	// Auth decides whose integration tokens a caller may list and delete.
 	g.handle("POST /api/v1/tokens", g.authed(actCreateTokens, g.createToken))

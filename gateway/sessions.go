@@ -37,3 +37,14 @@ func noContent(w http.ResponseWriter) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// rotateKeys makes a new key sign access tokens; tokens signed before stay
+// valid until they expire.
+func (g *Gateway) rotateKeys(w http.ResponseWriter, r *http.Request, c caller) {
+	k, err := g.auth.RotateKeys(r.Context(), remoteIP(r), c.token)
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, k)
+}

@@ -1,8 +1,11 @@
 package gateway_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/homemesh/homemesh/auth"
@@ -109,5 +112,38 @@ func TestRevokeAll(t *testing.T) {
 	fresh := e.login(t)
 	if r := e.do(t, "GET", "/api/v1/devices", fresh.AccessToken, nil); r.status != http.StatusOK {
 		t.Fatalf("after a new login: status %d body %s", r.status, r.body)
+	}
+}
+
+// TestRotateSigningKey rotates through the API: nobody is logged out, and
+// new tokens, signed by the new key, work at once.
+func TestRotateSigningKey(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	tok := e.onboard(t)
+	guest := decode[auth.IntegrationToken](t, e.do(t, "POST", "/api/v1/tokens", tok.AccessToken, `{"name":"x","role":"guest"}`), http.StatusCreated)
+	e.do(t, "POST", "/api/v1/auth/keys/rotate", guest.Token, nil).wantError(t, http.StatusForbidden, "permission", "")
+	e.do(t, "POST", "/api/v1/auth/keys/rotate", "", nil).wantError(t, http.StatusUnauthorized, "unauthenticated", "")
+	kidOf := func(token string) string {
+		t.Helper()
+		header, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h struct{ KID string }
+		json.Unmarshal(header, &h)
+		return h.KID
+	}
+	rotated := decode[auth.RotatedKey](t, e.do(t, "POST", "/api/v1/auth/keys/rotate", tok.AccessToken, nil), http.StatusOK)
+	if rotated.KID == "" || rotated.KID == kidOf(tok.AccessToken) {
+		t.Fatalf("rotated to %q from %q", rotated.KID, kidOf(tok.AccessToken))
+	}
+	fresh := e.login(t)
+	if kidOf(fresh.AccessToken) != rotated.KID {
+		t.Errorf("new token signed by %q, want %q", kidOf(fresh.AccessToken), rotated.KID)
+	}
+	for name, access := range map[string]string{"old token": tok.AccessToken, "new token": fresh.AccessToken} {
+		if r := e.do(t, "GET", "/api/v1/devices", access, nil); r.status != http.StatusOK {
+			t.Errorf("%s: status %d body %s", name, r.status, r.body)
+		}
 	}
 }
