@@ -85,3 +85,15 @@ func benchBridge(b *testing.B, limits Limits) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 }
+
+// BenchmarkPublishLimiter measures what rate limiting adds to each
+// publish: the clock read and both token buckets, under the limits.
+func BenchmarkPublishLimiter(b *testing.B) {
+	lim := Limits{MessagesPerSecond: 1e9, BytesPerSecond: 1e12}.withDefaults()
+	var l publishLimiter
+	for b.Loop() {
+		if v, _ := l.allowPublish(&lim, time.Now(), 120); v != allow {
+			b.Fatal("throttled under the limit")
+		}
+	}
+}
