@@ -12,8 +12,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -419,4 +421,37 @@ func FuzzParseDeviceCSR(f *testing.F) {
 			t.Fatalf("accepted a %T key", k)
 		}
 	})
+}
+
+// TestPairingClaimRace spends one code from many goroutines at once:
+// exactly one gets a credential.
+func TestPairingClaimRace(t *testing.T) {
+	_, in, tok := onboarded(t)
+	ctx := context.Background()
+	p, err := in.client.CreatePairing(ctx, tok.AccessToken, "raced", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, err := in.client.ClaimPairing(ctx, p.Code, "", fmt.Sprintf("192.0.2.%d", 10+i))
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	won := 0
+	for err := range errs {
+		if err == nil {
+			won++
+		} else if homemesh.ErrorKind(err) != homemesh.KindPermission {
+			t.Errorf("losing claim: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d claims won, want exactly 1", won)
+	}
 }
