@@ -6,13 +6,31 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
+
+// ownerToken creates the owner and logs in. The banner can come a moment
+// before auth answers, so a 503 is retried.
+func ownerToken(t *testing.T, h *hub) string {
+	t.Helper()
+	owner := map[string]string{"code": h.code, "username": "owner", "password": "correct horse battery"}
+	status := 0
+	waitUntil(t, "onboarding", func() bool {
+		status = call(t, "POST", h.api+"/onboard", "", owner, nil)
+		return status != http.StatusServiceUnavailable
+	})
+	if status != http.StatusCreated {
+		t.Fatalf("onboard = %d", status)
+	}
+	return login(t, h.api)
+}
 
 // claim is what the pairing API hands a device.
 type claim struct {
@@ -64,11 +82,7 @@ func TestFirewallSplit(t *testing.T) { firewall(t, split(t)) }
 func firewall(t *testing.T, h *hub) {
 	needMosquitto(t)
 	api := h.api
-	owner := map[string]string{"code": h.code, "username": "owner", "password": "correct horse battery"}
-	if code := call(t, "POST", api+"/onboard", "", owner, nil); code != http.StatusCreated {
-		t.Fatalf("onboard = %d", code)
-	}
-	tok := login(t, api)
+	tok := ownerToken(t, h)
 
 	a := pair(t, api, tok, "plug a", "")
 	b := pair(t, api, tok, "plug b", "")
@@ -188,4 +202,67 @@ func (l *lines) closed(t *testing.T, name string) {
 			t.Fatalf("%s still connected after revocation", name)
 		}
 	}
+}
+
+// TestThrottleAllInOne floods from one paired device with mosquitto_pub at
+// full speed: the hub throttles and disconnects it and audits that, while
+// another device's messages all arrive.
+func TestThrottleAllInOne(t *testing.T) {
+	needMosquitto(t)
+	h := allInOne(t)
+	api := h.api
+	tok := ownerToken(t, h)
+	flooder := pair(t, api, tok, "flooder", "")
+	calm := pair(t, api, tok, "calm", "")
+
+	calmTopic := "homemesh/" + calm.Identity + "/state"
+	got := stream(t, sub(h.mqtt, calm.Username, calm.Password, 0, "-q", "1", "-t", calmTopic))
+	got.ready(t, func() error {
+		return pub(t, h.mqtt, calm.Username, calm.Password, "-t", calmTopic, "-m", "probe")
+	}, "probe")
+
+	var flood strings.Builder
+	for i := range 40000 {
+		fmt.Fprintf(&flood, "%d\n", i)
+	}
+	cmd := exec.Command("mosquitto_pub", append(mqttArgs(h.mqtt, flooder.Username, flooder.Password),
+		"-l", "-q", "0", "-t", "homemesh/"+flooder.Identity+"/flood")...)
+	cmd.Stdin = strings.NewReader(flood.String())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Once dropped, mosquitto_pub keeps trying to reconnect with the rest
+	// of its input; it is stopped when the test ends.
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var calmLines strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&calmLines, "calm %d\n", i)
+	}
+	calmPub := exec.Command("mosquitto_pub", append(mqttArgs(h.mqtt, calm.Username, calm.Password), "-l", "-q", "1", "-t", calmTopic)...)
+	calmPub.Stdin = strings.NewReader(calmLines.String())
+	if out, err := calmPub.CombinedOutput(); err != nil {
+		t.Fatalf("the calm device's publish failed: %v: %s", err, out)
+	}
+	for i := range 50 {
+		want := fmt.Sprintf("calm %d", i)
+		got.next(t, func(line string) bool { return line == want })
+	}
+
+	waitUntil(t, "the throttled device in the audit log", func() bool {
+		var page struct {
+			Records []struct {
+				Action, Actor string
+				Details       map[string]string
+			}
+		}
+		if call(t, "GET", api+"/audit?action=device_throttled", tok, nil, &page) != http.StatusOK {
+			return false
+		}
+		for _, r := range page.Records {
+			if r.Actor == flooder.Username && r.Details["disconnected"] == "true" {
+				return true
+			}
+		}
+		return false
+	})
 }
