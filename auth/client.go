@@ -367,11 +367,12 @@ func (c *Client) BeginPasskeyRegistration(ctx context.Context, accessToken strin
 // PublicKeyCredential the browser returned for the ceremony sessionID, and
 // stores it as the bearer's passkey called name. A credential that does not
 // verify, or a session that is unknown, expired, spent or someone else's,
-// is KindInvalid naming the field.
-func (c *Client) FinishPasskeyRegistration(ctx context.Context, accessToken, sessionID, name string, credential json.RawMessage) (Passkey, error) {
+// is KindInvalid naming the field. source is the caller's address, for the
+// audit log ("" when unknown).
+func (c *Client) FinishPasskeyRegistration(ctx context.Context, source, accessToken, sessionID, name string, credential json.RawMessage) (Passkey, error) {
 	var p Passkey
 	err := c.conn.Request(ctx, subject(VerbPasskeyRegisterFinish), passkeyRegisterFinishRequest{
-		AccessToken: accessToken, SessionID: sessionID, Name: name, Credential: credential}, &p)
+		AccessToken: accessToken, SessionID: sessionID, Name: name, Credential: credential, Source: source}, &p)
 	return p, err
 }
 
@@ -416,9 +417,10 @@ func (c *Client) ListPasskeys(ctx context.Context, accessToken string) ([]Passke
 }
 
 // RemovePasskey removes the bearer's passkey id at once: it can no longer
-// log in. Another person's passkey, or none, is KindNotFound.
-func (c *Client) RemovePasskey(ctx context.Context, accessToken, id string) error {
-	return c.conn.Request(ctx, subject(VerbPasskeyRemove), passkeyRemoveRequest{AccessToken: accessToken, ID: id}, nil)
+// log in. Another person's passkey, or none, is KindNotFound. source is the
+// caller's address, for the audit log ("" when unknown).
+func (c *Client) RemovePasskey(ctx context.Context, source, accessToken, id string) error {
+	return c.conn.Request(ctx, subject(VerbPasskeyRemove), passkeyRemoveRequest{AccessToken: accessToken, ID: id, Source: source}, nil)
 }
 
 // CreateUser creates a user, acting as the bearer of accessToken. Owners may

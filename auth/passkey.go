@@ -31,6 +31,13 @@ const (
 	maxSessionID = 64
 )
 
+// ceremonyBytes bounds the ceremony bucket. Logins begin without a token,
+// so a flood of them must hit a limit rather than the disk: once full, new
+// ceremonies are refused (KindUnavailable) until old ones expire, tens of
+// thousands of ceremonies later, and passkeys wait until the flood ends;
+// passwords keep working. A variable so that a test can reach it.
+var ceremonyBytes int64 = 64 << 20
+
 // DefaultWebAuthnRPID is the relying party ID when none is configured.
 const DefaultWebAuthnRPID = "localhost"
 
@@ -155,6 +162,20 @@ type ceremonyRecord struct {
 }
 
 func ceremonyKey(id string) string { return "c." + id }
+
+// openCeremonyBucket opens the bucket of begun ceremonies, whose records
+// expire after ceremonyTTL and whose size is bounded by ceremonyBytes.
+func (s *Service) openCeremonyBucket(ctx context.Context) error {
+	kv, err := s.bus.KeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: bucket(s.cfg.Home, "webauthn"), Description: "auth passkey ceremonies",
+		TTL: ceremonyTTL, History: 1, MaxBytes: ceremonyBytes,
+	})
+	if err != nil {
+		return err
+	}
+	s.webauthnKV = kv
+	return nil
+}
 
 // startCeremony stores rec and returns the ceremony for the client.
 func (s *Service) startCeremony(ctx context.Context, rec ceremonyRecord, options any, now time.Time) (PasskeyCeremony, error) {
@@ -354,6 +375,10 @@ func (s *Service) handlePasskeyRegisterFinish(ctx context.Context, msg *nats.Msg
 	if err := requiredCredential(req.Credential); err != nil {
 		return nil, err
 	}
+	source, err := auditSource(req.Source)
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now()
 	cer, err := s.finishCeremony(ctx, req.SessionID, ceremonyRegister, now)
 	if errors.Is(err, errCeremonyGone) || err == nil && cer.UserID != actor.UserID {
@@ -407,7 +432,7 @@ func (s *Service) handlePasskeyRegisterFinish(ctx context.Context, msg *nats.Msg
 		return nil, err
 	}
 	s.log.Info("passkey added", "username", u.Username, "user_id", u.ID, "passkey_id", rec.ID)
-	s.Audit(ctx, AuditEntry{Action: AuditPasskeyAdded, Outcome: OutcomeSuccess, Actor: u.Username, ActorID: u.ID,
+	s.Audit(ctx, AuditEntry{Action: AuditPasskeyAdded, Outcome: OutcomeSuccess, Actor: u.Username, ActorID: u.ID, Source: source,
 		Target: "passkey:" + rec.ID, Details: map[string]string{"name": rec.Name}})
 	return rec.public(), nil
 }
@@ -478,6 +503,10 @@ func (s *Service) handlePasskeyRemove(ctx context.Context, msg *nats.Msg) (any, 
 	if err := homemesh.CheckID("id", req.ID); err != nil {
 		return nil, err
 	}
+	source, err := auditSource(req.Source)
+	if err != nil {
+		return nil, err
+	}
 	var removed passkeyRecord
 	_, err = s.updateUser(ctx, actor.Username, actor.UserID, func(u *user) error {
 		i := slices.IndexFunc(u.Passkeys, func(p passkeyRecord) bool { return p.ID == req.ID })
@@ -497,7 +526,7 @@ func (s *Service) handlePasskeyRemove(ctx context.Context, msg *nats.Msg) (any, 
 		s.log.Warn("cannot remove a passkey's index", "username", actor.Username, "err", err)
 	}
 	s.log.Info("passkey removed", "username", actor.Username, "user_id", actor.UserID, "passkey_id", removed.ID)
-	s.Audit(ctx, AuditEntry{Action: AuditPasskeyRemoved, Outcome: OutcomeSuccess, Actor: actor.Username, ActorID: actor.UserID,
+	s.Audit(ctx, AuditEntry{Action: AuditPasskeyRemoved, Outcome: OutcomeSuccess, Actor: actor.Username, ActorID: actor.UserID, Source: source,
 		Target: "passkey:" + removed.ID, Details: map[string]string{"name": removed.Name}})
 	return struct{}{}, nil
 }

@@ -68,7 +68,7 @@ func (h *passkeyHome) register(t *testing.T, a *webauthntest.Authenticator, toke
 	if err != nil {
 		t.Fatalf("authenticator Create: %v", err)
 	}
-	pk, err := h.in.client.FinishPasskeyRegistration(ctx, token, c.SessionID, name, cred)
+	pk, err := h.in.client.FinishPasskeyRegistration(ctx, "", token, c.SessionID, name, cred)
 	if err != nil {
 		t.Fatalf("FinishPasskeyRegistration: %v", err)
 	}
@@ -145,10 +145,10 @@ func TestPasskeyLifecycle(t *testing.T) {
 		t.Errorf("registering the same authenticator again: %v", err)
 	}
 
-	if err := h.in.client.RemovePasskey(ctx, h.tok.AccessToken, pk.ID); err != nil {
+	if err := h.in.client.RemovePasskey(ctx, "", h.tok.AccessToken, pk.ID); err != nil {
 		t.Fatalf("RemovePasskey: %v", err)
 	}
-	wantKind(t, h.in.client.RemovePasskey(ctx, h.tok.AccessToken, pk.ID), homemesh.KindNotFound)
+	wantKind(t, h.in.client.RemovePasskey(ctx, "", h.tok.AccessToken, pk.ID), homemesh.KindNotFound)
 	// The server no longer offers the removed passkey; presented anyway,
 	// it is refused.
 	_, err = h.login(t, a, "")
@@ -411,7 +411,7 @@ func TestPasskeyRegistrationRefusals(t *testing.T) {
 		{"replayed session", h.tok.AccessToken, "session_id", func(t *testing.T) (string, string, json.RawMessage) {
 			c := begin(t, h.tok.AccessToken)
 			cred := create(t, c, testOrigin)
-			if _, err := h.in.client.FinishPasskeyRegistration(ctx, h.tok.AccessToken, c.SessionID, "first", cred); err != nil {
+			if _, err := h.in.client.FinishPasskeyRegistration(ctx, "", h.tok.AccessToken, c.SessionID, "first", cred); err != nil {
 				t.Fatal(err)
 			}
 			return c.SessionID, "again", cred
@@ -430,7 +430,7 @@ func TestPasskeyRegistrationRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			id, name, cred := tt.run(t)
-			_, err := h.in.client.FinishPasskeyRegistration(ctx, tt.token, id, name, cred)
+			_, err := h.in.client.FinishPasskeyRegistration(ctx, "", tt.token, id, name, cred)
 			wantKind(t, err, homemesh.KindInvalid)
 			if got := homemesh.ErrorField(err); got != tt.field {
 				t.Errorf("field = %q, want %q (%v)", got, tt.field, err)
@@ -441,7 +441,7 @@ func TestPasskeyRegistrationRefusals(t *testing.T) {
 	wantKind(t, err, homemesh.KindUnauthenticated)
 	_, err = h.in.client.ListPasskeys(ctx, "")
 	wantKind(t, err, homemesh.KindUnauthenticated)
-	wantKind(t, h.in.client.RemovePasskey(ctx, h.tok.AccessToken, "Not An ID"), homemesh.KindInvalid)
+	wantKind(t, h.in.client.RemovePasskey(ctx, "", h.tok.AccessToken, "Not An ID"), homemesh.KindInvalid)
 
 	// Bob registers his own; he cannot see or remove the owner's.
 	bobs := h.register(t, webauthntest.New(), bob.AccessToken, "bob's key")
@@ -453,7 +453,7 @@ func TestPasskeyRegistrationRefusals(t *testing.T) {
 	if err != nil || len(owners) != 1 {
 		t.Fatalf("owner's list = %+v, %v", owners, err)
 	}
-	wantKind(t, h.in.client.RemovePasskey(ctx, bob.AccessToken, owners[0].ID), homemesh.KindNotFound)
+	wantKind(t, h.in.client.RemovePasskey(ctx, "", bob.AccessToken, owners[0].ID), homemesh.KindNotFound)
 }
 
 // Login options for a user name look alike whether the user exists, has
@@ -562,6 +562,23 @@ func TestPasskeyCeremonyExpires(t *testing.T) {
 	if _, err := h.in.svc.finishCeremony(ctx, c.SessionID, ceremonyRegister, time.Now()); !errors.Is(err, errCeremonyGone) {
 		t.Fatalf("login session finished as a registration: %v", err)
 	}
+}
+
+// A flood of begun logins fills the bounded ceremony bucket and is then
+// refused rather than filling the disk.
+func TestPasskeyCeremoniesAreBounded(t *testing.T) {
+	defer func(n int64) { ceremonyBytes = n }(ceremonyBytes)
+	ceremonyBytes = 32 << 10
+	h := startPasskeys(t)
+	ctx := context.Background()
+	var err error
+	for i := 0; err == nil; i++ {
+		if i > 1000 {
+			t.Fatal("1000 ceremonies fit in a 32 KiB bucket")
+		}
+		_, err = h.in.client.BeginPasskeyLogin(ctx, "")
+	}
+	wantKind(t, err, homemesh.KindUnavailable)
 }
 
 func TestPasskeysNeedOrigins(t *testing.T) {

@@ -182,6 +182,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := s.openBuckets(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.openCeremonyBucket(ctx); err != nil {
+		return nil, err
+	}
 	var err error
 	if s.audit, err = audit.Open(ctx, s.bus, cfg.Home, audit.Options{Log: log, Metrics: deps.Metrics}); err != nil {
 		return nil, err
@@ -222,7 +225,6 @@ func (s *Service) openBuckets(ctx context.Context) error {
 		{&s.tokensKV, "tokens", "auth integration tokens, hashed", 0},
 		// A revocation matters while tokens issued before it may live.
 		{&s.revocationsKV, "revocations", "auth per-user token revocations", maxAccessTokenTTL + clockSkew},
-		{&s.webauthnKV, "webauthn", "auth passkey ceremonies", ceremonyTTL},
 		// Setup codes, hashed; the TTL removes unclaimed ones.
 		{&s.pairKV, "pairings", "auth device setup codes, hashed", PairingTTL},
 	} {

@@ -102,6 +102,7 @@ type passkeyRegisterFinishRequest struct {
 	SessionID   string          `json:"session_id"`
 	Name        string          `json:"name"`
 	Credential  json.RawMessage `json:"credential"`
+	Source      string          `json:"source,omitempty"` // the caller's address, for the audit log
 }
 
 type passkeyLoginBeginRequest struct {
@@ -122,6 +123,7 @@ type passkeyListRequest struct {
 type passkeyRemoveRequest struct {
 	AccessToken string `json:"access_token"`
 	ID          string `json:"id"`
+	Source      string `json:"source,omitempty"` // the caller's address, for the audit log
 }
 
 type createPairingRequest struct {

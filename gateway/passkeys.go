@@ -99,7 +99,7 @@ func (g *Gateway) passkeyRegisterFinish(w http.ResponseWriter, r *http.Request, 
 		writeError(w, r, g.log, err)
 		return
 	}
-	pk, err := g.auth.FinishPasskeyRegistration(r.Context(), c.token, q.SessionID, q.Name, q.Credential)
+	pk, err := g.auth.FinishPasskeyRegistration(r.Context(), remoteIP(r), c.token, q.SessionID, q.Name, q.Credential)
 	if err != nil {
 		writeError(w, r, g.log, err)
 		return
@@ -141,7 +141,7 @@ func (g *Gateway) removePasskey(w http.ResponseWriter, r *http.Request, c caller
 		writeError(w, r, g.log, err)
 		return
 	}
-	if err := g.auth.RemovePasskey(r.Context(), c.token, id); err != nil {
+	if err := g.auth.RemovePasskey(r.Context(), remoteIP(r), c.token, id); err != nil {
 		writeError(w, r, g.log, err)
 		return
 	}

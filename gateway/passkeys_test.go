@@ -108,6 +108,20 @@ func TestPasskeysThroughTheAPI(t *testing.T) {
 	}
 	// The removed passkey, still held by the authenticator, no longer logs in.
 	e.loginWith(t, a, "", e.origin).wantError(t, 401, "unauthenticated", "")
+
+	// Each step is in the audit log with the caller's address.
+	for _, action := range []string{auth.AuditPasskeyAdded, auth.AuditPasskeyRemoved, auth.AuditLogin, auth.AuditLoginFailed} {
+		page := decode[auth.AuditPage](t, e.do(t, "GET", "/api/v1/audit?action="+action, e.token, nil), 200)
+		found := false
+		for _, r := range page.Records {
+			if r.Source == "127.0.0.1" && (action != auth.AuditLogin || r.Details["method"] == "passkey") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no %s record from 127.0.0.1 in %+v", action, page.Records)
+		}
+	}
 }
 
 // Forged, replayed and cloned answers are all refused with the same 401.

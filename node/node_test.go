@@ -161,7 +161,7 @@ func TestHubPasskeyOriginFollowsTheBoundPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.FinishPasskeyRegistration(ctx, tok.AccessToken, reg.SessionID, "laptop", cred); err != nil {
+	if _, err := client.FinishPasskeyRegistration(ctx, "", tok.AccessToken, reg.SessionID, "laptop", cred); err != nil {
 		t.Fatalf("register from %s: %v", origin, err)
 	}
 	login, err := client.BeginPasskeyLogin(ctx, "")
