@@ -1,6 +1,8 @@
 package config
 
 import (
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -222,6 +224,47 @@ func FuzzParseRate(f *testing.F) {
 		}
 		if v < 0 || v > maxRate || v != v {
 			t.Fatalf("ParseRate(%q) = %v", s, v)
+		}
+	})
+}
+
+// FuzzWebAuthnSettings feeds arbitrary relying party IDs and origin lists
+// through the flag layer: whatever Validate accepts is an origin a browser
+// could use a passkey of that RP ID from.
+func FuzzWebAuthnSettings(f *testing.F) {
+	f.Add("localhost", "http://localhost:8080,https://localhost:8443")
+	f.Add("hub.local", "https://hub.local, https://a.hub.local:1")
+	f.Add("hub.local", "http://hub.local")
+	f.Add("127.0.0.1", "https://127.0.0.1")
+	f.Add("x", "https://evilx,https://x/")
+	f.Fuzz(func(t *testing.T, rpID, origins string) {
+		c := Default()
+		for _, fl := range c.Fields() {
+			switch fl.Name {
+			case "webauthn-rp-id":
+				_ = fl.Set(rpID)
+			case "webauthn-origins":
+				_ = fl.Set(origins)
+			}
+		}
+		if err := c.Validate(); err != nil {
+			if homemesh.ErrorField(err) != "webauthn-rp-id" && homemesh.ErrorField(err) != "webauthn-origins" {
+				t.Fatalf("error names %q: %v", homemesh.ErrorField(err), err)
+			}
+			return
+		}
+		for _, o := range c.WebAuthnOrigins {
+			u, err := url.Parse(o)
+			if err != nil {
+				t.Fatalf("accepted %q: %v", o, err)
+			}
+			host := u.Hostname()
+			if host != c.WebAuthnRPID && !strings.HasSuffix(host, "."+c.WebAuthnRPID) {
+				t.Fatalf("accepted %q for RP ID %q", o, c.WebAuthnRPID)
+			}
+			if u.Scheme != "https" && !(u.Scheme == "http" && (host == "localhost" || strings.HasSuffix(host, ".localhost"))) {
+				t.Fatalf("accepted %q", o)
+			}
 		}
 	})
 }
