@@ -26,14 +26,7 @@ type grant struct {
 }
 
 // permits reports whether the grant covers topic (a topic name or a filter).
-func (g *grant) permits(topic string) bool {
-	for _, a := range g.allow {
-		if filterSubset(a, topic) {
-			return true
-		}
-	}
-	return false
-}
+func (g *grant) permits(topic string) bool { return Permits(g.allow, topic) }
 
 // grantFor returns the allow list cached for a client ID, for the store.
 func (b *Broker) grantFor(clientID string) (username string, allow []string) {
