@@ -52,9 +52,9 @@ type home struct {
 func newHome(t testing.TB) *home {
 	t.Helper()
 	logs := &hmtest.LogBuffer{}
-	e := newEnv(t.(*testing.T), envOptions{authLog: slog.New(slog.NewJSONHandler(logs, nil))})
+	e := newEnv(t, envOptions{authLog: slog.New(slog.NewJSONHandler(logs, nil))})
 	h := &home{env: e, logs: logs, tokens: map[string]string{pInvalid: "not-a-token"}, users: map[string]string{}}
-	h.tokens[pOwner] = e.onboard(t.(*testing.T)).AccessToken
+	h.tokens[pOwner] = e.onboard(t).AccessToken
 	h.users[pOwner] = testOwner
 	u, err := url.Parse(e.srv.URL)
 	if err != nil {
@@ -115,14 +115,14 @@ func newHome(t testing.TB) *home {
 		if u.scope != nil {
 			body["scope"] = u.scope
 		}
-		decode[auth.User](t.(*testing.T), h.do(t.(*testing.T), "POST", "/api/v1/users", h.tokens[pOwner], body), http.StatusCreated)
-		h.tokens[u.principal] = h.loginAs(t.(*testing.T), u.name).AccessToken
+		decode[auth.User](t, h.do(t, "POST", "/api/v1/users", h.tokens[pOwner], body), http.StatusCreated)
+		h.tokens[u.principal] = h.loginAs(t, u.name).AccessToken
 		h.users[u.principal] = u.name
 	}
 	return h
 }
 
-func (h *home) loginAs(t *testing.T, name string) auth.Tokens {
+func (h *home) loginAs(t testing.TB, name string) auth.Tokens {
 	t.Helper()
 	r := h.do(t, "POST", "/api/v1/auth/login", "", map[string]string{"username": name, "password": testPassword})
 	return decode[auth.Tokens](t, r, http.StatusOK)

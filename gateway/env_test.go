@@ -46,7 +46,7 @@ type envOptions struct {
 }
 
 // run runs fn in a goroutine until the test ends and checks it returns nil.
-func run(t *testing.T, name string, fn func(context.Context) error) {
+func run(t testing.TB, name string, fn func(context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -59,7 +59,7 @@ func run(t *testing.T, name string, fn func(context.Context) error) {
 	})
 }
 
-func newEnv(t *testing.T, opts envOptions) *env {
+func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
 	log := hmtest.Logger(t)
 	s := bustest.Server(t)
@@ -157,7 +157,7 @@ type apiError struct {
 
 // do sends a request. body is sent as is when it is a string, as JSON
 // otherwise; nil sends none.
-func (e *env) do(t *testing.T, method, path, token string, body any) response {
+func (e *env) do(t testing.TB, method, path, token string, body any) response {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -194,7 +194,7 @@ func (e *env) do(t *testing.T, method, path, token string, body any) response {
 }
 
 // decode fails the test unless r has status want, then decodes its body.
-func decode[T any](t *testing.T, r response, want int) T {
+func decode[T any](t testing.TB, r response, want int) T {
 	t.Helper()
 	var v T
 	if r.status != want {
@@ -207,7 +207,7 @@ func decode[T any](t *testing.T, r response, want int) T {
 }
 
 // onboard creates the owner through the API and logs in.
-func (e *env) onboard(t *testing.T) auth.Tokens {
+func (e *env) onboard(t testing.TB) auth.Tokens {
 	t.Helper()
 	code := e.authSvc.OnboardingCode()
 	if code == "" {
@@ -220,7 +220,7 @@ func (e *env) onboard(t *testing.T) auth.Tokens {
 	return e.login(t)
 }
 
-func (e *env) login(t *testing.T) auth.Tokens {
+func (e *env) login(t testing.TB) auth.Tokens {
 	t.Helper()
 	r := e.do(t, "POST", "/api/v1/auth/login", "", map[string]string{"username": testOwner, "password": testPassword})
 	return decode[auth.Tokens](t, r, http.StatusOK)
