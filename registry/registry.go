@@ -164,11 +164,17 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // reports.
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.open(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean stop all the same
+		}
 		return err
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	if err := s.watch(watchCtx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 
