@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -35,7 +36,7 @@ func upCommand(stdout, stderr io.Writer) *cobra.Command {
 			return err
 		}
 		defer stopDemo()
-		printBanner(stdout, cfg.Data, n)
+		bannerWhenReady(cmd.Context(), stdout, cfg.Data, n)
 		return n.Run(cmd.Context())
 	}
 	return cmd
@@ -61,10 +62,23 @@ func serveCommand(stdout, stderr io.Writer) *cobra.Command {
 		if err := n.Start(cmd.Context()); err != nil {
 			return err
 		}
-		printBanner(stdout, cfg.Data, n)
+		bannerWhenReady(cmd.Context(), stdout, cfg.Data, n)
 		return n.Run(cmd.Context())
 	}
 	return cmd
+}
+
+// bannerWhenReady prints the banner once every hosted service answers, so
+// that whoever reads the API address can use it at once: services start
+// serving only when Run runs, and a request in between would find no one.
+func bannerWhenReady(ctx context.Context, w io.Writer, data string, n *node.Node) {
+	go func() {
+		select {
+		case <-n.Ready():
+			printBanner(w, data, n)
+		case <-ctx.Done():
+		}
+	}()
 }
 
 // printBanner tells the person who started the process what they need:
