@@ -71,12 +71,12 @@ func (l Limits) withDefaults() Limits {
 }
 
 // Throttle reporting: one event per client per reportEvery at most; a
-// client that has more than floodFactor × reportEvery seconds of its
-// message rate dropped within one reportEvery window is flooding and is
-// disconnected.
+// client that has more than reportEvery seconds of its message rate, and
+// at least minFloodDrops messages, dropped within one reportEvery window is
+// flooding and is disconnected.
 const (
-	reportEvery = 10 * time.Second
-	floodFactor = 1
+	reportEvery   = 10 * time.Second
+	minFloodDrops = 100
 )
 
 // EventDeviceThrottled is the event kind published on
@@ -183,7 +183,7 @@ func (l *publishLimiter) allowPublish(lim *Limits, now time.Time, size int) (v v
 	if rate == 0 {
 		rate = lim.BytesPerSecond / 1024 // a kibibyte counts as a message
 	}
-	if l.windowDropped > floodFactor*rate*reportEvery.Seconds() {
+	if l.windowDropped > max(rate*reportEvery.Seconds(), minFloodDrops) {
 		v = disconnect
 		l.pending.Disconnected = true
 	}

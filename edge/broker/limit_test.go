@@ -1,9 +1,12 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/bustest"
 	"github.com/homemesh/homemesh/internal/hmtest"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -207,15 +211,17 @@ func TestPublishLimiter(t *testing.T) {
 	if v, _ := l.allowPublish(&lim, t0.Add(9*time.Second), 10); v != allow {
 		t.Errorf("after the debt is repaid: %v", v)
 	}
-	// Flooding: more than rate × 10 s of drops in one window disconnects.
+	// Flooding: more than rate × 10 s of drops (and at least
+	// minFloodDrops) in one window disconnects.
 	var f publishLimiter
 	lim = Limits{MessagesPerSecond: 1, MessageBurst: 1}
 	var last verdict
-	for i := 0; i < 100 && last != disconnect; i++ {
+	for i := 0; i < 1000 && last != disconnect; i++ {
 		last, report = f.allowPublish(&lim, t0.Add(time.Duration(i)*time.Millisecond), 1)
 	}
-	// The first drop was reported at once; the next ten are in this one.
-	if last != disconnect || report == nil || !report.Disconnected || report.DroppedMessages != 10 {
+	// The first drop was reported at once; the next minFloodDrops are in
+	// this one.
+	if last != disconnect || report == nil || !report.Disconnected || report.DroppedMessages != minFloodDrops {
 		t.Errorf("flood: %v %+v", last, report)
 	}
 }
@@ -292,4 +298,101 @@ func TestPublisherHeaders(t *testing.T) {
 			t.Fatal("nothing bridged")
 		}
 	}
+}
+
+// TestMQTT5OverTheLimit: an MQTT 5 client is told "quota exceeded" in the
+// PUBACK of a QoS 1 publish over its rate, and keeps its connection; its
+// connection attempts over the device limit get CONNACK "quota exceeded".
+func TestMQTT5OverTheLimit(t *testing.T) {
+	s := bustest.Server(t)
+	b := startBroker(t, s, withLimits(Limits{MessagesPerSecond: 0.01, MessageBurst: 1, ReconnectsPerSecond: 0.01, ReconnectBurst: 1}))
+	addr := b.Addr(ListenerTCP).String()
+	pk := connectPacket("dev-a", "a-pw", "v5", "")
+	pk.ProtocolVersion = 5
+	connect5 := func() (net.Conn, byte) {
+		t.Helper()
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		var buf bytes.Buffer
+		c := pk
+		c.FixedHeader.Type = packets.Connect
+		if err := c.ConnectEncode(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		typ, body := readPacket(t, conn)
+		if typ != packets.Connack || len(body) < 2 {
+			t.Fatalf("got packet type %d, want CONNACK", typ)
+		}
+		return conn, body[1]
+	}
+	conn, code := connect5()
+	if code != 0 {
+		t.Fatalf("CONNACK %#x", code)
+	}
+	puback := func(id uint16) byte {
+		t.Helper()
+		pub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
+			TopicName: "dev/a/state", Payload: []byte("x"), PacketID: id}
+		var buf bytes.Buffer
+		if err := pub.PublishEncode(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		typ, body := readPacket(t, conn)
+		if typ != packets.Puback {
+			t.Fatalf("got packet type %d, want PUBACK", typ)
+		}
+		if len(body) < 3 {
+			return 0 // success may omit the reason code
+		}
+		return body[2]
+	}
+	if got := puback(1); got != 0 {
+		t.Fatalf("first publish: reason %#x", got)
+	}
+	if got := puback(2); got != packets.ErrQuotaExceeded.Code {
+		t.Fatalf("publish over the limit: reason %#x, want %#x", got, packets.ErrQuotaExceeded.Code)
+	}
+	if got := puback(3); got != packets.ErrQuotaExceeded.Code {
+		t.Fatalf("the connection did not survive: reason %#x", got)
+	}
+	if _, code := connect5(); code != packets.ErrQuotaExceeded.Code {
+		t.Fatalf("reconnect over the limit: CONNACK %#x, want %#x", code, packets.ErrQuotaExceeded.Code)
+	}
+}
+
+// readPacket reads one MQTT packet: its type and the bytes after the
+// remaining length.
+func readPacket(t *testing.T, conn net.Conn) (byte, []byte) {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var hdr [1]byte
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		t.Fatalf("read packet: %v", err)
+	}
+	n, shift := 0, 0
+	for {
+		var b [1]byte
+		if _, err := io.ReadFull(conn, b[:]); err != nil {
+			t.Fatalf("read length: %v", err)
+		}
+		n |= int(b[0]&0x7f) << shift
+		if b[0]&0x80 == 0 {
+			break
+		}
+		shift += 7
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(conn, body); err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return hdr[0] >> 4, body
 }
