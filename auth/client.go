@@ -43,6 +43,10 @@ const (
 	VerbAuditList        = "audit_list"
 	VerbLogout           = "logout"
 	VerbRevokeAll        = "revoke_all"
+	VerbMFAStatus        = "mfa_status"
+	VerbMFATOTPBegin     = "mfa_totp_begin"
+	VerbMFATOTPConfirm   = "mfa_totp_confirm"
+	VerbMFATOTPDisable   = "mfa_totp_disable"
 
 	VerbPasskeyRegisterBegin  = "passkey_register_begin"
 	VerbPasskeyRegisterFinish = "passkey_register_finish"
@@ -131,6 +135,21 @@ type Grant struct {
 	Allow    []string `json:"allow"`
 }
 
+// MFAStatus is what a person has set up as a second factor.
+type MFAStatus struct {
+	TOTPEnabled       bool `json:"totp_enabled"`
+	RecoveryCodesLeft int  `json:"recovery_codes_left"`
+}
+
+// TOTPEnrollment is a new TOTP key awaiting confirmation: the secret for
+// typing into an authenticator app, the otpauth:// URI it stands for, and
+// that URI as a 256×256 QR code in PNG (base64 in JSON).
+type TOTPEnrollment struct {
+	Secret     string `json:"secret"`
+	OTPAuthURI string `json:"otpauth_uri"`
+	QRPNG      []byte `json:"qr_png"`
+}
+
 // Client calls the auth service over the bus. It is safe for concurrent use.
 // The home it serves comes back from the service with its public keys.
 type Client struct {
@@ -160,7 +179,11 @@ func (c *Client) Onboard(ctx context.Context, code, username, password string) e
 // Every wrong combination is KindUnauthenticated with the same message;
 // after too many failures for one user name, attempts are refused for a
 // while with KindRateLimited and a RetryAfter. Logins through Login share
-// one source address counter; a gateway uses LoginFrom.
+// one source address counter; a gateway uses LoginFrom. Once the user has
+// enabled TOTP, the right password with an empty totp is
+// KindUnauthenticated naming the field "totp"; totp then takes a current
+// code from the authenticator app or one of the recovery codes, and each
+// code works once.
 func (c *Client) Login(ctx context.Context, username, password, totp string) (Tokens, error) {
 	return c.LoginFrom(ctx, "", username, password, totp)
 }
@@ -180,6 +203,41 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (Tokens, erro
 	var t Tokens
 	err := c.conn.Request(ctx, subject(VerbRefresh), refreshRequest{RefreshToken: refreshToken}, &t)
 	return t, err
+}
+
+// MFAStatus reports the second factors of the bearer of accessToken.
+func (c *Client) MFAStatus(ctx context.Context, accessToken string) (MFAStatus, error) {
+	var st MFAStatus
+	err := c.conn.Request(ctx, subject(VerbMFAStatus), mfaRequest{AccessToken: accessToken}, &st)
+	return st, err
+}
+
+// BeginTOTP starts enrolling a TOTP authenticator for the bearer of
+// accessToken, replacing an enrolment begun before and not confirmed. It is
+// KindConflict when TOTP is already enabled. Nothing changes for logins
+// until ConfirmTOTP succeeds.
+func (c *Client) BeginTOTP(ctx context.Context, accessToken string) (TOTPEnrollment, error) {
+	var e TOTPEnrollment
+	err := c.conn.Request(ctx, subject(VerbMFATOTPBegin), mfaRequest{AccessToken: accessToken}, &e)
+	return e, err
+}
+
+// ConfirmTOTP enables the enrolment begun with BeginTOTP once code, from
+// the authenticator app, proves the key was stored. From then on every
+// login needs a code. It returns the recovery codes, each good for one
+// login without the app; they are shown this once.
+func (c *Client) ConfirmTOTP(ctx context.Context, accessToken, code string) ([]string, error) {
+	var r mfaConfirmReply
+	err := c.conn.Request(ctx, subject(VerbMFATOTPConfirm), mfaConfirmRequest{AccessToken: accessToken, Code: code}, &r)
+	return r.RecoveryCodes, err
+}
+
+// DisableTOTP turns TOTP off for the bearer of accessToken, which takes
+// their password and a current code or a recovery code. Wrong guesses count
+// as failed logins.
+func (c *Client) DisableTOTP(ctx context.Context, accessToken, password, code string) error {
+	return c.conn.Request(ctx, subject(VerbMFATOTPDisable),
+		mfaDisableRequest{AccessToken: accessToken, Password: password, Code: code}, nil)
 }
 
 // VerifyAccessToken checks token locally against the service's public keys,

@@ -133,3 +133,50 @@ func BenchmarkVerifyAccessTokenUncached(b *testing.B) {
 		}
 	}
 }
+
+func FuzzParseOneTimeCode(f *testing.F) {
+	for _, seed := range []string{"123456", "123 456", "12345", "1234567", "abcde-fghij-klmno-pqrst",
+		"ABCDEFGHIJKLMNOPQRST", "abcde fghij klmno pqrs1", "", "-", "１２３４５６", "12345\x00"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, entered string) {
+		code, err := parseOneTimeCode("totp", entered)
+		if err != nil {
+			if homemesh.ErrorKind(err) != homemesh.KindInvalid || homemesh.ErrorField(err) != "totp" {
+				t.Fatalf("error without kind or field: %v", err)
+			}
+			return
+		}
+		if len(entered) > maxCodeLen {
+			t.Fatalf("accepted %d bytes", len(entered))
+		}
+		switch {
+		case code.totp != "" && code.recovery == "":
+			if len(code.totp) != 6 || strings.Trim(code.totp, "0123456789") != "" {
+				t.Fatalf("%q parsed as TOTP code %q", entered, code.totp)
+			}
+		case code.recovery != "" && code.totp == "":
+			if len(code.recovery) != recoveryCodeLen || strings.Trim(code.recovery, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != "" {
+				t.Fatalf("%q parsed as recovery code %q", entered, code.recovery)
+			}
+		default:
+			t.Fatalf("%q parsed as %+v: want exactly one kind of code", entered, code)
+		}
+		// What a parsed code normalises to parses to itself.
+		again, err := parseOneTimeCode("totp", code.totp+code.recovery)
+		if err != nil || again != code {
+			t.Fatalf("normalising %q is not idempotent: %+v, %v", entered, again, err)
+		}
+	})
+}
+
+// TestRecoveryCodesParse checks that every code enabling TOTP hands out is
+// one that logging in accepts.
+func TestRecoveryCodesParse(t *testing.T) {
+	for range 100 {
+		c := newRecoveryCode()
+		if p, err := parseOneTimeCode("totp", c); err != nil || p.recovery == "" {
+			t.Fatalf("recovery code %q does not parse: %+v, %v", c, p, err)
+		}
+	}
+}

@@ -35,6 +35,10 @@ func runWithKeys(t *testing.T, s *natsbus.Server, dir string, key []byte, previo
 	return &instance{svc: svc, client: NewClient(svc.bus), conn: svc.bus, stop: stop}
 }
 
+// rotatedTOTPSecret is a TOTP key (base32, as enrolment stores it) that
+// must survive a master key rotation.
+const rotatedTOTPSecret = "JBSWY3DPEHPK3PXPJBSWY3DP"
+
 // addTOTP stores sealed TOTP secrets in a user record the way MFA
 // enrolment does, through the generic record, so these tests hold whatever
 // else the user record carries.
@@ -118,7 +122,7 @@ func TestResealAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := addTOTP(t, a.svc, testOwner, []byte("totp secret"), []byte("pending secret"))
+	id := addTOTP(t, a.svc, testOwner, []byte(rotatedTOTPSecret), []byte("pending secret"))
 	makeVersion0(t, a.svc, keyA, "ca")
 	caPEM, kid := a.svc.CACertPEM(), a.svc.signing().kid
 	a.stop()
@@ -147,13 +151,14 @@ func TestResealAll(t *testing.T) {
 	if string(b.svc.CACertPEM()) != string(caPEM) || b.svc.signing().kid != kid {
 		t.Fatal("the CA or the signing key changed in the rotation")
 	}
-	if _, err := b.client.Login(ctx, testOwner, testPassword, ""); err != nil {
+	// The TOTP key, re-sealed, still yields the codes the app shows.
+	if _, err := b.client.Login(ctx, testOwner, testPassword, codeAt(t, rotatedTOTPSecret, totpStep(time.Now()))); err != nil {
 		t.Fatalf("login after rotation: %v", err)
 	}
 	if _, err := b.client.AuthenticateMQTT(ctx, cred.Username, cred.Password, "c"); err != nil {
 		t.Fatalf("MQTT credential after rotation: %v", err)
 	}
-	if secret, pending := openTOTP(t, b.svc, testOwner, id); string(secret) != "totp secret" || string(pending) != "pending secret" {
+	if secret, pending := openTOTP(t, b.svc, testOwner, id); string(secret) != rotatedTOTPSecret || string(pending) != "pending secret" {
 		t.Fatalf("TOTP secrets after rotation: %q, %q", secret, pending)
 	}
 	b.stop()

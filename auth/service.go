@@ -425,6 +425,10 @@ func (s *Service) Run(ctx context.Context) error {
 		VerbAuditList:        s.handleAuditList,
 		VerbLogout:           s.handleLogout,
 		VerbRevokeAll:        s.handleRevokeAll,
+		VerbMFAStatus:        s.handleMFAStatus,
+		VerbMFATOTPBegin:     s.handleMFATOTPBegin,
+		VerbMFATOTPConfirm:   s.handleMFATOTPConfirm,
+		VerbMFATOTPDisable:   s.handleMFATOTPDisable,
 
 		VerbPasskeyRegisterBegin:  s.handlePasskeyRegisterBegin,
 		VerbPasskeyRegisterFinish: s.handlePasskeyRegisterFinish,

@@ -152,7 +152,9 @@ func (s *Service) handleLogin(ctx context.Context, msg *nats.Msg) (any, error) {
 		s.recordLoginFailure(ctx, name, source)
 		return nil, errLogin
 	}
-	// TOTP is checked once MFA enrolment exists; no account has it yet.
+	if err := s.checkLoginCode(ctx, u, req.TOTP, source); err != nil {
+		return nil, err
+	}
 	s.recordLoginSuccess(ctx, name)
 	t, err := s.issue(ctx, u, "", time.Now())
 	if err != nil {

@@ -28,6 +28,26 @@ type loginRequest struct {
 	Source string `json:"source,omitempty"`
 }
 
+// mfaRequest is a request about the caller's own second factors.
+type mfaRequest struct {
+	AccessToken string `json:"access_token"`
+}
+
+type mfaConfirmRequest struct {
+	AccessToken string `json:"access_token"`
+	Code        string `json:"code"`
+}
+
+type mfaDisableRequest struct {
+	AccessToken string `json:"access_token"`
+	Password    string `json:"password"`
+	Code        string `json:"code"`
+}
+
+type mfaConfirmReply struct {
+	RecoveryCodes []string `json:"recovery_codes"`
+}
+
 type refreshRequest struct {
 	RefreshToken string `json:"refresh_token"`
 }
