@@ -26,7 +26,7 @@ const (
 	// what guests may never command.
 	actCommand action = "command"
 	// actOwnAccount reads one's own profile, changes one's own password,
-	// manages one's own passkeys and ends one's own sessions.
+	// manages one's own passkeys and TOTP and ends one's own sessions.
 	actOwnAccount action = "own_account"
 	// actManageUsers creates, lists, reads, changes and deletes users. The
 	// auth service then decides which users: admins only members and

@@ -246,6 +246,14 @@ var matrix = []matrixRow{
 	{"GET /api/v1/auth/passkeys", fixed("GET", "/api/v1/auth/passkeys", nil), authedAll, nil},
 	// Nobody has a passkey "nope": not found, once authenticated.
 	{"DELETE /api/v1/auth/passkeys/{id}", fixed("DELETE", "/api/v1/auth/passkeys/nope", nil), [8]int{401, 401, 404, 404, 404, 404, 404, 404}, nil},
+	{"GET /api/v1/auth/mfa", fixed("GET", "/api/v1/auth/mfa", nil), authedAll, nil},
+	{"POST /api/v1/auth/mfa/totp", fixed("POST", "/api/v1/auth/mfa/totp", nil), authedAll, nil},
+	// A code that cannot be one: refused with 400 only once the caller was
+	// authorised, so nobody's TOTP is enabled here.
+	{"POST /api/v1/auth/mfa/totp/confirm", fixed("POST", "/api/v1/auth/mfa/totp/confirm", map[string]string{"code": "abcdef"}), authedAll, nil},
+	// Nobody has TOTP enabled: a conflict, once authenticated.
+	{"DELETE /api/v1/auth/mfa/totp", fixed("DELETE", "/api/v1/auth/mfa/totp", map[string]string{"password": testPassword, "code": "123456"}),
+		[8]int{401, 401, 409, 409, 409, 409, 409, 409}, nil},
 	{"GET /api/v1/events", fixed("WEBSOCKET", "/api/v1/events", nil), authedAll, nil},
 	// Tokens signed before a rotation stay valid, so the columns after the
 	// owner are unaffected.

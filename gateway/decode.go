@@ -217,6 +217,23 @@ type refreshRequest struct {
 
 func (q *refreshRequest) validate() error { return required("refresh_token", q.RefreshToken) }
 
+// totpConfirmRequest is the body of POST /api/v1/auth/mfa/totp/confirm.
+type totpConfirmRequest struct {
+	Code string `json:"code"`
+}
+
+func (q *totpConfirmRequest) validate() error { return required("code", q.Code) }
+
+// totpDisableRequest is the body of DELETE /api/v1/auth/mfa/totp.
+type totpDisableRequest struct {
+	Password string `json:"password"`
+	Code     string `json:"code"`
+}
+
+func (q *totpDisableRequest) validate() error {
+	return firstErr(required("password", q.Password), required("code", q.Code))
+}
+
 // commandRequest is the body of POST /api/v1/entities/{id}/commands.
 type commandRequest struct {
 	Command string         `json:"command"`

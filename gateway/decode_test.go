@@ -19,6 +19,8 @@ var bodyTypes = []func() request{
 	func() request { return &refreshRequest{} },
 	func() request { return &logoutRequest{} },
 	func() request { return &tokenRequest{} },
+	func() request { return &totpConfirmRequest{} },
+	func() request { return &totpDisableRequest{} },
 	func() request { return &commandRequest{} },
 	func() request { return &credentialRequest{} },
 	func() request { return &wsMessage{} },

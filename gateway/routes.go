@@ -61,6 +61,12 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	g.handle("GET /api/v1/auth/passkeys", g.authed(actOwnAccount, g.listPasskeys))
 	g.handle("DELETE /api/v1/auth/passkeys/{id}", g.authed(actOwnAccount, g.removePasskey))
 	g.handle("GET /api/v1/events", http.HandlerFunc(g.serveEvents)) // authenticates itself, see events.go
+	// The auth service checks the token again and acts only on its
+	// bearer's own second factors.
+	g.handle("GET /api/v1/auth/mfa", g.authed(actOwnAccount, g.mfaStatus))
+	g.handle("POST /api/v1/auth/mfa/totp", g.authed(actOwnAccount, g.beginTOTP))
+	g.handle("POST /api/v1/auth/mfa/totp/confirm", g.authed(actOwnAccount, g.confirmTOTP))
+	g.handle("DELETE /api/v1/auth/mfa/totp", g.authed(actOwnAccount, g.disableTOTP))
 
 	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
 		g.handle(p, ops)
