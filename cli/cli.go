@@ -1,8 +1,9 @@
 // Package cli is homemesh's command tree: up (the hub), serve (split-mode
 // services), sim (simulated devices), bench (load generators), keys
-// rotate-master (master key rotation) and config check. Each command parses
-// flags into the typed configuration and hands over to the packages that do
-// the work; no logic lives here beyond that.
+// rotate-master (master key rotation), audit (the audit log), user
+// (account maintenance) and config check. Each command parses flags into
+// the typed configuration and hands over to the packages that do the work;
+// no logic lives here beyond that.
 package cli
 
 import (
@@ -30,7 +31,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(upCommand(stdout, stderr), serveCommand(stdout, stderr), configCommand(stdout),
-		simCommand(stderr), benchCommand(stdout, stderr), keysCommand(stdout, stderr), auditCommand(stdout, stderr))
+		simCommand(stderr), benchCommand(stdout, stderr), keysCommand(stdout, stderr), auditCommand(stdout, stderr),
+		userCommand(stdout, stderr))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "homemesh:", describe(err))
 		return 1
