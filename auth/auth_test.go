@@ -55,6 +55,13 @@ func startWith(t testing.TB, s *natsbus.Server, dataDir string, log *slog.Logger
 	}
 	stop := hmtest.Run(t, "auth", svc.Run)
 	client := NewClient(conn)
+	// One verb answering does not mean every verb does: Run subscribes
+	// them in map order and closes Ready after the last.
+	select {
+	case <-svc.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("auth not ready")
+	}
 	hmtest.WaitFor(t, 10*time.Second, "auth to answer", func() bool {
 		var r keysReply
 		return conn.Request(context.Background(), subject(VerbKeys), struct{}{}, &r) == nil
