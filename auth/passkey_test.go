@@ -41,10 +41,13 @@ func startPasskeys(t *testing.T) *passkeyHome {
 	}
 	stop := hmtest.Run(t, "auth", svc.Run)
 	in := &instance{svc: svc, client: NewClient(conn), conn: conn, stop: stop}
-	hmtest.WaitFor(t, 10*time.Second, "auth to answer", func() bool {
-		var r keysReply
-		return conn.Request(context.Background(), subject(VerbKeys), struct{}{}, &r) == nil
-	})
+	// One verb answering does not mean every verb does: Run subscribes
+	// them one after another and closes Ready after the last.
+	select {
+	case <-svc.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatal("auth not ready")
+	}
 	ctx := context.Background()
 	if err := in.client.Onboard(ctx, svc.OnboardingCode(), testOwner, testPassword); err != nil {
 		t.Fatalf("Onboard: %v", err)
