@@ -17,6 +17,8 @@ import (
 	"github.com/homemesh/homemesh/config"
 	"github.com/homemesh/homemesh/internal/hmtest"
 	"github.com/homemesh/homemesh/node"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
 )
 
 const (
@@ -84,6 +86,16 @@ func writeKey(t *testing.T, name string) (key []byte, file string) {
 	return key, file
 }
 
+// totpCode is what an authenticator app shows for secret at when.
+func totpCode(t *testing.T, secret string, when time.Time) string {
+	t.Helper()
+	code, err := totp.GenerateCodeCustom(secret, when, totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
 func rotate(t *testing.T, args ...string) string {
 	t.Helper()
 	var out, errOut bytes.Buffer
@@ -111,6 +123,14 @@ func TestRotateMasterKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// TOTP, whose secret is sealed in the user record.
+	enrolment, err := client.BeginTOTP(ctx, tok.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.ConfirmTOTP(ctx, tok.AccessToken, totpCode(t, enrolment.Secret, time.Now())); err != nil {
+		t.Fatal(err)
+	}
 	caPEM := n.Auth().CACertPEM()
 	stop()
 
@@ -125,7 +145,7 @@ func TestRotateMasterKey(t *testing.T) {
 	keyB, fileB := writeKey(t, "b.key")
 
 	out := rotate(t, "--data", data, "--new-key-file", fileB)
-	for _, want := range []string{"re-sealed 2 records", "keys/ca", "keys/signing", auth.SecretKeyID(keyA), auth.SecretKeyID(keyB), "secret.key now holds the new key"} {
+	for _, want := range []string{"re-sealed 3 records", "keys/ca", "keys/signing", "users/" + testOwner + "/totp_secret", auth.SecretKeyID(keyA), auth.SecretKeyID(keyB), "secret.key now holds the new key"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -144,8 +164,9 @@ func TestRotateMasterKey(t *testing.T) {
 
 	// Only key B, from the data directory.
 	n, client, stop = startHub(t, hubConfig(data))
-	if _, err := client.Login(ctx, testOwner, testPassword, ""); err != nil {
-		t.Fatalf("owner login after rotation: %v", err)
+	// The code of the next 30-second step: the one at enrolment is spent.
+	if _, err := client.Login(ctx, testOwner, testPassword, totpCode(t, enrolment.Secret, time.Now().Add(30*time.Second))); err != nil {
+		t.Fatalf("owner login with TOTP after rotation: %v", err)
 	}
 	if !bytes.Equal(n.Auth().CACertPEM(), caPEM) {
 		t.Fatal("the CA certificate changed in the rotation")
