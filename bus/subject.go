@@ -56,3 +56,11 @@ func SplitCommandSubject(subject string) (home, device, entity string, ok bool) 
 	}
 	return parts[1], parts[3], parts[4], true
 }
+
+// InboxPrefix starts the reply subjects of one service's connections in
+// home. Giving each service its own prefix lets the bus permissions confine
+// a service to the replies meant for it: a service that could subscribe to
+// every reply would read every other service's answers.
+func InboxPrefix(home, service string) string {
+	return "_INBOX." + Prefix + "." + home + "." + service
+}

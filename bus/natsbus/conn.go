@@ -2,10 +2,14 @@ package natsbus
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"sync"
 	"time"
 
 	"github.com/homemesh/homemesh"
@@ -19,6 +23,12 @@ type Conn struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	log *slog.Logger
+
+	// requests in flight, by subject, so that a permissions violation the
+	// server reports for a subject ends the requests sent on it at once
+	// instead of letting them wait for a reply that cannot come.
+	mu       sync.Mutex
+	inflight map[string]map[*int]context.CancelCauseFunc
 }
 
 // Dial connects to an external NATS server or cluster. url may list several
@@ -27,10 +37,43 @@ func Dial(url, name string, log *slog.Logger) (*Conn, error) {
 	return dial(url, name, log)
 }
 
+// Identity is who a connection says it is and how it checks the server.
+// The zero Identity presents nothing and trusts the system's roots.
+type Identity struct {
+	// User and Password are presented when User is set.
+	User, Password string
+	// InboxPrefix starts the connection's reply subjects; bus permissions
+	// confine each service to its own (bus.InboxPrefix).
+	InboxPrefix string
+	// RootCAs, when set, are the only authorities a TLS server
+	// certificate may come from, and TLS becomes mandatory.
+	RootCAs *x509.CertPool
+}
+
+func (id Identity) options() []nats.Option {
+	var opts []nats.Option
+	if id.User != "" {
+		opts = append(opts, nats.UserInfo(id.User, id.Password))
+	}
+	if id.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(id.InboxPrefix))
+	}
+	if id.RootCAs != nil {
+		opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: id.RootCAs}))
+	}
+	return opts
+}
+
+// DialAs connects to an external NATS server or cluster as id.
+func DialAs(url, name string, id Identity, log *slog.Logger) (*Conn, error) {
+	return dial(url, name, log, id.options()...)
+}
+
 func dial(url, name string, log *slog.Logger, extra ...nats.Option) (*Conn, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	c := &Conn{log: log, inflight: map[string]map[*int]context.CancelCauseFunc{}}
 	opts := append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -47,10 +90,17 @@ func dial(url, name string, log *slog.Logger, extra ...nats.Option) (*Conn, erro
 			if sub != nil {
 				subject = sub.Subject
 			}
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				c.denied(err)
+			}
 			log.Error("bus error", "subject", subject, "err", err)
 		}),
 	}, extra...)
 	nc, err := nats.Connect(url, opts...)
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+		return nil, &homemesh.Error{Op: "natsbus.dial", Kind: homemesh.KindUnauthenticated,
+			Message: "the bus refused this connection's identity", Err: err}
+	}
 	if err != nil {
 		return nil, &homemesh.Error{Op: "natsbus.dial", Kind: homemesh.KindUnavailable,
 			Message: "cannot reach the bus", Err: err}
@@ -60,7 +110,50 @@ func dial(url, name string, log *slog.Logger, extra ...nats.Option) (*Conn, erro
 		nc.Close()
 		return nil, fmt.Errorf("jetstream context: %w", err)
 	}
-	return &Conn{nc: nc, js: js, log: log}, nil
+	c.nc, c.js = nc, js
+	return c, nil
+}
+
+// errDenied marks a request the bus refused to carry.
+var errDenied = errors.New("denied by the bus permissions")
+
+// deniedPublish finds the subject in the server's report of a publish
+// outside the connection's permissions.
+var deniedPublish = regexp.MustCompile(`(?i)violation for publish to "([^"]+)"`)
+
+// denied ends the requests in flight on the subject err names.
+func (c *Conn) denied(err error) {
+	m := deniedPublish.FindStringSubmatch(err.Error())
+	if m == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cancel := range c.inflight[m[1]] {
+		cancel(fmt.Errorf("%w: %w", errDenied, err))
+	}
+}
+
+// track registers a request on subject; the returned context ends when the
+// bus denies the subject, and done unregisters it.
+func (c *Conn) track(ctx context.Context, subject string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	key := new(int)
+	c.mu.Lock()
+	if c.inflight[subject] == nil {
+		c.inflight[subject] = map[*int]context.CancelCauseFunc{}
+	}
+	c.inflight[subject][key] = cancel
+	c.mu.Unlock()
+	return ctx, func() {
+		c.mu.Lock()
+		delete(c.inflight[subject], key)
+		if len(c.inflight[subject]) == 0 {
+			delete(c.inflight, subject)
+		}
+		c.mu.Unlock()
+		cancel(nil)
+	}
 }
 
 // NATS exposes the underlying connection to adapters that need NATS
@@ -106,8 +199,13 @@ func (c *Conn) Request(ctx context.Context, subject string, req, resp any) error
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
+	ctx, done := c.track(ctx, subject)
+	defer done()
 	msg, err := c.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data})
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errDenied) {
+			return &homemesh.Error{Op: subject, Kind: homemesh.KindPermission, Message: "this service may not call " + subject, Err: cause}
+		}
 		if errors.Is(err, nats.ErrNoResponders) {
 			return &homemesh.Error{Op: subject, Kind: homemesh.KindUnavailable, Message: "service not running", Err: err}
 		}
