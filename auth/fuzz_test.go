@@ -180,3 +180,25 @@ func TestRecoveryCodesParse(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseBusCredential(f *testing.F) {
+	key := make([]byte, SecretKeySize)
+	keys, _ := NewBusKeys(key, "home1")
+	c, _ := keys.Credential("edge")
+	f.Add(c.Encode())
+	f.Add("hmbus1.home1.edge.\n")
+	f.Add("hmbus1...")
+	f.Fuzz(func(t *testing.T, text string) {
+		c, err := ParseBusCredential(text)
+		if err != nil {
+			if homemesh.ErrorField(err) != "nats-credential" {
+				t.Fatalf("error without the field: %v", err)
+			}
+			return
+		}
+		again, err := ParseBusCredential(c.Encode())
+		if err != nil || again != c {
+			t.Fatalf("round trip of %q: %+v, %v", text, again, err)
+		}
+	})
+}

@@ -323,3 +323,15 @@ func errDamaged(purpose string) error {
 	return &homemesh.Error{Kind: homemesh.KindInternal,
 		Message: fmt.Sprintf("the sealed record %q is damaged or was altered; restore it from a backup", purpose)}
 }
+
+// LoadSecretKey returns the secret key kept in the data directory dir,
+// creating it (mode 0600) when absent, exactly as the service does when
+// Config.SecretKey is nil. Processes that derive bus identities without
+// running the service (the hub's other services, `homemesh
+// nats-credential`) read the key through it.
+func LoadSecretKey(dir string) ([]byte, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	return loadSecretKey(dir)
+}

@@ -93,6 +93,8 @@ type Service struct {
 	seal  sealer
 	keys  signingKeys // the token signing key set; see signing.go
 	ca    *homeCA
+	// busKeys admit the other services to the bus (auth callout).
+	busKeys *BusKeys
 
 	keysKV, usersKV, refreshKV, credsKV, throttleKV, revocationsKV jetstream.KeyValue
 	webauthnKV                                                     jetstream.KeyValue
@@ -177,6 +179,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		rpID:    cfg.WebAuthnRPID, decoyKey: decoyKey[:],
 	}
 	s.relyingParty.Store(wa)
+	var err error
+	if s.busKeys, err = NewBusKeys(key, cfg.Home); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.openBuckets(ctx); err != nil {
@@ -185,7 +191,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := s.openCeremonyBucket(ctx); err != nil {
 		return nil, err
 	}
-	var err error
 	if s.audit, err = audit.Open(ctx, s.bus, cfg.Home, audit.Options{Log: log, Metrics: deps.Metrics}); err != nil {
 		return nil, err
 	}

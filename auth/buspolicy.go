@@ -1,0 +1,184 @@
+package auth
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/bus"
+)
+
+// BusPermissions is what one service may do on the bus: the subjects it may
+// publish on and subscribe to (NATS wildcards allowed), and whether it may
+// answer the requests it receives whatever their reply subject. Anything
+// not listed is refused by the NATS server with a permissions violation.
+type BusPermissions struct {
+	Publish   []string
+	Subscribe []string
+	Responses bool
+}
+
+// verbCallers says which services may call each auth verb. Every verb the
+// service serves must appear here (a test checks), so a new verb is closed
+// to everyone until somebody decides who calls it.
+var verbCallers = map[string][]string{
+	VerbOnboard:          {"gateway"},
+	VerbLogin:            {"gateway"},
+	VerbRefresh:          {"gateway"},
+	VerbKeys:             {"gateway"},
+	VerbCreateCredential: {"gateway"},
+	VerbDeleteCredential: {"gateway"},
+	VerbListCredentials:  {"gateway"},
+	VerbAuthenticateMQTT: {"edge"},
+	VerbServerCert:       {"edge"},
+	VerbAuditAppend:      {"registry", "edge", "gateway"},
+}
+
+// registryCallers says which services may call each registry verb.
+var registryCallers = map[string][]string{
+	"devices.list":    {"gateway"},
+	"devices.get":     {"gateway"},
+	"devices.put":     {"edge"},
+	"entities.list":   {"gateway"},
+	"entities.get":    {"gateway"},
+	"entities.put":    {"edge"},
+	"entities.remove": {"edge"},
+}
+
+// The JetStream streams and buckets each service opens. Names follow the
+// owning packages (registry.ReportsStream, edge's discovery bucket, the
+// broker's BucketName); auth cannot import them, as services never import
+// one another.
+const (
+	reportsStream = "REPORTS"
+	statesStream  = "STATES"
+)
+
+func registryBuckets(home string) []string {
+	return []string{"hm_" + home + "_devices", "hm_" + home + "_entities", "hm_" + home + "_states"}
+}
+
+func edgeBuckets(home string) []string {
+	return []string{"hm_" + home + "_discovery", "hm_" + home + "_mqtt_retained",
+		"hm_" + home + "_mqtt_sessions", "hm_" + home + "_mqtt_inflight"}
+}
+
+// jsAPI is the JetStream API prefix.
+const jsAPI = "$JS.API."
+
+// streamSubjects lets a service declare a stream (create it, or update it
+// to the settings it expects) and read its settings.
+func streamSubjects(stream string) []string {
+	return []string{jsAPI + "STREAM.INFO." + stream, jsAPI + "STREAM.CREATE." + stream, jsAPI + "STREAM.UPDATE." + stream}
+}
+
+// bucketSubjects lets a service open, read, write and watch one key-value
+// bucket: the stream behind it, direct and stored gets, the ordered
+// consumers of watches (and their flow control), and the key subjects.
+func bucketSubjects(bucket string) []string {
+	stream := "KV_" + bucket
+	return append(streamSubjects(stream),
+		jsAPI+"DIRECT.GET."+stream, jsAPI+"DIRECT.GET."+stream+".>",
+		jsAPI+"STREAM.MSG.GET."+stream,
+		jsAPI+"CONSUMER.CREATE."+stream, jsAPI+"CONSUMER.CREATE."+stream+".>",
+		jsAPI+"CONSUMER.INFO."+stream+".>", jsAPI+"CONSUMER.DELETE."+stream+".>",
+		"$JS.FC."+stream+".>",
+		"$KV."+bucket+".>",
+	)
+}
+
+// rpc returns the request subjects of service's verbs that caller may use.
+func rpc(service, caller string, callers map[string][]string) []string {
+	var out []string
+	for verb, who := range callers {
+		if slices.Contains(who, caller) {
+			out = append(out, bus.ServiceSubject(service, verb))
+		}
+	}
+	return out
+}
+
+// ServiceBusPermissions returns what service may do on home's bus. It is
+// derived from what each service does, and docs/subjects.md shows it as a
+// table: every service may subscribe to its own reply subjects
+// (bus.InboxPrefix) and read JetStream's account information; beyond that
+// each gets exactly its own subjects, streams and buckets and the verbs it
+// calls.
+func ServiceBusPermissions(home, service string) (BusPermissions, error) {
+	if err := homemesh.CheckID("home", home); err != nil {
+		return BusPermissions{}, err
+	}
+	var p BusPermissions
+	p.Subscribe = []string{bus.InboxPrefix(home, service) + ".>"}
+	p.Publish = []string{jsAPI + "INFO"}
+	switch service {
+	case ServiceName:
+		// auth signs every other service's permissions, so confining its
+		// own JetStream use to named buckets would protect nothing; it
+		// still cannot serve or send anything but its own verbs and events.
+		p.Subscribe = append(p.Subscribe, bus.ServiceSubject(ServiceName, ">"), calloutSubject)
+		p.Publish = append(p.Publish, bus.EventWildcard(home),
+			jsAPI+">", "$KV.>", "$JS.ACK.>", "$JS.FC.>")
+		p.Responses = true
+	case "registry":
+		consumer := "registry_" + home
+		p.Subscribe = append(p.Subscribe, bus.ServiceSubject("registry", ">"))
+		p.Publish = append(p.Publish, bus.StateWildcard(home))
+		for _, kind := range []string{"entity_added", "entity_updated", "entity_removed", "device_added", "device_updated", "device_removed"} {
+			p.Publish = append(p.Publish, bus.EventSubject(home, kind))
+		}
+		p.Publish = append(p.Publish, streamSubjects(reportsStream)...)
+		p.Publish = append(p.Publish, streamSubjects(statesStream)...)
+		p.Publish = append(p.Publish,
+			jsAPI+"CONSUMER.CREATE."+reportsStream+"."+consumer, jsAPI+"CONSUMER.CREATE."+reportsStream+"."+consumer+".>",
+			jsAPI+"CONSUMER.INFO."+reportsStream+"."+consumer,
+			jsAPI+"CONSUMER.MSG.NEXT."+reportsStream+"."+consumer,
+			"$JS.ACK."+reportsStream+"."+consumer+".>")
+		for _, b := range registryBuckets(home) {
+			p.Publish = append(p.Publish, bucketSubjects(b)...)
+		}
+		p.Publish = append(p.Publish, rpc(ServiceName, service, verbCallers)...)
+		p.Responses = true
+	case "edge":
+		mqtt := bus.Prefix + "." + home + ".mqtt.>"
+		p.Subscribe = append(p.Subscribe, mqtt, bus.CommandWildcard(home), bus.EventSubject(home, EventCredentialRevoked))
+		p.Publish = append(p.Publish, mqtt, bus.Prefix+"."+home+".report.>")
+		p.Publish = append(p.Publish, streamSubjects(reportsStream)...)
+		p.Publish = append(p.Publish, streamSubjects(statesStream)...)
+		for _, b := range edgeBuckets(home) {
+			p.Publish = append(p.Publish, bucketSubjects(b)...)
+		}
+		p.Publish = append(p.Publish, rpc("registry", service, registryCallers)...)
+		p.Publish = append(p.Publish, rpc(ServiceName, service, verbCallers)...)
+		p.Responses = true
+	case "gateway":
+		p.Subscribe = append(p.Subscribe, bus.StateWildcard(home), bus.EventWildcard(home))
+		p.Publish = append(p.Publish, bus.CommandWildcard(home))
+		p.Publish = append(p.Publish, rpc("registry", service, registryCallers)...)
+		p.Publish = append(p.Publish, rpc(ServiceName, service, verbCallers)...)
+	default:
+		return BusPermissions{}, homemesh.Invalid("service", "unknown service %q (known: %s)", service, strings.Join(BusServices, ", "))
+	}
+	slices.Sort(p.Publish)
+	slices.Sort(p.Subscribe)
+	return p, nil
+}
+
+// calloutSubject is where the NATS server asks who a connecting client is.
+const calloutSubject = "$SYS.REQ.USER.AUTH"
+
+// String lists the permissions, one rule per line, for logs and docs.
+func (p BusPermissions) String() string {
+	var b strings.Builder
+	for _, s := range p.Publish {
+		fmt.Fprintf(&b, "pub %s\n", s)
+	}
+	for _, s := range p.Subscribe {
+		fmt.Fprintf(&b, "sub %s\n", s)
+	}
+	if p.Responses {
+		b.WriteString("responses\n")
+	}
+	return b.String()
+}
