@@ -33,6 +33,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.AddCommand(upCommand(stdout, stderr), serveCommand(stdout, stderr), configCommand(stdout),
 		simCommand(stderr), benchCommand(stdout, stderr), keysCommand(stdout, stderr), auditCommand(stdout, stderr),
 		userCommand(stdout, stderr))
+	root.AddCommand(natsCredentialCommand(stdout), natsConfigCommand(stdout))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "homemesh:", describe(err))
 		return 1

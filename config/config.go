@@ -68,6 +68,21 @@ type Config struct {
 	// NATSToken is required from processes connecting to NATSListen. It is
 	// a secret: prefer the environment variable over the file.
 	NATSToken string `yaml:"nats_token"`
+	// NATSCredential lists the bus credential files (comma-separated) of
+	// the services this process hosts, made by `homemesh nats-credential
+	// SERVICE`. Each service connects to NATS as itself and may use only
+	// its own subjects. A process that hosts auth derives every
+	// credential from the secret key and needs none.
+	NATSCredential string `yaml:"nats_credential"`
+	// NATSCA is a PEM file of the authorities that may certify the NATS
+	// server (the home CA: DATA/ca.crt of the hub). When set, connections
+	// to --nats use TLS and verify the server's certificate against it.
+	NATSCA string `yaml:"nats_ca"`
+	// NATSTLSCert and NATSTLSKey are PEM files of the certificate and key
+	// the embedded server's --nats-listen serves. Empty: a certificate
+	// from the home CA. Either way the listener accepts TLS only.
+	NATSTLSCert string `yaml:"nats_tls_cert"`
+	NATSTLSKey  string `yaml:"nats_tls_key"`
 	// Ops is the address of /healthz, /readyz and /metrics for processes
 	// that run no gateway. Empty disables it.
 	Ops string `yaml:"ops"`
@@ -163,6 +178,10 @@ func (c *Config) Fields() []Field {
 		f("nats", "external NATS URL (empty: embedded)", &c.NATS),
 		f("nats-listen", "let other processes reach the embedded NATS on this address", &c.NATSListen),
 		f("nats-token", "token required on --nats-listen and sent to --nats", &c.NATSToken),
+		f("nats-credential", "bus credential files of the hosted services, comma-separated (homemesh nats-credential)", &c.NATSCredential),
+		f("nats-ca", "CA certificate (PEM) that the NATS server's TLS certificate must chain to", &c.NATSCA),
+		f("nats-tls-cert", "certificate (PEM) for --nats-listen (default: from the home CA)", &c.NATSTLSCert),
+		f("nats-tls-key", "key (PEM) of --nats-tls-cert", &c.NATSTLSKey),
 		f("ops", "health and metrics listen address for processes without a gateway", &c.Ops),
 		{Name: "demo", Env: envName("demo"), Usage: "start simulated demo devices", bool: &c.Demo},
 		f("log-level", "debug, info, warn or error", &c.LogLevel),
@@ -306,6 +325,18 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.TokenLifetime(); err != nil {
 		return err
+	}
+	if c.NATSCredential != "" && c.NATSToken != "" {
+		return homemesh.Invalid("nats-credential", "a bus credential and --nats-token exclude each other; drop the token")
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		return homemesh.Invalid("nats-tls-key", "--nats-tls-cert and --nats-tls-key go together")
+	}
+	if c.NATSTLSCert != "" && c.NATSListen == "" {
+		return homemesh.Invalid("nats-tls-cert", "only --nats-listen serves TLS; set it or drop the certificate")
+	}
+	if c.NATSListen != "" && c.NATSToken != "" {
+		return homemesh.Invalid("nats-token", "--nats-listen admits each service by its bus credential; drop the token")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

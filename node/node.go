@@ -61,6 +61,16 @@ type Node struct {
 	ready   chan struct{}
 	unlock  func() // releases the data directory lock, when held
 
+	// busIDs are the identities this node's connections present; callout
+	// is set when the embedded server admits clients through auth, whose
+	// callout responder stopCallout ends. natsTLS is the certificate the
+	// embedded listener serves once auth has loaded the home CA.
+	busIDs      *busIdentities
+	callout     bool
+	stopCallout func()
+	natsTLS     natsTLSConfig
+	maintenance bool
+
 	// Exposed after Start for tests and the demo.
 	authSvc *auth.Service
 	broker  *broker.Broker
@@ -102,6 +112,9 @@ func New(cfg config.Config, opts Options, log *slog.Logger) (*Node, error) {
 			return nil, homemesh.Invalid("service", "unknown service %q (known: %s)", n, strings.Join(Services, ", "))
 		}
 	}
+	if cfg.NATSListen != "" && cfg.NATS == "" && !slices.Contains(names, "auth") {
+		return nil, homemesh.Invalid("nats-listen", "only a process hosting auth can admit other processes to its bus")
+	}
 	if opts.Out == nil {
 		opts.Out = io.Discard
 	}
@@ -126,12 +139,18 @@ func (n *Node) Broker() *broker.Broker { return n.broker }
 func (n *Node) Gateway() *gateway.Gateway { return n.gw }
 
 // Connect opens another connection to this node's bus, for in-process
-// tools such as the demo devices and benchmarks.
+// tools such as the demo devices, benchmarks and maintenance. Where the bus
+// checks identities the tools act as the auth service, the home's trust
+// root, which only a holder of the secret key can be.
 func (n *Node) Connect(name string) (*natsbus.Conn, error) {
+	id := n.identity(auth.ServiceName)
 	if n.server != nil {
+		if n.callout {
+			return n.server.ConnectAs(name, id)
+		}
 		return n.server.Connect(name)
 	}
-	return natsbus.Dial(n.natsURL(), name, n.log)
+	return natsbus.DialAs(n.natsURL(), name, id, n.log)
 }
 
 func (n *Node) natsURL() string {
@@ -157,20 +176,35 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 
+	// Whoever already holds the secret key derives the bus identities;
+	// other processes are given theirs.
+	if err := n.loadBusIdentities(n.hosts("auth") || n.cfg.NATS == "" || n.maintenance); err != nil {
+		return err
+	}
 	if n.cfg.NATS == "" {
 		if n.unlock, err = lockData(n.cfg.Data); err != nil {
 			return err
 		}
-		n.server, err = natsbus.StartServer(natsbus.ServerConfig{
+		scfg := natsbus.ServerConfig{
 			Name: "homemesh-" + n.home.ID, StoreDir: filepath.Join(n.cfg.Data, "jetstream"),
 			Listen: n.cfg.NATSListen, Token: n.cfg.NATSToken,
-		}, n.log.With("service", "nats", "home_id", n.home.ID))
+		}
+		// A listening hub admits other processes only as services, with
+		// their permissions; so do its own services. Without a listener
+		// nothing outside the process reaches the server.
+		if n.cfg.NATSListen != "" {
+			if err := n.embeddedCallout(&scfg); err != nil {
+				return err
+			}
+			n.callout = true
+		}
+		n.server, err = natsbus.StartServer(scfg, n.log.With("service", "nats", "home_id", n.home.ID))
 		if err != nil {
 			return fmt.Errorf("start embedded NATS (--nats-listen %s): %w", n.cfg.NATSListen, err)
 		}
 	}
 	conn := func(service string) (*natsbus.Conn, error) {
-		c, err := n.Connect("homemesh-" + service)
+		c, err := n.dialService(service)
 		if err != nil {
 			return nil, fmt.Errorf("%s: connect to NATS (--nats %s): %w", service, n.cfg.NATS, err)
 		}
@@ -196,6 +230,16 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			auth.Deps{Bus: c, Log: n.log, Metrics: n.metrics})
 		if err != nil {
 			return fmt.Errorf("auth: %w", err)
+		}
+		// The other services are admitted by this callout, so it must
+		// answer before they connect.
+		if n.callout || (n.cfg.NATS != "" && n.cfg.NATSToken == "") {
+			if n.stopCallout, err = n.authSvc.ServeBusCallout(); err != nil {
+				return fmt.Errorf("auth: %w", err)
+			}
+		}
+		if err := n.loadNATSCertificate(); err != nil {
+			return err
 		}
 		n.runners = append(n.runners, runner{"auth", n.authSvc.Run, n.authSvc.Ready()})
 	}
@@ -455,6 +499,10 @@ func (n *Node) Run(ctx context.Context) error {
 }
 
 func (n *Node) close() {
+	if n.stopCallout != nil {
+		n.stopCallout()
+		n.stopCallout = nil
+	}
 	for i := len(n.conns) - 1; i >= 0; i-- {
 		n.conns[i].Close()
 	}

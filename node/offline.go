@@ -36,6 +36,7 @@ func OpenOffline(cfg config.Config, log *slog.Logger) (*Offline, error) {
 		return nil, err
 	}
 	n.names = nil // no services: only the home and the bus
+	n.maintenance = true
 	if err := n.Start(context.Background()); err != nil {
 		return nil, err
 	}
