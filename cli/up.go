@@ -96,6 +96,9 @@ func printBanner(w io.Writer, data string, n *node.Node) {
 			fmt.Fprintf(w, "  MQTTS: %s (certificate from the home CA)\n", a)
 		}
 	}
+	if u := n.NATSURL(); u != "" {
+		fmt.Fprintf(w, "  NATS:  %s (TLS; each service connects with --nats-credential, see homemesh nats-credential)\n", u)
+	}
 	if a := n.Auth(); a != nil {
 		if code := a.OnboardingCode(); code != "" {
 			fmt.Fprintf(w, "  Onboarding code: %s\n", code)

@@ -4,9 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -56,6 +64,7 @@ var (
 	tlsLine  = regexp.MustCompile(`MQTTS:\s+(\S+)`)
 	codeLine = regexp.MustCompile(`Onboarding code:\s+(\S+)`)
 	homeLine = regexp.MustCompile(`homemesh: home (\S+)`)
+	natsLine = regexp.MustCompile(`NATS:\s+(\S+)`)
 )
 
 func start(t *testing.T, args ...string) *proc {
@@ -156,6 +165,10 @@ type hub struct {
 	api, mqtt, code string
 	mqtts, caFile   string // the TLS listener and the home CA certificate
 	restart         func(t *testing.T)
+
+	// In split mode: the NATS URL, the CA its certificate chains to, and
+	// the directory of the services' bus credentials (<service>.cred).
+	natsURL, natsCA, credDir string
 }
 
 func allInOne(t *testing.T) *hub {
@@ -180,26 +193,55 @@ func allInOne(t *testing.T) *hub {
 }
 
 func split(t *testing.T) *hub {
+	authData, edgeData, gwData, creds := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	// As docs/operations.md tells an operator: the authorization block the
+	// hub prints, the server's TLS files, and a credential per service
+	// process that does not host auth.
+	natsConf := filepath.Join(creds, "nats.conf")
+	authConf := run(t, "nats-config", "--data", authData, "--home", "e2e")
+	natsCA, natsCert, natsKey := writeTestPKI(t, creds)
+	conf := fmt.Sprintf("%s\ntls {\n  cert_file: %q\n  key_file: %q\n}\n", authConf, natsCert, natsKey)
+	if err := os.WriteFile(natsConf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, service := range []string{"edge", "gateway"} {
+		run(t, "nats-credential", service, "--data", authData, "--home", "e2e", "--out", filepath.Join(creds, service+".cred"))
+	}
 	// The external NATS: a real server in its own right, which the split
 	// processes reach over TCP like any NATS deployment.
-	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "e2e", StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}, nil)
+	srv, err := natsbus.StartServer(natsbus.ServerConfig{Name: "e2e", StoreDir: t.TempDir(), Listen: "127.0.0.1:0", ConfigFile: natsConf}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
 	url := srv.ClientURL()
-	authData, edgeData, gwData := t.TempDir(), t.TempDir(), t.TempDir()
-	h := &hub{caFile: filepath.Join(authData, "ca.crt")}
+	h := &hub{caFile: filepath.Join(authData, "ca.crt"), natsURL: url, natsCA: natsCA, credDir: creds}
 	var procs []*proc
 	launch := func(t *testing.T) {
-		core := start(t, "serve", "auth", "registry", "--nats", url, "--home", "e2e", "--data", authData, "--ops", "127.0.0.1:0")
+		core := start(t, "serve", "auth", "registry", "--nats", url, "--nats-ca", natsCA, "--home", "e2e", "--data", authData, "--ops", "127.0.0.1:0")
 		core.await(t, homeLine)
-		edge := start(t, "serve", "edge", "--nats", url, "--home", "e2e", "--data", edgeData, "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
-		gw := start(t, "serve", "gateway", "--nats", url, "--home", "e2e", "--data", gwData, "--http", "127.0.0.1:0")
+		edge := start(t, "serve", "edge", "--nats", url, "--nats-ca", natsCA, "--nats-credential", filepath.Join(creds, "edge.cred"),
+			"--home", "e2e", "--data", edgeData, "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
+		gw := start(t, "serve", "gateway", "--nats", url, "--nats-ca", natsCA, "--nats-credential", filepath.Join(creds, "gateway.cred"),
+			"--home", "e2e", "--data", gwData, "--http", "127.0.0.1:0")
 		h.mqtt = edge.await(t, mqttLine)
 		h.mqtts = edge.await(t, tlsLine)
 		h.api = gw.await(t, apiLine) + "/api/v1"
 		procs = []*proc{core, edge, gw}
+		// A service that steps outside its bus permissions fails the test
+		// even when nothing visible broke: the tables must match the code.
+		t.Cleanup(func() {
+			for _, p := range []*proc{core, edge, gw} {
+				p.mu.Lock()
+				logs := p.errBuf.String()
+				p.mu.Unlock()
+				for _, line := range strings.Split(logs, "\n") {
+					if strings.Contains(strings.ToLower(line), "permissions violation") {
+						t.Errorf("%s stepped outside its bus permissions: %s", strings.Join(p.cmd.Args[1:3], " "), line)
+					}
+				}
+			}
+		})
 		if h.code == "" {
 			h.code = core.await(t, codeLine)
 			seen.add(h.code)
@@ -213,6 +255,59 @@ func split(t *testing.T) *hub {
 		launch(t)
 	}
 	return h
+}
+
+// run runs a short homemesh command and returns its standard output.
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("homemesh %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
+}
+
+// writeTestPKI writes a CA and a server certificate for 127.0.0.1 it
+// issued, as an operator's own PKI would provide, and returns the files.
+func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e NATS CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "nats"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	caFile, certFile, keyFile = filepath.Join(dir, "nats-ca.pem"), filepath.Join(dir, "nats.pem"), filepath.Join(dir, "nats-key.pem")
+	for path, block := range map[string]*pem.Block{
+		caFile:   {Type: "CERTIFICATE", Bytes: caDER},
+		certFile: {Type: "CERTIFICATE", Bytes: leafDER},
+		keyFile:  {Type: "PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return caFile, certFile, keyFile
 }
 
 // call makes an API request and decodes the JSON answer into out (if not

@@ -135,6 +135,15 @@ func (n *Node) Auth() *auth.Service { return n.authSvc }
 // Broker returns the MQTT broker when this node hosts the edge.
 func (n *Node) Broker() *broker.Broker { return n.broker }
 
+// NATSURL is the URL other processes reach the embedded NATS server on,
+// or "" when it does not listen (or the node uses an external one).
+func (n *Node) NATSURL() string {
+	if n.server == nil || n.cfg.NATSListen == "" {
+		return ""
+	}
+	return n.server.ClientURL()
+}
+
 // Gateway returns the API gateway when this node hosts it.
 func (n *Node) Gateway() *gateway.Gateway { return n.gw }
 

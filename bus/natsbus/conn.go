@@ -101,9 +101,15 @@ func dial(url, name string, log *slog.Logger, extra ...nats.Option) (*Conn, erro
 		return nil, &homemesh.Error{Op: "natsbus.dial", Kind: homemesh.KindUnauthenticated,
 			Message: "the bus refused this connection's identity", Err: err}
 	}
+	var unknownCA x509.UnknownAuthorityError
+	var badCert *tls.CertificateVerificationError
+	if errors.As(err, &unknownCA) || errors.As(err, &badCert) {
+		return nil, &homemesh.Error{Op: "natsbus.dial", Kind: homemesh.KindUnavailable,
+			Message: "the bus's TLS certificate is not trusted (" + err.Error() + "); give the CA that issued it with --nats-ca", Err: err}
+	}
 	if err != nil {
 		return nil, &homemesh.Error{Op: "natsbus.dial", Kind: homemesh.KindUnavailable,
-			Message: "cannot reach the bus", Err: err}
+			Message: "cannot reach the bus: " + err.Error(), Err: err}
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
