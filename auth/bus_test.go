@@ -226,7 +226,7 @@ func TestBusRequestOutsidePermissionsIsPermissionError(t *testing.T) {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = conn.Request(ctx, subject(VerbServerCert), serverCertRequest{}, nil)
+	err = conn.Request(ctx, subject(VerbAuthenticateMQTT), mqttAuthRequest{}, nil)
 	if homemesh.ErrorKind(err) != homemesh.KindPermission {
 		t.Fatalf("request outside the permissions = %v, want kind permission", err)
 	}

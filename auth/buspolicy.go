@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/audit"
 	"github.com/homemesh/homemesh/bus"
 )
 
@@ -31,8 +32,12 @@ var verbCallers = map[string][]string{
 	VerbDeleteCredential: {"gateway"},
 	VerbListCredentials:  {"gateway"},
 	VerbAuthenticateMQTT: {"edge"},
-	VerbServerCert:       {"edge"},
+	VerbServerCert:       {"edge", "gateway"},
 	VerbAuditAppend:      {"registry", "edge", "gateway"},
+	VerbRevocations:      {"gateway"},
+	VerbAuditList:        {"gateway"},
+	VerbLogout:           {"gateway"},
+	VerbRevokeAll:        {"gateway"},
 }
 
 // registryCallers says which services may call each registry verb.
@@ -118,7 +123,9 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 		// own JetStream use to named buckets would protect nothing; it
 		// still cannot serve or send anything but its own verbs and events.
 		p.Subscribe = append(p.Subscribe, bus.ServiceSubject(ServiceName, ">"), calloutSubject)
-		p.Publish = append(p.Publish, bus.EventWildcard(home),
+		// Only auth appends to the audit log's stream: no other service
+		// can write a record, only ask auth to.
+		p.Publish = append(p.Publish, bus.EventWildcard(home), audit.Subject(home),
 			jsAPI+">", "$KV.>", "$JS.ACK.>", "$JS.FC.>")
 		p.Responses = true
 	case "registry":
