@@ -180,6 +180,10 @@ func allInOne(t *testing.T) *hub {
 		h.api = p.await(t, apiLine) + "/api/v1"
 		h.mqtt = p.await(t, mqttLine)
 		h.mqtts = p.await(t, tlsLine)
+		// The banner comes once everything listens; requests are answered
+		// once every service runs, which /readyz tells.
+		base := strings.TrimSuffix(h.api, "/api/v1")
+		waitUntil(t, "the hub to be ready", func() bool { return call(t, "GET", base+"/readyz", "", nil, nil) == http.StatusOK })
 	}
 	h.caFile = filepath.Join(data, "ca.crt")
 	launch(t)
