@@ -41,7 +41,14 @@ func (n *Node) loadBusIdentities(derive bool) error {
 		if err != nil {
 			return err
 		}
-		if key == nil {
+		switch {
+		case key != nil:
+		case n.maintenance:
+			// Maintenance never creates a key.
+			if key, _, _, err = n.currentSecretKey(); err != nil {
+				return err
+			}
+		default:
 			if key, err = auth.LoadSecretKey(n.cfg.Data); err != nil {
 				return err
 			}

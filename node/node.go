@@ -187,7 +187,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 
 	// Whoever already holds the secret key derives the bus identities;
 	// other processes are given theirs.
-	if err := n.loadBusIdentities(n.hosts("auth") || n.cfg.NATS == "" || n.maintenance); err != nil {
+	if err := n.loadBusIdentities(n.hosts("auth") || n.cfg.NATSListen != "" || (n.maintenance && n.cfg.NATS != "")); err != nil {
 		return err
 	}
 	if n.cfg.NATS == "" {
