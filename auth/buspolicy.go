@@ -47,6 +47,10 @@ var verbCallers = map[string][]string{
 	VerbPasskeyLoginFinish:    {"gateway"},
 	VerbPasskeyList:           {"gateway"},
 	VerbPasskeyRemove:         {"gateway"},
+	VerbCreateToken:           {"gateway"},
+	VerbListTokens:            {"gateway"},
+	VerbDeleteToken:           {"gateway"},
+	VerbVerifyToken:           {"gateway"},
 }
 
 // registryCallers says which services may call each registry verb.
