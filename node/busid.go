@@ -44,17 +44,19 @@ func (n *Node) loadBusIdentities(derive bool) error {
 		switch {
 		case key != nil:
 		case n.maintenance:
-			// Maintenance never creates a key.
-			if key, _, _, err = n.currentSecretKey(); err != nil {
-				return err
-			}
+			// Maintenance never creates a key, and some of it (audit
+			// verify) needs none: without one it joins the bus without an
+			// identity, which only a bus that checks none admits.
+			key, _, _, _ = n.currentSecretKey()
 		default:
 			if key, err = auth.LoadSecretKey(n.cfg.Data); err != nil {
 				return err
 			}
 		}
-		if ids.keys, err = auth.NewBusKeys(key, n.home.ID); err != nil {
-			return err
+		if key != nil {
+			if ids.keys, err = auth.NewBusKeys(key, n.home.ID); err != nil {
+				return err
+			}
 		}
 	}
 	for _, path := range strings.Split(n.cfg.NATSCredential, ",") {
