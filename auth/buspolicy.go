@@ -51,6 +51,12 @@ var verbCallers = map[string][]string{
 	VerbListTokens:            {"gateway"},
 	VerbDeleteToken:           {"gateway"},
 	VerbVerifyToken:           {"gateway"},
+	VerbCreateUser:            {"gateway"},
+	VerbListUsers:             {"gateway"},
+	VerbGetUser:               {"gateway"},
+	VerbUpdateUser:            {"gateway"},
+	VerbDeleteUser:            {"gateway"},
+	VerbChangePassword:        {"gateway"},
 }
 
 // registryCallers says which services may call each registry verb.
