@@ -348,3 +348,47 @@ func TestServiceBusPermissionsAreNarrow(t *testing.T) {
 		t.Errorf("bad home: %v", err)
 	}
 }
+
+// TestRegistryVerbsAndEventsHaveTheirRules keeps the registry's part of the
+// table in step with the registry, which auth may not import: its verbs
+// and event kinds are read from its source.
+func TestRegistryVerbsAndEventsHaveTheirRules(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "../registry/subjects.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var verbs, events []string
+	ast.Inspect(f, func(n ast.Node) bool {
+		vs, ok := n.(*ast.ValueSpec)
+		if !ok {
+			return true
+		}
+		for i, name := range vs.Names {
+			lit, ok := vs.Values[min(i, len(vs.Values)-1)].(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				continue
+			}
+			v, _ := strconv.Unquote(lit.Value)
+			switch {
+			case strings.HasPrefix(name.Name, "verb"):
+				verbs = append(verbs, v)
+			case strings.HasPrefix(name.Name, "Event"):
+				events = append(events, v)
+			}
+		}
+		return true
+	})
+	if len(verbs) == 0 || len(events) == 0 {
+		t.Fatalf("found verbs %v and events %v", verbs, events)
+	}
+	for _, v := range verbs {
+		if len(registryCallers[v]) == 0 {
+			t.Errorf("registry verb %q: say in registryCallers which services may call it", v)
+		}
+	}
+	for _, e := range events {
+		if !slices.Contains(registryEvents, e) {
+			t.Errorf("registry event %q: add it to registryEvents", e)
+		}
+	}
+}

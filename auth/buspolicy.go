@@ -68,7 +68,15 @@ var registryCallers = map[string][]string{
 	"entities.get":    {"gateway"},
 	"entities.put":    {"edge"},
 	"entities.remove": {"edge"},
+	"devices.update":  {"gateway"},
+	"rooms.list":      {"gateway"},
+	"rooms.create":    {"gateway"},
+	"rooms.remove":    {"gateway"},
 }
+
+// registryEvents are the event kinds the registry publishes.
+var registryEvents = []string{"entity_added", "entity_updated", "entity_removed",
+	"device_added", "device_updated", "device_removed", "room_added", "room_removed"}
 
 // The JetStream streams and buckets each service opens. Names follow the
 // owning packages (registry.ReportsStream, edge's discovery bucket, the
@@ -80,7 +88,7 @@ const (
 )
 
 func registryBuckets(home string) []string {
-	return []string{"hm_" + home + "_devices", "hm_" + home + "_entities", "hm_" + home + "_states"}
+	return []string{"hm_" + home + "_rooms", "hm_" + home + "_devices", "hm_" + home + "_entities", "hm_" + home + "_states"}
 }
 
 func edgeBuckets(home string) []string {
@@ -151,7 +159,7 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 		consumer := "registry_" + home
 		p.Subscribe = append(p.Subscribe, bus.ServiceSubject("registry", ">"))
 		p.Publish = append(p.Publish, bus.StateWildcard(home))
-		for _, kind := range []string{"entity_added", "entity_updated", "entity_removed", "device_added", "device_updated", "device_removed"} {
+		for _, kind := range registryEvents {
 			p.Publish = append(p.Publish, bus.EventSubject(home, kind))
 		}
 		p.Publish = append(p.Publish, streamSubjects(reportsStream)...)
