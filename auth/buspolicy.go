@@ -57,6 +57,7 @@ var verbCallers = map[string][]string{
 	VerbUpdateUser:            {"gateway"},
 	VerbDeleteUser:            {"gateway"},
 	VerbChangePassword:        {"gateway"},
+	VerbRotateKeys:            {"gateway"},
 }
 
 // registryCallers says which services may call each registry verb.
