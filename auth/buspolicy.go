@@ -58,6 +58,10 @@ var verbCallers = map[string][]string{
 	VerbDeleteUser:            {"gateway"},
 	VerbChangePassword:        {"gateway"},
 	VerbRotateKeys:            {"gateway"},
+	VerbMFAStatus:             {"gateway"},
+	VerbMFATOTPBegin:          {"gateway"},
+	VerbMFATOTPConfirm:        {"gateway"},
+	VerbMFATOTPDisable:        {"gateway"},
 }
 
 // registryCallers says which services may call each registry verb.
