@@ -75,11 +75,32 @@ func (ss *secretSet) leaks(logs string) []string {
 	defer ss.mu.Unlock()
 	var out []string
 	for s := range ss.values {
-		if strings.Contains(logs, s) {
+		if containsSecret(logs, s) {
 			out = append(out, s[:3]+"…")
 		}
 	}
 	return out
+}
+
+// containsSecret reports whether logs hold s. A secret of digits alone (a
+// TOTP code) also turns up inside timestamps and counters by chance, so it
+// counts only as a number of its own.
+func containsSecret(logs, s string) bool {
+	if strings.Trim(s, "0123456789") != "" {
+		return strings.Contains(logs, s)
+	}
+	digit := func(i int) bool { return i >= 0 && i < len(logs) && logs[i] >= '0' && logs[i] <= '9' }
+	for from := 0; ; {
+		i := strings.Index(logs[from:], s)
+		if i < 0 {
+			return false
+		}
+		i += from
+		if !digit(i-1) && !digit(i+len(s)) {
+			return true
+		}
+		from = i + 1
+	}
 }
 
 // checkLogs fails t when p's logs contain a known secret.
@@ -108,5 +129,12 @@ func TestSecretCollector(t *testing.T) {
 	}
 	if got := ss.leaks(`{"msg":"oops","token":"eyJabc.def"}`); len(got) != 1 {
 		t.Errorf("leak not found: %v", got)
+	}
+	codes := &secretSet{values: map[string]bool{"123456": true}}
+	if got := codes.leaks(`{"time":"2026-01-02T03:04:05.9123456789Z","n":91234567}`); len(got) != 0 {
+		t.Errorf("a code found inside other numbers: %v", got)
+	}
+	if got := codes.leaks(`{"msg":"oops","totp":"123456"}`); len(got) != 1 {
+		t.Errorf("code leak not found: %v", got)
 	}
 }
