@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"image/png"
 	"log/slog"
@@ -403,5 +404,53 @@ func TestMFALogsHoldNoSecrets(t *testing.T) {
 		if regexp.MustCompile(`(^|[^0-9])` + code + `([^0-9]|$)`).MatchString(out) {
 			t.Errorf("log holds the %s", name)
 		}
+	}
+}
+
+// TestMFAIsAudited checks that enrolling, using a recovery code, disabling
+// and resetting each leave a record in the audit log, and that no record
+// holds a key or a code.
+func TestMFAIsAudited(t *testing.T) {
+	_, in, tok := onboarded(t)
+	ctx := context.Background()
+	en := enrol(t, in, tok)
+	if _, err := in.client.Login(ctx, testOwner, testPassword, en.recovery[0]); err != nil {
+		t.Fatal(err)
+	}
+	next := codeAt(t, en.secret, en.step+1)
+	if err := in.client.DisableTOTP(ctx, tok.AccessToken, testPassword, next); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.svc.ResetMFA(ctx, testOwner); err != nil {
+		t.Fatal(err)
+	}
+
+	page, err := in.svc.AuditLog().List(ctx, AuditQuery{Limit: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type key struct{ action, actor, source, target string }
+	got := map[key]bool{}
+	for _, r := range page.Records {
+		got[key{r.Action, r.Actor, r.Source, r.Target}] = true
+	}
+	for _, want := range []key{
+		{AuditMFAEnrolled, testOwner, "", testOwner},
+		{AuditRecoveryCodeUsed, testOwner, "", testOwner},
+		{AuditMFADisabled, testOwner, "", testOwner},
+		{AuditMFAReset, "system", "cli", testOwner},
+	} {
+		if !got[want] {
+			t.Errorf("no audit record %+v among %d records", want, len(page.Records))
+		}
+	}
+	raw, _ := json.Marshal(page.Records)
+	for _, secret := range append([]string{en.secret, testPassword}, en.recovery...) {
+		if strings.Contains(string(raw), secret) || strings.Contains(string(raw), strings.ToUpper(strings.ReplaceAll(secret, "-", ""))) {
+			t.Error("an audit record holds a secret")
+		}
+	}
+	if regexp.MustCompile(`(^|[^0-9])` + next + `([^0-9]|$)`).Match(raw) {
+		t.Error("an audit record holds a TOTP code")
 	}
 }
