@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -415,6 +414,14 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // Run serves the service's verbs until ctx ends, then drains in-flight
 // requests and returns nil.
 func (s *Service) Run(ctx context.Context) error {
+	// Watch the signing keys before serving, so that no rotation by
+	// another process goes unseen once requests arrive.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	waitWatch := s.watchKeys(watchCtx)
+	defer func() {
+		stopWatch()
+		waitWatch()
+	}()
 	handlers := map[string]natsbus.Handler{
 		VerbOnboard:          s.handleOnboard,
 		VerbLogin:            s.handleLogin,
@@ -482,14 +489,9 @@ func (s *Service) Run(ctx context.Context) error {
 		drain()
 		return unavailable("flush subscriptions", err)
 	}
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	var watching sync.WaitGroup
-	watching.Go(func() { s.watchKeys(watchCtx) })
 	s.log.Info("auth serving", "kid", s.signing().kid)
 	close(s.ready)
 	<-ctx.Done()
-	stopWatch()
-	watching.Wait()
 	drain()
 	s.log.Info("auth stopped")
 	return nil

@@ -178,31 +178,41 @@ func (s *Service) applyKeys(sealed []byte) error {
 	return nil
 }
 
-// watchKeys applies every change of the key set that another process
-// makes, until ctx ends.
-func (s *Service) watchKeys(ctx context.Context) {
+// watchKeys starts applying every change of the key set that another
+// process makes, until ctx ends; wait for the returned function. The watch
+// is in place when it returns, and the set is re-read after, so no change
+// falls between loading and watching.
+func (s *Service) watchKeys(ctx context.Context) (wait func()) {
 	w, err := s.keysKV.Watch(ctx, signingRecord, jetstream.UpdatesOnly())
 	if err != nil {
 		s.log.Error("cannot watch the signing keys; a rotation elsewhere is seen on the first unknown kid", "err", err)
-		return
+		return func() {}
 	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
+	if err := s.reloadKeys(ctx); err != nil {
+		s.log.Warn("cannot re-read the signing keys", "err", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
 				return
-			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			if err := s.applyKeys(e.Value()); err != nil {
-				s.log.Error("cannot load a changed signing key set", "err", err)
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil || e.Operation() != jetstream.KeyValuePut {
+					continue
+				}
+				if err := s.applyKeys(e.Value()); err != nil {
+					s.log.Error("cannot load a changed signing key set", "err", err)
+				}
 			}
 		}
-	}
+	}()
+	return func() { <-done }
 }
 
 // lookupKey is the service's own key lookup for verifying access tokens. A
