@@ -56,6 +56,10 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"negative message rate", "mqtt_rate_messages: \"-1\"\n", "mqtt-rate-messages"},
 		{"byte rate unit", "mqtt_rate_bytes: 5GB\n", "mqtt-rate-bytes"},
 		{"connect rate text", "mqtt_rate_connects: lots\n", "mqtt-rate-connects"},
+		{"credential and token", "nats: nats://x:4222\nnats_credential: edge.cred\nnats_token: t\n", "nats-credential"},
+		{"nats cert without key", "nats_listen: 127.0.0.1:4222\nnats_tls_cert: n.pem\n", "nats-tls-key"},
+		{"nats cert without listener", "nats_tls_cert: n.pem\nnats_tls_key: k.pem\n", "nats-tls-cert"},
+		{"listener and token", "nats_listen: 127.0.0.1:4222\nnats_token: t\n", "nats-token"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
