@@ -223,3 +223,78 @@ func rawCall(t *testing.T, method, url string, body any) *http.Response {
 	resp.Body.Close()
 	return resp
 }
+
+func TestGuestCannotUnlockOrDisarm(t *testing.T) {
+	needMosquitto(t)
+	h := allInOne(t)
+	owner := onboardOwner(t, h).AccessToken
+
+	// A lock and an alarm panel, announced by a device over MQTT.
+	var cred struct{ Username, Password string }
+	if code := call(t, "POST", h.api+"/credentials", owner, map[string]any{"name": "door and alarm", "allow": []string{"homeassistant/#", "house/#"}}, &cred); code != http.StatusCreated {
+		t.Fatalf("create credential = %d", code)
+	}
+	for topic, config := range map[string]string{
+		"homeassistant/lock/front/door/config":          `{"name":"Front door","unique_id":"front-door","command_topic":"house/door/set","state_topic":"house/door/state"}`,
+		"homeassistant/alarm_control_panel/house/config": `{"name":"Alarm","unique_id":"house-alarm","command_topic":"house/alarm/set","state_topic":"house/alarm/state","code":"REMOTE_CODE"}`,
+	} {
+		if err := pub(t, h.mqtt, cred.Username, cred.Password, "-t", topic, "-m", config, "-r", "-q", "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	door := findEntity(t, h.api, owner, "front-door")
+	alarm := findEntity(t, h.api, owner, "house-alarm")
+
+	guest := map[string]any{"username": "visitor", "password": "a guest's own password", "role": "guest"}
+	if code := call(t, "POST", h.api+"/users", owner, guest, nil); code != http.StatusCreated {
+		t.Fatalf("create guest = %d", code)
+	}
+	visitor := loginAs(t, h, "visitor", "a guest's own password").AccessToken
+	for _, c := range []struct {
+		entity  entity
+		command map[string]any
+	}{
+		{door, map[string]any{"command": "unlock"}},
+		{door, map[string]any{"command": "open"}},
+		{alarm, map[string]any{"command": "alarm_disarm", "params": map[string]any{"code": "2468"}}},
+	} {
+		if code := call(t, "POST", h.api+"/entities/"+c.entity.ID+"/commands", visitor, c.command, nil); code != http.StatusForbidden {
+			t.Fatalf("guest %v on %s = %d, want 403", c.command["command"], c.entity.UniqueID, code)
+		}
+	}
+
+	// Each refusal is in the audit log, with who and what, never the code.
+	var page struct {
+		Records []struct {
+			Action, Outcome, Actor, Target string
+			Details                        map[string]string
+		} `json:"records"`
+	}
+	if code := call(t, "GET", h.api+"/audit?action=command_denied", owner, nil, &page); code != http.StatusOK {
+		t.Fatalf("GET /audit = %d", code)
+	}
+	denied := map[string]bool{}
+	for _, r := range page.Records {
+		if r.Actor != "visitor" || r.Outcome != "denied" {
+			t.Fatalf("unexpected audit record %+v", r)
+		}
+		for _, v := range r.Details {
+			if strings.Contains(v, "2468") {
+				t.Fatalf("the alarm code reached the audit log: %+v", r)
+			}
+		}
+		denied[r.Target+" "+r.Details["command"]] = true
+	}
+	for _, want := range []string{door.ID + " unlock", door.ID + " open", alarm.ID + " alarm_disarm"} {
+		if !denied[want] {
+			t.Errorf("no audit record for the refused %q; have %v", want, denied)
+		}
+	}
+	// The owner may unlock; that too is audited.
+	if code := call(t, "POST", h.api+"/entities/"+door.ID+"/commands", owner, map[string]any{"command": "unlock"}, nil); code >= 300 {
+		t.Fatalf("owner unlock = %d", code)
+	}
+	if code := call(t, "GET", h.api+"/audit?action=command", owner, nil, &page); code != http.StatusOK || len(page.Records) == 0 {
+		t.Fatalf("GET /audit?action=command = %d with %d records, want the owner's unlock", code, len(page.Records))
+	}
+}
