@@ -235,7 +235,7 @@ func TestGuestCannotUnlockOrDisarm(t *testing.T) {
 		t.Fatalf("create credential = %d", code)
 	}
 	for topic, config := range map[string]string{
-		"homeassistant/lock/front/door/config":          `{"name":"Front door","unique_id":"front-door","command_topic":"house/door/set","state_topic":"house/door/state"}`,
+		"homeassistant/lock/front/door/config":           `{"name":"Front door","unique_id":"front-door","command_topic":"house/door/set","state_topic":"house/door/state"}`,
 		"homeassistant/alarm_control_panel/house/config": `{"name":"Alarm","unique_id":"house-alarm","command_topic":"house/alarm/set","state_topic":"house/alarm/state","code":"REMOTE_CODE"}`,
 	} {
 		if err := pub(t, h.mqtt, cred.Username, cred.Password, "-t", topic, "-m", config, "-r", "-q", "1"); err != nil {
