@@ -13,14 +13,12 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/homemesh/homemesh/audit"
 	"github.com/homemesh/homemesh/auth"
 	"github.com/homemesh/homemesh/bus/bustest"
-	"github.com/homemesh/homemesh/config"
-	"github.com/homemesh/homemesh/internal/hmtest"
 	"github.com/homemesh/homemesh/node"
+	"github.com/homemesh/homemesh/node/nodetest"
 )
 
 // hubActions runs a hub in data, performs the security-relevant actions a
@@ -28,21 +26,7 @@ import (
 // It returns the sequence number of the credential_created record.
 func hubActions(t *testing.T, data string) (home string, credSeq uint64) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Data, cfg.HTTP, cfg.MQTT, cfg.MQTTS = data, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	n, err := node.New(cfg, node.Options{CreateHome: true}, hmtest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	stop := hmtest.Run(t, "hub", n.Run)
-	select {
-	case <-n.Ready():
-	case <-time.After(30 * time.Second):
-		t.Fatal("hub not ready")
-	}
+	n, stop := nodetest.Start(t, nodetest.Config(data), node.Options{CreateHome: true})
 	base := "http://" + n.Gateway().Addr().String() + "/api/v1"
 	call := func(method, path, token string, body any, want int) []byte {
 		t.Helper()

@@ -17,6 +17,7 @@ import (
 	"github.com/homemesh/homemesh/config"
 	"github.com/homemesh/homemesh/internal/hmtest"
 	"github.com/homemesh/homemesh/node"
+	"github.com/homemesh/homemesh/node/nodetest"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 )
@@ -26,28 +27,19 @@ const (
 	testPassword = "correct horse battery"
 )
 
+// hubConfig is nodetest.Config without the MQTTS listener: the key tests
+// never connect over MQTTS, so they do not open it.
 func hubConfig(data string) config.Config {
-	c := config.Default()
-	c.Data, c.HTTP, c.MQTT, c.MQTTS = data, "127.0.0.1:0", "127.0.0.1:0", ""
+	c := nodetest.Config(data)
+	c.MQTTS = ""
 	return c
 }
 
-// startHub runs a hub in this process until stop or the end of the test.
+// startHub runs a hub in this process until stop or the end of the test,
+// with an auth client on a connection of its own that stop closes first.
 func startHub(t *testing.T, c config.Config) (n *node.Node, client *auth.Client, stop func()) {
 	t.Helper()
-	n, err := node.New(c, node.Options{CreateHome: true}, hmtest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	stopNode := hmtest.Run(t, "hub", n.Run)
-	select {
-	case <-n.Ready():
-	case <-time.After(20 * time.Second):
-		t.Fatal("hub not ready")
-	}
+	n, stopNode := nodetest.Start(t, c, node.Options{CreateHome: true})
 	conn, err := n.Connect("test")
 	if err != nil {
 		t.Fatal(err)

@@ -9,34 +9,11 @@ import (
 
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/auth"
-	"github.com/homemesh/homemesh/config"
-	"github.com/homemesh/homemesh/internal/hmtest"
 	"github.com/homemesh/homemesh/node"
+	"github.com/homemesh/homemesh/node/nodetest"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 )
-
-// runHub starts a hub on data with every listener on a free loopback
-// port, and returns it with a function that stops it.
-func runHub(t *testing.T, data string) (*node.Node, func()) {
-	t.Helper()
-	c := config.Default()
-	c.Data, c.HTTP, c.MQTT, c.MQTTS = data, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	n, err := node.New(c, node.Options{CreateHome: true}, hmtest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	stop := hmtest.Run(t, "hub", n.Run)
-	select {
-	case <-n.Ready():
-	case <-time.After(20 * time.Second):
-		t.Fatal("hub not ready")
-	}
-	return n, stop
-}
 
 // authClient is a client of the hub's auth service on a connection of its
 // own, closed when the test ends.
@@ -65,7 +42,7 @@ func TestResetMFA(t *testing.T) {
 	const owner, password = "alice", "correct horse battery"
 	ctx := context.Background()
 	data := t.TempDir()
-	hub, stop := runHub(t, data)
+	hub, stop := nodetest.Start(t, nodetest.Config(data), node.Options{CreateHome: true})
 	client := authClient(t, hub)
 	if err := client.Onboard(ctx, hub.Auth().OnboardingCode(), owner, password); err != nil {
 		t.Fatal(err)
@@ -108,7 +85,7 @@ func TestResetMFA(t *testing.T) {
 		t.Errorf("reset-mfa printed %q, want one line of confirmation", stdout)
 	}
 
-	hub, _ = runHub(t, data)
+	hub, _ = nodetest.Start(t, nodetest.Config(data), node.Options{CreateHome: true})
 	client = authClient(t, hub)
 	tok, err = client.Login(ctx, owner, password, "")
 	if err != nil {

@@ -10,10 +10,11 @@ import (
 	"github.com/homemesh/homemesh/auth"
 	"github.com/homemesh/homemesh/config"
 	"github.com/homemesh/homemesh/node"
+	"github.com/homemesh/homemesh/node/nodetest"
 )
 
 func TestOnlyAuthAdmitsProcessesToItsListener(t *testing.T) {
-	c := hubConfig(t, t.TempDir())
+	c := nodetest.Config(t.TempDir())
 	c.NATSListen = "127.0.0.1:0"
 	_, err := node.New(c, node.Options{Services: []string{"registry"}}, nil)
 	if homemesh.ErrorField(err) != "nats-listen" {

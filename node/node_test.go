@@ -6,44 +6,18 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/auth"
-	"github.com/homemesh/homemesh/config"
 	"github.com/homemesh/homemesh/internal/hmtest"
 	"github.com/homemesh/homemesh/internal/webauthntest"
 	"github.com/homemesh/homemesh/node"
+	"github.com/homemesh/homemesh/node/nodetest"
 )
-
-func hubConfig(t *testing.T, data string) config.Config {
-	c := config.Default()
-	c.Data, c.HTTP, c.MQTT, c.MQTTS = data, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	return c
-}
-
-// run starts a node and returns it with a function that stops it.
-func run(t *testing.T, c config.Config, opts node.Options) (*node.Node, func()) {
-	t.Helper()
-	n, err := node.New(c, opts, hmtest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	stop := hmtest.Run(t, "node", n.Run)
-	select {
-	case <-n.Ready():
-	case <-time.After(20 * time.Second):
-		t.Fatal("node not ready")
-	}
-	return n, stop
-}
 
 func TestHubLifecycle(t *testing.T) {
 	data := t.TempDir()
-	n, stop := run(t, hubConfig(t, data), node.Options{CreateHome: true})
+	n, stop := nodetest.Start(t, nodetest.Config(data), node.Options{CreateHome: true})
 	home := n.Home().ID
 	if !homemesh.ValidID(home) {
 		t.Fatalf("home ID %q", home)
@@ -58,14 +32,14 @@ func TestHubLifecycle(t *testing.T) {
 	}
 	stop()
 
-	again, _ := run(t, hubConfig(t, data), node.Options{CreateHome: true})
+	again, _ := nodetest.Start(t, nodetest.Config(data), node.Options{CreateHome: true})
 	if again.Home().ID != home {
 		t.Fatalf("home changed across restarts: %s → %s", home, again.Home().ID)
 	}
 }
 
 func TestSplitProcessNeedsAHome(t *testing.T) {
-	c := hubConfig(t, t.TempDir())
+	c := nodetest.Config(t.TempDir())
 	n, err := node.New(c, node.Options{Services: []string{"registry"}}, hmtest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +58,7 @@ func TestTakenPortNamesTheFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c := hubConfig(t, t.TempDir())
+	c := nodetest.Config(t.TempDir())
 	c.MQTTS = ln.Addr().String()
 	n, err := node.New(c, node.Options{CreateHome: true}, hmtest.Logger(t))
 	if err != nil {
@@ -98,13 +72,13 @@ func TestTakenPortNamesTheFlag(t *testing.T) {
 
 func TestOfflineMaintenanceLocksTheDataDirectory(t *testing.T) {
 	data := t.TempDir()
-	n, stop := run(t, hubConfig(t, data), node.Options{CreateHome: true})
-	if _, err := node.OpenOffline(hubConfig(t, data), hmtest.Logger(t)); err == nil || !strings.Contains(err.Error(), "hub running") {
+	n, stop := nodetest.Start(t, nodetest.Config(data), node.Options{CreateHome: true})
+	if _, err := node.OpenOffline(nodetest.Config(data), hmtest.Logger(t)); err == nil || !strings.Contains(err.Error(), "hub running") {
 		t.Fatalf("maintenance while the hub runs: %v, want a refusal naming the running hub", err)
 	}
 	stop()
 
-	off, err := node.OpenOffline(hubConfig(t, data), hmtest.Logger(t))
+	off, err := node.OpenOffline(nodetest.Config(data), hmtest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +92,7 @@ func TestOfflineMaintenanceLocksTheDataDirectory(t *testing.T) {
 	if string(svc.CACertPEM()) == "" {
 		t.Fatal("offline auth has no CA")
 	}
-	again, err := node.New(hubConfig(t, data), node.Options{}, hmtest.Logger(t))
+	again, err := node.New(nodetest.Config(data), node.Options{}, hmtest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +101,7 @@ func TestOfflineMaintenanceLocksTheDataDirectory(t *testing.T) {
 	}
 	off.Close()
 
-	if _, err := node.OpenOffline(hubConfig(t, t.TempDir()), hmtest.Logger(t)); err == nil {
+	if _, err := node.OpenOffline(nodetest.Config(t.TempDir()), hmtest.Logger(t)); err == nil {
 		t.Fatal("maintenance on an empty data directory must fail: there is no home")
 	}
 }
@@ -135,7 +109,7 @@ func TestOfflineMaintenanceLocksTheDataDirectory(t *testing.T) {
 // A hub whose HTTP port is picked at start accepts passkeys from that port
 // on localhost, the origin a browser on the hub reports.
 func TestHubPasskeyOriginFollowsTheBoundPort(t *testing.T) {
-	n, _ := run(t, hubConfig(t, t.TempDir()), node.Options{CreateHome: true})
+	n, _ := nodetest.Start(t, nodetest.Config(t.TempDir()), node.Options{CreateHome: true})
 	conn, err := n.Connect("test")
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/homemesh/homemesh/bus/natsbus"
 	"github.com/homemesh/homemesh/internal/hmtest"
 	"github.com/homemesh/homemesh/node"
+	"github.com/homemesh/homemesh/node/nodetest"
 )
 
 // httpsClient trusts only the certificates in pool, speaks TLS 1.3 at most
@@ -78,9 +79,9 @@ func refusesPlainHTTP(t *testing.T, addr string) {
 
 func TestHTTPSWithTheHomeCA(t *testing.T) {
 	data := t.TempDir()
-	c := hubConfig(t, data)
+	c := nodetest.Config(data)
 	c.HTTPS, c.TLSHosts = true, "hub.home.arpa,192.0.2.7"
-	n, _ := run(t, c, node.Options{CreateHome: true})
+	n, _ := nodetest.Start(t, c, node.Options{CreateHome: true})
 
 	url := n.Gateway().URL()
 	if !strings.HasPrefix(url, "https://127.0.0.1:") {
@@ -114,7 +115,7 @@ func TestHTTPSWithTheHomeCA(t *testing.T) {
 }
 
 func TestLoopbackStaysPlainHTTP(t *testing.T) {
-	n, _ := run(t, hubConfig(t, t.TempDir()), node.Options{CreateHome: true})
+	n, _ := nodetest.Start(t, nodetest.Config(t.TempDir()), node.Options{CreateHome: true})
 	if url := n.Gateway().URL(); !strings.HasPrefix(url, "http://127.0.0.1:") {
 		t.Fatalf("gateway URL %q, want plain HTTP on loopback", url)
 	}
@@ -129,13 +130,13 @@ func TestSplitGatewayGetsItsCertificateOverTheBus(t *testing.T) {
 	}
 	t.Cleanup(srv.Shutdown)
 	authData := t.TempDir()
-	core := hubConfig(t, authData)
+	core := nodetest.Config(authData)
 	core.NATS, core.Home = srv.ClientURL(), "split"
-	run(t, core, node.Options{Services: []string{"auth", "registry"}})
+	nodetest.Start(t, core, node.Options{Services: []string{"auth", "registry"}})
 
-	gw := hubConfig(t, t.TempDir())
+	gw := nodetest.Config(t.TempDir())
 	gw.NATS, gw.Home, gw.HTTPS = srv.ClientURL(), "split", true
-	n, _ := run(t, gw, node.Options{Services: []string{"gateway"}})
+	n, _ := nodetest.Start(t, gw, node.Options{Services: []string{"gateway"}})
 	getReady(t, httpsClient(caPool(t, filepath.Join(authData, "ca.crt")), ""), n.Gateway().URL())
 }
 
@@ -180,9 +181,9 @@ func TestOwnCertificateIsServedAndReloaded(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "hub.crt"), filepath.Join(dir, "hub.key")
 	first := testCert(t, certFile, keyFile, 1)
-	c := hubConfig(t, t.TempDir())
+	c := nodetest.Config(t.TempDir())
 	c.TLSCert, c.TLSKey = certFile, keyFile
-	n, _ := run(t, c, node.Options{CreateHome: true})
+	n, _ := nodetest.Start(t, c, node.Options{CreateHome: true})
 	url := n.Gateway().URL()
 
 	pool := x509.NewCertPool()
@@ -230,7 +231,7 @@ func TestOwnCertificateErrorsNameTheFlag(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := hubConfig(t, t.TempDir())
+			c := nodetest.Config(t.TempDir())
 			c.TLSCert, c.TLSKey = tt.cert, tt.key
 			n, err := node.New(c, node.Options{CreateHome: true}, hmtest.Logger(t))
 			if err != nil {
