@@ -95,11 +95,8 @@ type AuditQuery = audit.Query
 type AuditPage = audit.Page
 
 func (s *Service) handleAuditList(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req auditListRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	if _, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin); err != nil {
+	req, _, err := decodeAuthorized[auditListRequest](s, ctx, msg, RoleOwner, RoleAdmin)
+	if err != nil {
 		return nil, err
 	}
 	q := AuditQuery{Action: req.Action, AfterSeq: req.AfterSeq, Limit: req.Limit}
@@ -116,7 +113,7 @@ func (s *Service) handleAuditList(ctx context.Context, msg *nats.Msg) (any, erro
 // accessToken, who must be an owner or an admin. Bad query fields are
 // KindInvalid naming the field (from, to, action, after_seq, limit).
 func (c *Client) ListAudit(ctx context.Context, accessToken string, q AuditQuery) (AuditPage, error) {
-	req := auditListRequest{AccessToken: accessToken, Action: q.Action, AfterSeq: q.AfterSeq, Limit: q.Limit}
+	req := auditListRequest{bearer: bearer{accessToken}, Action: q.Action, AfterSeq: q.AfterSeq, Limit: q.Limit}
 	if !q.From.IsZero() {
 		req.From = &q.From
 	}

@@ -208,7 +208,7 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (Tokens, erro
 // MFAStatus reports the second factors of the bearer of accessToken.
 func (c *Client) MFAStatus(ctx context.Context, accessToken string) (MFAStatus, error) {
 	var st MFAStatus
-	err := c.conn.Request(ctx, subject(VerbMFAStatus), mfaRequest{AccessToken: accessToken}, &st)
+	err := c.conn.Request(ctx, subject(VerbMFAStatus), mfaRequest{bearer: bearer{accessToken}}, &st)
 	return st, err
 }
 
@@ -218,7 +218,7 @@ func (c *Client) MFAStatus(ctx context.Context, accessToken string) (MFAStatus, 
 // until ConfirmTOTP succeeds.
 func (c *Client) BeginTOTP(ctx context.Context, accessToken string) (TOTPEnrollment, error) {
 	var e TOTPEnrollment
-	err := c.conn.Request(ctx, subject(VerbMFATOTPBegin), mfaRequest{AccessToken: accessToken}, &e)
+	err := c.conn.Request(ctx, subject(VerbMFATOTPBegin), mfaRequest{bearer: bearer{accessToken}}, &e)
 	return e, err
 }
 
@@ -228,7 +228,7 @@ func (c *Client) BeginTOTP(ctx context.Context, accessToken string) (TOTPEnrollm
 // login without the app; they are shown this once.
 func (c *Client) ConfirmTOTP(ctx context.Context, accessToken, code string) ([]string, error) {
 	var r mfaConfirmReply
-	err := c.conn.Request(ctx, subject(VerbMFATOTPConfirm), mfaConfirmRequest{AccessToken: accessToken, Code: code}, &r)
+	err := c.conn.Request(ctx, subject(VerbMFATOTPConfirm), mfaConfirmRequest{bearer: bearer{accessToken}, Code: code}, &r)
 	return r.RecoveryCodes, err
 }
 
@@ -237,7 +237,7 @@ func (c *Client) ConfirmTOTP(ctx context.Context, accessToken, code string) ([]s
 // as failed logins.
 func (c *Client) DisableTOTP(ctx context.Context, accessToken, password, code string) error {
 	return c.conn.Request(ctx, subject(VerbMFATOTPDisable),
-		mfaDisableRequest{AccessToken: accessToken, Password: password, Code: code}, nil)
+		mfaDisableRequest{bearer: bearer{accessToken}, Password: password, Code: code}, nil)
 }
 
 // VerifyAccessToken checks token locally against the service's public keys,
@@ -287,7 +287,7 @@ func (c *Client) home(ctx context.Context) (string, error) {
 func (c *Client) CreateCredential(ctx context.Context, accessToken, name string, allow []string) (Credential, error) {
 	var cr Credential
 	err := c.conn.Request(ctx, subject(VerbCreateCredential),
-		createCredentialRequest{AccessToken: accessToken, Name: name, Allow: allow}, &cr)
+		createCredentialRequest{bearer: bearer{accessToken}, Name: name, Allow: allow}, &cr)
 	return cr, err
 }
 
@@ -296,7 +296,7 @@ func (c *Client) CreateCredential(ctx context.Context, accessToken, name string,
 // EventCredentialRevoked event so edges drop its connections.
 func (c *Client) DeleteCredential(ctx context.Context, accessToken, username string) error {
 	return c.conn.Request(ctx, subject(VerbDeleteCredential),
-		deleteCredentialRequest{AccessToken: accessToken, Username: username}, nil)
+		deleteCredentialRequest{bearer: bearer{accessToken}, Username: username}, nil)
 }
 
 // ListCredentials lists the MQTT credentials, without secrets, in user-name
@@ -307,7 +307,7 @@ func (c *Client) ListCredentials(ctx context.Context, accessToken string) ([]Cre
 	after := ""
 	for {
 		var r listCredentialsReply
-		err := c.conn.Request(ctx, subject(VerbListCredentials), listCredentialsRequest{AccessToken: accessToken, After: after}, &r)
+		err := c.conn.Request(ctx, subject(VerbListCredentials), listCredentialsRequest{bearer: bearer{accessToken}, After: after}, &r)
 		if err != nil {
 			return nil, err
 		}
@@ -335,7 +335,7 @@ func (c *Client) AuthenticateMQTT(ctx context.Context, username, password, clien
 // is nil. The code is shown this once and expires after PairingTTL.
 func (c *Client) CreatePairing(ctx context.Context, accessToken, name string, allow []string) (Pairing, error) {
 	var p Pairing
-	err := c.conn.Request(ctx, subject(VerbCreatePairing), createPairingRequest{AccessToken: accessToken, Name: name, Allow: allow}, &p)
+	err := c.conn.Request(ctx, subject(VerbCreatePairing), createPairingRequest{bearer: bearer{accessToken}, Name: name, Allow: allow}, &p)
 	return p, err
 }
 
@@ -417,7 +417,7 @@ func (c *Client) serverCertificate(ctx context.Context, hosts []string) (*tls.Ce
 // verification.
 func (c *Client) BeginPasskeyRegistration(ctx context.Context, accessToken string) (PasskeyCeremony, error) {
 	var r PasskeyCeremony
-	err := c.conn.Request(ctx, subject(VerbPasskeyRegisterBegin), passkeyRegisterBeginRequest{AccessToken: accessToken}, &r)
+	err := c.conn.Request(ctx, subject(VerbPasskeyRegisterBegin), passkeyRegisterBeginRequest{bearer: bearer{accessToken}}, &r)
 	return r, err
 }
 
@@ -430,7 +430,7 @@ func (c *Client) BeginPasskeyRegistration(ctx context.Context, accessToken strin
 func (c *Client) FinishPasskeyRegistration(ctx context.Context, source, accessToken, sessionID, name string, credential json.RawMessage) (Passkey, error) {
 	var p Passkey
 	err := c.conn.Request(ctx, subject(VerbPasskeyRegisterFinish), passkeyRegisterFinishRequest{
-		AccessToken: accessToken, SessionID: sessionID, Name: name, Credential: credential, Source: source}, &p)
+		bearer: bearer{accessToken}, SessionID: sessionID, Name: name, Credential: credential, Source: source}, &p)
 	return p, err
 }
 
@@ -467,7 +467,7 @@ func (c *Client) FinishPasskeyLoginFrom(ctx context.Context, source, sessionID s
 // ListPasskeys lists the bearer's own passkeys, oldest first, without keys.
 func (c *Client) ListPasskeys(ctx context.Context, accessToken string) ([]Passkey, error) {
 	out := []Passkey{}
-	err := c.conn.Request(ctx, subject(VerbPasskeyList), passkeyListRequest{AccessToken: accessToken}, &out)
+	err := c.conn.Request(ctx, subject(VerbPasskeyList), passkeyListRequest{bearer: bearer{accessToken}}, &out)
 	if out == nil {
 		out = []Passkey{}
 	}
@@ -478,7 +478,7 @@ func (c *Client) ListPasskeys(ctx context.Context, accessToken string) ([]Passke
 // log in. Another person's passkey, or none, is KindNotFound. source is the
 // caller's address, for the audit log ("" when unknown).
 func (c *Client) RemovePasskey(ctx context.Context, source, accessToken, id string) error {
-	return c.conn.Request(ctx, subject(VerbPasskeyRemove), passkeyRemoveRequest{AccessToken: accessToken, ID: id, Source: source}, nil)
+	return c.conn.Request(ctx, subject(VerbPasskeyRemove), passkeyRemoveRequest{bearer: bearer{accessToken}, ID: id, Source: source}, nil)
 }
 
 // CreateUser creates a user, acting as the bearer of accessToken. Owners may
@@ -486,7 +486,7 @@ func (c *Client) RemovePasskey(ctx context.Context, source, accessToken, id stri
 // KindConflict naming "username".
 func (c *Client) CreateUser(ctx context.Context, accessToken string, nu NewUser) (User, error) {
 	var u User
-	err := c.conn.Request(ctx, subject(VerbCreateUser), createUserRequest{AccessToken: accessToken, NewUser: nu}, &u)
+	err := c.conn.Request(ctx, subject(VerbCreateUser), createUserRequest{bearer: bearer{accessToken}, NewUser: nu}, &u)
 	return u, err
 }
 
@@ -497,7 +497,7 @@ func (c *Client) ListUsers(ctx context.Context, accessToken string) ([]User, err
 	after := ""
 	for {
 		var r listUsersReply
-		if err := c.conn.Request(ctx, subject(VerbListUsers), listUsersRequest{AccessToken: accessToken, After: after}, &r); err != nil {
+		if err := c.conn.Request(ctx, subject(VerbListUsers), listUsersRequest{bearer: bearer{accessToken}, After: after}, &r); err != nil {
 			return nil, err
 		}
 		out = append(out, r.Users...)
@@ -512,7 +512,7 @@ func (c *Client) ListUsers(ctx context.Context, accessToken string) ([]User, err
 // owners and admins anyone's.
 func (c *Client) GetUser(ctx context.Context, accessToken, username string) (User, error) {
 	var u User
-	err := c.conn.Request(ctx, subject(VerbGetUser), userRequest{AccessToken: accessToken, Username: username}, &u)
+	err := c.conn.Request(ctx, subject(VerbGetUser), userRequest{bearer: bearer{accessToken}, Username: username}, &u)
 	return u, err
 }
 
@@ -522,14 +522,14 @@ func (c *Client) GetUser(ctx context.Context, accessToken, username string) (Use
 // guests, and never grant admin or owner.
 func (c *Client) UpdateUser(ctx context.Context, accessToken, username string, up UserUpdate) (User, error) {
 	var u User
-	err := c.conn.Request(ctx, subject(VerbUpdateUser), updateUserRequest{AccessToken: accessToken, Username: username, UserUpdate: up}, &u)
+	err := c.conn.Request(ctx, subject(VerbUpdateUser), updateUserRequest{bearer: bearer{accessToken}, Username: username, UserUpdate: up}, &u)
 	return u, err
 }
 
 // DeleteUser deletes a user and voids their tokens, with the same rules
 // as UpdateUser.
 func (c *Client) DeleteUser(ctx context.Context, accessToken, username string) error {
-	return c.conn.Request(ctx, subject(VerbDeleteUser), userRequest{AccessToken: accessToken, Username: username}, nil)
+	return c.conn.Request(ctx, subject(VerbDeleteUser), userRequest{bearer: bearer{accessToken}, Username: username}, nil)
 }
 
 // ChangePassword changes the bearer's own password after checking the
@@ -544,6 +544,6 @@ func (c *Client) ChangePassword(ctx context.Context, accessToken, current, next 
 func (c *Client) ChangePasswordFrom(ctx context.Context, source, accessToken, current, next string) (Tokens, error) {
 	var t Tokens
 	err := c.conn.Request(ctx, subject(VerbChangePassword),
-		changePasswordRequest{AccessToken: accessToken, CurrentPassword: current, NewPassword: next, Source: source}, &t)
+		changePasswordRequest{bearer: bearer{accessToken}, CurrentPassword: current, NewPassword: next, Source: source}, &t)
 	return t, err
 }

@@ -82,12 +82,12 @@ type TokenRequest struct {
 }
 
 type createTokenRequest struct {
-	AccessToken string `json:"access_token"`
+	bearer
 	TokenRequest
 }
 
 type listTokensRequest struct {
-	AccessToken string `json:"access_token"`
+	bearer
 }
 
 type listTokensReply struct {
@@ -95,8 +95,8 @@ type listTokensReply struct {
 }
 
 type deleteTokenRequest struct {
-	AccessToken string `json:"access_token"`
-	ID          string `json:"id"`
+	bearer
+	ID string `json:"id"`
 }
 
 type verifyTokenRequest struct {
@@ -210,11 +210,7 @@ var errIntegrationToken = homemesh.Errorf(homemesh.KindUnauthenticated, "invalid
 var errNoToken = homemesh.Errorf(homemesh.KindNotFound, "no such token")
 
 func (s *Service) handleCreateToken(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req createTokenRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin, RoleMember)
+	req, actor, err := decodeAuthorized[createTokenRequest](s, ctx, msg, RoleOwner, RoleAdmin, RoleMember)
 	if err != nil {
 		return nil, err
 	}
@@ -334,11 +330,7 @@ func (s *Service) integrationTokens(ctx context.Context, keep func(integrationRe
 // handleListTokens lists the caller's integration tokens, or every one for
 // the owner, without their secrets.
 func (s *Service) handleListTokens(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req listTokensRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin, RoleMember, RoleGuest)
+	_, actor, err := decodeAuthorized[listTokensRequest](s, ctx, msg, everyRole...)
 	if err != nil {
 		return nil, err
 	}
@@ -359,11 +351,7 @@ func (s *Service) handleListTokens(ctx context.Context, msg *nats.Msg) (any, err
 // for an owner or admin. Others' tokens are "not found", so that their IDs
 // cannot be probed.
 func (s *Service) handleDeleteToken(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req deleteTokenRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin, RoleMember, RoleGuest)
+	req, actor, err := decodeAuthorized[deleteTokenRequest](s, ctx, msg, everyRole...)
 	if err != nil {
 		return nil, err
 	}
@@ -478,7 +466,7 @@ func (s *Service) verifyIntegrationToken(ctx context.Context, token string) (Cla
 // returned Token is shown this once.
 func (c *Client) CreateToken(ctx context.Context, accessToken string, req TokenRequest) (IntegrationToken, error) {
 	var t IntegrationToken
-	err := c.conn.Request(ctx, subject(VerbCreateToken), createTokenRequest{AccessToken: accessToken, TokenRequest: req}, &t)
+	err := c.conn.Request(ctx, subject(VerbCreateToken), createTokenRequest{bearer: bearer{accessToken}, TokenRequest: req}, &t)
 	return t, err
 }
 
@@ -486,7 +474,7 @@ func (c *Client) CreateToken(ctx context.Context, accessToken string, req TokenR
 // every token of the home for the owner, without secrets, oldest first.
 func (c *Client) ListTokens(ctx context.Context, accessToken string) ([]IntegrationToken, error) {
 	var r listTokensReply
-	if err := c.conn.Request(ctx, subject(VerbListTokens), listTokensRequest{AccessToken: accessToken}, &r); err != nil {
+	if err := c.conn.Request(ctx, subject(VerbListTokens), listTokensRequest{bearer: bearer{accessToken}}, &r); err != nil {
 		return nil, err
 	}
 	return r.Tokens, nil
@@ -495,7 +483,7 @@ func (c *Client) ListTokens(ctx context.Context, accessToken string) ([]Integrat
 // DeleteToken deletes the integration token id at once, in every verifier:
 // the bearer's own, or any for an owner or admin.
 func (c *Client) DeleteToken(ctx context.Context, accessToken, id string) error {
-	if err := c.conn.Request(ctx, subject(VerbDeleteToken), deleteTokenRequest{AccessToken: accessToken, ID: id}, nil); err != nil {
+	if err := c.conn.Request(ctx, subject(VerbDeleteToken), deleteTokenRequest{bearer: bearer{accessToken}, ID: id}, nil); err != nil {
 		return err
 	}
 	// The event may reach this client after the reply; this client's own

@@ -19,8 +19,8 @@ type logoutRequest struct {
 }
 
 type revokeAllRequest struct {
-	AccessToken string `json:"access_token"`
-	Source      string `json:"source,omitempty"` // for the audit log
+	bearer
+	Source string `json:"source,omitempty"` // for the audit log
 }
 
 // auditSource checks a request's source address, which only goes into the
@@ -87,7 +87,7 @@ func (s *Service) handleRevokeAll(ctx context.Context, msg *nats.Msg) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	actor, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin, RoleMember, RoleGuest)
+	actor, err := s.authorize(ctx, req.AccessToken, everyRole...)
 	if err != nil {
 		return nil, err
 	}
@@ -112,5 +112,5 @@ func (c *Client) Logout(ctx context.Context, source, refreshToken string) error 
 // refresh and integration token they hold stops working at once, in every
 // process. source is the caller's address, for the audit log.
 func (c *Client) RevokeAll(ctx context.Context, source, accessToken string) error {
-	return c.conn.Request(ctx, subject(VerbRevokeAll), revokeAllRequest{AccessToken: accessToken, Source: source}, nil)
+	return c.conn.Request(ctx, subject(VerbRevokeAll), revokeAllRequest{bearer: bearer{accessToken}, Source: source}, nil)
 }

@@ -193,27 +193,14 @@ func (s *Service) spendCode(u *user, field string, code oneTimeCode, now time.Ti
 	return true, nil
 }
 
-// authorizeSelf authorizes a request a person makes about their own
-// account: any role may manage its own second factors.
-func (s *Service) authorizeSelf(ctx context.Context, accessToken string) (Claims, error) {
-	return s.authorize(ctx, accessToken, RoleOwner, RoleAdmin, RoleMember, RoleGuest)
-}
-
 func (s *Service) handleMFAStatus(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req mfaRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	c, err := s.authorizeSelf(ctx, req.AccessToken)
+	_, c, err := decodeAuthorized[mfaRequest](s, ctx, msg, everyRole...)
 	if err != nil {
 		return nil, err
 	}
-	u, found, err := s.getUser(ctx, c.Username)
+	u, err := s.actorRecord(ctx, c)
 	if err != nil {
 		return nil, err
-	}
-	if !found || u.ID != c.UserID {
-		return nil, errBadToken
 	}
 	st := MFAStatus{TOTPEnabled: len(u.TOTPSecret) > 0}
 	if st.TOTPEnabled {
@@ -223,11 +210,7 @@ func (s *Service) handleMFAStatus(ctx context.Context, msg *nats.Msg) (any, erro
 }
 
 func (s *Service) handleMFATOTPBegin(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req mfaRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	c, err := s.authorizeSelf(ctx, req.AccessToken)
+	_, c, err := decodeAuthorized[mfaRequest](s, ctx, msg, everyRole...)
 	if err != nil {
 		return nil, err
 	}
@@ -263,11 +246,7 @@ func (s *Service) handleMFATOTPBegin(ctx context.Context, msg *nats.Msg) (any, e
 }
 
 func (s *Service) handleMFATOTPConfirm(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req mfaConfirmRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	c, err := s.authorizeSelf(ctx, req.AccessToken)
+	req, c, err := decodeAuthorized[mfaConfirmRequest](s, ctx, msg, everyRole...)
 	if err != nil {
 		return nil, err
 	}
@@ -317,11 +296,7 @@ func (s *Service) handleMFATOTPConfirm(ctx context.Context, msg *nats.Msg) (any,
 }
 
 func (s *Service) handleMFATOTPDisable(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req mfaDisableRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	c, err := s.authorizeSelf(ctx, req.AccessToken)
+	req, c, err := decodeAuthorized[mfaDisableRequest](s, ctx, msg, everyRole...)
 	if err != nil {
 		return nil, err
 	}
@@ -339,12 +314,9 @@ func (s *Service) handleMFATOTPDisable(ctx context.Context, msg *nats.Msg) (any,
 	if err := s.checkNameThrottle(ctx, c.Username, now); err != nil {
 		return nil, err
 	}
-	u, found, err := s.getUser(ctx, c.Username)
+	u, err := s.actorRecord(ctx, c)
 	if err != nil {
 		return nil, err
-	}
-	if !found || u.ID != c.UserID {
-		return nil, errBadToken
 	}
 	if len(u.TOTPSecret) == 0 {
 		return nil, errTOTPNotEnabled

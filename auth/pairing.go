@@ -96,11 +96,7 @@ func pairingKey(code string) string {
 }
 
 func (s *Service) handleCreatePairing(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req createPairingRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin)
+	req, actor, err := decodeAuthorized[createPairingRequest](s, ctx, msg, RoleOwner, RoleAdmin)
 	if err != nil {
 		return nil, err
 	}

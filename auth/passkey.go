@@ -315,15 +315,8 @@ func (s *Service) updateUser(ctx context.Context, name, userID string, change fu
 	return user{}, unavailable("store user", errors.New("too much contention"))
 }
 
-// passkeyRoles is every role: each person manages their own passkeys.
-var passkeyRoles = []string{RoleOwner, RoleAdmin, RoleMember, RoleGuest}
-
 func (s *Service) handlePasskeyRegisterBegin(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req passkeyRegisterBeginRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, passkeyRoles...)
+	_, actor, err := decodeAuthorized[passkeyRegisterBeginRequest](s, ctx, msg, everyRole...)
 	if err != nil {
 		return nil, err
 	}
@@ -331,12 +324,9 @@ func (s *Service) handlePasskeyRegisterBegin(ctx context.Context, msg *nats.Msg)
 	if err != nil {
 		return nil, err
 	}
-	u, found, err := s.getUser(ctx, actor.Username)
+	u, err := s.actorRecord(ctx, actor)
 	if err != nil {
 		return nil, err
-	}
-	if !found || u.ID != actor.UserID {
-		return nil, errBadToken
 	}
 	if len(u.Passkeys) >= MaxPasskeys {
 		return nil, homemesh.Errorf(homemesh.KindConflict, "at most %d passkeys per person; remove one first", MaxPasskeys)
@@ -357,11 +347,7 @@ func (s *Service) handlePasskeyRegisterBegin(ctx context.Context, msg *nats.Msg)
 }
 
 func (s *Service) handlePasskeyRegisterFinish(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req passkeyRegisterFinishRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, passkeyRoles...)
+	req, actor, err := decodeAuthorized[passkeyRegisterFinishRequest](s, ctx, msg, everyRole...)
 	if err != nil {
 		return nil, err
 	}
@@ -387,12 +373,9 @@ func (s *Service) handlePasskeyRegisterFinish(ctx context.Context, msg *nats.Msg
 	if err != nil {
 		return nil, err
 	}
-	u, found, err := s.getUser(ctx, actor.Username)
+	u, err := s.actorRecord(ctx, actor)
 	if err != nil {
 		return nil, err
-	}
-	if !found || u.ID != actor.UserID {
-		return nil, errBadToken
 	}
 	parsed, err := protocol.ParseCredentialCreationResponseBytes(req.Credential)
 	if err != nil {
@@ -469,20 +452,13 @@ func webauthnDetail(err error) string {
 }
 
 func (s *Service) handlePasskeyList(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req passkeyListRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, passkeyRoles...)
+	_, actor, err := decodeAuthorized[passkeyListRequest](s, ctx, msg, everyRole...)
 	if err != nil {
 		return nil, err
 	}
-	u, found, err := s.getUser(ctx, actor.Username)
+	u, err := s.actorRecord(ctx, actor)
 	if err != nil {
 		return nil, err
-	}
-	if !found || u.ID != actor.UserID {
-		return nil, errBadToken
 	}
 	out := make([]Passkey, len(u.Passkeys))
 	for i, pk := range u.Passkeys {
@@ -492,11 +468,7 @@ func (s *Service) handlePasskeyList(ctx context.Context, msg *nats.Msg) (any, er
 }
 
 func (s *Service) handlePasskeyRemove(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req passkeyRemoveRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, passkeyRoles...)
+	req, actor, err := decodeAuthorized[passkeyRemoveRequest](s, ctx, msg, everyRole...)
 	if err != nil {
 		return nil, err
 	}

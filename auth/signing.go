@@ -312,8 +312,8 @@ func (s *Service) publishKeysRotated(kid string) error {
 }
 
 type rotateKeysRequest struct {
-	AccessToken string `json:"access_token"`
-	Source      string `json:"source,omitempty"` // for the audit log
+	bearer
+	Source string `json:"source,omitempty"` // for the audit log
 }
 
 // RotatedKey is the reply to a signing key rotation.
@@ -351,7 +351,7 @@ func (s *Service) handleRotateKeys(ctx context.Context, msg *nats.Msg) (any, err
 // they expire. source is the caller's address, for the audit log.
 func (c *Client) RotateKeys(ctx context.Context, source, accessToken string) (RotatedKey, error) {
 	var r RotatedKey
-	if err := c.conn.Request(ctx, subject(VerbRotateKeys), rotateKeysRequest{AccessToken: accessToken, Source: source}, &r); err != nil {
+	if err := c.conn.Request(ctx, subject(VerbRotateKeys), rotateKeysRequest{bearer: bearer{accessToken}, Source: source}, &r); err != nil {
 		return RotatedKey{}, err
 	}
 	// The event may reach this client after the reply; this client must

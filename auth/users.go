@@ -144,11 +144,7 @@ func (s *Service) deny(ctx context.Context, action string, actor Claims, target 
 }
 
 func (s *Service) handleCreateUser(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req createUserRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin)
+	req, actor, err := decodeAuthorized[createUserRequest](s, ctx, msg, RoleOwner, RoleAdmin)
 	if err != nil {
 		return nil, err
 	}
@@ -201,11 +197,8 @@ func (s *Service) handleCreateUser(ctx context.Context, msg *nats.Msg) (any, err
 }
 
 func (s *Service) handleListUsers(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req listUsersRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	if _, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin); err != nil {
+	req, _, err := decodeAuthorized[listUsersRequest](s, ctx, msg, RoleOwner, RoleAdmin)
+	if err != nil {
 		return nil, err
 	}
 	names, err := s.usernames(ctx)
@@ -265,11 +258,7 @@ func decodeHexName(h string) (string, error) {
 }
 
 func (s *Service) handleGetUser(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req userRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin, RoleMember, RoleGuest)
+	req, actor, err := decodeAuthorized[userRequest](s, ctx, msg, everyRole...)
 	if err != nil {
 		return nil, err
 	}
@@ -293,11 +282,7 @@ func (s *Service) handleGetUser(ctx context.Context, msg *nats.Msg) (any, error)
 }
 
 func (s *Service) handleUpdateUser(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req updateUserRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin)
+	req, actor, err := decodeAuthorized[updateUserRequest](s, ctx, msg, RoleOwner, RoleAdmin)
 	if err != nil {
 		return nil, err
 	}
@@ -397,11 +382,7 @@ func (s *Service) handleUpdateUser(ctx context.Context, msg *nats.Msg) (any, err
 }
 
 func (s *Service) handleDeleteUser(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req userRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin)
+	req, actor, err := decodeAuthorized[userRequest](s, ctx, msg, RoleOwner, RoleAdmin)
 	if err != nil {
 		return nil, err
 	}
@@ -446,11 +427,7 @@ func (s *Service) handleDeleteUser(ctx context.Context, msg *nats.Msg) (any, err
 }
 
 func (s *Service) handleChangePassword(ctx context.Context, msg *nats.Msg) (any, error) {
-	var req changePasswordRequest
-	if err := decode(msg, &req); err != nil {
-		return nil, err
-	}
-	actor, err := s.authorize(ctx, req.AccessToken, RoleOwner, RoleAdmin, RoleMember, RoleGuest)
+	req, actor, err := decodeAuthorized[changePasswordRequest](s, ctx, msg, everyRole...)
 	if err != nil {
 		return nil, err
 	}
@@ -467,12 +444,9 @@ func (s *Service) handleChangePassword(ctx context.Context, msg *nats.Msg) (any,
 	if err := s.checkThrottle(ctx, name, source); err != nil {
 		return nil, err
 	}
-	u, found, err := s.getUser(ctx, name)
+	u, err := s.actorRecord(ctx, actor)
 	if err != nil {
 		return nil, err
-	}
-	if !found || u.ID != actor.UserID {
-		return nil, errBadToken
 	}
 	release, err := s.hashLimit(ctx)
 	if err != nil {

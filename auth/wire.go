@@ -28,20 +28,29 @@ type loginRequest struct {
 	Source string `json:"source,omitempty"`
 }
 
+// bearer is the access token a person's request carries. Requests embed
+// it, so the token stays a top-level "access_token" field on the wire and
+// one prologue (decodeAuthorized) can authorize every such verb.
+type bearer struct {
+	AccessToken string `json:"access_token"`
+}
+
+func (b bearer) accessToken() string { return b.AccessToken }
+
 // mfaRequest is a request about the caller's own second factors.
 type mfaRequest struct {
-	AccessToken string `json:"access_token"`
+	bearer
 }
 
 type mfaConfirmRequest struct {
-	AccessToken string `json:"access_token"`
-	Code        string `json:"code"`
+	bearer
+	Code string `json:"code"`
 }
 
 type mfaDisableRequest struct {
-	AccessToken string `json:"access_token"`
-	Password    string `json:"password"`
-	Code        string `json:"code"`
+	bearer
+	Password string `json:"password"`
+	Code     string `json:"code"`
 }
 
 type mfaConfirmReply struct {
@@ -65,19 +74,19 @@ type keysReply struct {
 }
 
 type createCredentialRequest struct {
-	AccessToken string   `json:"access_token"`
-	Name        string   `json:"name"`
-	Allow       []string `json:"allow"`
+	bearer
+	Name  string   `json:"name"`
+	Allow []string `json:"allow"`
 }
 
 type deleteCredentialRequest struct {
-	AccessToken string `json:"access_token"`
-	Username    string `json:"username"`
+	bearer
+	Username string `json:"username"`
 }
 
 type listCredentialsRequest struct {
-	AccessToken string `json:"access_token"`
-	After       string `json:"after,omitempty"` // start after this user name
+	bearer
+	After string `json:"after,omitempty"` // start after this user name
 }
 
 type listCredentialsReply struct {
@@ -103,26 +112,26 @@ type serverCertReply struct {
 }
 
 type auditListRequest struct {
-	AccessToken string     `json:"access_token"`
-	From        *time.Time `json:"from,omitempty"`
-	To          *time.Time `json:"to,omitempty"`
-	Action      string     `json:"action,omitempty"`
-	AfterSeq    uint64     `json:"after_seq,omitempty"`
-	Limit       int        `json:"limit,omitempty"`
+	bearer
+	From     *time.Time `json:"from,omitempty"`
+	To       *time.Time `json:"to,omitempty"`
+	Action   string     `json:"action,omitempty"`
+	AfterSeq uint64     `json:"after_seq,omitempty"`
+	Limit    int        `json:"limit,omitempty"`
 }
 
 type passkeyRegisterBeginRequest struct {
-	AccessToken string `json:"access_token"`
+	bearer
 }
 
 // passkeyRegisterFinishRequest carries the browser's PublicKeyCredential
 // as the JSON it produced, for go-webauthn to parse.
 type passkeyRegisterFinishRequest struct {
-	AccessToken string          `json:"access_token"`
-	SessionID   string          `json:"session_id"`
-	Name        string          `json:"name"`
-	Credential  json.RawMessage `json:"credential"`
-	Source      string          `json:"source,omitempty"` // the caller's address, for the audit log
+	bearer
+	SessionID  string          `json:"session_id"`
+	Name       string          `json:"name"`
+	Credential json.RawMessage `json:"credential"`
+	Source     string          `json:"source,omitempty"` // the caller's address, for the audit log
 }
 
 type passkeyLoginBeginRequest struct {
@@ -137,19 +146,19 @@ type passkeyLoginFinishRequest struct {
 }
 
 type passkeyListRequest struct {
-	AccessToken string `json:"access_token"`
+	bearer
 }
 
 type passkeyRemoveRequest struct {
-	AccessToken string `json:"access_token"`
-	ID          string `json:"id"`
-	Source      string `json:"source,omitempty"` // the caller's address, for the audit log
+	bearer
+	ID     string `json:"id"`
+	Source string `json:"source,omitempty"` // the caller's address, for the audit log
 }
 
 type createPairingRequest struct {
-	AccessToken string   `json:"access_token"`
-	Name        string   `json:"name"`
-	Allow       []string `json:"allow"` // null: DefaultAllow; [] is refused
+	bearer
+	Name  string   `json:"name"`
+	Allow []string `json:"allow"` // null: DefaultAllow; [] is refused
 }
 
 type claimPairingRequest struct {
@@ -163,13 +172,13 @@ type certAuthRequest struct {
 }
 
 type createUserRequest struct {
-	AccessToken string `json:"access_token"`
+	bearer
 	NewUser
 }
 
 type listUsersRequest struct {
-	AccessToken string `json:"access_token"`
-	After       string `json:"after,omitempty"` // start after this user name
+	bearer
+	After string `json:"after,omitempty"` // start after this user name
 }
 
 type listUsersReply struct {
@@ -179,18 +188,18 @@ type listUsersReply struct {
 
 // userRequest names one user: user_get and user_delete.
 type userRequest struct {
-	AccessToken string `json:"access_token"`
-	Username    string `json:"username"`
+	bearer
+	Username string `json:"username"`
 }
 
 type updateUserRequest struct {
-	AccessToken string `json:"access_token"`
-	Username    string `json:"username"`
+	bearer
+	Username string `json:"username"`
 	UserUpdate
 }
 
 type changePasswordRequest struct {
-	AccessToken     string `json:"access_token"`
+	bearer
 	CurrentPassword string `json:"current_password"`
 	NewPassword     string `json:"new_password"`
 	Source          string `json:"source,omitempty"` // the person's network address, for throttling
