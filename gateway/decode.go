@@ -271,6 +271,21 @@ type credentialRequest struct {
 // maxAllow bounds the topic filters of one credential.
 const maxAllow = 64
 
+// validAllow checks the bounds that credentials and pairings share on a
+// list of MQTT topic filters; whether the list may be empty differs between
+// them and stays with each.
+func validAllow(allow []string) error {
+	if len(allow) > maxAllow {
+		return homemesh.Invalid("allow", "at most %d topic filters", maxAllow)
+	}
+	for i, f := range allow {
+		if f == "" {
+			return homemesh.Invalid(fmt.Sprintf("allow.%d", i), "must not be empty")
+		}
+	}
+	return nil
+}
+
 func (q *credentialRequest) validate() error {
 	if err := required("name", q.Name); err != nil {
 		return err
@@ -278,15 +293,7 @@ func (q *credentialRequest) validate() error {
 	if len(q.Allow) == 0 {
 		return homemesh.Invalid("allow", "at least one MQTT topic filter is required")
 	}
-	if len(q.Allow) > maxAllow {
-		return homemesh.Invalid("allow", "at most %d topic filters", maxAllow)
-	}
-	for i, f := range q.Allow {
-		if f == "" {
-			return homemesh.Invalid(fmt.Sprintf("allow.%d", i), "must not be empty")
-		}
-	}
-	return nil
+	return validAllow(q.Allow)
 }
 
 // pairingRequest is the body of POST /api/v1/pairings. A missing allow
@@ -303,15 +310,7 @@ func (q *pairingRequest) validate() error {
 	if q.Allow != nil && len(q.Allow) == 0 {
 		return homemesh.Invalid("allow", "omit it for the device's own topics, or list at least one MQTT topic filter")
 	}
-	if len(q.Allow) > maxAllow {
-		return homemesh.Invalid("allow", "at most %d topic filters", maxAllow)
-	}
-	for i, f := range q.Allow {
-		if f == "" {
-			return homemesh.Invalid(fmt.Sprintf("allow.%d", i), "must not be empty")
-		}
-	}
-	return nil
+	return validAllow(q.Allow)
 }
 
 // pairingClaimRequest is the body of POST /api/v1/pairings/claim.
