@@ -20,9 +20,7 @@ import (
 	"github.com/homemesh/homemesh/bus/bustest"
 	"github.com/homemesh/homemesh/gateway"
 	"github.com/homemesh/homemesh/internal/hmtest"
-	"github.com/homemesh/homemesh/registry"
 	"github.com/nats-io/nats.go"
-	"net/http/httptest"
 )
 
 func TestOnboardLoginRefresh(t *testing.T) {
@@ -117,14 +115,7 @@ func newPlainEnv(t *testing.T) *env {
 	t.Helper()
 	s := bustest.Server(t)
 	conn := bustest.Conn(t, s)
-	gw, err := gateway.New(gateway.Config{Home: testHome}, gateway.Deps{
-		Bus: conn, Auth: auth.NewClient(conn), Registry: registry.NewClient(conn, testHome), Log: hmtest.Logger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(gw.Handler())
-	t.Cleanup(srv.Close)
+	gw, srv := serveGateway(t, gateway.Config{Home: testHome}, gatewayDeps(conn, hmtest.Logger(t)))
 	return &env{srv: srv, gw: gw, nats: s, conn: conn}
 }
 

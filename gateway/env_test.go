@@ -64,12 +64,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	log := hmtest.Logger(t)
 	s := bustest.Server(t)
 
-	regConn := bustest.Conn(t, s)
-	reg, err := registry.New(registry.Config{Home: testHome}, registry.Deps{Bus: regConn, Log: log})
-	if err != nil {
-		t.Fatalf("registry.New: %v", err)
-	}
-	run(t, "registry", reg.Run)
+	runRegistry(t, s, log)
 
 	authConn := bustest.Conn(t, s)
 	authLog := log
@@ -92,24 +87,54 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if opts.gwLog != nil {
 		log = opts.gwLog
 	}
-	deps := gateway.Deps{
-		Bus: gwConn, Auth: auth.NewClient(gwConn), Registry: registry.NewClient(gwConn, testHome),
-		Log: log, Metrics: ops.NewRegistry(),
+	deps := gatewayDeps(gwConn, log)
+	deps.Metrics = ops.NewRegistry()
+	gw, srv := serveGateway(t, gateway.Config{Home: testHome, Listen: "127.0.0.1:0"}, deps)
+
+	conn := bustest.Conn(t, s)
+	e := &env{srv: srv, gw: gw, nats: s, conn: conn, registry: registry.NewClient(conn, testHome), authSvc: authSvc, gwDeps: deps}
+	e.waitForRegistry(t)
+	return e
+}
+
+// runRegistry runs a registry service for testHome on a connection of its
+// own to s until the test ends.
+func runRegistry(t testing.TB, s *natsbus.Server, log *slog.Logger) {
+	t.Helper()
+	reg, err := registry.New(registry.Config{Home: testHome}, registry.Deps{Bus: bustest.Conn(t, s), Log: log})
+	if err != nil {
+		t.Fatalf("registry.New: %v", err)
 	}
-	gw, err := gateway.New(gateway.Config{Home: testHome, Listen: "127.0.0.1:0"}, deps)
+	run(t, "registry", reg.Run)
+}
+
+// gatewayDeps are a gateway's dependencies with its auth and registry
+// clients on conn, the same connection the gateway uses for the bus.
+func gatewayDeps(conn *natsbus.Conn, log *slog.Logger) gateway.Deps {
+	return gateway.Deps{Bus: conn, Auth: auth.NewClient(conn), Registry: registry.NewClient(conn, testHome), Log: log}
+}
+
+// serveGateway builds a gateway and serves its handler from an httptest
+// server that closes when the test ends.
+func serveGateway(t testing.TB, c gateway.Config, deps gateway.Deps) (*gateway.Gateway, *httptest.Server) {
+	t.Helper()
+	gw, err := gateway.New(c, deps)
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
+	return gw, srv
+}
 
-	conn := bustest.Conn(t, s)
-	e := &env{srv: srv, gw: gw, nats: s, conn: conn, registry: registry.NewClient(conn, testHome), authSvc: authSvc, gwDeps: deps}
+// waitForRegistry waits until the registry answers on the test's own
+// connection, so that a test's first request does not race its start.
+func (e *env) waitForRegistry(t testing.TB) {
+	t.Helper()
 	hmtest.WaitFor(t, 10*time.Second, "registry to answer", func() bool {
 		_, err := e.registry.Devices(context.Background())
 		return err == nil
 	})
-	return e
 }
 
 // response is what a request got back.

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -32,12 +31,7 @@ const testKID = "0011223344556677"
 func newKeyEnv(t *testing.T, pub ed25519.PublicKey) *env {
 	t.Helper()
 	s := bustest.Server(t)
-	regConn := bustest.Conn(t, s)
-	reg, err := registry.New(registry.Config{Home: testHome}, registry.Deps{Bus: regConn, Log: hmtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, "registry", reg.Run)
+	runRegistry(t, s, hmtest.Logger(t))
 	conn := bustest.Conn(t, s)
 	answers := map[string]any{
 		auth.VerbKeys:        map[string]any{"home": testHome, "keys": []map[string]any{{"kid": testKID, "key": []byte(pub)}}},
@@ -52,19 +46,9 @@ func newKeyEnv(t *testing.T, pub ed25519.PublicKey) *env {
 	}
 	conn.Flush()
 	gwConn := bustest.Conn(t, s)
-	gw, err := gateway.New(gateway.Config{Home: testHome}, gateway.Deps{
-		Bus: gwConn, Auth: auth.NewClient(gwConn), Registry: registry.NewClient(gwConn, testHome), Log: hmtest.Logger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(gw.Handler())
-	t.Cleanup(srv.Close)
+	gw, srv := serveGateway(t, gateway.Config{Home: testHome}, gatewayDeps(gwConn, hmtest.Logger(t)))
 	e := &env{srv: srv, gw: gw, nats: s, conn: conn, registry: registry.NewClient(conn, testHome)}
-	hmtest.WaitFor(t, 10*time.Second, "registry to answer", func() bool {
-		_, err := e.registry.Devices(context.Background())
-		return err == nil
-	})
+	e.waitForRegistry(t)
 	return e
 }
 
