@@ -16,22 +16,6 @@ import (
 	"time"
 )
 
-// ownerToken creates the owner and logs in. The banner can come a moment
-// before auth answers, so a 503 is retried.
-func ownerToken(t *testing.T, h *hub) string {
-	t.Helper()
-	owner := map[string]string{"code": h.code, "username": "owner", "password": "correct horse battery"}
-	status := 0
-	waitUntil(t, "onboarding", func() bool {
-		status = call(t, "POST", h.api+"/onboard", "", owner, nil)
-		return status != http.StatusServiceUnavailable
-	})
-	if status != http.StatusCreated {
-		t.Fatalf("onboard = %d", status)
-	}
-	return login(t, h.api)
-}
-
 // claim is what the pairing API hands a device.
 type claim struct {
 	Identity, Username, Password string
@@ -82,7 +66,7 @@ func TestFirewallSplit(t *testing.T) { firewall(t, split(t)) }
 func firewall(t *testing.T, h *hub) {
 	needMosquitto(t)
 	api := h.api
-	tok := ownerToken(t, h)
+	tok := onboardOwner(t, h).AccessToken
 
 	a := pair(t, api, tok, "plug a", "")
 	b := pair(t, api, tok, "plug b", "")
@@ -211,7 +195,7 @@ func TestThrottleAllInOne(t *testing.T) {
 	needMosquitto(t)
 	h := allInOne(t)
 	api := h.api
-	tok := ownerToken(t, h)
+	tok := onboardOwner(t, h).AccessToken
 	flooder := pair(t, api, tok, "flooder", "")
 	calm := pair(t, api, tok, "calm", "")
 

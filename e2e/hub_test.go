@@ -200,14 +200,10 @@ func scenario(t *testing.T, h *hub) {
 	})
 }
 
+// login returns an access token of the owner that onboarding created.
 func login(t *testing.T, api string) string {
-	var tokens struct {
-		AccessToken string `json:"access_token"`
-	}
-	if code := call(t, "POST", api+"/auth/login", "", map[string]string{"username": "owner", "password": "correct horse battery"}, &tokens); code != 200 {
-		t.Fatalf("login = %d", code)
-	}
-	return tokens.AccessToken
+	t.Helper()
+	return loginAs(t, api, "owner", "correct horse battery").AccessToken
 }
 
 func getEntity(t *testing.T, api, tok, id string) entity {
