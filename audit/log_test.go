@@ -206,20 +206,32 @@ func TestConcurrentAppendersKeepOneChain(t *testing.T) {
 	}
 }
 
-// storedLog appends n records to a log kept in dir and shuts the server
-// down, leaving the files as a hub would.
-func storedLog(t *testing.T, dir string, n int) []audit.Record {
+// connectStored starts a server on the files a hub left in dir and
+// connects to it as name. stop closes both, so that the files can be
+// edited or served again.
+func connectStored(t *testing.T, dir, name string) (conn *natsbus.Conn, stop func()) {
 	t.Helper()
 	srv, err := natsbus.StartServer(natsbus.ServerConfig{StoreDir: dir}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown()
-	conn, err := srv.Connect("writer")
+	conn, err = srv.Connect(name)
 	if err != nil {
+		srv.Shutdown()
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	return conn, func() {
+		conn.Close()
+		srv.Shutdown()
+	}
+}
+
+// storedLog appends n records to a log kept in dir and shuts the server
+// down, leaving the files as a hub would.
+func storedLog(t *testing.T, dir string, n int) []audit.Record {
+	t.Helper()
+	conn, stop := connectStored(t, dir, "writer")
+	defer stop()
 	l := open(t, conn)
 	var out []audit.Record
 	for i := range n {
@@ -235,16 +247,8 @@ func storedLog(t *testing.T, dir string, n int) []audit.Record {
 // verifyStored restarts a server on dir and verifies the log there.
 func verifyStored(t *testing.T, dir string) (audit.Result, error) {
 	t.Helper()
-	srv, err := natsbus.StartServer(natsbus.ServerConfig{StoreDir: dir}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	conn, err := srv.Connect("verifier")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, stop := connectStored(t, dir, "verifier")
+	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return open(t, conn).Verify(ctx)
@@ -341,20 +345,12 @@ func TestTamperingOnDisk(t *testing.T) {
 	t.Run("remove the anchor", func(t *testing.T) {
 		dir := t.TempDir()
 		storedLog(t, dir, 3)
-		srv, err := natsbus.StartServer(natsbus.ServerConfig{StoreDir: dir}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := srv.Connect("attacker")
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn, stop := connectStored(t, dir, "attacker")
 		kv, err := conn.JetStream().KeyValue(context.Background(), audit.AnchorBucket(home))
 		if err == nil {
 			err = kv.Purge(context.Background(), audit.AnchorKey)
 		}
-		conn.Close()
-		srv.Shutdown()
+		stop()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -372,16 +368,8 @@ func TestAppendRefusesADamagedTail(t *testing.T) {
 	dir := t.TempDir()
 	storedLog(t, dir, 3)
 	editStored(t, dir, []byte("user-0002"), []byte("user-0000"))
-	srv, err := natsbus.StartServer(natsbus.ServerConfig{StoreDir: dir}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	conn, err := srv.Connect("writer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, stop := connectStored(t, dir, "writer")
+	defer stop()
 	reg := prometheus.NewRegistry()
 	l, err := audit.Open(context.Background(), conn, home, audit.Options{Log: hmtest.Logger(t), Metrics: reg})
 	if err != nil {
