@@ -196,14 +196,7 @@ func TestBridgeToBus(t *testing.T) {
 	s := bustest.Server(t)
 	b := startBroker(t, s)
 	addr := b.Addr(ListenerTCP).String()
-	nc := bustest.Conn(t, s).NATS()
-	msgs := make(chan *nats.Msg, 16)
-	sub, err := nc.ChanSubscribe(bus.MQTTWildcard(testHome), msgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	nc.Flush()
+	msgs := mqttOnBus(t, s, 16)
 
 	c := mustConnect(t, addr, "living", "l-pw", "lamp")
 	tests := []struct {

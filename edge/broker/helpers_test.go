@@ -85,6 +85,23 @@ type testBroker struct {
 	stop func()
 }
 
+// mqttOnBus subscribes on a connection of its own to every MQTT message
+// the bridge puts on the bus for testHome, buffering up to n, until the
+// test ends. The subscription is flushed, so a message published after it
+// returns is caught.
+func mqttOnBus(t testing.TB, s *natsbus.Server, n int) <-chan *nats.Msg {
+	t.Helper()
+	nc := bustest.Conn(t, s).NATS()
+	msgs := make(chan *nats.Msg, n)
+	sub, err := nc.ChanSubscribe(bus.MQTTWildcard(testHome), msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	nc.Flush()
+	return msgs
+}
+
 type brokerOpt func(*Config, *Deps)
 
 // startBroker runs a broker on a random loopback port against s and stops

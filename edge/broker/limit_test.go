@@ -16,7 +16,6 @@ import (
 	"github.com/homemesh/homemesh/bus/bustest"
 	"github.com/homemesh/homemesh/internal/hmtest"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -271,14 +270,7 @@ func TestConnectLimiter(t *testing.T) {
 func TestPublisherHeaders(t *testing.T) {
 	s := bustest.Server(t)
 	b := startBroker(t, s)
-	nc := bustest.Conn(t, s).NATS()
-	msgs := make(chan *nats.Msg, 4)
-	sub, err := nc.ChanSubscribe(bus.MQTTWildcard(testHome), msgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	nc.Flush()
+	msgs := mqttOnBus(t, s, 4)
 	c := mustConnect(t, b.Addr(ListenerTCP).String(), "z2m", "z2m-pw", "bridge")
 	wait(t, c.Publish("zigbee2mqtt/lamp", 1, false, "state"))
 	wait(t, c.Publish("homeassistant/light/lamp/config", 1, false, "{}"))

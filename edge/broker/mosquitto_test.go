@@ -10,7 +10,6 @@ import (
 
 	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/bustest"
-	"github.com/nats-io/nats.go"
 )
 
 // TestMosquittoClients checks every protocol version with the reference
@@ -25,14 +24,7 @@ func TestMosquittoClients(t *testing.T) {
 	s := bustest.Server(t)
 	b := startBroker(t, s)
 	host, port, _ := net.SplitHostPort(b.Addr(ListenerTCP).String())
-	nc := bustest.Conn(t, s).NATS()
-	msgs := make(chan *nats.Msg, 16)
-	sub, err := nc.ChanSubscribe(bus.MQTTWildcard(testHome), msgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	nc.Flush()
+	msgs := mqttOnBus(t, s, 16)
 
 	run := func(t *testing.T, name string, args ...string) (string, error) {
 		t.Helper()
