@@ -207,18 +207,10 @@ func (s *Service) countClaim(ctx context.Context, source string, now time.Time) 
 		sum := sha256.Sum256([]byte(source))
 		key = "c." + hex.EncodeToString(sum[:])
 	}
-	for range 10 {
+	return casUpdate(ctx, s.throttleKV, key, "read claim throttle", "write claim throttle", func(cur []byte, exists bool) ([]byte, error) {
 		var r throttleRecord
-		var rev uint64
-		e, err := s.throttleKV.Get(ctx, key)
-		switch {
-		case err == nil:
-			rev = e.Revision()
-			if json.Unmarshal(e.Value(), &r) != nil {
-				r = throttleRecord{}
-			}
-		case !errors.Is(err, jetstream.ErrKeyNotFound):
-			return unavailable("read claim throttle", err)
+		if exists && json.Unmarshal(cur, &r) != nil {
+			r = throttleRecord{}
 		}
 		if now.Sub(r.First) >= claimWindow {
 			r = throttleRecord{First: now}
@@ -226,24 +218,12 @@ func (s *Service) countClaim(ctx context.Context, source string, now time.Time) 
 		if r.Failures >= claimLimit {
 			retry := r.First.Add(claimWindow).Sub(now)
 			s.log.Warn("pairing claim refused: rate limited", "source", safeLogName(source))
-			return &homemesh.Error{Op: "auth.pairing_claim", Kind: homemesh.KindRateLimited,
+			return nil, &homemesh.Error{Op: "auth.pairing_claim", Kind: homemesh.KindRateLimited,
 				Message: "too many pairing attempts from this address; try again later", RetryAfter: retry}
 		}
 		r.Failures++
-		val, _ := json.Marshal(r)
-		if rev == 0 {
-			_, err = s.throttleKV.Create(ctx, key, val)
-		} else {
-			_, err = s.throttleKV.Update(ctx, key, val, rev)
-		}
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return unavailable("write claim throttle", err)
-		}
-	}
-	return unavailable("write claim throttle", errors.New("too much contention"))
+		return json.Marshal(r)
+	})
 }
 
 // ParseDeviceCSR decodes a PEM PKCS #10 certificate request whose

@@ -281,38 +281,31 @@ var errUserChanged = homemesh.Errorf(homemesh.KindUnauthenticated, "invalid or e
 // retrying when another write got there first, and returns the stored
 // result. change sees the latest record each time; its error aborts.
 func (s *Service) updateUser(ctx context.Context, name, userID string, change func(*user) error) (user, error) {
-	key := userKey(name)
-	for range 10 {
-		e, err := s.usersKV.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return user{}, errUserChanged
+	var u user
+	err := casUpdate(ctx, s.usersKV, userKey(name), "read user", "store user", func(cur []byte, exists bool) ([]byte, error) {
+		if !exists {
+			return nil, errUserChanged
 		}
-		if err != nil {
-			return user{}, unavailable("read user", err)
-		}
-		var u user
-		if err := json.Unmarshal(e.Value(), &u); err != nil {
-			return user{}, fmt.Errorf("decode user %q: %w", name, err)
+		u = user{}
+		if err := json.Unmarshal(cur, &u); err != nil {
+			return nil, fmt.Errorf("decode user %q: %w", name, err)
 		}
 		if u.ID != userID {
-			return user{}, errUserChanged
+			return nil, errUserChanged
 		}
 		if err := change(&u); err != nil {
-			return user{}, err
+			return nil, err
 		}
 		val, err := json.Marshal(u)
 		if err != nil {
-			return user{}, fmt.Errorf("encode user: %w", err)
+			return nil, fmt.Errorf("encode user: %w", err)
 		}
-		_, err = s.usersKV.Update(ctx, key, val, e.Revision())
-		if err == nil {
-			return u, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !wrongRevision(err) {
-			return user{}, unavailable("store user", err)
-		}
+		return val, nil
+	})
+	if err != nil {
+		return user{}, err
 	}
-	return user{}, unavailable("store user", errors.New("too much contention"))
+	return u, nil
 }
 
 func (s *Service) handlePasskeyRegisterBegin(ctx context.Context, msg *nats.Msg) (any, error) {

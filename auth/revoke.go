@@ -43,53 +43,47 @@ func issuedAt(u user, now time.Time) time.Time {
 // and an EventTokensRevoked tells every verifier. The user must log in
 // again. It returns the time tokens must have been issued at or after.
 func (s *Service) RevokeUserTokens(ctx context.Context, username string) (time.Time, error) {
-	for range 10 {
-		e, err := s.usersKV.Get(ctx, userKey(username))
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return time.Time{}, homemesh.Errorf(homemesh.KindNotFound, "no user %s", username)
+	var u user
+	err := casUpdate(ctx, s.usersKV, userKey(username), "read user", "store user", func(cur []byte, exists bool) ([]byte, error) {
+		if !exists {
+			return nil, homemesh.Errorf(homemesh.KindNotFound, "no user %s", username)
 		}
-		if err != nil {
-			return time.Time{}, unavailable("read user", err)
-		}
-		var u user
-		if err := json.Unmarshal(e.Value(), &u); err != nil {
-			return time.Time{}, fmt.Errorf("decode user %q: %w", username, err)
+		u = user{}
+		if err := json.Unmarshal(cur, &u); err != nil {
+			return nil, fmt.Errorf("decode user %q: %w", username, err)
 		}
 		// The next full second: tokens carry whole-second issue times, so
 		// every token issued up to now has iat before it. Tokens issued
 		// since an earlier revocation in this same second were stamped
 		// with that revocation's time, so the new one must lie beyond it.
+		// A record changed meanwhile is stamped afresh.
 		nb := time.Now().UTC().Truncate(time.Second).Add(time.Second)
 		if !nb.After(u.TokensNotBefore) {
 			nb = u.TokensNotBefore.Add(time.Second)
 		}
 		u.TokensNotBefore = nb
-		val, _ := json.Marshal(u)
-		if _, err := s.usersKV.Update(ctx, userKey(username), val, e.Revision()); err != nil {
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue // changed meanwhile: stamp the fresh record
-			}
-			return time.Time{}, unavailable("store user", err)
-		}
-		rev := Revocation{UserID: u.ID, NotBefore: u.TokensNotBefore}
-		raw, _ := json.Marshal(rev)
-		if _, err := s.revocationsKV.Put(ctx, u.ID, raw); err != nil {
-			return time.Time{}, unavailable("store revocation", err)
-		}
-		if err := s.publishRevocation(rev); err != nil {
-			// Verifiers also re-read the revocations every few seconds, so
-			// a lost event delays the revocation; it does not lose it.
-			s.log.Error("cannot announce a token revocation", "user_id", u.ID, "err", err)
-		}
-		s.log.Info("tokens revoked", "username", username, "user_id", u.ID)
-		if err := s.dropUserIntegrationTokens(ctx, u.ID); err != nil {
-			// Verification checks the user record, so these tokens are
-			// refused already; they only linger in lists.
-			s.log.Error("cannot delete the integration tokens of a user whose tokens were revoked", "user_id", u.ID, "err", err)
-		}
-		return u.TokensNotBefore, nil
+		return json.Marshal(u)
+	})
+	if err != nil {
+		return time.Time{}, err
 	}
-	return time.Time{}, unavailable("store user", errors.New("too much contention"))
+	rev := Revocation{UserID: u.ID, NotBefore: u.TokensNotBefore}
+	raw, _ := json.Marshal(rev)
+	if _, err := s.revocationsKV.Put(ctx, u.ID, raw); err != nil {
+		return time.Time{}, unavailable("store revocation", err)
+	}
+	if err := s.publishRevocation(rev); err != nil {
+		// Verifiers also re-read the revocations every few seconds, so
+		// a lost event delays the revocation; it does not lose it.
+		s.log.Error("cannot announce a token revocation", "user_id", u.ID, "err", err)
+	}
+	s.log.Info("tokens revoked", "username", username, "user_id", u.ID)
+	if err := s.dropUserIntegrationTokens(ctx, u.ID); err != nil {
+		// Verification checks the user record, so these tokens are
+		// refused already; they only linger in lists.
+		s.log.Error("cannot delete the integration tokens of a user whose tokens were revoked", "user_id", u.ID, "err", err)
+	}
+	return u.TokensNotBefore, nil
 }
 
 func (s *Service) publishRevocation(rev Revocation) error {

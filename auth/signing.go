@@ -254,25 +254,26 @@ func (s *Service) handleKeys(ctx context.Context, msg *nats.Msg) (any, error) {
 // process signs with the new key at once, and verifiers are told to fetch
 // it. It returns the new key's ID.
 func (s *Service) RotateSigningKey(ctx context.Context) (string, error) {
-	for range 10 {
-		e, err := s.keysKV.Get(ctx, signingRecord)
-		if err != nil {
-			return "", unavailable("read signing keys", err)
+	var old, next keySet
+	var k signingKey
+	err := casUpdate(ctx, s.keysKV, signingRecord, "read signing keys", "store signing keys", func(cur []byte, exists bool) ([]byte, error) {
+		if !exists {
+			return nil, unavailable("read signing keys", jetstream.ErrKeyNotFound)
 		}
-		plain, err := s.seal.open(signingRecord, e.Value())
+		plain, err := s.seal.open(signingRecord, cur)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		old, err := parseKeySet(plain)
-		if err != nil {
-			return "", err
+		if old, err = parseKeySet(plain); err != nil {
+			return nil, err
 		}
+		// After a lost race this runs again on the set that won, so the
+		// key just put in is retired rather than dropped.
 		now := time.Now().UTC()
-		k, err := newSigningKey(now)
-		if err != nil {
-			return "", err
+		if k, err = newSigningKey(now); err != nil {
+			return nil, err
 		}
-		next := keySet{Keys: []signingKey{k}}
+		next = keySet{Keys: []signingKey{k}}
 		for _, prev := range old.Keys {
 			if prev.VerifyUntil.IsZero() {
 				prev.VerifyUntil = now.Add(s.cfg.AccessTokenTTL + clockSkew)
@@ -282,22 +283,19 @@ func (s *Service) RotateSigningKey(ctx context.Context) (string, error) {
 			}
 		}
 		val, _ := json.Marshal(next)
-		if _, err := s.keysKV.Update(ctx, signingRecord, s.seal.seal(signingRecord, val), e.Revision()); err != nil {
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue // rotated meanwhile: retire the fresh set's key
-			}
-			return "", unavailable("store signing keys", err)
-		}
-		s.keys.state.Store(newSigningState(next))
-		s.log.Info("signing key rotated", "kid", k.KID, "previous_kid", old.Keys[0].KID)
-		if err := s.publishKeysRotated(k.KID); err != nil {
-			// Verifiers also fetch keys on an unknown kid, at most every
-			// refetchEvery; a lost event delays them that long.
-			s.log.Error("cannot announce a signing key rotation", "err", err)
-		}
-		return k.KID, nil
+		return s.seal.seal(signingRecord, val), nil
+	})
+	if err != nil {
+		return "", err
 	}
-	return "", unavailable("store signing keys", errors.New("too much contention"))
+	s.keys.state.Store(newSigningState(next))
+	s.log.Info("signing key rotated", "kid", k.KID, "previous_kid", old.Keys[0].KID)
+	if err := s.publishKeysRotated(k.KID); err != nil {
+		// Verifiers also fetch keys on an unknown kid, at most every
+		// refetchEvery; a lost event delays them that long.
+		s.log.Error("cannot announce a signing key rotation", "err", err)
+	}
+	return k.KID, nil
 }
 
 func (s *Service) publishKeysRotated(kid string) error {

@@ -214,32 +214,21 @@ func (s *Service) recordLoginSuccess(ctx context.Context, name string) {
 // countFailure adds a failure to the counter at key with compare-and-set,
 // so that concurrent failures on several processes all count.
 func (s *Service) countFailure(ctx context.Context, l throttleLimit, key string, now time.Time) (throttleRecord, error) {
-	for range 10 {
-		var r throttleRecord
-		var rev uint64
-		e, err := s.throttleKV.Get(ctx, key)
-		switch {
-		case err == nil:
-			rev = e.Revision()
-			if json.Unmarshal(e.Value(), &r) != nil {
-				r = throttleRecord{}
-			}
-		case !errors.Is(err, jetstream.ErrKeyNotFound):
-			return r, unavailable("read throttle", err)
+	var r throttleRecord
+	err := casUpdate(ctx, s.throttleKV, key, "read throttle", "write throttle", func(cur []byte, exists bool) ([]byte, error) {
+		r = throttleRecord{}
+		if exists && json.Unmarshal(cur, &r) != nil {
+			r = throttleRecord{}
 		}
 		r = r.fail(l, now)
-		val, _ := json.Marshal(r)
-		if rev == 0 {
-			_, err = s.throttleKV.Create(ctx, key, val)
-		} else {
-			_, err = s.throttleKV.Update(ctx, key, val, rev)
-		}
-		if err == nil {
-			return r, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return r, unavailable("write throttle", err)
-		}
+		return json.Marshal(r)
+	})
+	if errors.Is(err, errContention) {
+		// The key says which counter is contended, user or address.
+		return throttleRecord{}, unavailable("write throttle", fmt.Errorf("%s: %w", key, errContention))
 	}
-	return throttleRecord{}, unavailable("write throttle", fmt.Errorf("%s: too much contention", key))
+	if err != nil {
+		return throttleRecord{}, err
+	}
+	return r, nil
 }

@@ -465,39 +465,27 @@ func (s *Service) handleChangePassword(ctx context.Context, msg *nats.Msg) (any,
 			Target: name, Details: map[string]string{"password": "wrong current password"}})
 		return nil, &homemesh.Error{Kind: homemesh.KindPermission, Field: "current_password", Message: "the current password is wrong"}
 	}
-	for range 10 {
-		e, err := s.usersKV.Get(ctx, userKey(name))
-		if err != nil {
-			return nil, unavailable("read user", err)
-		}
-		var cur user
-		if err := json.Unmarshal(e.Value(), &cur); err != nil || cur.ID != u.ID {
-			return nil, errBadToken
-		}
+	cur, err := s.updateUser(ctx, name, u.ID, func(cur *user) error {
 		cur.PasswordHash = hash
-		val, _ := json.Marshal(cur)
-		if _, err := s.usersKV.Update(ctx, userKey(name), val, e.Revision()); err != nil {
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue
-			}
-			return nil, unavailable("store user", err)
-		}
-		// Every other session ends; this one continues with fresh tokens.
-		nb, err := s.RevokeUserTokens(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		cur.TokensNotBefore = nb
-		tokens, err := s.issue(ctx, cur, "", time.Now())
-		if err != nil {
-			return nil, err
-		}
-		s.log.Info("password changed", "username", name, "user_id", u.ID)
-		_ = s.Audit(ctx, AuditEntry{Action: AuditUserChanged, Outcome: OutcomeSuccess, Actor: name, ActorID: u.ID,
-			Target: name, Details: map[string]string{"password": "changed"}})
-		return tokens, nil
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, unavailable("store user", errors.New("too much contention"))
+	// Every other session ends; this one continues with fresh tokens.
+	nb, err := s.RevokeUserTokens(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	cur.TokensNotBefore = nb
+	tokens, err := s.issue(ctx, cur, "", time.Now())
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("password changed", "username", name, "user_id", u.ID)
+	_ = s.Audit(ctx, AuditEntry{Action: AuditUserChanged, Outcome: OutcomeSuccess, Actor: name, ActorID: u.ID,
+		Target: name, Details: map[string]string{"password": "changed"}})
+	return tokens, nil
 }
 
 // ownersKey holds, in the users bucket, the names of the home's owners. It
@@ -512,41 +500,24 @@ type ownersRecord struct {
 // changeOwners applies fn to the set of owner names with compare-and-set,
 // building the set from the user records the first time.
 func (s *Service) changeOwners(ctx context.Context, fn func([]string) ([]string, error)) error {
-	for range 10 {
-		e, err := s.usersKV.Get(ctx, ownersKey)
+	return casUpdate(ctx, s.usersKV, ownersKey, "read owners", "store owners", func(cur []byte, exists bool) ([]byte, error) {
 		var rec ownersRecord
-		var rev uint64
-		switch {
-		case err == nil:
-			rev = e.Revision()
-			if err := json.Unmarshal(e.Value(), &rec); err != nil {
-				return fmt.Errorf("decode owners: %w", err)
+		if exists {
+			if err := json.Unmarshal(cur, &rec); err != nil {
+				return nil, fmt.Errorf("decode owners: %w", err)
 			}
-		case errors.Is(err, jetstream.ErrKeyNotFound):
+		} else {
+			var err error
 			if rec.Usernames, err = s.scanOwners(ctx); err != nil {
-				return err
+				return nil, err
 			}
-		default:
-			return unavailable("read owners", err)
 		}
 		next, err := fn(slices.Clone(rec.Usernames))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		val, _ := json.Marshal(ownersRecord{Usernames: next})
-		if rev == 0 {
-			_, err = s.usersKV.Create(ctx, ownersKey, val)
-		} else {
-			_, err = s.usersKV.Update(ctx, ownersKey, val, rev)
-		}
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return unavailable("store owners", err)
-		}
-	}
-	return unavailable("store owners", errors.New("too much contention"))
+		return json.Marshal(ownersRecord{Usernames: next})
+	})
 }
 
 // restoreOwner puts name back into the owner set after a change that
