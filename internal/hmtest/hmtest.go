@@ -1,5 +1,6 @@
 // Package hmtest holds helpers shared by homemesh tests: waiting for a
-// condition with a deadline instead of sleeping, and quiet loggers.
+// condition with a deadline instead of sleeping, quiet loggers, and
+// certificate authorities made for one test.
 package hmtest
 
 import (
