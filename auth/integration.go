@@ -160,31 +160,6 @@ func lowerRole(a, b string) string {
 	return b
 }
 
-// validateScope checks the entries of a requested scope: room and entity
-// IDs, entity kinds. Errors name the entry, e.g. "scope.rooms[1]".
-func validateScope(sc Scope) error {
-	for _, l := range []struct {
-		name string
-		ids  []string
-		kind bool
-	}{{"rooms", sc.Rooms, false}, {"kinds", sc.Kinds, true}, {"entities", sc.Entities, false}} {
-		if len(l.ids) > 256 {
-			return homemesh.Invalid("scope."+l.name, "at most 256 entries")
-		}
-		for i, v := range l.ids {
-			field := fmt.Sprintf("scope.%s[%d]", l.name, i)
-			if l.kind {
-				if !homemesh.EntityKind(v).Valid() {
-					return homemesh.Invalid(field, "unknown entity kind")
-				}
-			} else if err := homemesh.CheckID(field, v); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // scopeWithin reports whether inner allows nothing that outer does not:
 // every list outer limits, inner limits to a subset.
 func scopeWithin(inner, outer Scope) bool {
@@ -229,7 +204,7 @@ func (s *Service) handleCreateToken(ctx context.Context, msg *nats.Msg) (any, er
 	}
 	scope := actor.Scope
 	if req.Scope != nil {
-		if err := validateScope(*req.Scope); err != nil {
+		if err := ValidateScope("scope", *req.Scope); err != nil {
 			return nil, err
 		}
 		if !scopeWithin(*req.Scope, actor.Scope) {
