@@ -11,8 +11,6 @@ import (
 	"github.com/homemesh/homemesh/auth"
 	"github.com/homemesh/homemesh/node"
 	"github.com/homemesh/homemesh/node/nodetest"
-	"github.com/pquerna/otp"
-	"github.com/pquerna/otp/totp"
 )
 
 // authClient is a client of the hub's auth service on a connection of its
@@ -55,11 +53,7 @@ func TestResetMFA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, err := totp.GenerateCodeCustom(en.Secret, time.Now(), totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.ConfirmTOTP(ctx, tok.AccessToken, code); err != nil {
+	if _, err := client.ConfirmTOTP(ctx, tok.AccessToken, totpCode(t, en.Secret, time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := client.Login(ctx, owner, password, ""); homemesh.ErrorField(err) != "totp" {
