@@ -28,15 +28,26 @@ type request interface {
 // decodeBody reads r's body, at most MaxBody bytes, strictly into v and
 // validates it.
 func decodeBody(w http.ResponseWriter, r *http.Request, v request) error {
+	data, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	return decodeBytes(data, v)
+}
+
+// readBody reads r's body, at most MaxBody bytes. A longer body is
+// reported as too large, not as unreadable, so that the client learns the
+// limit it hit.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		var maxErr *http.MaxBytesError
 		if errors.As(err, &maxErr) {
-			return tooLarge()
+			return nil, tooLarge()
 		}
-		return homemesh.Invalid("body", "cannot read the request body")
+		return nil, homemesh.Invalid("body", "cannot read the request body")
 	}
-	return decodeBytes(data, v)
+	return data, nil
 }
 
 // decodeBytes decodes exactly one JSON object from data into v and

@@ -3,8 +3,6 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 
 	"github.com/homemesh/homemesh"
@@ -70,13 +68,9 @@ func normalizeCredential(c *json.RawMessage) error {
 // decodeOptionalBody is decodeBody for routes whose body may be left out
 // entirely.
 func decodeOptionalBody(w http.ResponseWriter, r *http.Request, v request) error {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	data, err := readBody(w, r)
 	if err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			return tooLarge()
-		}
-		return homemesh.Invalid("body", "cannot read the request body")
+		return err
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return v.validate()
