@@ -309,16 +309,27 @@ func (s *Service) handleUpdateUser(ctx context.Context, msg *nats.Msg) (any, err
 			return nil, err
 		}
 	}
-	for range 10 {
-		e, err := s.usersKV.Get(ctx, userKey(name))
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+	// A demotion takes the name out of the owner set before the record is
+	// written, so that of two owners demoting each other at once one is
+	// refused; a write that then fails, or loses the race and is decided
+	// again, puts the name back first.
+	var u user
+	var details map[string]string
+	var oldRole string
+	demoted := false
+	undemote := func() {
+		if demoted {
+			s.restoreOwner(ctx, name)
+			demoted = false
+		}
+	}
+	err = casUpdate(ctx, s.usersKV, userKey(name), "read user", "store user", func(cur []byte, exists bool) ([]byte, error) {
+		undemote()
+		if !exists {
 			return nil, homemesh.Errorf(homemesh.KindNotFound, "no user %s", name)
 		}
-		if err != nil {
-			return nil, unavailable("read user", err)
-		}
-		var u user
-		if err := json.Unmarshal(e.Value(), &u); err != nil {
+		u = user{}
+		if err := json.Unmarshal(cur, &u); err != nil {
 			return nil, fmt.Errorf("decode user %q: %w", name, err)
 		}
 		if !mayManage(actor.Role, u.Role) || (req.Role != nil && !mayManage(actor.Role, *req.Role)) {
@@ -333,8 +344,8 @@ func (s *Service) handleUpdateUser(ctx context.Context, msg *nats.Msg) (any, err
 			hash = hashPassword(*req.Password)
 			release()
 		}
-		oldRole := u.Role
-		details := map[string]string{}
+		oldRole = u.Role
+		details = map[string]string{}
 		if req.Role != nil {
 			u.Role = *req.Role
 			details["role"] = u.Role
@@ -347,38 +358,30 @@ func (s *Service) handleUpdateUser(ctx context.Context, msg *nats.Msg) (any, err
 			u.PasswordHash = hash
 			details["password"] = "reset"
 		}
-		demoted := oldRole == RoleOwner && u.Role != RoleOwner
-		if demoted {
-			// The guard first: of two owners demoting each other at once,
-			// one is refused.
+		if oldRole == RoleOwner && u.Role != RoleOwner {
 			if err := s.changeOwners(ctx, func(set []string) ([]string, error) { return removeName(set, name) }); err != nil {
 				return nil, err
 			}
+			demoted = true
 		}
-		val, _ := json.Marshal(u)
-		if _, err := s.usersKV.Update(ctx, userKey(name), val, e.Revision()); err != nil {
-			if demoted {
-				s.restoreOwner(ctx, name)
-			}
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue // changed meanwhile: decide again on the fresh record
-			}
-			return nil, unavailable("store user", err)
-		}
-		if oldRole != RoleOwner && u.Role == RoleOwner {
-			s.restoreOwner(ctx, name)
-		}
-		// Tokens carry the role and scope, and a reset password must end
-		// every session: the change takes effect at once, everywhere.
-		if _, err := s.RevokeUserTokens(ctx, name); err != nil {
-			return nil, err
-		}
-		s.log.Info("user changed", "username", name, "user_id", u.ID, "role", u.Role, "by", actor.Username)
-		_ = s.Audit(ctx, AuditEntry{Action: AuditUserChanged, Outcome: OutcomeSuccess, Actor: actor.Username, ActorID: actor.UserID,
-			Target: name, Details: details})
-		return u.public(), nil
+		return json.Marshal(u)
+	})
+	if err != nil {
+		undemote()
+		return nil, err
 	}
-	return nil, unavailable("store user", errors.New("too much contention"))
+	if oldRole != RoleOwner && u.Role == RoleOwner {
+		s.restoreOwner(ctx, name)
+	}
+	// Tokens carry the role and scope, and a reset password must end
+	// every session: the change takes effect at once, everywhere.
+	if _, err := s.RevokeUserTokens(ctx, name); err != nil {
+		return nil, err
+	}
+	s.log.Info("user changed", "username", name, "user_id", u.ID, "role", u.Role, "by", actor.Username)
+	_ = s.Audit(ctx, AuditEntry{Action: AuditUserChanged, Outcome: OutcomeSuccess, Actor: actor.Username, ActorID: actor.UserID,
+		Target: name, Details: details})
+	return u.public(), nil
 }
 
 func (s *Service) handleDeleteUser(ctx context.Context, msg *nats.Msg) (any, error) {
