@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -122,15 +120,7 @@ func TestAuditListNeedsOwnerOrAdmin(t *testing.T) {
 // Two auth processes auditing at once keep one chain.
 func TestAuditAcrossInstances(t *testing.T) {
 	s, first, tok := onboarded(t)
-	key, err := os.ReadFile(filepath.Join(first.svc.cfg.DataDir, secretKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, secretKeyFile), key, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	second := start(t, s, dir)
+	second := startPeer(t, s, first)
 	ctx := context.Background()
 	const each = 30
 	var wg sync.WaitGroup

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -388,17 +387,7 @@ func TestSecondInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The second process has its own data dir, holding only the shared
-	// secret key: the rest of the state is on the bus.
-	key, err := os.ReadFile(filepath.Join(a.svc.cfg.DataDir, secretKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirB := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dirB, secretKeyFile), key, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b := start(t, s, dirB)
+	b := startPeer(t, s, a)
 	if b.svc.signing().kid != a.svc.signing().kid || string(b.svc.CACertPEM()) != string(a.svc.CACertPEM()) {
 		t.Fatal("second instance has other key material")
 	}
@@ -538,9 +527,7 @@ func checkTLSNames(t *testing.T, cfg *tls.Config, caPEM []byte, good []string, b
 // TestLogsHoldNoSecrets drives every verb, failures included, and checks
 // that no password, code or token reaches the log.
 func TestLogsHoldNoSecrets(t *testing.T) {
-	var logs hmtest.LogBuffer
-	s := bustest.Server(t)
-	in := startWith(t, s, t.TempDir(), slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	in, logs := startLogged(t)
 	ctx := context.Background()
 	code := in.svc.OnboardingCode()
 	in.client.Onboard(ctx, "WRONG-CODE", testOwner, testPassword)
@@ -560,20 +547,11 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	in.client.DeleteCredential(ctx, tok.AccessToken, cred.Username)
 	t2, _ := in.client.Refresh(ctx, tok.RefreshToken)
 	in.client.Refresh(ctx, tok.RefreshToken) // reuse
-	in.stop()
-	out := logs.String()
-	if !strings.Contains(out, "login failed") || !strings.Contains(out, "refresh token reuse") {
-		t.Fatalf("security events not logged:\n%s", out)
-	}
-	for name, secret := range map[string]string{
+	checkLogs(t, in, logs, []string{"login failed", "refresh token reuse"}, map[string]string{
 		"password": testPassword, "wrong password": "wrong password!", "code": code,
 		"access token": tok.AccessToken, "refresh token": tok.RefreshToken, "new refresh token": t2.RefreshToken,
 		"mqtt password": cred.Password,
-	} {
-		if secret != "" && strings.Contains(out, secret) {
-			t.Errorf("log holds the %s", name)
-		}
-	}
+	})
 }
 
 // TestRefreshRace spends one refresh token from many goroutines at once:
@@ -581,22 +559,12 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 func TestRefreshRace(t *testing.T) {
 	_, in, tok := onboarded(t)
 	ctx := context.Background()
-	const n = 8
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		wg.Go(func() {
-			_, err := in.client.Refresh(ctx, tok.RefreshToken)
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	ok := 0
-	for err := range errs {
-		if err == nil {
-			ok++
-		} else if homemesh.ErrorKind(err) != homemesh.KindUnauthenticated {
+	ok, lost := race(8, func(int) error {
+		_, err := in.client.Refresh(ctx, tok.RefreshToken)
+		return err
+	})
+	for _, err := range lost {
+		if homemesh.ErrorKind(err) != homemesh.KindUnauthenticated {
 			t.Errorf("unexpected error: %v", err)
 		}
 	}

@@ -13,9 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +21,6 @@ import (
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/bustest"
-	"github.com/homemesh/homemesh/internal/hmtest"
 )
 
 // csrPEM makes a PEM certificate request for key.
@@ -314,17 +311,8 @@ func TestPairingNeedsAdmin(t *testing.T) {
 }
 
 func TestPairingLogsHoldNoSecrets(t *testing.T) {
-	var logs hmtest.LogBuffer
-	s := bustest.Server(t)
-	in := startWith(t, s, t.TempDir(), slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	in, tok, logs := onboardedLogged(t)
 	ctx := context.Background()
-	if err := in.client.Onboard(ctx, in.svc.OnboardingCode(), testOwner, testPassword); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := in.client.Login(ctx, testOwner, testPassword, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, err := in.client.CreatePairing(ctx, tok.AccessToken, "x", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -334,17 +322,8 @@ func TestPairingLogsHoldNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.client.ClaimPairing(ctx, p.Code, "", "192.0.2.4")
-	in.stop()
-	out := logs.String()
-	if !strings.Contains(out, "pairing claimed") || !strings.Contains(out, "pairing claim refused") {
-		t.Fatalf("pairing not logged:\n%s", out)
-	}
-	normalized := strings.ReplaceAll(p.Code, "-", "")
-	for name, secret := range map[string]string{"code": p.Code, "code without dashes": normalized, "password": claim.Password} {
-		if strings.Contains(out, secret) {
-			t.Errorf("log holds the %s", name)
-		}
-	}
+	checkLogs(t, in, logs, []string{"pairing claimed", "pairing claim refused"}, map[string]string{
+		"code": p.Code, "code without dashes": strings.ReplaceAll(p.Code, "-", ""), "password": claim.Password})
 }
 
 func TestParseDeviceCSR(t *testing.T) {
@@ -432,22 +411,12 @@ func TestPairingClaimRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 8
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Go(func() {
-			_, err := in.client.ClaimPairing(ctx, p.Code, "", fmt.Sprintf("192.0.2.%d", 10+i))
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	won := 0
-	for err := range errs {
-		if err == nil {
-			won++
-		} else if homemesh.ErrorKind(err) != homemesh.KindPermission {
+	won, lost := race(8, func(i int) error {
+		_, err := in.client.ClaimPairing(ctx, p.Code, "", fmt.Sprintf("192.0.2.%d", 10+i))
+		return err
+	})
+	for _, err := range lost {
+		if homemesh.ErrorKind(err) != homemesh.KindPermission {
 			t.Errorf("losing claim: %v", err)
 		}
 	}

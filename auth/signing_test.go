@@ -5,8 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,22 +39,14 @@ func TestRotateSigningKey(t *testing.T) {
 	if tokenKID(t, tok.AccessToken) != oldKID {
 		t.Fatalf("token kid %q, service kid %q", tokenKID(t, tok.AccessToken), oldKID)
 	}
-	key, err := os.ReadFile(filepath.Join(a.svc.cfg.DataDir, secretKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirB := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dirB, secretKeyFile), key, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b := start(t, s, dirB)
+	b := startPeer(t, s, a)
 	verifier := NewClient(bustest.Conn(t, s))
 	if _, err := verifier.VerifyAccessToken(ctx, tok.AccessToken); err != nil {
 		t.Fatal(err)
 	}
 
 	member := addUser(t, a, "bob", RoleMember, Scope{})
-	_, err = a.client.RotateKeys(ctx, "", member.AccessToken)
+	_, err := a.client.RotateKeys(ctx, "", member.AccessToken)
 	wantKind(t, err, homemesh.KindPermission)
 	_, err = a.client.RotateKeys(ctx, "", "forged")
 	wantKind(t, err, homemesh.KindUnauthenticated)

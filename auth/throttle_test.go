@@ -3,8 +3,6 @@ package auth
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -210,15 +208,7 @@ func TestLoginThrottlePerSource(t *testing.T) {
 	wantKind(t, err, homemesh.KindInvalid)
 
 	// A second process enforces the same counters.
-	key, err := os.ReadFile(filepath.Join(in.svc.cfg.DataDir, secretKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirB := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dirB, secretKeyFile), key, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b := start(t, s, dirB)
+	b := startPeer(t, s, in)
 	in.stop()
 	_, err = b.client.LoginFrom(ctx, "2001:db8::1", testOwner, testPassword, "")
 	wantThrottled(t, err)
