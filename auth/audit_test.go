@@ -97,19 +97,11 @@ func TestAuditListNeedsOwnerOrAdmin(t *testing.T) {
 	ctx := context.Background()
 	for _, role := range []string{RoleMember, RoleGuest} {
 		name := "user-" + role
-		u := user{ID: "id-" + role, Username: name, Role: role, PasswordHash: hashPassword(testPassword), CreatedAt: time.Now()}
-		rec, _ := json.Marshal(u)
-		if _, err := in.svc.usersKV.Put(ctx, userKey(name), rec); err != nil {
-			t.Fatal(err)
-		}
-		tok, err := in.client.Login(ctx, name, testPassword, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = in.client.ListAudit(ctx, tok.AccessToken, AuditQuery{})
+		tok := addUser(t, in, name, role, Scope{})
+		_, err := in.client.ListAudit(ctx, tok.AccessToken, AuditQuery{})
 		wantKind(t, err, homemesh.KindPermission)
 		// A token claiming admin is refused: the stored role wins.
-		forged, _, _ := signAccess(in.svc.signing().signer, in.svc.signing().kid, testHome, user{ID: u.ID, Username: name, Role: RoleAdmin}, time.Now(), time.Minute)
+		forged, _, _ := signAccess(in.svc.signing().signer, in.svc.signing().kid, testHome, user{ID: "id-" + name, Username: name, Role: RoleAdmin}, time.Now(), time.Minute)
 		_, err = in.client.ListAudit(ctx, forged, AuditQuery{})
 		wantKind(t, err, homemesh.KindPermission)
 	}

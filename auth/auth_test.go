@@ -19,7 +19,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/homemesh/homemesh"
-	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/bustest"
 	"github.com/homemesh/homemesh/bus/natsbus"
 	"github.com/homemesh/homemesh/internal/hmtest"
@@ -264,12 +263,7 @@ func TestRefresh(t *testing.T) {
 func TestCredentials(t *testing.T) {
 	s, in, tok := onboarded(t)
 	ctx := context.Background()
-	events := bustest.Conn(t, s)
-	sub, err := events.NATS().SubscribeSync(bus.EventSubject(testHome, EventCredentialRevoked))
-	if err != nil {
-		t.Fatal(err)
-	}
-	events.Flush()
+	sub := subscribe(t, s, EventCredentialRevoked)
 
 	for _, tc := range []struct {
 		name, field string
@@ -291,7 +285,7 @@ func TestCredentials(t *testing.T) {
 			}
 		})
 	}
-	_, err = in.client.CreateCredential(ctx, "forged", "x", []string{"a"})
+	_, err := in.client.CreateCredential(ctx, "forged", "x", []string{"a"})
 	wantKind(t, err, homemesh.KindUnauthenticated)
 
 	cred, err := in.client.CreateCredential(ctx, tok.AccessToken, "kitchen plug", []string{"zigbee2mqtt/#", "tasmota/+/plug"})

@@ -33,12 +33,8 @@ func BenchmarkPasswordVerify(b *testing.B) {
 // BenchmarkVerifyIntegrationToken measures what a gateway pays per request
 // with an integration token: after the first call, a cache hit.
 func BenchmarkVerifyIntegrationToken(b *testing.B) {
-	_, in, tok := onboarded(b)
+	in, it := integrationToken(b)
 	ctx := context.Background()
-	it, err := in.client.CreateToken(ctx, tok.AccessToken, TokenRequest{Name: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := in.client.VerifyAccessToken(ctx, it.Token); err != nil {
@@ -50,12 +46,8 @@ func BenchmarkVerifyIntegrationToken(b *testing.B) {
 // BenchmarkVerifyIntegrationTokenUncached measures the answer from the auth
 // service: a bus round trip, two KV reads and a SHA-256.
 func BenchmarkVerifyIntegrationTokenUncached(b *testing.B) {
-	_, in, tok := onboarded(b)
+	in, it := integrationToken(b)
 	ctx := context.Background()
-	it, err := in.client.CreateToken(ctx, tok.AccessToken, TokenRequest{Name: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
 	b.ReportAllocs()
 	for b.Loop() {
 		var c Claims

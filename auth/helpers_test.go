@@ -10,9 +10,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/bustest"
 	"github.com/homemesh/homemesh/bus/natsbus"
 	"github.com/homemesh/homemesh/internal/hmtest"
+	"github.com/nats-io/nats.go"
 )
 
 func b64url(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
@@ -95,4 +97,29 @@ func race(n int, f func(i int) error) (won int, lost []error) {
 		}
 	}
 	return won, lost
+}
+
+// subscribe listens on s for the home's event named event, from before the
+// test's next step, as a gateway or broker would.
+func subscribe(t testing.TB, s *natsbus.Server, event string) *nats.Subscription {
+	t.Helper()
+	conn := bustest.Conn(t, s)
+	sub, err := conn.NATS().SubscribeSync(bus.EventSubject(testHome, event))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Flush()
+	return sub
+}
+
+// integrationToken onboards a service and creates an integration token on
+// it, for the benchmarks of its verification.
+func integrationToken(b *testing.B) (*instance, IntegrationToken) {
+	b.Helper()
+	_, in, tok := onboarded(b)
+	it, err := in.client.CreateToken(context.Background(), tok.AccessToken, TokenRequest{Name: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return in, it
 }

@@ -19,8 +19,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/homemesh/homemesh"
-	"github.com/homemesh/homemesh/bus"
-	"github.com/homemesh/homemesh/bus/bustest"
 )
 
 // csrPEM makes a PEM certificate request for key.
@@ -155,12 +153,7 @@ func TestPairingExpired(t *testing.T) {
 func TestPairingCertificate(t *testing.T) {
 	s, in, tok := onboarded(t)
 	ctx := context.Background()
-	events := bustest.Conn(t, s)
-	revoked, err := events.NATS().SubscribeSync(bus.EventSubject(testHome, EventCredentialRevoked))
-	if err != nil {
-		t.Fatal(err)
-	}
-	events.Flush()
+	revoked := subscribe(t, s, EventCredentialRevoked)
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
 
