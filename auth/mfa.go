@@ -461,7 +461,12 @@ func (s *Service) ResetMFA(ctx context.Context, username string) error {
 	if err != nil {
 		return err
 	}
-	s.log.Warn("MFA reset", "username", name, "user_id", u.ID)
+	// A reset means a lost or stolen second factor; whoever holds it may
+	// also hold a session, so every session of the user ends too.
+	if _, err := s.RevokeUserTokens(ctx, name); err != nil {
+		return err
+	}
+	s.log.Warn("MFA reset; every session of the user ended", "username", name, "user_id", u.ID)
 	s.Audit(ctx, AuditEntry{Action: AuditMFAReset, Outcome: OutcomeSuccess, Actor: "system", Source: "cli",
 		Target: name, Details: map[string]string{"user_id": u.ID}})
 	return nil

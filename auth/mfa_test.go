@@ -324,6 +324,12 @@ func TestResetMFA(t *testing.T) {
 	if err := in.svc.ResetMFA(ctx, "ALICE"); err != nil {
 		t.Fatalf("ResetMFA: %v", err)
 	}
+	// Sessions from before the reset end with it: whoever holds the lost
+	// phone may hold one.
+	_, err := in.client.Refresh(ctx, tok.RefreshToken)
+	wantKind(t, err, homemesh.KindUnauthenticated)
+	_, err = in.client.MFAStatus(ctx, tok.AccessToken)
+	wantKind(t, err, homemesh.KindUnauthenticated)
 	got, err := in.client.Login(ctx, testOwner, testPassword, "")
 	if err != nil {
 		t.Fatalf("login after ResetMFA: %v", err)
