@@ -350,24 +350,14 @@ func TestCredentials(t *testing.T) {
 func TestCredentialsNeedAdmin(t *testing.T) {
 	_, in, _ := onboarded(t)
 	ctx := context.Background()
-	// A member, put straight into the store, so this test does not depend
-	// on the user management verbs.
-	member := user{ID: "m1", Username: "bob", Role: RoleMember, PasswordHash: hashPassword(testPassword), CreatedAt: time.Now()}
-	rec, _ := json.Marshal(member)
-	if _, err := in.svc.usersKV.Put(ctx, userKey("bob"), rec); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := in.client.Login(ctx, "bob", testPassword, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = in.client.CreateCredential(ctx, tok.AccessToken, "x", []string{"a"})
+	tok := addUser(t, in, "bob", RoleMember, Scope{})
+	_, err := in.client.CreateCredential(ctx, tok.AccessToken, "x", []string{"a"})
 	wantKind(t, err, homemesh.KindPermission)
 	_, err = in.client.ListCredentials(ctx, tok.AccessToken)
 	wantKind(t, err, homemesh.KindPermission)
 	wantKind(t, in.client.DeleteCredential(ctx, tok.AccessToken, "mqtt-x"), homemesh.KindPermission)
 	// A token claiming admin for the member is refused: the stored role wins.
-	forged, _, _ := signAccess(in.svc.signing().signer, in.svc.signing().kid, testHome, user{ID: "m1", Username: "bob", Role: RoleAdmin}, time.Now(), time.Minute)
+	forged, _, _ := signAccess(in.svc.signing().signer, in.svc.signing().kid, testHome, user{ID: "id-bob", Username: "bob", Role: RoleAdmin}, time.Now(), time.Minute)
 	_, err = in.client.CreateCredential(ctx, forged, "x", []string{"a"})
 	wantKind(t, err, homemesh.KindPermission)
 }

@@ -3,12 +3,14 @@ package auth
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/bustest"
@@ -122,4 +124,21 @@ func integrationToken(b *testing.B) (*instance, IntegrationToken) {
 		b.Fatal(err)
 	}
 	return in, it
+}
+
+// addUser stores a user directly (user management is another verb's job)
+// and logs them in.
+func addUser(t testing.TB, in *instance, name, role string, scope Scope) Tokens {
+	t.Helper()
+	ctx := context.Background()
+	u := user{ID: "id-" + name, Username: name, Role: role, Scope: scope, PasswordHash: hashPassword(testPassword), CreatedAt: time.Now()}
+	rec, _ := json.Marshal(u)
+	if _, err := in.svc.usersKV.Put(ctx, userKey(name), rec); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := in.client.Login(ctx, name, testPassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

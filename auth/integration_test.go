@@ -12,23 +12,6 @@ import (
 	"github.com/homemesh/homemesh/internal/hmtest"
 )
 
-// addUser stores a user directly (user management is another verb's job)
-// and logs them in.
-func addUser(t testing.TB, in *instance, name, role string, scope Scope) Tokens {
-	t.Helper()
-	ctx := context.Background()
-	u := user{ID: "id-" + name, Username: name, Role: role, Scope: scope, PasswordHash: hashPassword(testPassword), CreatedAt: time.Now()}
-	rec, _ := json.Marshal(u)
-	if _, err := in.svc.usersKV.Put(ctx, userKey(name), rec); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := in.client.Login(ctx, name, testPassword, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 func TestIntegrationTokenRequests(t *testing.T) {
 	_, in, owner := onboarded(t)
 	ctx := context.Background()

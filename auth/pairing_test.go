@@ -290,16 +290,8 @@ func TestPairingClaimRateLimit(t *testing.T) {
 func TestPairingNeedsAdmin(t *testing.T) {
 	_, in, _ := onboarded(t)
 	ctx := context.Background()
-	member := user{ID: "m1", Username: "bob", Role: RoleMember, PasswordHash: hashPassword(testPassword), CreatedAt: time.Now()}
-	rec, _ := json.Marshal(member)
-	if _, err := in.svc.usersKV.Put(ctx, userKey("bob"), rec); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := in.client.Login(ctx, "bob", testPassword, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = in.client.CreatePairing(ctx, tok.AccessToken, "x", nil)
+	tok := addUser(t, in, "bob", RoleMember, Scope{})
+	_, err := in.client.CreatePairing(ctx, tok.AccessToken, "x", nil)
 	wantKind(t, err, homemesh.KindPermission)
 }
 

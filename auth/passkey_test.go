@@ -368,15 +368,7 @@ func TestPasskeyCounterGoingBackwards(t *testing.T) {
 func TestPasskeyRegistrationRefusals(t *testing.T) {
 	h := startPasskeys(t)
 	ctx := context.Background()
-	member := user{ID: "m1", Username: "bob", Role: RoleMember, PasswordHash: hashPassword(testPassword), CreatedAt: time.Now()}
-	rec, _ := json.Marshal(member)
-	if _, err := h.in.svc.usersKV.Put(ctx, userKey("bob"), rec); err != nil {
-		t.Fatal(err)
-	}
-	bob, err := h.in.client.Login(ctx, "bob", testPassword, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bob := addUser(t, h.in, "bob", RoleMember, Scope{})
 	begin := func(t *testing.T, token string) PasskeyCeremony {
 		t.Helper()
 		c, err := h.in.client.BeginPasskeyRegistration(ctx, token)
@@ -440,7 +432,7 @@ func TestPasskeyRegistrationRefusals(t *testing.T) {
 			}
 		})
 	}
-	_, err = h.in.client.BeginPasskeyRegistration(ctx, "forged")
+	_, err := h.in.client.BeginPasskeyRegistration(ctx, "forged")
 	wantKind(t, err, homemesh.KindUnauthenticated)
 	_, err = h.in.client.ListPasskeys(ctx, "")
 	wantKind(t, err, homemesh.KindUnauthenticated)
