@@ -231,9 +231,12 @@ func (c *Client) Flush(ctx context.Context) error {
 // StateChange is the message published on bus.StateSubject after the
 // registry stored a new state.
 type StateChange struct {
-	HomeID   string         `json:"home_id"`
-	DeviceID string         `json:"device_id"`
-	EntityID string         `json:"entity_id"`
-	State    homemesh.State `json:"state"`
-	Old      homemesh.State `json:"old_state"`
+	HomeID   string `json:"home_id"`
+	DeviceID string `json:"device_id"`
+	EntityID string `json:"entity_id"`
+	// Kind is the entity's kind, so that consumers such as history can
+	// treat the state by kind without asking the registry.
+	Kind  homemesh.EntityKind `json:"kind,omitempty"`
+	State homemesh.State      `json:"state"`
+	Old   homemesh.State      `json:"old_state"`
 }

@@ -95,7 +95,7 @@ func TestDefinitionsStatesAndRestart(t *testing.T) {
 	}
 	select {
 	case sc := <-changes:
-		if sc.State.Value != "on" || sc.Old.Value != nil || sc.EntityID != "kitchen_plug_relay" {
+		if sc.State.Value != "on" || sc.Old.Value != nil || sc.EntityID != "kitchen_plug_relay" || sc.Kind != homemesh.KindSwitch {
 			t.Fatalf("state change = %+v", sc)
 		}
 	case <-time.After(10 * time.Second):

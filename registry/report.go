@@ -167,7 +167,7 @@ func (s *Service) apply1(u homemesh.StateUpdate, final map[string][]byte, order 
 			rec.pending++
 		}
 		final[e.ID] = nextRaw
-		*changes = append(*changes, stateChangeJSON(s.cfg.Home, e.DeviceID, e.ID, nextRaw, oldRaw))
+		*changes = append(*changes, stateChangeJSON(s.cfg.Home, e.DeviceID, e.ID, e.Kind, nextRaw, oldRaw))
 		*subjects = append(*subjects, bus.StateSubject(s.cfg.Home, e.DeviceID, e.ID))
 	} else {
 		rec.raw = nil // only UpdatedAt moved; marshal afresh when needed
@@ -287,15 +287,21 @@ func decodeReports(data []byte, out []homemesh.StateUpdate) ([]homemesh.StateUpd
 // stateChangeJSON is json.Marshal(StateChange{…}) from states already in
 // JSON, so a state is marshalled once for storage, its change, and as the
 // old state of the next change.
-func stateChangeJSON(home, device, entity string, state, old []byte) []byte {
-	b := make([]byte, 0, len(state)+len(old)+len(home)+len(device)+len(entity)+64)
+func stateChangeJSON(home, device, entity string, kind homemesh.EntityKind, state, old []byte) []byte {
+	b := make([]byte, 0, len(state)+len(old)+len(home)+len(device)+len(entity)+len(kind)+72)
 	b = append(b, `{"home_id":"`...)
 	b = append(b, home...) // IDs are [a-z0-9_-]: nothing to escape
 	b = append(b, `","device_id":"`...)
 	b = append(b, device...)
 	b = append(b, `","entity_id":"`...)
 	b = append(b, entity...)
-	b = append(b, `","state":`...)
+	b = append(b, '"')
+	if kind != "" {
+		q, _ := json.Marshal(kind) // cannot fail for a string
+		b = append(b, `,"kind":`...)
+		b = append(b, q...)
+	}
+	b = append(b, `,"state":`...)
 	b = append(b, state...)
 	b = append(b, `,"old_state":`...)
 	b = append(b, old...)

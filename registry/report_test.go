@@ -54,9 +54,11 @@ func TestStateChangeJSONMatchesMarshal(t *testing.T) {
 	old := homemesh.State{Value: nil}
 	nextRaw, _ := json.Marshal(next)
 	oldRaw, _ := json.Marshal(old)
-	got := stateChangeJSON("h1", "dev-1", "temp_1", nextRaw, oldRaw)
-	want, _ := json.Marshal(StateChange{HomeID: "h1", DeviceID: "dev-1", EntityID: "temp_1", State: next, Old: old})
-	if string(got) != string(want) {
-		t.Fatalf("got  %s\nwant %s", got, want)
+	for _, kind := range []homemesh.EntityKind{homemesh.KindSensor, ""} {
+		got := stateChangeJSON("h1", "dev-1", "temp_1", kind, nextRaw, oldRaw)
+		want, _ := json.Marshal(StateChange{HomeID: "h1", DeviceID: "dev-1", EntityID: "temp_1", Kind: kind, State: next, Old: old})
+		if string(got) != string(want) {
+			t.Fatalf("kind %q:\ngot  %s\nwant %s", kind, got, want)
+		}
 	}
 }
