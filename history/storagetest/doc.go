@@ -32,10 +32,11 @@
 //     remain in the range after the last one returned (so a page that ends
 //     on the last row has More unset). History.After and the events'
 //     (AfterTime, AfterID) select rows strictly after them.
-//   - Statistics rows are selected by bucket Start in [From, To). A row
-//     whose Count, NumCount and OnMicros are all zero (an on-time credit
-//     later taken back) may or may not be returned: the suite ignores it.
-//     Min, Max, Last and LastTime are only compared when NumCount > 0.
+//   - Statistics rows carry their Entity and are selected, paged (After)
+//     and ordered by bucket Start, within [From, To). A row whose Count,
+//     NumCount and OnMicros are all zero (an on-time credit later taken
+//     back) may or may not be returned: the suite ignores it. Min, Max,
+//     Last and LastTime are only compared when NumCount > 0.
 //   - The ledger is kept per (home, stream): the same stream and sequence
 //     in another home is another message. A message's ledger age is the
 //     time it was written, by the store's clock, not the time of its

@@ -609,7 +609,7 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		{"retention ignores kinds", faults{defaultKind: true}, []string{"PurgeRetention", "PurgeBounded"}},
 		{"lenient input", faults{lenientInput: true}, []string{"InvalidBatch"}},
 		{"More on a full page", faults{moreOnFull: true}, []string{"RawPaging", "EventsPaging"}},
-		{"After inclusive", faults{afterInclusive: true}, []string{"RawPaging"}},
+		{"After inclusive", faults{afterInclusive: true}, []string{"RawPaging", "StatsPaging"}},
 		{"ledger kept", faults{keepLedger: true}, []string{"PurgeLedger"}},
 	} {
 		for _, name := range c.subtests {

@@ -45,26 +45,28 @@ func testPurgeRetention(t testing.TB, s history.Store) {
 	temp := func(n float64, v float64) history.Point { return num("temp", ago(n), v) }
 	plug := func(n float64, v float64) history.Point { return kinded(num("plug", ago(n), v), homemesh.KindSwitch) }
 	lock := kinded(num("lock", ago(1000), 1), homemesh.KindLock)
+	unkinded := kinded(num("note", ago(11), 5), "") // the default retention
 	oldEvent := history.Event{ID: "01OLD", Time: ago(31), Kind: "device_offline", Device: "d1"}
 	keptEvent := history.Event{ID: "01KEPT", Time: ago(29), Kind: "device_offline", Device: "d1"}
 	mustWrite(t, s, batch(homeA, "states",
 		msg(1, temp(2, 1), temp(0.5, 2), temp(5, 3)),
 		msg(2, plug(2, 10), plug(11, 11), plug(40, 12), plug(500, 13)),
-		msg(3, lock),
-		history.Message{Seq: 4, Events: []history.Event{oldEvent, keptEvent}}), history.WriteResult{Points: 8, Events: 2})
+		msg(3, lock, unkinded),
+		history.Message{Seq: 4, Events: []history.Event{oldEvent, keptEvent}}), history.WriteResult{Points: 9, Events: 2})
 	mustWrite(t, s, batch(homeB, "states", msg(1, temp(2, 4))), history.WriteResult{Points: 1})
 
 	// Raw: temp 2 and 5 days old (kind sensor: 1 day), plug 11, 40 and
-	// 500 days old (default: 10 days), home b's temp. 5m: temp 5 days
-	// (sensor: 3 days), plug 40 and 500 days (30 days). 1h: plug 500
-	// days (400 days). Events: 31 days old (30 days).
-	purge(t, s, now, policy, 1000, history.PurgeResult{Points: 6, Stats: 4, Events: 1})
+	// 500 days old and the note 11 days old (default: 10 days), home b's
+	// temp. 5m: temp 5 days (sensor: 3 days), plug 40 and 500 days (30
+	// days). 1h: plug 500 days (400 days). Events: 31 days old (30 days).
+	purge(t, s, now, policy, 1000, history.PurgeResult{Points: 7, Stats: 4, Events: 1})
 	purge(t, s, now, policy, 1000, history.PurgeResult{})
 
 	from, to := now.Add(-2000*day), now.Add(day)
 	checkPoints(t, "temp raw", raw(t, s, homeA, "temp", from, to), []history.Point{temp(0.5, 2)})
 	checkPoints(t, "plug raw", raw(t, s, homeA, "plug", from, to), []history.Point{plug(2, 10)})
 	checkPoints(t, "lock raw", raw(t, s, homeA, "lock", from, to), []history.Point{lock})
+	checkPoints(t, "note raw", raw(t, s, homeA, "note", from, to), nil)
 	checkPoints(t, "home b temp raw", raw(t, s, homeB, "temp", from, to), nil)
 
 	tempStat := func(n, v float64, bucket func(time.Time) time.Time) history.Stat {
@@ -85,6 +87,8 @@ func testPurgeRetention(t testing.TB, s history.Store) {
 		numStat("lock", five(ago(1000)), 1, 1, 1, 1, 1, ago(1000))})
 	checkStats(t, "lock 1h", stats(t, s, homeA, "lock", history.Hourly, from, to), []history.Stat{
 		numStat("lock", hour(ago(1000)), 1, 1, 1, 1, 1, ago(1000))})
+	checkStats(t, "note 5m", stats(t, s, homeA, "note", history.FiveMinutes, from, to), []history.Stat{
+		numStat("note", five(ago(11)), 1, 5, 5, 5, 5, ago(11))})
 	checkStats(t, "home b temp 5m", stats(t, s, homeB, "temp", history.FiveMinutes, from, to), []history.Stat{
 		numStat("temp", five(ago(2)), 1, 4, 4, 4, 4, ago(2))})
 	checkEvents(t, "events", events(t, s, history.EventQuery{Home: homeA, From: from, To: to}), []history.Event{keptEvent})

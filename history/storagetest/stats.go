@@ -163,3 +163,33 @@ func testStatsTextualCountsChanges(t testing.TB, s history.Store) {
 		{Entity: "mode", Start: clock(1, 0), Count: 1},
 	})
 }
+
+func testStatsPaging(t testing.TB, s history.Store) {
+	// One point every 5 minutes from 10:02 to 10:57: twelve 5-minute
+	// buckets, one hourly bucket.
+	var msgs []history.Message
+	var want []history.Stat
+	for i := range 12 {
+		tm := clock(0, 5*i+2)
+		msgs = append(msgs, msg(uint64(i+1), num("temp", tm, float64(i))))
+		want = append(want, numStat("temp", clock(0, 5*i), 1, float64(i), float64(i), float64(i), float64(i), tm))
+	}
+	mustWrite(t, s, batch(homeA, "states", msgs...), history.WriteResult{Points: 12})
+	var got []history.Stat
+	var after time.Time
+	for i, n := range []int{5, 5, 2} {
+		page, err := s.History(t.Context(), history.HistoryQuery{
+			Home: homeA, Entity: "temp", From: clock(0, 0), To: clock(1, 0),
+			Resolution: history.FiveMinutes, After: after, Limit: 5,
+		})
+		if err != nil {
+			t.Fatalf("page %d: %v", i, err)
+		}
+		if wantMore := i < 2; len(page.Stats) != n || page.More != wantMore || len(page.Points) != 0 {
+			t.Fatalf("page %d: %d stats, %d points, More %v; want %d stats, More %v", i, len(page.Stats), len(page.Points), page.More, n, wantMore)
+		}
+		got = append(got, page.Stats...)
+		after = page.Stats[len(page.Stats)-1].Start
+	}
+	checkStats(t, "5m pages of 5", viewStats(got), want)
+}

@@ -3,7 +3,6 @@ package storagetest
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -45,6 +44,7 @@ var storeTests = []storeTest{
 	{"StatsBinaryOutOfOrder", testStatsBinaryOutOfOrder},
 	{"StatsBinaryAcrossBuckets", testStatsBinaryAcrossBuckets},
 	{"StatsTextualCountsChanges", testStatsTextualCountsChanges},
+	{"StatsPaging", testStatsPaging},
 	{"EventsRoundTrip", testEventsRoundTrip},
 	{"EventsFilters", testEventsFilters},
 	{"EventsPaging", testEventsPaging},
@@ -328,8 +328,4 @@ func numStat(entity string, start time.Time, count int64, sum, lo, hi, last floa
 // onStat is the statistics of a bucket of a binary entity, by hand.
 func onStat(entity string, start time.Time, count int64, on time.Duration) history.Stat {
 	return history.Stat{Entity: entity, Start: start, Count: count, OnMicros: on.Microseconds()}
-}
-
-func describe(b history.Batch) string {
-	return fmt.Sprintf("home %s stream %s seqs %v", b.Home, b.Stream, seqs(b))
 }
