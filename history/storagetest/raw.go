@@ -150,3 +150,50 @@ func testHomesAndEntitiesIsolated(t testing.TB, s history.Store) {
 	checkStats(t, "home b 5m", stats(t, s, homeB, "temp", history.FiveMinutes, at(0), at(time.Hour)),
 		[]history.Stat{numStat("temp", at(0), 1, 30, 30, 30, 30, at(time.Minute))})
 }
+
+// testLargeBatch writes one batch of history.MaxLimit points, more than a
+// single SQL statement may take as parameters, and reads them back as one
+// full page.
+func testLargeBatch(t testing.TB, s history.Store) {
+	const n = history.MaxLimit
+	var msgs []history.Message
+	for i := 0; i < n; i += 10 {
+		m := history.Message{Seq: uint64(i/10 + 1)}
+		for j := i; j < i+10; j++ {
+			m.Points = append(m.Points, num("meter", at(time.Duration(j)*time.Second), float64(j)))
+		}
+		if i%100 == 0 {
+			m.Events = []history.Event{{ID: "01EV" + strconv.Itoa(100000+i), Time: at(time.Duration(i) * time.Second), Kind: "tick"}}
+		}
+		msgs = append(msgs, m)
+	}
+	mustWrite(t, s, batch(homeA, "telemetry", msgs...), history.WriteResult{Points: n, Events: n / 100})
+	mustWrite(t, s, batch(homeA, "telemetry", msgs...), history.WriteResult{Duplicates: n / 10})
+
+	got := raw(t, s, homeA, "meter", at(0), at(3*time.Hour))
+	if len(got) != n {
+		t.Fatalf("%d points read back, want %d", len(got), n)
+	}
+	for i, p := range got {
+		if !p.Time.Equal(at(time.Duration(i)*time.Second)) || p.Value != float64(i) {
+			t.Fatalf("point %d = %v at %s, want %d at %s", i, p.Value, fmtTime(p.Time), i, fmtTime(at(time.Duration(i)*time.Second)))
+		}
+	}
+	if evs := events(t, s, history.EventQuery{Home: homeA, From: at(0), To: at(3 * time.Hour)}); len(evs) != n/100 {
+		t.Errorf("%d events read back, want %d", len(evs), n/100)
+	}
+	// Point i is at t0 + i s with value i: bucket b of length l seconds
+	// holds points b·l through min((b+1)·l, n) − 1.
+	bucketStats := func(l int) []history.Stat {
+		var out []history.Stat
+		for lo := 0; lo < n; lo += l {
+			hi := min(lo+l, n) - 1
+			count := hi - lo + 1
+			out = append(out, numStat("meter", at(time.Duration(lo)*time.Second), int64(count),
+				float64((lo+hi)*count/2), float64(lo), float64(hi), float64(hi), at(time.Duration(hi)*time.Second)))
+		}
+		return out
+	}
+	checkStats(t, "5m", stats(t, s, homeA, "meter", history.FiveMinutes, at(0), at(3*time.Hour)), bucketStats(300))
+	checkStats(t, "1h", stats(t, s, homeA, "meter", history.Hourly, at(0), at(3*time.Hour)), bucketStats(3600))
+}

@@ -33,6 +33,7 @@ var storeTests = []storeTest{
 	{"RawMicrosecondRoundTrip", testRawMicrosecondRoundTrip},
 	{"RawRangeBounds", testRawRangeBounds},
 	{"RawPaging", testRawPaging},
+	{"LargeBatch", testLargeBatch},
 	{"HomesAndEntitiesIsolated", testHomesAndEntitiesIsolated},
 	{"DuplicateMessageSkipped", testDuplicateMessageSkipped},
 	{"SameSeqOtherStreamStored", testSameSeqOtherStreamStored},
