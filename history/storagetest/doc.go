@@ -62,9 +62,11 @@
 //     still holds expired rows.
 //   - Invalid input fails with homemesh.KindInvalid and a field whose last
 //     dotted segment (without an index) names the culprit: "home",
-//     "stream", "seq", "entity", "time" for a Write (and nothing of the
+//     "stream", "seq", a point's "entity", "time" or non-finite "value",
+//     an event's "id", "time" or "kind" for a Write (and nothing of the
 //     batch is stored); "from" or "to" for a range that ends before it
-//     starts, "resolution" for an unknown resolution.
+//     starts, "resolution" for an unknown resolution. A range with To
+//     equal to From is valid and empty.
 //   - Resolutions are exact, case-sensitive strings; Auto is resolved by
 //     the service, the suite never passes it to a store.
 //   - Data spans far from t0 (up to 1000 days before it, and 2027): a

@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -13,7 +14,8 @@ func validBatch() history.Batch {
 	return batch(homeA, "states",
 		history.Message{Seq: 1, Points: []history.Point{num("temp", at(time.Minute), 20)},
 			Events: []history.Event{{ID: "01EV", Time: at(time.Minute), Kind: "button_pressed"}}},
-		msg(2, num("temp", at(2*time.Minute), 22), num("hum", at(2*time.Minute), 40)))
+		history.Message{Seq: 2, Points: []history.Point{num("temp", at(2*time.Minute), 22), num("hum", at(2*time.Minute), 40)},
+			Events: []history.Event{{ID: "01EW", Time: at(2 * time.Minute), Kind: "button_pressed"}}})
 }
 
 func testInvalidBatch(t testing.TB, s history.Store) {
@@ -27,6 +29,11 @@ func testInvalidBatch(t testing.TB, s history.Store) {
 		{"seq 0", "seq", func(b *history.Batch) { b.Messages[1].Seq = 0 }},
 		{"point without entity", "entity", func(b *history.Batch) { b.Messages[1].Points[1].Entity = "" }},
 		{"point without time", "time", func(b *history.Batch) { b.Messages[1].Points[1].Time = time.Time{} }},
+		{"NaN value", "value", func(b *history.Batch) { b.Messages[1].Points[1].Value = math.NaN() }},
+		{"infinite value", "value", func(b *history.Batch) { b.Messages[1].Points[1].Value = math.Inf(-1) }},
+		{"event without ID", "id", func(b *history.Batch) { b.Messages[1].Events[0].ID = "" }},
+		{"event without time", "time", func(b *history.Batch) { b.Messages[1].Events[0].Time = time.Time{} }},
+		{"event without kind", "kind", func(b *history.Batch) { b.Messages[1].Events[0].Kind = "" }},
 	} {
 		b := validBatch()
 		c.spoil(&b)
@@ -40,11 +47,11 @@ func testInvalidBatch(t testing.TB, s history.Store) {
 		checkEvents(t, c.name+": events", events(t, s, history.EventQuery{Home: homeA, From: at(0), To: at(time.Hour)}), nil)
 	}
 	// None of the rejected batches was recorded as stored.
-	mustWrite(t, s, validBatch(), history.WriteResult{Points: 3, Events: 1})
+	mustWrite(t, s, validBatch(), history.WriteResult{Points: 3, Events: 2})
 }
 
 func testInvalidQuery(t testing.TB, s history.Store) {
-	mustWrite(t, s, validBatch(), history.WriteResult{Points: 3, Events: 1})
+	mustWrite(t, s, validBatch(), history.WriteResult{Points: 3, Events: 2})
 	ctx := t.Context()
 	for _, r := range []history.Resolution{history.Raw, history.FiveMinutes, history.Hourly} {
 		_, err := s.History(ctx, history.HistoryQuery{Home: homeA, Entity: "temp", From: at(time.Hour), To: at(0), Resolution: r, Limit: 10})
@@ -59,7 +66,7 @@ func testInvalidQuery(t testing.TB, s history.Store) {
 }
 
 func testCloseTwice(t testing.TB, s history.Store) {
-	mustWrite(t, s, validBatch(), history.WriteResult{Points: 3, Events: 1})
+	mustWrite(t, s, validBatch(), history.WriteResult{Points: 3, Events: 2})
 	raw(t, s, homeA, "temp", at(0), at(time.Hour))
 	if _, err := s.Purge(t.Context(), t0, history.DefaultRetention(), 100); err != nil {
 		t.Fatalf("Purge: %v", err)

@@ -3,6 +3,7 @@ package storagetest
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -102,6 +103,20 @@ func validate(b history.Batch, lenient bool) error {
 			}
 			if p.Time.IsZero() {
 				return homemesh.Invalid(fmt.Sprintf("messages[%d].points[%d].time", i, j), "is zero")
+			}
+			if p.Numeric && (math.IsNaN(p.Value) || math.IsInf(p.Value, 0)) {
+				return homemesh.Invalid(fmt.Sprintf("messages[%d].points[%d].value", i, j), "%v is not a finite number", p.Value)
+			}
+		}
+		for j, e := range m.Events {
+			field := fmt.Sprintf("messages[%d].events[%d]", i, j)
+			switch {
+			case e.ID == "":
+				return homemesh.Invalid(field+".id", "is empty")
+			case e.Time.IsZero():
+				return homemesh.Invalid(field+".time", "is zero")
+			case e.Kind == "":
+				return homemesh.Invalid(field+".kind", "is empty")
 			}
 		}
 	}
