@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,23 +29,8 @@ func (g *Gateway) listAudit(w http.ResponseWriter, r *http.Request, c caller) {
 // Errors name the parameter.
 func parseAuditQuery(v url.Values) (auth.AuditQuery, error) {
 	var q auth.AuditQuery
-	for name, values := range v {
-		switch name {
-		case "from", "to", "action", "after", "limit":
-		case "":
-			return q, homemesh.Invalid("query", "a parameter without a name")
-		default:
-			if len(name) > 64 {
-				name = name[:64]
-			}
-			return q, homemesh.Invalid(strings.ToValidUTF8(name, "?"), "unknown query parameter")
-		}
-		if len(values) != 1 {
-			return q, homemesh.Invalid(name, "must be given once")
-		}
-		if values[0] == "" {
-			return q, homemesh.Invalid(name, "must not be empty")
-		}
+	if err := strictQuery(v, "from", "to", "action", "after", "limit"); err != nil {
+		return q, err
 	}
 	var err error
 	if s := v.Get("from"); s != "" {
@@ -71,6 +57,27 @@ func parseAuditQuery(v url.Values) (auth.AuditQuery, error) {
 		q.Limit = n
 	}
 	return q, q.Check()
+}
+
+// strictQuery checks that v holds only the known parameters, each once and
+// never empty. The error names the parameter.
+func strictQuery(v url.Values, known ...string) error {
+	for name, values := range v {
+		switch {
+		case name == "":
+			return homemesh.Invalid("query", "a parameter without a name")
+		case !slices.Contains(known, name):
+			if len(name) > 64 {
+				name = name[:64]
+			}
+			return homemesh.Invalid(strings.ToValidUTF8(name, "?"), "unknown query parameter")
+		case len(values) != 1:
+			return homemesh.Invalid(name, "must be given once")
+		case values[0] == "":
+			return homemesh.Invalid(name, "must not be empty")
+		}
+	}
+	return nil
 }
 
 // parseTime reads an RFC 3339 time from the query parameter field.

@@ -19,8 +19,8 @@ import (
 type action string
 
 const (
-	// actRead reads devices, entities, rooms and the event stream, each
-	// narrowed to the caller's scope.
+	// actRead reads devices, entities, rooms, the event stream and the
+	// history, each narrowed to the caller's scope.
 	actRead action = "read"
 	// actCommand sends commands to in-scope entities; see mayCommand for
 	// what guests may never command.
@@ -89,6 +89,18 @@ var eventRoles = map[string][]string{
 	registry.EventDeviceRemoved: everyone,
 	// Which MQTT credentials exist is the business of those who manage them.
 	auth.EventCredentialRevoked: admins,
+}
+
+// storedEventRoles says which roles may read stored events of kind in the
+// history: those the event stream sends the kind to. Kinds it sends nobody
+// (token revocations, key rotations, throttled devices, room changes) tell
+// of the home's security and administration, so they are for those who
+// read the audit log.
+func storedEventRoles(kind string) []string {
+	if roles, ok := eventRoles[kind]; ok {
+		return roles
+	}
+	return policy[actReadAudit]
 }
 
 // isSecurity reports whether e guards the home: locks, alarm panels, and

@@ -187,6 +187,8 @@ var matrix = []matrixRow{
 	{"PATCH /api/v1/devices/{id}", fixed("PATCH", "/api/v1/devices/door", map[string]string{"name": "Front door"}), adminsOnly, nil},
 	{"GET /api/v1/entities", fixed("GET", "/api/v1/entities", nil), authedAll, nil},
 	{"GET /api/v1/entities/{id}", fixed("GET", "/api/v1/entities/door_lock", nil), hallDevice, nil},
+	{"GET /api/v1/entities/{id}/history", fixed("GET", "/api/v1/entities/door_lock/history", nil), hallDevice, nil},
+	{"GET /api/v1/history/events", fixed("GET", "/api/v1/history/events", nil), authedAll, nil},
 	{"POST /api/v1/entities/{id}/commands", fixed("POST", "/api/v1/entities/door_lock/commands", map[string]string{"command": "unlock"}), unlockLock, nil},
 
 	{"GET /api/v1/rooms", fixed("GET", "/api/v1/rooms", nil), authedAll, nil},

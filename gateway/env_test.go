@@ -37,6 +37,7 @@ type env struct {
 	registry *registry.Client
 	authSvc  *auth.Service
 	gwDeps   gateway.Deps
+	history  *historyResponder // the home's history service
 }
 
 type envOptions struct {
@@ -92,7 +93,8 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	gw, srv := serveGateway(t, gateway.Config{Home: testHome, Listen: "127.0.0.1:0"}, deps)
 
 	conn := bustest.Conn(t, s)
-	e := &env{srv: srv, gw: gw, nats: s, conn: conn, registry: registry.NewClient(conn, testHome), authSvc: authSvc, gwDeps: deps}
+	e := &env{srv: srv, gw: gw, nats: s, conn: conn, registry: registry.NewClient(conn, testHome), authSvc: authSvc, gwDeps: deps,
+		history: serveHistory(t, conn)}
 	e.waitForRegistry(t)
 	return e
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/homemesh/homemesh/auth"
 	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/natsbus"
+	"github.com/homemesh/homemesh/history"
 	"github.com/homemesh/homemesh/registry"
 	"github.com/nats-io/nats.go"
 )
@@ -95,10 +96,16 @@ type client struct {
 	revokeOnce sync.Once
 
 	// Who the session is, fixed for its lifetime.
-	userID   string
-	role     string
-	scope    auth.Scope
+	userID string
+	viewer
 	issuedAt time.Time
+}
+
+// viewer is whom an event or state change would be shown to: a role and a
+// scope, as the access token states them.
+type viewer struct {
+	role  string
+	scope auth.Scope
 }
 
 // entityIndex is what scope decisions need to know about every entity and
@@ -170,7 +177,7 @@ func newHub(b *natsbus.Conn, reg *registry.Client, home string, log *slog.Logger
 // as it may see it.
 func (h *hub) join(ctx context.Context, buffer int, claims auth.Claims) (*client, error) {
 	c := &client{send: make(chan []byte, buffer), slow: make(chan struct{}), revoked: make(chan struct{}),
-		userID: claims.UserID, role: claims.Role, scope: claims.Scope, issuedAt: claims.IssuedAt}
+		userID: claims.UserID, viewer: viewer{role: claims.Role, scope: claims.Scope}, issuedAt: claims.IssuedAt}
 	h.mu.Lock()
 	if len(h.clients) == 0 {
 		if err := h.subscribe(); err != nil {
@@ -297,7 +304,7 @@ func (h *hub) dispatch(msg *nats.Msg) {
 			}
 			continue
 		}
-		if !h.index.visible(c, m) {
+		if !h.index.visible(c.viewer, m, eventRoles[m.typ]) {
 			continue
 		}
 		select {
@@ -308,24 +315,34 @@ func (h *hub) dispatch(msg *nats.Msg) {
 	}
 }
 
-// visible decides whether c may receive m: its role must receive the kind,
-// and what it concerns must be in its scope.
-func (x *entityIndex) visible(c *client, m *meta) bool {
-	if m.typ != stateChanged && !slices.Contains(eventRoles[m.typ], c.role) {
+// visible decides whether v may see m, live on the event stream or stored
+// in the history: v's role must be one of roles, those that receive m's
+// kind (state changes go to every role), and what m concerns must be in
+// v's scope.
+func (x *entityIndex) visible(v viewer, m *meta, roles []string) bool {
+	if m.typ != stateChanged && !slices.Contains(roles, v.role) {
 		return false
 	}
-	if c.scope.IsZero() {
+	if v.scope.IsZero() {
 		return true
 	}
 	switch m.typ {
 	case stateChanged:
-		return x.sees(c.scope, m.entityID)
+		return x.sees(v.scope, m.entityID)
 	case registry.EventEntityAdded, registry.EventEntityUpdated, registry.EventEntityRemoved:
-		return inScope(c.scope, m.entity, x.rooms[m.entity.DeviceID])
+		return inScope(v.scope, m.entity, x.rooms[m.entity.DeviceID])
 	case registry.EventDeviceAdded, registry.EventDeviceUpdated, registry.EventDeviceRemoved:
-		return x.seesDevice(c.scope, m.device.ID)
+		return x.seesDevice(v.scope, m.device.ID)
 	}
-	return true // kinds about no entity, already limited by role
+	// Other kinds, already limited by role: one that names an entity or a
+	// device follows the scope as their state changes do.
+	switch {
+	case m.entityID != "":
+		return x.sees(v.scope, m.entityID)
+	case m.deviceID != "":
+		return x.seesDevice(v.scope, m.deviceID)
+	}
+	return true
 }
 
 // stateChanged is the type of state messages.
@@ -336,7 +353,8 @@ const stateChanged = "state_changed"
 type meta struct {
 	data       []byte
 	typ        string // stateChanged or the event kind
-	entityID   string // state changes
+	entityID   string // state changes, and stored events that name an entity
+	deviceID   string // stored events that name a device
 	entity     homemesh.Entity
 	device     homemesh.Device
 	revocation *auth.Revocation // token revocations, which no client receives
@@ -368,25 +386,13 @@ func (h *hub) encode(msg *nats.Msg) (*meta, bool) {
 		if msg.Subject != bus.EventSubject(h.home, env.Type) {
 			return nil, false
 		}
-		var target any
-		switch env.Type {
-		case auth.EventTokensRevoked:
-			m.revocation = &auth.Revocation{}
-			target = m.revocation
-		case registry.EventEntityAdded, registry.EventEntityUpdated, registry.EventEntityRemoved:
-			target = &m.entity
-		case registry.EventDeviceAdded, registry.EventDeviceUpdated, registry.EventDeviceRemoved:
-			target = &m.device
-		default:
-			if _, forwarded := eventRoles[env.Type]; !forwarded {
-				return nil, false
-			}
+		_, forwarded := eventRoles[env.Type]
+		if env.Type != auth.EventTokensRevoked && !forwarded {
+			return nil, false
 		}
-		if target != nil {
-			if err := json.Unmarshal(env.Payload, target); err != nil {
-				h.log.Warn("undecodable event", "subject", msg.Subject, "err", err)
-				return nil, false
-			}
+		if err := m.decodePayload(env.Payload); err != nil {
+			h.log.Warn("undecodable event", "subject", msg.Subject, "err", err)
+			return nil, false
 		}
 		if m.revocation != nil {
 			return m, true
@@ -399,6 +405,35 @@ func (h *hub) encode(msg *nats.Msg) (*meta, bool) {
 	}
 	if m.data, err = json.Marshal(out); err != nil {
 		h.log.Warn("cannot encode event", "subject", msg.Subject, "err", err)
+		return nil, false
+	}
+	return m, true
+}
+
+// decodePayload decodes what visibility decisions need from the payload of
+// an event of kind m.typ: the entity or device of the registry's events,
+// the revocation of auth's. Payloads of other kinds are not read.
+func (m *meta) decodePayload(payload json.RawMessage) error {
+	var target any
+	switch m.typ {
+	case auth.EventTokensRevoked:
+		m.revocation = &auth.Revocation{}
+		target = m.revocation
+	case registry.EventEntityAdded, registry.EventEntityUpdated, registry.EventEntityRemoved:
+		target = &m.entity
+	case registry.EventDeviceAdded, registry.EventDeviceUpdated, registry.EventDeviceRemoved:
+		target = &m.device
+	default:
+		return nil
+	}
+	return json.Unmarshal(payload, target)
+}
+
+// storedEventMeta is what deciding who may see a stored event needs. An
+// event whose payload does not decode is shown to nobody.
+func storedEventMeta(e history.EventRecord) (*meta, bool) {
+	m := &meta{typ: e.Kind, entityID: e.EntityID, deviceID: e.DeviceID}
+	if err := m.decodePayload(e.Data); err != nil {
 		return nil, false
 	}
 	return m, true

@@ -14,6 +14,7 @@ import (
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/auth"
 	"github.com/homemesh/homemesh/bus/natsbus"
+	"github.com/homemesh/homemesh/history"
 	"github.com/homemesh/homemesh/internal/ops"
 	"github.com/homemesh/homemesh/registry"
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,7 +39,10 @@ type Deps struct {
 	Bus      *natsbus.Conn
 	Auth     *auth.Client
 	Registry *registry.Client
-	Log      *slog.Logger
+	// History answers history queries; nil asks the home's history
+	// service over Bus.
+	History HistoryReader
+	Log     *slog.Logger
 	// Metrics receives the HTTP metrics and is served on /metrics. Nil
 	// serves and records nothing.
 	Metrics *prometheus.Registry
@@ -63,6 +67,7 @@ type Gateway struct {
 	bus     *natsbus.Conn
 	auth    *auth.Client
 	reg     *registry.Client
+	history HistoryReader
 	log     *slog.Logger
 	handler http.Handler
 	mux     *http.ServeMux
@@ -101,9 +106,12 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	log = log.With("service", "gateway", "home_id", cfg.Home)
 	closing, cancel := context.WithCancel(context.Background())
 	g := &Gateway{
-		cfg: cfg, bus: deps.Bus, auth: deps.Auth, reg: deps.Registry, log: log,
+		cfg: cfg, bus: deps.Bus, auth: deps.Auth, reg: deps.Registry, history: deps.History, log: log,
 		mux: http.NewServeMux(), closing: closing, close: cancel,
 		authWait: defaultAuthWait, sendBuffer: defaultSendBuffer,
+	}
+	if g.history == nil {
+		g.history = history.NewClient(deps.Bus, cfg.Home)
 	}
 	g.events = newHub(g.bus, g.reg, cfg.Home, log)
 	var reg prometheus.Registerer

@@ -35,6 +35,8 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	g.handle("GET /api/v1/entities", g.authed(actRead, g.listEntities))
 	g.handle("GET /api/v1/entities/{id}", g.authed(actRead, g.getEntity))
 	g.handle("POST /api/v1/entities/{id}/commands", g.authed(actCommand, g.command))
+	g.handle("GET /api/v1/entities/{id}/history", g.authed(actRead, g.entityHistory))
+	g.handle("GET /api/v1/history/events", g.authed(actRead, g.historyEvents))
 	g.handle("GET /api/v1/rooms", g.authed(actRead, g.listRooms))
 	g.handle("POST /api/v1/rooms", g.authed(actManageRooms, g.createRoom))
 	g.handle("DELETE /api/v1/rooms/{id}", g.authed(actManageRooms, g.deleteRoom))
