@@ -57,9 +57,12 @@
 //     Start is before now minus its tier's retention; an event when its
 //     time is before now minus RetentionPolicy.Events. Purge covers every
 //     home. PurgeResult counts every removed row exactly (Stats sums both
-//     tiers), however the rows were removed; at most limit rows per table
-//     go per call, and More is set when a table reached the bound and
-//     still holds expired rows.
+//     tiers), however the rows were removed. Deletes remove at most limit
+//     rows per table per call, and More is set when a table reached the
+//     bound and still holds expired rows; a backend may drop a whole
+//     partition of expired rows regardless of the limit (the bounded test
+//     keeps an unexpired row in every partition it purges, by day or
+//     longer).
 //   - Invalid input fails with homemesh.KindInvalid and a field whose last
 //     dotted segment (without an index) names the culprit: "home",
 //     "stream", "seq", a point's "entity", "time" or non-finite "value",

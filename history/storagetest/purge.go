@@ -101,8 +101,10 @@ func testPurgeBounded(t testing.TB, s history.Store) {
 		Kinds:   map[homemesh.EntityKind]history.Retention{homemesh.KindSensor: {Raw: day}},
 		Events:  day,
 	}
-	// 25 expired sensor points and 15 expired events, next to 25 switch
-	// points of the same times that stay, and an event that stays.
+	// 25 expired sensor points next to 25 switch points of the same times
+	// that stay; 15 expired events an hour before the cutoff next to one
+	// an hour after it. Each day thus keeps rows, so that a backend that
+	// drops whole expired partitions still has to delete these in bounds.
 	start := now.Add(-2 * day)
 	var msgs []history.Message
 	var plugs []history.Point
@@ -112,11 +114,11 @@ func testPurgeBounded(t testing.TB, s history.Store) {
 		plugs = append(plugs, p)
 		m := msg(uint64(i+1), num("temp", tm, float64(i)), p)
 		if i < 15 {
-			m.Events = []history.Event{{ID: "01EV" + string(rune('A'+i)), Time: tm, Kind: "button_pressed"}}
+			m.Events = []history.Event{{ID: "01EV" + string(rune('A'+i)), Time: now.Add(-day - time.Hour + time.Duration(i)*time.Minute), Kind: "button_pressed"}}
 		}
 		msgs = append(msgs, m)
 	}
-	kept := history.Event{ID: "01KEPT", Time: now.Add(-time.Hour), Kind: "button_pressed"}
+	kept := history.Event{ID: "01KEPT", Time: now.Add(-day + time.Hour), Kind: "button_pressed"}
 	msgs = append(msgs, history.Message{Seq: 26, Events: []history.Event{kept}})
 	mustWrite(t, s, batch(homeA, "states", msgs...), history.WriteResult{Points: 50, Events: 16})
 
