@@ -89,6 +89,28 @@ func testSameMicrosecondFirstWins(t testing.TB, s history.Store) {
 		onStat("door", at(0), 2, 10*time.Minute)})
 }
 
+func testLedgerGaps(t testing.TB, s history.Store) {
+	// Sequences with gaps, as a consumer sees when another process took
+	// the ones between: the gaps are not stored messages.
+	big := uint64(1) << 62
+	point := func(seq uint64) history.Message {
+		return msg(seq, num("counter", at(time.Duration(seq%1000)*time.Second), float64(seq%1000)))
+	}
+	mustWrite(t, s, batch(homeA, "states", point(1), point(3), point(7), point(big)), history.WriteResult{Points: 4})
+	mustWrite(t, s, batch(homeA, "states", point(2), point(big-1), point(big+1)), history.WriteResult{Points: 3})
+	mustWrite(t, s, batch(homeA, "states", point(4), point(5), point(6), point(8)), history.WriteResult{Points: 4})
+	var all []history.Message
+	for seq := uint64(1); seq <= 8; seq++ {
+		all = append(all, point(seq))
+	}
+	all = append(all, point(big-1), point(big), point(big+1))
+	mustWrite(t, s, batch(homeA, "states", all...), history.WriteResult{Duplicates: 11})
+	mustWrite(t, s, batch(homeA, "states", point(9), point(big-2), point(big+2)), history.WriteResult{Points: 3})
+	if n := len(raw(t, s, homeA, "counter", at(0), at(time.Hour))); n != 14 {
+		t.Errorf("%d points stored, want 14", n)
+	}
+}
+
 // concurrentMessages are the messages both writers of a concurrency
 // round write: a counter valued seq and a light switching on at odd and
 // off at even sequences, every 5 s, all within the 5-minute bucket of t0.

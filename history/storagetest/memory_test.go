@@ -44,6 +44,7 @@ type faults struct {
 	moreOnFull        bool // sets More when a page is exactly full
 	afterInclusive    bool // history paging repeats the After row
 	keepLedger        bool // never purges the ledger
+	ledgerMinMax      bool // records a batch's sequences as one range, gaps included
 }
 
 type entityKey struct{ home, entity string }
@@ -220,7 +221,7 @@ func (s memStore) Write(ctx context.Context, b history.Batch) (history.WriteResu
 		now := db.written()
 		lo := newSeqs[0]
 		for i := 1; i <= len(newSeqs); i++ {
-			if i == len(newSeqs) || newSeqs[i] != newSeqs[i-1]+1 {
+			if i == len(newSeqs) || (newSeqs[i] != newSeqs[i-1]+1 && !db.faults.ledgerMinMax) {
 				db.ledger[sk] = append(db.ledger[sk], ledgerRange{lo, newSeqs[i-1], now})
 				if i < len(newSeqs) {
 					lo = newSeqs[i]
@@ -626,6 +627,7 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		{"More on a full page", faults{moreOnFull: true}, []string{"RawPaging", "EventsPaging"}},
 		{"After inclusive", faults{afterInclusive: true}, []string{"RawPaging", "StatsPaging"}},
 		{"ledger kept", faults{keepLedger: true}, []string{"PurgeLedger"}},
+		{"ledger with gaps filled", faults{ledgerMinMax: true}, []string{"LedgerGaps"}},
 	} {
 		for _, name := range c.subtests {
 			t.Run(strings.ReplaceAll(c.fault, " ", "_")+"/"+name, func(t *testing.T) {

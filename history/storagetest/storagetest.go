@@ -39,6 +39,7 @@ var storeTests = []storeTest{
 	{"SameSeqOtherStreamStored", testSameSeqOtherStreamStored},
 	{"MixedBatchStoresOnlyNew", testMixedBatchStoresOnlyNew},
 	{"SameMicrosecondFirstWins", testSameMicrosecondFirstWins},
+	{"LedgerGaps", testLedgerGaps},
 	{"ConcurrentOverlappingWrites", func(t testing.TB, s history.Store) { testConcurrentOverlappingWrites(t, s, s) }},
 	{"StatsNumeric", testStatsNumeric},
 	{"StatsBinaryInOrder", testStatsBinaryInOrder},
