@@ -14,6 +14,17 @@
 // counts for binary states), never recomputed by a nightly job, so the
 // raw tier can expire early without losing the long view.
 //
+// The service (New, Run) consumes the streams STATES (registry state
+// changes), TELEMETRY (Telemetry payloads: many numeric points per message)
+// and EVENTS through one durable consumer per stream and home,
+// history_<home>; every history process of the home shares them. A
+// message that can never be stored (malformed, oversized, of another home)
+// is terminated, logged with its reason and counted, never retried. A
+// batch the store fails to write is kept and retried with backoff, and no
+// more is pulled meanwhile; its messages are acknowledged only once it is
+// committed, so an outage delays history without losing or duplicating
+// anything. Queries are served on the verbs history and events (Client).
+//
 // The storage backends live in their own packages (sqlite, postgres) and
 // implement the small interfaces declared here; history/storagetest is the
 // conformance suite every backend passes.

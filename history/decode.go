@@ -1,0 +1,378 @@
+package history
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/bus"
+	"github.com/oklog/ulid/v2"
+)
+
+// Telemetry is the payload of an envelope of type "telemetry" published on
+// bus.TelemetrySubject(home, device): many measurements of one device's
+// entities in one message, so that a device or edge sampling fast does not
+// pay for a message per point.
+type Telemetry struct {
+	Points []TelemetryPoint `json:"points"`
+}
+
+// TelemetryPoint is one measurement.
+type TelemetryPoint struct {
+	EntityID string    `json:"entity_id"`
+	Time     time.Time `json:"time"`
+	Value    float64   `json:"value"`
+	// Kind is the entity's kind; telemetry is a sensor's unless told.
+	Kind homemesh.EntityKind `json:"kind,omitempty"`
+}
+
+// Envelope types history reads.
+const (
+	TypeStateChanged = "state_changed"
+	TypeTelemetry    = "telemetry"
+)
+
+// Reasons a message is rejected, as logged and counted.
+const (
+	reasonTooLarge   = "too_large"
+	reasonMalformed  = "malformed"
+	reasonWrongHome  = "wrong_home"
+	reasonInvalidID  = "invalid_id"
+	reasonBadTime    = "bad_time"
+	reasonBadValue   = "bad_value"
+	reasonTooMany    = "too_many_points"
+	reasonWrongType  = "wrong_type"
+	reasonBadSubject = "bad_subject"
+	reasonRefused    = "refused_by_store"
+)
+
+// rejection is why a message cannot be stored. It never quotes the
+// payload, not even an ID in it: a rejected message is logged, and
+// payloads may hold anything.
+type rejection struct {
+	reason string
+	msg    string
+}
+
+func (r *rejection) Error() string { return r.reason + ": " + r.msg }
+
+func reject(reason, format string, args ...any) error {
+	return &rejection{reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+// rejectionReason returns the reason of a decode error.
+func rejectionReason(err error) string {
+	var r *rejection
+	if errors.As(err, &r) {
+		return r.reason
+	}
+	return reasonMalformed
+}
+
+// envelope is bus.Envelope with the payload left raw.
+type envelope struct {
+	V       int             `json:"v"`
+	ID      string          `json:"id"`
+	Home    string          `json:"home"`
+	Time    time.Time       `json:"time"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// openEnvelope parses and checks the envelope common to every stream.
+func (s *Service) openEnvelope(data []byte, typ string) (envelope, error) {
+	var env envelope
+	if len(data) > MaxMessageBytes {
+		return env, reject(reasonTooLarge, "%d bytes, at most %d", len(data), MaxMessageBytes)
+	}
+	if err := json.Unmarshal(data, &env); err != nil {
+		return env, reject(reasonMalformed, "not a JSON envelope: %s", jsonProblem(err))
+	}
+	if env.V != bus.EnvelopeVersion {
+		return env, reject(reasonMalformed, "envelope version %d", env.V)
+	}
+	if env.Home != s.cfg.Home {
+		return env, reject(reasonWrongHome, "envelope of another home")
+	}
+	if typ != "" && env.Type != typ {
+		return env, reject(reasonWrongType, "envelope type is not %q", typ)
+	}
+	if len(env.Payload) == 0 {
+		return env, reject(reasonMalformed, "no payload")
+	}
+	return env, nil
+}
+
+// jsonProblem describes a JSON error without quoting the input.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return fmt.Sprintf("syntax error at offset %d", syn.Offset)
+	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		return fmt.Sprintf("%s has the wrong JSON type or is out of range for %s", typ.Field, typ.Type)
+	}
+	if errors.Is(err, errors.ErrUnsupported) {
+		return "unsupported value"
+	}
+	var perr *time.ParseError
+	if errors.As(err, &perr) {
+		return "bad time"
+	}
+	return "invalid JSON"
+}
+
+// truncate bounds a string quoted in a log line or error.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// checkTime rejects the zero time and times too far ahead of now.
+func (s *Service) checkTime(field string, t, now time.Time) error {
+	if t.IsZero() || t.Year() < 1970 {
+		return reject(reasonBadTime, "%s missing or before 1970", field)
+	}
+	if t.After(now.Add(maxFuture)) {
+		return reject(reasonBadTime, "%s more than %v in the future", field, maxFuture)
+	}
+	return nil
+}
+
+func checkID(field, id string) error {
+	if !homemesh.ValidID(id) {
+		return reject(reasonInvalidID, "%s is not a valid ID", field)
+	}
+	return nil
+}
+
+// subjectHome checks the home token of subject, which the consumer's filter
+// already guarantees; a stream can be misconfigured.
+func (s *Service) subjectTokens(subject, kind string) ([]string, error) {
+	parts := strings.Split(subject, ".")
+	if len(parts) < 4 || parts[0] != bus.Prefix || parts[2] != kind {
+		return nil, reject(reasonBadSubject, "not a %s subject", kind)
+	}
+	if parts[1] != s.cfg.Home {
+		return nil, reject(reasonWrongHome, "subject of another home")
+	}
+	return parts, nil
+}
+
+// stateChangeWire is registry.StateChange, decoded only as far as history
+// needs: the value and attributes stay raw.
+type stateChangeWire struct {
+	HomeID   string              `json:"home_id"`
+	DeviceID string              `json:"device_id"`
+	EntityID string              `json:"entity_id"`
+	Kind     homemesh.EntityKind `json:"kind"`
+	State    struct {
+		Value      json.RawMessage `json:"value"`
+		Attributes json.RawMessage `json:"attributes"`
+		Available  bool            `json:"available"`
+		ChangedAt  time.Time       `json:"changed_at"`
+		UpdatedAt  time.Time       `json:"updated_at"`
+	} `json:"state"`
+}
+
+// decodeState turns an envelope of type state_changed carrying a
+// registry.StateChange into one point.
+func (s *Service) decodeState(subject string, data []byte, out *Message) error {
+	if _, err := s.subjectTokens(subject, "state"); err != nil {
+		return err
+	}
+	env, err := s.openEnvelope(data, TypeStateChanged)
+	if err != nil {
+		return err
+	}
+	var sc stateChangeWire
+	if err := json.Unmarshal(env.Payload, &sc); err != nil {
+		return reject(reasonMalformed, "payload: %s", jsonProblem(err))
+	}
+	if sc.HomeID != s.cfg.Home {
+		return reject(reasonWrongHome, "state change of another home")
+	}
+	if err := checkID("device_id", sc.DeviceID); err != nil {
+		return err
+	}
+	if err := checkID("entity_id", sc.EntityID); err != nil {
+		return err
+	}
+	if sc.Kind != "" && !sc.Kind.Valid() {
+		return reject(reasonMalformed, "unknown entity kind")
+	}
+	p := Point{Entity: sc.EntityID, Device: sc.DeviceID, Kind: sc.Kind}
+	switch {
+	case !sc.State.UpdatedAt.IsZero():
+		p.Time = sc.State.UpdatedAt
+	case !sc.State.ChangedAt.IsZero():
+		p.Time = sc.State.ChangedAt
+	default:
+		p.Time = env.Time
+	}
+	if err := s.checkTime("time", p.Time, s.now()); err != nil {
+		return err
+	}
+	if !sc.State.Available {
+		p.State = "unavailable"
+	} else if err := setValue(&p, sc.State.Value); err != nil {
+		return err
+	}
+	if attrs := bytes.TrimSpace(sc.State.Attributes); len(attrs) > 0 && !bytes.Equal(attrs, []byte("null")) && !bytes.Equal(attrs, []byte("{}")) {
+		if attrs[0] != '{' {
+			return reject(reasonMalformed, "attributes are not a JSON object")
+		}
+		p.Attrs = attrs
+	}
+	if sc.Kind != "" {
+		s.noteKind(sc.EntityID, sc.Kind)
+	}
+	out.Points = append(out.Points, p)
+	return nil
+}
+
+// setValue stores a JSON state value in p: numbers, and strings that are
+// finite numbers, as numeric; booleans as "on"/"off"; other strings as
+// they are; null as "unknown"; anything else as its JSON text.
+func setValue(p *Point, raw json.RawMessage) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		p.State = "unknown"
+		return nil
+	}
+	switch raw[0] {
+	case '"':
+		var str string
+		if err := json.Unmarshal(raw, &str); err != nil {
+			return reject(reasonMalformed, "value: %s", jsonProblem(err))
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(str), 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+			p.Numeric, p.Value = true, f
+			return nil
+		}
+		p.State = str
+	case 't', 'f':
+		if string(raw) == "true" {
+			p.State = "on"
+		} else {
+			p.State = "off"
+		}
+	case '{', '[':
+		p.State = string(raw)
+	default:
+		f, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return reject(reasonBadValue, "value is not a finite number")
+		}
+		p.Numeric, p.Value = true, f
+	}
+	return nil
+}
+
+// decodeTelemetry turns an envelope of type telemetry carrying Telemetry
+// into its points.
+func (s *Service) decodeTelemetry(subject string, data []byte, out *Message) error {
+	parts, err := s.subjectTokens(subject, "telemetry")
+	if err != nil {
+		return err
+	}
+	if len(parts) != 4 {
+		return reject(reasonBadSubject, "telemetry subject has %d tokens, want 4", len(parts))
+	}
+	device := parts[3]
+	if err := checkID("device", device); err != nil {
+		return err
+	}
+	env, err := s.openEnvelope(data, TypeTelemetry)
+	if err != nil {
+		return err
+	}
+	var tm Telemetry
+	if err := json.Unmarshal(env.Payload, &tm); err != nil {
+		return reject(reasonMalformed, "payload: %s", jsonProblem(err))
+	}
+	if len(tm.Points) > MaxTelemetryPoints {
+		return reject(reasonTooMany, "%d points, at most %d", len(tm.Points), MaxTelemetryPoints)
+	}
+	now := s.now()
+	start := len(out.Points)
+	for i, tp := range tm.Points {
+		if err := checkID(fmt.Sprintf("points[%d].entity_id", i), tp.EntityID); err != nil {
+			out.Points = out.Points[:start]
+			return err
+		}
+		if err := s.checkTime(fmt.Sprintf("points[%d].time", i), tp.Time, now); err != nil {
+			out.Points = out.Points[:start]
+			return err
+		}
+		kind := tp.Kind
+		if kind == "" {
+			kind = homemesh.KindSensor
+		} else if !kind.Valid() {
+			out.Points = out.Points[:start]
+			return reject(reasonMalformed, "points[%d].kind is not an entity kind", i)
+		}
+		out.Points = append(out.Points, Point{Entity: tp.EntityID, Device: device, Kind: kind, Time: tp.Time, Numeric: true, Value: tp.Value})
+	}
+	return nil
+}
+
+// eventRefs are the fields of an event payload that tie it to a device or
+// an entity.
+type eventRefs struct {
+	DeviceID *string `json:"device_id"`
+	EntityID *string `json:"entity_id"`
+}
+
+// decodeEvent turns any envelope on an event subject into an event.
+func (s *Service) decodeEvent(subject string, data []byte, out *Message) error {
+	parts, err := s.subjectTokens(subject, "event")
+	if err != nil {
+		return err
+	}
+	kind := parts[len(parts)-1]
+	if err := checkID("kind", kind); err != nil {
+		return err
+	}
+	env, err := s.openEnvelope(data, "")
+	if err != nil {
+		return err
+	}
+	if _, err := ulid.ParseStrict(env.ID); err != nil {
+		return reject(reasonInvalidID, "envelope id is not a ULID")
+	}
+	if err := s.checkTime("envelope time", env.Time, s.now()); err != nil {
+		return err
+	}
+	ev := Event{ID: env.ID, Time: env.Time, Kind: kind, Data: env.Payload}
+	if p := bytes.TrimSpace(env.Payload); len(p) > 0 && p[0] == '{' {
+		var refs eventRefs
+		// Payloads are free-form: a device_id that is not a string is not
+		// a reference, and the event is kept without one.
+		if json.Unmarshal(p, &refs) == nil {
+			if refs.DeviceID != nil && *refs.DeviceID != "" {
+				if err := checkID("device_id", *refs.DeviceID); err != nil {
+					return err
+				}
+				ev.Device = *refs.DeviceID
+			}
+			if refs.EntityID != nil && *refs.EntityID != "" {
+				if err := checkID("entity_id", *refs.EntityID); err != nil {
+					return err
+				}
+				ev.Entity = *refs.EntityID
+			}
+		}
+	}
+	out.Events = append(out.Events, ev)
+	return nil
+}

@@ -1,0 +1,272 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Write retry bounds: a failed write is retried after retryMin, doubling
+// up to retryMax, until it succeeds or the service stops.
+const (
+	retryMin = 100 * time.Millisecond
+	retryMax = 5 * time.Second
+	// writeTimeout bounds one write attempt, so a store that hangs is
+	// treated like one that fails.
+	writeTimeout = 30 * time.Second
+)
+
+// pending is a batch being built or written: the decoded messages and the
+// bus messages to acknowledge once they are stored.
+type pending struct {
+	batch Batch
+	msgs  []jetstream.Msg
+	seqs  []uint64 // the stream sequence of each of msgs
+	// maxSeq is the highest sequence in the batch; a message at or below
+	// it may be a redelivery of one already in the batch.
+	maxSeq uint64
+}
+
+func (p *pending) len() int { return len(p.msgs) }
+
+// has reports whether the batch already holds the message at seq.
+func (p *pending) has(seq uint64) bool {
+	if seq > p.maxSeq {
+		return false
+	}
+	for _, m := range p.batch.Messages {
+		if m.Seq == seq {
+			return true
+		}
+	}
+	return false
+}
+
+// ingest consumes one stream: messages are decoded as they arrive into
+// the next batch while the previous one is written, and acknowledged only
+// once the store has committed them. While the store fails, the batch is
+// retried and no more messages are pulled than the two batches hold and
+// the pull buffer.
+func (s *Service) ingest(ctx context.Context, st ingestStream, cons jetstream.Consumer) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * s.cfg.BatchSize))
+	if err != nil {
+		return &homemesh.Error{Op: "history.consume", Kind: homemesh.KindUnavailable,
+			Message: "consumer on " + st.name + " unavailable", Err: err}
+	}
+	msgs := make(chan jetstream.Msg, s.cfg.BatchSize)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					s.log.Warn("history consumer stopped", "stream", st.name, "err", err)
+				}
+				return
+			}
+			msgs <- m
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		it.Drain()
+	}()
+
+	toWrite := make(chan *pending)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for p := range toWrite {
+			s.write(ctx, p)
+		}
+	}()
+	defer func() { close(toWrite); <-written }()
+
+	newPending := func() *pending {
+		return &pending{
+			batch: Batch{Home: s.cfg.Home, Stream: st.name, Messages: make([]Message, 0, s.cfg.BatchSize)},
+			msgs:  make([]jetstream.Msg, 0, s.cfg.BatchSize),
+			seqs:  make([]uint64, 0, s.cfg.BatchSize),
+		}
+	}
+	cur := newPending()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	// hand gives the batch to the writer. While the writer is busy (or
+	// retrying an outage) the batch waits here, marked in progress so that
+	// JetStream does not hand it to another process meanwhile.
+	hand := func() {
+		timer.Stop()
+		if cur.len() == 0 {
+			return
+		}
+		heartbeat := time.NewTicker(ackWait / 3)
+		defer heartbeat.Stop()
+		for {
+			select {
+			case toWrite <- cur:
+				cur = newPending()
+				return
+			case <-heartbeat.C:
+				inProgress(cur.msgs)
+			}
+		}
+	}
+	for {
+		var m jetstream.Msg
+		var ok bool
+		if cur.len() == 0 {
+			m, ok = <-msgs
+		} else {
+			select {
+			case m, ok = <-msgs:
+			case <-timer.C:
+				hand()
+				continue
+			}
+		}
+		if !ok {
+			hand()
+			return nil
+		}
+		if s.add(st, cur, m) && cur.len() == 1 {
+			timer.Reset(s.cfg.BatchWait)
+		}
+		if cur.len() >= s.cfg.BatchSize {
+			hand()
+		}
+	}
+}
+
+// add decodes m into p. A message that cannot be stored is terminated: it
+// would fail the same way on every redelivery. It reports whether m joined
+// the batch.
+func (s *Service) add(st ingestStream, p *pending, m jetstream.Msg) bool {
+	meta, err := m.Metadata()
+	if err != nil {
+		s.log.Warn("history message without metadata", "stream", st.name, "subject", m.Subject(), "err", err)
+		s.metrics.rejected.WithLabelValues(reasonMalformed).Inc()
+		_ = m.Term()
+		return false
+	}
+	seq := meta.Sequence.Stream
+	s.metrics.lag.WithLabelValues(st.name).Set(float64(meta.NumPending))
+	if p.has(seq) {
+		// A redelivery of a message this batch holds: it is stored (or
+		// not) with the batch, and acknowledged with it.
+		p.msgs = append(p.msgs, m)
+		p.seqs = append(p.seqs, seq)
+		return true
+	}
+	msg := Message{Seq: seq}
+	if err := st.decode(s, m.Subject(), m.Data(), &msg); err != nil {
+		reason := rejectionReason(err)
+		s.metrics.rejected.WithLabelValues(reason).Inc()
+		s.log.Warn("history message rejected", "reason", reason, "stream", st.name, "stream_seq", seq,
+			"subject", m.Subject(), "err", err)
+		_ = m.TermWithReason("history: " + reason)
+		return false
+	}
+	p.batch.Messages = append(p.batch.Messages, msg)
+	p.msgs = append(p.msgs, m)
+	p.seqs = append(p.seqs, seq)
+	p.maxSeq = max(p.maxSeq, seq)
+	return true
+}
+
+func inProgress(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		_ = m.InProgress()
+	}
+}
+
+// write stores p, then acknowledges its messages. A lost ack only causes
+// a redelivery, which the store recognises and skips, so acks are not
+// waited for. If the service stops while the store is down, p stays
+// unacknowledged and JetStream delivers it again later.
+//
+// A batch the store refuses as invalid would be refused forever: its
+// messages are written one by one so that only the ones at fault are
+// terminated. The decoder checks what stores check, so this is a safety
+// net against a consumer stuck on one message.
+func (s *Service) write(ctx context.Context, p *pending) {
+	err := s.writeRetrying(ctx, p)
+	switch {
+	case err == nil:
+		for _, m := range p.msgs {
+			_ = m.Ack()
+		}
+	case homemesh.ErrorKind(err) != homemesh.KindInvalid:
+		// Stopped with the store down: left for redelivery.
+	case len(p.batch.Messages) == 1:
+		s.metrics.rejected.WithLabelValues(reasonRefused).Inc()
+		s.log.Warn("history message rejected", "reason", reasonRefused, "stream", p.batch.Stream,
+			"stream_seq", p.batch.Messages[0].Seq, "subject", p.msgs[0].Subject(), "err", err)
+		for _, m := range p.msgs {
+			_ = m.TermWithReason("history: " + reasonRefused)
+		}
+	default:
+		for _, msg := range p.batch.Messages {
+			one := &pending{batch: Batch{Home: p.batch.Home, Stream: p.batch.Stream, Messages: []Message{msg}}, maxSeq: msg.Seq}
+			for i, seq := range p.seqs {
+				if seq == msg.Seq {
+					one.msgs = append(one.msgs, p.msgs[i])
+					one.seqs = append(one.seqs, seq)
+				}
+			}
+			s.write(ctx, one)
+		}
+	}
+}
+
+// writeRetrying stores p, retrying with a capped exponential backoff until
+// the store accepts it, refuses it as invalid, or the service stops.
+func (s *Service) writeRetrying(ctx context.Context, p *pending) error {
+	delay := retryMin
+	var failingSince time.Time
+	lastMark := time.Now()
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		res, err := s.store.Write(wctx, p.batch)
+		cancel()
+		if err == nil {
+			s.metrics.writeSeconds.Observe(time.Since(start).Seconds())
+			s.metrics.points.Add(float64(res.Points))
+			s.metrics.events.Add(float64(res.Events))
+			s.metrics.duplicates.Add(float64(res.Duplicates))
+			if !failingSince.IsZero() {
+				s.log.Info("history store writable again", "stream", p.batch.Stream,
+					"attempts", attempt, "outage", time.Since(failingSince).Round(time.Millisecond).String())
+			}
+			return nil
+		}
+		s.metrics.writeErrors.Inc()
+		if homemesh.ErrorKind(err) == homemesh.KindInvalid {
+			return err
+		}
+		if failingSince.IsZero() {
+			failingSince = start
+			// Logged once per outage: a retry loop must not flood the log.
+			s.log.Error("history store write failed; retrying until it recovers", "stream", p.batch.Stream,
+				"messages", len(p.batch.Messages), "err", err)
+		}
+		if ctx.Err() != nil {
+			s.log.Warn("history stopping with a batch not stored; it will be delivered again",
+				"stream", p.batch.Stream, "messages", len(p.batch.Messages), "err", err)
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, retryMax)
+		if time.Since(lastMark) >= ackWait/3 {
+			inProgress(p.msgs)
+			lastMark = time.Now()
+		}
+	}
+}

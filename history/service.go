@@ -1,0 +1,283 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/bus"
+	"github.com/homemesh/homemesh/bus/natsbus"
+	"github.com/homemesh/homemesh/registry"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Streams besides registry.StatesStream that history consumes.
+const (
+	// TelemetryStream holds raw telemetry until history has stored it.
+	TelemetryStream = "TELEMETRY"
+	// EventsStream captures every event published in any home.
+	EventsStream = "EVENTS"
+)
+
+// Config configures the history service of one home.
+type Config struct {
+	// Home is the ID of the home whose history this service keeps.
+	Home string
+	// Retention says how long each tier is kept; the zero value means
+	// DefaultRetention.
+	Retention RetentionPolicy
+	// BatchSize bounds how many bus messages are stored in one write.
+	// Default 1000: large enough to amortise a commit over many points,
+	// small enough that a batch stays well within the consumer's ack
+	// window.
+	BatchSize int
+	// BatchWait bounds how long a partial batch waits for more messages.
+	// Default 5ms.
+	BatchWait time.Duration
+	// PurgeInterval is how often expired rows are purged. Default 1 minute.
+	PurgeInterval time.Duration
+}
+
+// Deps are the history service's collaborators.
+type Deps struct {
+	Bus     *natsbus.Conn
+	Store   Store
+	Log     *slog.Logger
+	Metrics prometheus.Registerer // may be nil
+}
+
+// Service is the history service of one home.
+type Service struct {
+	cfg     Config
+	bus     *natsbus.Conn
+	store   Store
+	log     *slog.Logger
+	metrics *metrics
+	ready   chan struct{}
+	now     func() time.Time
+
+	// kinds remembers the kind of every entity seen in a state change, so
+	// that a query can choose a tier by the entity's retention.
+	kindsMu sync.RWMutex
+	kinds   map[string]homemesh.EntityKind
+}
+
+// Ingestion bounds. A message over MaxMessageBytes, or telemetry with more
+// than MaxTelemetryPoints points, is rejected rather than stored: one
+// message must never make a batch too large to commit.
+const (
+	MaxMessageBytes    = 1 << 20
+	MaxTelemetryPoints = 10000
+	// maxFuture is how far ahead of this host's clock a point or event may
+	// be: a device with a wrong clock must not write into next year.
+	maxFuture = 5 * time.Minute
+)
+
+// ackWait is how long JetStream waits for an ack before redelivering a
+// message; pending messages are marked in progress well within it while a
+// write is retried.
+const ackWait = 30 * time.Second
+
+// New checks cfg and returns a service ready to Run.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := homemesh.CheckID("home", cfg.Home); err != nil {
+		return nil, err
+	}
+	if deps.Bus == nil {
+		return nil, errors.New("history: no bus connection")
+	}
+	if deps.Store == nil {
+		return nil, errors.New("history: no store")
+	}
+	if cfg.Retention.Kinds == nil && cfg.Retention.Default == (Retention{}) && cfg.Retention.Events == 0 {
+		cfg.Retention = DefaultRetention()
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.BatchWait <= 0 {
+		cfg.BatchWait = 5 * time.Millisecond
+	}
+	if cfg.PurgeInterval <= 0 {
+		cfg.PurgeInterval = time.Minute
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(deps.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{
+		cfg: cfg, bus: deps.Bus, store: deps.Store, metrics: m,
+		log:   log.With("service", ServiceName, "home_id", cfg.Home),
+		ready: make(chan struct{}),
+		now:   time.Now,
+		kinds: map[string]homemesh.EntityKind{},
+	}, nil
+}
+
+// Streams declares the streams history consumes besides the registry's
+// STATES: TELEMETRY and EVENTS. Declaring is idempotent, so every process
+// that publishes or consumes them calls it.
+func Streams(ctx context.Context, conn *natsbus.Conn) error {
+	if _, err := conn.Stream(ctx, jetstream.StreamConfig{
+		Name:        TelemetryStream,
+		Description: "raw telemetry, for history",
+		Subjects:    []string{bus.Prefix + ".*.telemetry.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      48 * time.Hour,
+		MaxBytes:    512 << 20,
+		Discard:     jetstream.DiscardOld,
+	}); err != nil {
+		return err
+	}
+	_, err := conn.Stream(ctx, jetstream.StreamConfig{
+		Name:        EventsStream,
+		Description: "every event published, for history",
+		Subjects:    []string{bus.Prefix + ".*.event.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      48 * time.Hour,
+		MaxBytes:    256 << 20,
+		Discard:     jetstream.DiscardOld,
+	})
+	return err
+}
+
+// Ready is closed once the service consumes its streams and answers
+// queries.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// ingestStream is one stream history consumes and the decoder of its
+// messages.
+type ingestStream struct {
+	name   string
+	filter string
+	decode func(s *Service, subject string, data []byte, out *Message) error
+}
+
+func (s *Service) streams() []ingestStream {
+	h := s.cfg.Home
+	return []ingestStream{
+		{registry.StatesStream, bus.StateWildcard(h), (*Service).decodeState},
+		{TelemetryStream, bus.Prefix + "." + h + ".telemetry.>", (*Service).decodeTelemetry},
+		{EventsStream, bus.EventWildcard(h), (*Service).decodeEvent},
+	}
+}
+
+// consumerName is the durable consumer every history process of the home
+// shares on each stream, so that they split the work.
+func (s *Service) consumerName() string { return "history_" + s.cfg.Home }
+
+// Run consumes the streams, stores what they carry, purges what the
+// retention no longer keeps and answers queries, until ctx ends. It then
+// stops pulling, stores what it holds and returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	err := s.run(ctx)
+	if ctx.Err() != nil {
+		return nil // stopped, possibly while starting: a clean stop all the same
+	}
+	return err
+}
+
+func (s *Service) run(ctx context.Context) error {
+	if err := registry.Streams(ctx, s.bus); err != nil {
+		return err
+	}
+	if err := Streams(ctx, s.bus); err != nil {
+		return err
+	}
+	js := s.bus.JetStream()
+	var consumers []jetstream.Consumer
+	for _, st := range s.streams() {
+		cons, err := js.CreateOrUpdateConsumer(ctx, st.name, jetstream.ConsumerConfig{
+			Durable:       s.consumerName(),
+			Description:   "history of home " + s.cfg.Home,
+			FilterSubject: st.filter,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       ackWait,
+			MaxAckPending: max(20000, 4*s.cfg.BatchSize),
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		})
+		if err != nil {
+			return &homemesh.Error{Op: "history.consumer", Kind: homemesh.KindUnavailable,
+				Message: "consumer on " + st.name + " unavailable", Err: err}
+		}
+		consumers = append(consumers, cons)
+	}
+
+	var subs []*nats.Subscription
+	defer func() {
+		for _, sub := range subs {
+			_ = sub.Drain()
+		}
+	}()
+	// Each subscription answers one request at a time; two per verb let a
+	// slow query not hold up the next.
+	for verb, h := range map[string]natsbus.Handler{verbHistory: s.handleHistory, verbEvents: s.handleEvents} {
+		for range 2 {
+			sub, err := s.bus.Handle(bus.ServiceSubject(ServiceName, verb), ServiceName, h)
+			if err != nil {
+				return fmt.Errorf("history: serve %s: %w", verb, err)
+			}
+			subs = append(subs, sub)
+		}
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, len(consumers))
+	for i, st := range s.streams() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.ingest(ctx, st, consumers[i]); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); s.purgeLoop(ctx) }()
+
+	s.log.Info("history ready", "batch_size", s.cfg.BatchSize, "batch_wait", s.cfg.BatchWait.String())
+	close(s.ready)
+	wg.Wait()
+	// Acks are published without waiting for the server; make sure the
+	// last batch's acks left this process before it stops.
+	_ = s.bus.Flush()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// noteKind remembers the kind of an entity.
+func (s *Service) noteKind(entity string, kind homemesh.EntityKind) {
+	s.kindsMu.RLock()
+	known, ok := s.kinds[entity]
+	s.kindsMu.RUnlock()
+	if ok && known == kind {
+		return
+	}
+	s.kindsMu.Lock()
+	s.kinds[entity] = kind
+	s.kindsMu.Unlock()
+}
+
+// kindOf returns the kind of entity, if a state change of it was seen.
+func (s *Service) kindOf(entity string) (homemesh.EntityKind, bool) {
+	s.kindsMu.RLock()
+	defer s.kindsMu.RUnlock()
+	k, ok := s.kinds[entity]
+	return k, ok
+}
