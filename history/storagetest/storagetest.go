@@ -172,20 +172,20 @@ func viewPoints(ps []history.Point) []pointView {
 
 // statView is what the suite compares of a returned statistics row.
 type statView struct {
-	Entity         string
-	Start          string
-	Count          int64
-	NumCount       int64
-	Sum, Min, Max  float64
-	Last           float64
-	LastTime       string
-	OnMicros       int64
-	OnMicrosInMins float64 // OnMicros in minutes, to read diffs easily
+	Entity        string
+	Start         string
+	Count         int64
+	NumCount      int64
+	Sum, Min, Max float64
+	Last          float64
+	LastTime      string
+	OnMicros      int64
+	OnMinutes     float64 // OnMicros in minutes, to read diffs easily
 }
 
 func viewStat(s history.Stat) statView {
 	v := statView{Entity: s.Entity, Start: fmtTime(s.Start), Count: s.Count, NumCount: s.NumCount, OnMicros: s.OnMicros,
-		OnMicrosInMins: float64(s.OnMicros) / float64(time.Minute/time.Microsecond)}
+		OnMinutes: float64(s.OnMicros) / float64(time.Minute/time.Microsecond)}
 	if s.NumCount > 0 {
 		v.Sum, v.Min, v.Max, v.Last, v.LastTime = s.Sum, s.Min, s.Max, s.Last, fmtTime(s.LastTime)
 	}
