@@ -1,0 +1,211 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/history"
+)
+
+// limit returns the page size of a query: DefaultLimit when unset, never
+// more than MaxLimit.
+func limit(n int) int {
+	if n <= 0 {
+		return history.DefaultLimit
+	}
+	return min(n, history.MaxLimit)
+}
+
+func validateSpan(from, to time.Time) error {
+	if from.IsZero() {
+		return homemesh.Invalid("from", "is missing")
+	}
+	if to.IsZero() {
+		return homemesh.Invalid("to", "is missing")
+	}
+	if to.Before(from) {
+		return homemesh.Invalid("to", "%v is before from (%v)", to, from)
+	}
+	return nil
+}
+
+// History returns one page of an entity's raw points or statistics. See
+// history.Reader.
+func (s *Store) History(ctx context.Context, q history.HistoryQuery) (history.HistoryPage, error) {
+	var page history.HistoryPage
+	if err := checkText("home", q.Home, true); err != nil {
+		return page, err
+	}
+	if err := checkText("entity", q.Entity, true); err != nil {
+		return page, err
+	}
+	if err := validateSpan(q.From, q.To); err != nil {
+		return page, err
+	}
+	switch q.Resolution {
+	case history.Raw:
+		return s.raw(ctx, q)
+	case history.FiveMinutes, history.Hourly:
+		return s.stats(ctx, q)
+	}
+	return page, homemesh.Invalid("resolution", "%q is not raw, 5m or 1h", q.Resolution)
+}
+
+// after is the lower bound a page continues from: the cursor if set and
+// later than From.
+func after(q history.HistoryQuery) (from time.Time, exclusive bool) {
+	if !q.After.IsZero() && !q.After.Before(q.From) {
+		return q.After, true
+	}
+	return q.From, false
+}
+
+func (s *Store) raw(ctx context.Context, q history.HistoryQuery) (history.HistoryPage, error) {
+	var page history.HistoryPage
+	n := limit(q.Limit)
+	from, exclusive := after(q)
+	op := ">="
+	if exclusive {
+		op = ">"
+	}
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`
+		SELECT e.device, e.kind, p.ts, p.value, p.state, p.attrs
+		FROM entities e JOIN points p ON p.entity_id = e.id
+		WHERE e.home = $1 AND e.entity = $2 AND p.ts %s $3 AND p.ts < $4
+		ORDER BY p.ts LIMIT $5`, op), q.Home, q.Entity, from, q.To, n+1)
+	if err != nil {
+		return page, fmt.Errorf("read history: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p history.Point
+		var value *float64
+		var state *string
+		var attrs []byte
+		var kind string
+		if err := rows.Scan(&p.Device, &kind, &p.Time, &value, &state, &attrs); err != nil {
+			return page, fmt.Errorf("read history: %w", err)
+		}
+		p.Entity, p.Kind, p.Time = q.Entity, homemesh.EntityKind(kind), p.Time.UTC()
+		if value != nil {
+			p.Numeric, p.Value = true, *value
+		}
+		if state != nil {
+			p.State = *state
+		}
+		if len(attrs) > 0 {
+			p.Attrs = attrs
+		}
+		page.Points = append(page.Points, p)
+	}
+	if err := rows.Err(); err != nil {
+		return page, fmt.Errorf("read history: %w", err)
+	}
+	if len(page.Points) > n {
+		page.Points, page.More = page.Points[:n], true
+	}
+	return page, nil
+}
+
+func (s *Store) stats(ctx context.Context, q history.HistoryQuery) (history.HistoryPage, error) {
+	var page history.HistoryPage
+	n := limit(q.Limit)
+	from, exclusive := after(q)
+	op := ">="
+	if exclusive {
+		op = ">"
+	}
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`
+		SELECT s.start, s.count, s.num_count, s.sum, coalesce(s.min, 0), coalesce(s.max, 0), coalesce(s.last, 0), s.last_time, s.on_micros
+		FROM entities e JOIN %s s ON s.entity_id = e.id
+		WHERE e.home = $1 AND e.entity = $2 AND s.start %s $3 AND s.start < $4
+		ORDER BY s.start LIMIT $5`, statsTable(q.Resolution), op), q.Home, q.Entity, from, q.To, n+1)
+	if err != nil {
+		return page, fmt.Errorf("read statistics: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		st := history.Stat{Entity: q.Entity}
+		var lastTime *time.Time
+		if err := rows.Scan(&st.Start, &st.Count, &st.NumCount, &st.Sum, &st.Min, &st.Max, &st.Last, &lastTime, &st.OnMicros); err != nil {
+			return page, fmt.Errorf("read statistics: %w", err)
+		}
+		st.Start = st.Start.UTC()
+		if lastTime != nil {
+			st.LastTime = lastTime.UTC()
+		}
+		page.Stats = append(page.Stats, st)
+	}
+	if err := rows.Err(); err != nil {
+		return page, fmt.Errorf("read statistics: %w", err)
+	}
+	if len(page.Stats) > n {
+		page.Stats, page.More = page.Stats[:n], true
+	}
+	return page, nil
+}
+
+// Events returns one page of a home's events, ordered by time and id. See
+// history.Reader.
+func (s *Store) Events(ctx context.Context, q history.EventQuery) (history.EventPage, error) {
+	var page history.EventPage
+	if err := checkText("home", q.Home, true); err != nil {
+		return page, err
+	}
+	if err := checkText("kind", q.Kind, false); err != nil {
+		return page, err
+	}
+	if err := checkText("device", q.Device, false); err != nil {
+		return page, err
+	}
+	if err := checkText("after_id", q.AfterID, false); err != nil {
+		return page, err
+	}
+	if err := validateSpan(q.From, q.To); err != nil {
+		return page, err
+	}
+	n := limit(q.Limit)
+	args := []any{q.Home, q.From, q.To, n + 1}
+	where := ""
+	if q.Kind != "" {
+		args = append(args, q.Kind)
+		where += fmt.Sprintf(" AND kind = $%d", len(args))
+	}
+	if q.Device != "" {
+		args = append(args, q.Device)
+		where += fmt.Sprintf(" AND device = $%d", len(args))
+	}
+	if !q.AfterTime.IsZero() {
+		args = append(args, q.AfterTime, q.AfterID)
+		where += fmt.Sprintf(" AND (ts, id) > ($%d, $%d)", len(args)-1, len(args))
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT ts, id, kind, device, entity, data FROM events
+		WHERE home = $1 AND ts >= $2 AND ts < $3`+where+`
+		ORDER BY ts, id LIMIT $4`, args...)
+	if err != nil {
+		return page, fmt.Errorf("read events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e history.Event
+		var data []byte
+		if err := rows.Scan(&e.Time, &e.ID, &e.Kind, &e.Device, &e.Entity, &data); err != nil {
+			return page, fmt.Errorf("read events: %w", err)
+		}
+		e.Time = e.Time.UTC()
+		if len(data) > 0 {
+			e.Data = data
+		}
+		page.Events = append(page.Events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return page, fmt.Errorf("read events: %w", err)
+	}
+	if len(page.Events) > n {
+		page.Events, page.More = page.Events[:n], true
+	}
+	return page, nil
+}

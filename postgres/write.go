@@ -1,0 +1,631 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/homemesh/homemesh/history"
+)
+
+// stagingTable is created on every connection: raw points are copied into
+// it and moved to the points table by one INSERT … SELECT, which can skip
+// duplicates and report which rows it stored (COPY alone can do neither).
+// ON COMMIT DELETE ROWS empties it at the end of each transaction.
+const stagingTable = `CREATE TEMP TABLE IF NOT EXISTS stage_points (
+	ord       integer NOT NULL,
+	entity_id integer NOT NULL,
+	ts        timestamptz NOT NULL,
+	value     float8,
+	state     text,
+	attrs     bytea
+) ON COMMIT DELETE ROWS`
+
+// rawPoint is a point of the batch about to be stored.
+type rawPoint struct {
+	ord int32 // position in the batch: among points at the same microsecond, the first wins
+	id  int32 // entity id
+	p   history.Point
+}
+
+// pointKey identifies a stored raw point.
+type pointKey struct {
+	id int32
+	us int64 // microseconds since 1970
+}
+
+// pointInserter stores raw points and returns the keys of those it stored
+// (not those already there).
+type pointInserter func(ctx context.Context, tx pgx.Tx, pts []rawPoint) ([]pointKey, error)
+
+// alreadyStored is returned by one write attempt when the ledger shows that
+// some of the batch's messages were committed meanwhile.
+type alreadyStored struct{ seqs []uint64 }
+
+func (e *alreadyStored) Error() string { return fmt.Sprintf("%d messages already stored", len(e.seqs)) }
+
+// Write stores a batch in one transaction. See history.Writer.
+//
+// The ledger check that decides which messages are new is made twice:
+// first without a lock, so that a redelivered batch costs one query; then,
+// after the rows are written, under an advisory lock on (home, stream)
+// held until commit, which is what makes two processes writing overlapping
+// batches safe. If that second check finds messages another process
+// committed meanwhile, the transaction is rolled back and the batch redone
+// without them.
+func (s *Store) Write(ctx context.Context, b history.Batch) (history.WriteResult, error) {
+	if err := validateBatch(b); err != nil {
+		return history.WriteResult{}, err
+	}
+	msgs, dups := firstOfEachSeq(b.Messages)
+	if err := s.prepare(ctx, b.Home, msgs); err != nil {
+		return history.WriteResult{}, fmt.Errorf("write history batch: %w", err)
+	}
+	refreshed := false
+	for {
+		res, err := s.write(ctx, b.Home, b.Stream, msgs)
+		var stored *alreadyStored
+		switch {
+		case err == nil:
+			res.Duplicates += dups
+			return res, nil
+		case errors.As(err, &stored):
+			msgs = slices.DeleteFunc(msgs, func(m history.Message) bool { return slices.Contains(stored.seqs, m.Seq) })
+			dups += len(stored.seqs)
+			continue
+		case isNoPartition(err) && !refreshed:
+			// Another process dropped a partition this one had cached.
+			refreshed = true
+			s.parts.forget()
+			if err := s.prepare(ctx, b.Home, msgs); err != nil {
+				return history.WriteResult{}, fmt.Errorf("write history batch: %w", err)
+			}
+			continue
+		}
+		return history.WriteResult{}, fmt.Errorf("write history batch: %w", err)
+	}
+}
+
+func isNoPartition(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23514" && strings.Contains(pe.Message, "no partition")
+}
+
+// firstOfEachSeq drops later copies of a sequence within the batch (a
+// message redelivered before its first delivery was stored) and counts
+// them.
+func firstOfEachSeq(in []history.Message) ([]history.Message, int) {
+	seen := make(map[uint64]bool, len(in))
+	out := make([]history.Message, 0, len(in))
+	for _, m := range in {
+		if seen[m.Seq] {
+			continue
+		}
+		seen[m.Seq] = true
+		out = append(out, m)
+	}
+	return out, len(in) - len(out)
+}
+
+// prepare makes sure every entity of the batch has an id and every day it
+// touches has its partitions. Both are done outside the batch's
+// transaction: they are harmless if the batch fails, and creating
+// partitions inside it could deadlock with other writers.
+func (s *Store) prepare(ctx context.Context, home string, msgs []history.Message) error {
+	var pointDays, eventDays []int64
+	for _, m := range msgs {
+		for _, p := range m.Points {
+			pointDays = appendDay(pointDays, dayOf(p.Time))
+		}
+		for _, e := range m.Events {
+			eventDays = appendDay(eventDays, dayOf(e.Time))
+		}
+	}
+	if err := s.ensureEntities(ctx, home, msgs); err != nil {
+		return err
+	}
+	if err := s.parts.ensure(ctx, pointsTable, pointDays); err != nil {
+		return err
+	}
+	return s.parts.ensure(ctx, eventsTable, eventDays)
+}
+
+func appendDay(days []int64, d int64) []int64 {
+	if len(days) > 0 && days[len(days)-1] == d || slices.Contains(days, d) {
+		return days
+	}
+	return append(days, d)
+}
+
+// ensureEntities gives every entity of the batch an id, recording a new
+// device or kind for a known one (an empty one never overwrites).
+func (s *Store) ensureEntities(ctx context.Context, home string, msgs []history.Message) error {
+	type change struct{ device, kind string }
+	changes := map[string]change{}
+	s.mu.Lock()
+	for _, m := range msgs {
+		for _, p := range m.Points {
+			row, ok := s.entities[entityKey{home, p.Entity}]
+			if ok && (p.Device == "" || p.Device == row.device) && (p.Kind == "" || string(p.Kind) == row.kind) {
+				continue
+			}
+			c := changes[p.Entity]
+			if p.Device != "" {
+				c.device = p.Device
+			}
+			if p.Kind != "" {
+				c.kind = string(p.Kind)
+			}
+			changes[p.Entity] = c
+		}
+	}
+	s.mu.Unlock()
+	if len(changes) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(changes))
+	for e := range changes {
+		names = append(names, e)
+	}
+	slices.Sort(names)
+	devices, kinds := make([]string, len(names)), make([]string, len(names))
+	for i, e := range names {
+		devices[i], kinds[i] = changes[e].device, changes[e].kind
+	}
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO entities (home, entity, device, kind)
+		SELECT $1, t.entity, t.device, t.kind FROM unnest($2::text[], $3::text[], $4::text[]) AS t(entity, device, kind)
+		ORDER BY t.entity
+		ON CONFLICT (home, entity) DO UPDATE SET
+			device = CASE WHEN EXCLUDED.device <> '' THEN EXCLUDED.device ELSE entities.device END,
+			kind = CASE WHEN EXCLUDED.kind <> '' THEN EXCLUDED.kind ELSE entities.kind END
+		WHERE (EXCLUDED.device <> '' AND EXCLUDED.device <> entities.device)
+		   OR (EXCLUDED.kind <> '' AND EXCLUDED.kind <> entities.kind)`,
+		home, names, devices, kinds)
+	if err != nil {
+		return fmt.Errorf("store entities: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, "SELECT id, entity, device, kind FROM entities WHERE home = $1 AND entity = ANY($2)", home, names)
+	if err != nil {
+		return fmt.Errorf("read entities: %w", err)
+	}
+	defer rows.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for rows.Next() {
+		var e string
+		var row entityRow
+		if err := rows.Scan(&row.id, &e, &row.device, &row.kind); err != nil {
+			return fmt.Errorf("read entities: %w", err)
+		}
+		s.entities[entityKey{home, e}] = row
+	}
+	return rows.Err()
+}
+
+func (s *Store) entityID(home, entity string) int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.entities[entityKey{home, entity}].id
+}
+
+// write makes one attempt at storing msgs.
+func (s *Store) write(ctx context.Context, home, stream string, msgs []history.Message) (history.WriteResult, error) {
+	var res history.WriteResult
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	seqs := make([]uint64, len(msgs))
+	for i, m := range msgs {
+		seqs[i] = m.Seq
+	}
+	slices.Sort(seqs)
+	if len(seqs) == 0 {
+		return res, nil
+	}
+	if stored, err := ledgerStored(ctx, tx, home, stream, seqs); err != nil {
+		return res, err
+	} else if len(stored) > 0 {
+		return res, &alreadyStored{stored}
+	}
+
+	var pts []rawPoint
+	var events []history.Event
+	for _, m := range msgs {
+		for _, p := range m.Points {
+			p.Time = p.Time.Truncate(time.Microsecond).UTC()
+			pts = append(pts, rawPoint{ord: int32(len(pts)), id: s.entityID(home, p.Entity), p: p})
+		}
+		events = append(events, m.Events...)
+	}
+
+	if len(pts) > 0 {
+		n, err := s.writePoints(ctx, tx, pts)
+		if err != nil {
+			return res, err
+		}
+		res.Points = n
+	}
+	if len(events) > 0 {
+		n, err := insertEvents(ctx, tx, home, events)
+		if err != nil {
+			return res, err
+		}
+		res.Events = n
+	}
+
+	// As late as possible: the lock is held until commit.
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", ledgerLock(home, stream)); err != nil {
+		return res, err
+	}
+	if stored, err := ledgerStored(ctx, tx, home, stream, seqs); err != nil {
+		return res, err
+	} else if len(stored) > 0 {
+		return res, &alreadyStored{stored}
+	}
+	if err := ledgerAdd(ctx, tx, home, stream, seqs); err != nil {
+		return res, err
+	}
+	return res, tx.Commit(ctx)
+}
+
+// writePoints stores the raw points and merges the statistics of those
+// stored into both tiers.
+func (s *Store) writePoints(ctx context.Context, tx pgx.Tx, pts []rawPoint) (int, error) {
+	// Binary entities: lock them (in id order, so that writers cannot
+	// deadlock) and read the stored neighbours of the batch's points,
+	// which decide the on-time.
+	spans := map[int32][2]time.Time{}
+	for _, rp := range pts {
+		if _, ok := history.Binary(rp.p.State); ok {
+			spans[rp.id] = [2]time.Time{rp.p.Time, rp.p.Time}
+		}
+	}
+	// Every point of a binary entity is a neighbour of its binary ones,
+	// whatever its state.
+	for _, rp := range pts {
+		if sp, ok := spans[rp.id]; ok {
+			if rp.p.Time.Before(sp[0]) {
+				sp[0] = rp.p.Time
+			}
+			if rp.p.Time.After(sp[1]) {
+				sp[1] = rp.p.Time
+			}
+			spans[rp.id] = sp
+		}
+	}
+	neighbours, err := lockAndReadNeighbours(ctx, tx, spans)
+	if err != nil {
+		return 0, err
+	}
+
+	keys, err := s.insert(ctx, tx, pts)
+	if err != nil {
+		return 0, err
+	}
+	storedKeys := make(map[pointKey]bool, len(keys))
+	for _, k := range keys {
+		storedKeys[k] = true
+	}
+	stored := make([]history.Point, 0, len(keys))
+	ids := map[string]int32{}
+	byEntity := map[int32][]history.Point{}
+	for _, rp := range pts {
+		k := pointKey{rp.id, rp.p.Time.UnixMicro()}
+		if !storedKeys[k] {
+			continue
+		}
+		delete(storedKeys, k) // a later point at the same microsecond was not stored
+		stored = append(stored, rp.p)
+		ids[rp.p.Entity] = rp.id
+		if _, ok := spans[rp.id]; ok {
+			byEntity[rp.id] = append(byEntity[rp.id], rp.p)
+		}
+	}
+
+	tiers := statsOf(stored, neighbours, byEntity)
+	for _, r := range history.StatTiers {
+		if err := mergeStats(ctx, tx, r, tiers[r], ids); err != nil {
+			return 0, err
+		}
+	}
+	return len(stored), nil
+}
+
+// neighbour is a stored point of a binary entity.
+type neighbour struct {
+	us    int64
+	state string
+}
+
+func lockAndReadNeighbours(ctx context.Context, tx pgx.Tx, spans map[int32][2]time.Time) (map[int32][]neighbour, error) {
+	if len(spans) == 0 {
+		return nil, nil
+	}
+	ids := make([]int32, 0, len(spans))
+	for id := range spans {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	los, his := make([]time.Time, len(ids)), make([]time.Time, len(ids))
+	for i, id := range ids {
+		los[i], his[i] = spans[id][0], spans[id][1]
+	}
+	_, err := tx.Exec(ctx, `SELECT count(pg_advisory_xact_lock($1, id)) FROM (SELECT unnest($2::integer[]) AS id ORDER BY 1) AS l`, lockEntities, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock binary entities: %w", err)
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT e.id, p.ts, coalesce(p.state, '')
+		FROM unnest($1::integer[], $2::timestamptz[], $3::timestamptz[]) AS e(id, lo, hi)
+		CROSS JOIN LATERAL (
+			(SELECT ts, state FROM points WHERE entity_id = e.id AND ts < e.lo ORDER BY ts DESC LIMIT 1)
+			UNION ALL
+			(SELECT ts, state FROM points WHERE entity_id = e.id AND ts >= e.lo AND ts <= e.hi)
+			UNION ALL
+			(SELECT ts, state FROM points WHERE entity_id = e.id AND ts > e.hi ORDER BY ts LIMIT 1)
+		) AS p`, ids, los, his)
+	if err != nil {
+		return nil, fmt.Errorf("read neighbours: %w", err)
+	}
+	defer rows.Close()
+	out := map[int32][]neighbour{}
+	for rows.Next() {
+		var id int32
+		var ts time.Time
+		var n neighbour
+		if err := rows.Scan(&id, &ts, &n.state); err != nil {
+			return nil, err
+		}
+		n.us = ts.UnixMicro()
+		out[id] = append(out[id], n)
+	}
+	for _, ns := range out {
+		slices.SortFunc(ns, func(a, b neighbour) int { return cmp.Compare(a.us, b.us) })
+	}
+	return out, rows.Err()
+}
+
+type statKey struct {
+	entity string
+	start  int64
+}
+
+// statsOf returns the partial statistics of the stored points: counts and
+// numbers from history.Summarize, and the on-time of binary entities from
+// history.OnTime, each point placed between its neighbours in time order.
+func statsOf(stored []history.Point, neighbours map[int32][]neighbour, binary map[int32][]history.Point) map[history.Resolution]map[statKey]history.Stat {
+	out := map[history.Resolution]map[statKey]history.Stat{}
+	add := func(r history.Resolution, st history.Stat) {
+		m := out[r]
+		if m == nil {
+			m = map[statKey]history.Stat{}
+			out[r] = m
+		}
+		k := statKey{st.Entity, st.Start.UnixMicro()}
+		cur, ok := m[k]
+		if !ok {
+			cur = history.Stat{Entity: st.Entity, Start: st.Start}
+		}
+		cur.Merge(st)
+		m[k] = cur
+	}
+	for r, stats := range history.Summarize(stored) {
+		for _, st := range stats {
+			add(r, st)
+		}
+	}
+	for id, pts := range binary {
+		ns := neighbours[id]
+		slices.SortStableFunc(pts, func(a, b history.Point) int { return a.Time.Compare(b.Time) })
+		for _, x := range pts {
+			us := x.Time.UnixMicro()
+			i, _ := slices.BinarySearchFunc(ns, us, func(n neighbour, us int64) int { return cmp.Compare(n.us, us) })
+			if _, ok := history.Binary(x.State); ok {
+				var prev, next *history.Point
+				if i > 0 {
+					prev = &history.Point{Entity: x.Entity, Time: time.UnixMicro(ns[i-1].us).UTC(), State: ns[i-1].state}
+				}
+				if i < len(ns) {
+					next = &history.Point{Entity: x.Entity, Time: time.UnixMicro(ns[i].us).UTC(), State: ns[i].state}
+				}
+				for r, deltas := range history.OnTime(prev, x, next) {
+					for _, st := range deltas {
+						add(r, st)
+					}
+				}
+			}
+			ns = slices.Insert(ns, i, neighbour{us: us, state: x.State})
+		}
+	}
+	return out
+}
+
+// mergeStats merges partial statistics into a tier's table with exactly
+// history.Stat.Merge's rules, in key order so that concurrent writers
+// lock rows in the same order.
+func mergeStats(ctx context.Context, tx pgx.Tx, r history.Resolution, stats map[statKey]history.Stat, ids map[string]int32) error {
+	if len(stats) == 0 {
+		return nil
+	}
+	type row struct {
+		id int32
+		st history.Stat
+	}
+	rows := make([]row, 0, len(stats))
+	for _, st := range stats {
+		rows = append(rows, row{ids[st.Entity], st})
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		if c := cmp.Compare(a.id, b.id); c != 0 {
+			return c
+		}
+		return a.st.Start.Compare(b.st.Start)
+	})
+	n := len(rows)
+	var (
+		entity             = make([]int32, n)
+		start              = make([]time.Time, n)
+		count, numCount    = make([]int64, n), make([]int64, n)
+		sum                = make([]float64, n)
+		minV, maxV, last   = make([]*float64, n), make([]*float64, n), make([]*float64, n)
+		lastTime           = make([]*time.Time, n)
+		onMicros           = make([]int64, n)
+	)
+	for i, rw := range rows {
+		st := rw.st
+		entity[i], start[i], count[i], numCount[i], sum[i], onMicros[i] = rw.id, st.Start, st.Count, st.NumCount, st.Sum, st.OnMicros
+		if st.NumCount > 0 {
+			minV[i], maxV[i], last[i], lastTime[i] = &st.Min, &st.Max, &st.Last, &st.LastTime
+		}
+	}
+	_, err := tx.Exec(ctx, fmt.Sprintf(`
+		INSERT INTO %s AS s (entity_id, start, count, num_count, sum, min, max, last, last_time, on_micros)
+		SELECT * FROM unnest($1::integer[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::float8[],
+			$6::float8[], $7::float8[], $8::float8[], $9::timestamptz[], $10::bigint[])
+		ON CONFLICT (entity_id, start) DO UPDATE SET
+			count = s.count + EXCLUDED.count,
+			on_micros = s.on_micros + EXCLUDED.on_micros,
+			num_count = s.num_count + EXCLUDED.num_count,
+			sum = s.sum + EXCLUDED.sum,
+			min = CASE WHEN EXCLUDED.num_count = 0 THEN s.min WHEN s.num_count = 0 THEN EXCLUDED.min ELSE least(s.min, EXCLUDED.min) END,
+			max = CASE WHEN EXCLUDED.num_count = 0 THEN s.max WHEN s.num_count = 0 THEN EXCLUDED.max ELSE greatest(s.max, EXCLUDED.max) END,
+			last = CASE WHEN EXCLUDED.num_count > 0 AND (s.num_count = 0 OR EXCLUDED.last_time >= s.last_time) THEN EXCLUDED.last ELSE s.last END,
+			last_time = CASE WHEN EXCLUDED.num_count > 0 AND (s.num_count = 0 OR EXCLUDED.last_time >= s.last_time) THEN EXCLUDED.last_time ELSE s.last_time END`,
+		statsTable(r)), entity, start, count, numCount, sum, minV, maxV, last, lastTime, onMicros)
+	if err != nil {
+		return fmt.Errorf("merge %s statistics: %w", r, err)
+	}
+	return nil
+}
+
+func statsTable(r history.Resolution) string {
+	if r == history.FiveMinutes {
+		return "stats_5m"
+	}
+	return "stats_1h"
+}
+
+// insertPointsCopy copies the points into the staging table and moves the
+// new ones into their partitions.
+func insertPointsCopy(ctx context.Context, tx pgx.Tx, pts []rawPoint) ([]pointKey, error) {
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_points"}, []string{"ord", "entity_id", "ts", "value", "state", "attrs"},
+		pgx.CopyFromSlice(len(pts), func(i int) ([]any, error) {
+			p := pts[i].p
+			return []any{pts[i].ord, pts[i].id, p.Time, pointValue(p), pointState(p), pointAttrs(p)}, nil
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("copy points: %w", err)
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO points (entity_id, ts, value, state, attrs)
+		SELECT entity_id, ts, value, state, attrs FROM stage_points ORDER BY entity_id, ts, ord
+		ON CONFLICT DO NOTHING
+		RETURNING entity_id, ts`)
+	if err != nil {
+		return nil, fmt.Errorf("insert points: %w", err)
+	}
+	return scanKeys(rows, len(pts))
+}
+
+// insertPointsUnnest sends the points as arrays in one INSERT; the
+// benchmarks compare it with insertPointsCopy.
+func insertPointsUnnest(ctx context.Context, tx pgx.Tx, pts []rawPoint) ([]pointKey, error) {
+	n := len(pts)
+	ids, ts := make([]int32, n), make([]time.Time, n)
+	values, states, attrs := make([]*float64, n), make([]*string, n), make([][]byte, n)
+	for i, rp := range pts {
+		ids[i], ts[i] = rp.id, rp.p.Time
+		if rp.p.Numeric {
+			values[i] = &pts[i].p.Value
+		}
+		if rp.p.State != "" {
+			states[i] = &pts[i].p.State
+		}
+		if len(rp.p.Attrs) > 0 {
+			attrs[i] = rp.p.Attrs
+		}
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO points (entity_id, ts, value, state, attrs)
+		SELECT entity_id, ts, value, state, attrs
+		FROM unnest($1::integer[], $2::timestamptz[], $3::float8[], $4::text[], $5::bytea[])
+			WITH ORDINALITY AS t(entity_id, ts, value, state, attrs, ord)
+		ORDER BY entity_id, ts, ord
+		ON CONFLICT DO NOTHING
+		RETURNING entity_id, ts`, ids, ts, values, states, attrs)
+	if err != nil {
+		return nil, fmt.Errorf("insert points: %w", err)
+	}
+	return scanKeys(rows, n)
+}
+
+func scanKeys(rows pgx.Rows, capacity int) ([]pointKey, error) {
+	defer rows.Close()
+	keys := make([]pointKey, 0, capacity)
+	for rows.Next() {
+		var k pointKey
+		var ts time.Time
+		if err := rows.Scan(&k.id, &ts); err != nil {
+			return nil, err
+		}
+		k.us = ts.UnixMicro()
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
+
+func pointValue(p history.Point) any {
+	if p.Numeric {
+		return p.Value
+	}
+	return nil
+}
+
+func pointState(p history.Point) any {
+	if p.State != "" {
+		return p.State
+	}
+	return nil
+}
+
+func pointAttrs(p history.Point) any {
+	if len(p.Attrs) > 0 {
+		return []byte(p.Attrs)
+	}
+	return nil
+}
+
+func insertEvents(ctx context.Context, tx pgx.Tx, home string, events []history.Event) (int, error) {
+	n := len(events)
+	ts := make([]time.Time, n)
+	ids, kinds, devices, entities := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	data := make([][]byte, n)
+	for i, e := range events {
+		ts[i], ids[i], kinds[i], devices[i], entities[i] = e.Time.Truncate(time.Microsecond).UTC(), e.ID, e.Kind, e.Device, e.Entity
+		if len(e.Data) > 0 {
+			data[i] = e.Data
+		}
+	}
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO events (home, ts, id, kind, device, entity, data)
+		SELECT $1, ts, id, kind, device, entity, data
+		FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[])
+			AS t(ts, id, kind, device, entity, data)
+		ORDER BY ts, id
+		ON CONFLICT DO NOTHING`, home, ts, ids, kinds, devices, entities, data)
+	if err != nil {
+		return 0, fmt.Errorf("insert events: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
