@@ -114,7 +114,6 @@ func OpenSharded(ctx context.Context, shards []Shard) (*Sharded, error) {
 	return s, nil
 }
 
-
 // checkShardIdentity records, on first use, which shard a database is and
 // which shard holds the directory, and checks both on every later open.
 func checkShardIdentity(ctx context.Context, st *Store, name, directory string) error {

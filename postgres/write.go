@@ -474,13 +474,13 @@ func mergeStats(ctx context.Context, tx pgx.Tx, r history.Resolution, stats map[
 	})
 	n := len(rows)
 	var (
-		entity             = make([]int32, n)
-		start              = make([]time.Time, n)
-		count, numCount    = make([]int64, n), make([]int64, n)
-		sum                = make([]float64, n)
-		minV, maxV, last   = make([]*float64, n), make([]*float64, n), make([]*float64, n)
-		lastTime           = make([]*time.Time, n)
-		onMicros           = make([]int64, n)
+		entity           = make([]int32, n)
+		start            = make([]time.Time, n)
+		count, numCount  = make([]int64, n), make([]int64, n)
+		sum              = make([]float64, n)
+		minV, maxV, last = make([]*float64, n), make([]*float64, n), make([]*float64, n)
+		lastTime         = make([]*time.Time, n)
+		onMicros         = make([]int64, n)
 	)
 	for i, rw := range rows {
 		st := rw.st
