@@ -72,10 +72,55 @@ func freshDatabase(t testing.TB) string {
 	return withDatabase(t, base, name)
 }
 
+// freshSchema creates an empty schema in the test database, dropped when
+// the test ends, and returns a DSN whose connections use it: a fresh store
+// at a fraction of the cost of a fresh database.
+func freshSchema(t testing.TB) string {
+	t.Helper()
+	base := testDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to the test server: %v", err)
+	}
+	defer conn.Close(ctx)
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := "hm_test_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("connect to drop %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE"); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal("HOMEMESH_TEST_POSTGRES_DSN does not parse as a URL")
+		}
+		q := u.Query()
+		q.Set("search_path", name)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return base + " search_path=" + name
+}
+
 // openFresh opens a store on a fresh database, closed when the test ends.
 func openFresh(t testing.TB) (*Store, string) {
 	t.Helper()
-	dsn := freshDatabase(t)
+	dsn := freshSchema(t)
 	s, err := Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
