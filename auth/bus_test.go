@@ -25,10 +25,13 @@ import (
 // calloutBus is a NATS server that admits clients through a running auth
 // service's callout, as a split deployment's server does.
 type calloutBus struct {
-	srv  *natsbus.Server
-	keys *BusKeys
-	in   *instance
-	logs *hmtest.LogBuffer
+	srv *natsbus.Server
+	// loader is a user outside the callout that may use every subject,
+	// standing in for publishers in tests.
+	loader natsbus.Identity
+	keys   *BusKeys
+	in     *instance
+	logs   *hmtest.LogBuffer
 }
 
 func newCalloutBus(t *testing.T) *calloutBus {
@@ -44,12 +47,13 @@ func newCalloutBus(t *testing.T) *calloutBus {
 	if err != nil {
 		t.Fatal(err)
 	}
+	loader := natsbus.Identity{User: "loader", Password: rand.Text()}
 	srv, err := natsbus.StartServer(natsbus.ServerConfig{
 		StoreDir: t.TempDir(), Listen: "127.0.0.1:0",
 		Callout: &natsbus.Callout{Issuer: keys.Issuer(), Users: []natsbus.User{{
 			Name: authCred.User(), Password: authCred.Secret,
 			Publish: perms.Publish, Subscribe: perms.Subscribe, Responses: perms.Responses,
-		}}},
+		}, {Name: loader.User, Password: loader.Password, Publish: []string{">"}, Subscribe: []string{">"}}}},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +76,7 @@ func newCalloutBus(t *testing.T) *calloutBus {
 	t.Cleanup(stopCallout)
 	stop := hmtest.Run(t, "auth", svc.Run)
 	<-svc.Ready()
-	return &calloutBus{srv: srv, keys: keys, in: &instance{svc: svc, client: NewClient(conn), conn: conn, stop: stop}, logs: logs}
+	return &calloutBus{srv: srv, loader: loader, keys: keys, in: &instance{svc: svc, client: NewClient(conn), conn: conn, stop: stop}, logs: logs}
 }
 
 // violations collects the asynchronous errors the server reports to a

@@ -79,6 +79,12 @@ var registryCallers = map[string][]string{
 	"rooms.remove":    {"gateway"},
 }
 
+// historyCallers says which services may call each history verb.
+var historyCallers = map[string][]string{
+	"history": {"gateway"},
+	"events":  {"gateway"},
+}
+
 // registryEvents are the event kinds the registry publishes.
 var registryEvents = []string{"entity_added", "entity_updated", "entity_removed",
 	"device_added", "device_updated", "device_removed", "room_added", "room_removed"}
@@ -88,8 +94,10 @@ var registryEvents = []string{"entity_added", "entity_updated", "entity_removed"
 // broker's BucketName); auth cannot import them, as services never import
 // one another.
 const (
-	reportsStream = "REPORTS"
-	statesStream  = "STATES"
+	reportsStream   = "REPORTS"
+	statesStream    = "STATES"
+	telemetryStream = "TELEMETRY" // history.TelemetryStream
+	eventsStream    = "EVENTS"    // history.EventsStream
 )
 
 func registryBuckets(home string) []string {
@@ -123,6 +131,18 @@ func bucketSubjects(bucket string) []string {
 		"$JS.FC."+stream+".>",
 		"$KV."+bucket+".>",
 	)
+}
+
+// durableConsumer lets a service create (or update) its durable pull
+// consumer on stream, read its settings, pull messages from it and
+// acknowledge them, and nothing of any other consumer.
+func durableConsumer(stream, consumer string) []string {
+	return []string{
+		jsAPI + "CONSUMER.CREATE." + stream + "." + consumer, jsAPI + "CONSUMER.CREATE." + stream + "." + consumer + ".>",
+		jsAPI + "CONSUMER.INFO." + stream + "." + consumer,
+		jsAPI + "CONSUMER.MSG.NEXT." + stream + "." + consumer,
+		"$JS.ACK." + stream + "." + consumer + ".>",
+	}
 }
 
 // rpc returns the request subjects of service's verbs that caller may use.
@@ -169,11 +189,7 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 		}
 		p.Publish = append(p.Publish, streamSubjects(reportsStream)...)
 		p.Publish = append(p.Publish, streamSubjects(statesStream)...)
-		p.Publish = append(p.Publish,
-			jsAPI+"CONSUMER.CREATE."+reportsStream+"."+consumer, jsAPI+"CONSUMER.CREATE."+reportsStream+"."+consumer+".>",
-			jsAPI+"CONSUMER.INFO."+reportsStream+"."+consumer,
-			jsAPI+"CONSUMER.MSG.NEXT."+reportsStream+"."+consumer,
-			"$JS.ACK."+reportsStream+"."+consumer+".>")
+		p.Publish = append(p.Publish, durableConsumer(reportsStream, consumer)...)
 		for _, b := range registryBuckets(home) {
 			p.Publish = append(p.Publish, bucketSubjects(b)...)
 		}
@@ -191,9 +207,24 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 		p.Publish = append(p.Publish, rpc("registry", service, registryCallers)...)
 		p.Publish = append(p.Publish, rpc(ServiceName, service, verbCallers)...)
 		p.Responses = true
+	case "history":
+		// History stores what the home's streams carry: it declares them
+		// (the registry's too, as every process that consumes them does)
+		// and shares one durable consumer per stream with the home's other
+		// history processes. It publishes nothing but answers.
+		consumer := "history_" + home
+		p.Subscribe = append(p.Subscribe, bus.ServiceSubject("history", ">"))
+		for _, stream := range []string{reportsStream, statesStream, telemetryStream, eventsStream} {
+			p.Publish = append(p.Publish, streamSubjects(stream)...)
+		}
+		for _, stream := range []string{statesStream, telemetryStream, eventsStream} {
+			p.Publish = append(p.Publish, durableConsumer(stream, consumer)...)
+		}
+		p.Responses = true
 	case "gateway":
 		p.Subscribe = append(p.Subscribe, bus.StateWildcard(home), bus.EventWildcard(home))
 		p.Publish = append(p.Publish, bus.CommandWildcard(home))
+		p.Publish = append(p.Publish, rpc("history", service, historyCallers)...)
 		p.Publish = append(p.Publish, rpc("registry", service, registryCallers)...)
 		p.Publish = append(p.Publish, rpc(ServiceName, service, verbCallers)...)
 	default:
