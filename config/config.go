@@ -129,6 +129,28 @@ type Config struct {
 	// and client ID) may also reconnect at most 10 times in a row, then once
 	// a second, whatever this says.
 	MQTTRateConnects string `yaml:"mqtt_rate_connects"`
+	// HistoryStore is where the history service keeps states, telemetry
+	// and events. Empty: SQLite in DATA/history.db. "sqlite:PATH": SQLite
+	// at PATH (one process writes a SQLite history at a time). A
+	// postgres:// or postgresql:// URL: that PostgreSQL database, shared by
+	// any number of history processes. A URL may carry a password: prefer
+	// HOMEMESH_HISTORY_STORE to a file or a flag; homemesh never prints or
+	// logs it.
+	HistoryStore string `yaml:"history_store"`
+	// HistoryShards spreads homes over several PostgreSQL databases, in
+	// place of HistoryStore: entries name=DSN ("eu1=postgres://…"),
+	// comma-separated in the flag and the environment (a DSN holding a
+	// comma belongs in the file). A home stays in the shard that first
+	// stored it; the first shard holds that directory, so it stays first,
+	// and a shard added later only takes new homes.
+	HistoryShards []string `yaml:"history_shards"`
+	// HistoryRetention says how long history keeps each tier, entries
+	// tier=duration or kind.tier=duration: tiers raw, 5m, 1h and events,
+	// kinds the entity kinds, durations a whole number of s, m, h or d, or
+	// "forever". Unnamed tiers keep their defaults: raw points 10 days,
+	// 5-minute statistics and events 30 days, hourly statistics forever.
+	// Example: "raw=7d,sensor.raw=30d,events=90d".
+	HistoryRetention []string `yaml:"history_retention"`
 }
 
 // Default returns the defaults documented in DESIGN §9.
@@ -193,6 +215,9 @@ func (c *Config) Fields() []Field {
 		f("mqtt-rate-messages", "messages per second each MQTT connection may publish (0: unlimited)", &c.MQTTRateMessages),
 		f("mqtt-rate-bytes", "bytes per second each MQTT connection may publish, e.g. 512KiB (0: unlimited)", &c.MQTTRateBytes),
 		f("mqtt-rate-connects", "MQTT connection attempts per second per source address (0: unlimited)", &c.MQTTRateConnects),
+		f("history-store", "history database: sqlite:PATH or a postgres:// URL (empty: SQLite in the data directory)", &c.HistoryStore),
+		{Name: "history-shards", Env: envName("history-shards"), Usage: "PostgreSQL history databases by home, comma-separated name=URL, in place of --history-store", list: &c.HistoryShards},
+		{Name: "history-retention", Env: envName("history-retention"), Usage: "history retention, comma-separated [kind.]tier=duration, e.g. raw=10d,sensor.raw=30d,events=90d", list: &c.HistoryRetention},
 	}
 }
 
@@ -350,6 +375,12 @@ func (c *Config) Validate() error {
 		if err := checkOrigin(c.WebAuthnRPID, o); err != nil {
 			return homemesh.Invalid("webauthn-origins", "origin %d (%q): %v", i+1, o, err)
 		}
+	}
+	if _, err := c.History(); err != nil {
+		return err
+	}
+	if _, err := c.Retention(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -60,6 +60,13 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"nats cert without key", "nats_listen: 127.0.0.1:4222\nnats_tls_cert: n.pem\n", "nats-tls-key"},
 		{"nats cert without listener", "nats_tls_cert: n.pem\nnats_tls_key: k.pem\n", "nats-tls-cert"},
 		{"listener and token", "nats_listen: 127.0.0.1:4222\nnats_token: t\n", "nats-token"},
+		{"history store scheme", "history_store: mysql://h/db\n", "history-store"},
+		{"history sqlite without path", "history_store: \"sqlite:\"\n", "history-store"},
+		{"history store and shards", "history_store: postgres://h/db\nhistory_shards: [a=postgres://h/a]\n", "history-shards"},
+		{"history shard without name", "history_shards: [postgres://h/a]\n", "history-shards[0]"},
+		{"history shard named twice", "history_shards: [a=postgres://h/a, a=postgres://h/b]\n", "history-shards[1].name"},
+		{"history retention tier", "history_retention: [raw=10d, hot=1d]\n", "history-retention"},
+		{"history retention duration", "history_retention: [sensor.raw=soon]\n", "history-retention"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
