@@ -75,38 +75,46 @@ func rejectionReason(err error) string {
 	return reasonMalformed
 }
 
-// envelope is bus.Envelope with the payload left raw.
-type envelope struct {
-	V       int             `json:"v"`
-	ID      string          `json:"id"`
-	Home    string          `json:"home"`
-	Time    time.Time       `json:"time"`
-	Type    string          `json:"type"`
-	Payload json.RawMessage `json:"payload"`
+// envelope is bus.Envelope with the payload decoded as P in the same
+// pass: a message is scanned once, not once for the envelope and again for
+// its payload.
+type envelope[P any] struct {
+	V       int       `json:"v"`
+	ID      string    `json:"id"`
+	Home    string    `json:"home"`
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Payload P         `json:"payload"`
 }
 
-// openEnvelope parses and checks the envelope common to every stream.
-func (s *Service) openEnvelope(data []byte, typ string) (envelope, error) {
-	var env envelope
+// openEnvelope parses data as an envelope carrying a P and checks what
+// every stream's envelope must satisfy. typ, when set, is the type the
+// stream carries.
+func openEnvelope[P any](s *Service, data []byte, typ string, env *envelope[P]) error {
 	if len(data) > MaxMessageBytes {
-		return env, reject(reasonTooLarge, "%d bytes, at most %d", len(data), MaxMessageBytes)
+		return reject(reasonTooLarge, "%d bytes, at most %d", len(data), MaxMessageBytes)
 	}
-	if err := json.Unmarshal(data, &env); err != nil {
-		return env, reject(reasonMalformed, "not a JSON envelope: %s", jsonProblem(err))
+	if err := json.Unmarshal(data, env); err != nil {
+		// A payload of another type fails to decode as this one: say so
+		// rather than calling it malformed.
+		var head struct {
+			Type string `json:"type"`
+		}
+		if typ != "" && json.Unmarshal(data, &head) == nil && head.Type != typ {
+			return reject(reasonWrongType, "envelope type is not %q", typ)
+		}
+		return reject(reasonMalformed, "not a JSON envelope: %s", jsonProblem(err))
 	}
 	if env.V != bus.EnvelopeVersion {
-		return env, reject(reasonMalformed, "envelope version %d", env.V)
+		return reject(reasonMalformed, "envelope version %d", env.V)
 	}
 	if env.Home != s.cfg.Home {
-		return env, reject(reasonWrongHome, "envelope of another home")
+		return reject(reasonWrongHome, "envelope of another home")
 	}
 	if typ != "" && env.Type != typ {
-		return env, reject(reasonWrongType, "envelope type is not %q", typ)
+		return reject(reasonWrongType, "envelope type is not %q", typ)
 	}
-	if len(env.Payload) == 0 {
-		return env, reject(reasonMalformed, "no payload")
-	}
-	return env, nil
+	return nil
 }
 
 // jsonProblem describes a JSON error without quoting the input.
@@ -190,14 +198,11 @@ func (s *Service) decodeState(subject string, data []byte, out *Message) error {
 	if _, err := s.subjectTokens(subject, "state"); err != nil {
 		return err
 	}
-	env, err := s.openEnvelope(data, TypeStateChanged)
-	if err != nil {
+	var env envelope[stateChangeWire]
+	if err := openEnvelope(s, data, TypeStateChanged, &env); err != nil {
 		return err
 	}
-	var sc stateChangeWire
-	if err := json.Unmarshal(env.Payload, &sc); err != nil {
-		return reject(reasonMalformed, "payload: %s", jsonProblem(err))
-	}
+	sc := &env.Payload
 	if sc.HomeID != s.cfg.Home {
 		return reject(reasonWrongHome, "state change of another home")
 	}
@@ -292,14 +297,11 @@ func (s *Service) decodeTelemetry(subject string, data []byte, out *Message) err
 	if err := checkID("device", device); err != nil {
 		return err
 	}
-	env, err := s.openEnvelope(data, TypeTelemetry)
-	if err != nil {
+	var env envelope[Telemetry]
+	if err := openEnvelope(s, data, TypeTelemetry, &env); err != nil {
 		return err
 	}
-	var tm Telemetry
-	if err := json.Unmarshal(env.Payload, &tm); err != nil {
-		return reject(reasonMalformed, "payload: %s", jsonProblem(err))
-	}
+	tm := &env.Payload
 	if len(tm.Points) > MaxTelemetryPoints {
 		return reject(reasonTooMany, "%d points, at most %d", len(tm.Points), MaxTelemetryPoints)
 	}
@@ -343,9 +345,12 @@ func (s *Service) decodeEvent(subject string, data []byte, out *Message) error {
 	if err := checkID("kind", kind); err != nil {
 		return err
 	}
-	env, err := s.openEnvelope(data, "")
-	if err != nil {
+	var env envelope[json.RawMessage]
+	if err := openEnvelope(s, data, "", &env); err != nil {
 		return err
+	}
+	if len(env.Payload) == 0 {
+		return reject(reasonMalformed, "no payload")
 	}
 	if _, err := ulid.ParseStrict(env.ID); err != nil {
 		return reject(reasonInvalidID, "envelope id is not a ULID")

@@ -2,6 +2,7 @@ package history
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -228,3 +229,40 @@ func FuzzDecode(f *testing.F) {
 }
 
 const stateEnvelopeSeed = `{"v":1,"id":"01JDZ4ZQ5Q4N3W7X9V8T6R2Y1K","home":"h1","source":"registry","time":"2026-11-29T10:00:00Z","type":"state_changed","payload":{"home_id":"h1","device_id":"d","entity_id":"e","kind":"sensor","state":{"value":21.5,"available":true,"attributes":{"unit":"°C"},"updated_at":"2026-11-29T10:00:00Z"},"old_state":{"value":null,"available":false}}}`
+
+func BenchmarkDecodeState(b *testing.B) {
+	s := testService()
+	s.now = func() time.Time { return time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC) }
+	data := []byte(stateEnvelopeSeed)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var m Message
+		if err := s.decodeState("hm.h1.state.d.e", data, &m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeTelemetry(b *testing.B) {
+	s := testService()
+	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return at }
+	points := make([]TelemetryPoint, 100)
+	for i := range points {
+		points[i] = TelemetryPoint{EntityID: fmt.Sprintf("sensor_%d", i%10), Time: at.Add(time.Duration(i) * time.Second), Value: float64(i) / 3}
+	}
+	data, err := bus.EncodeEnvelope("h1", "edge", TypeTelemetry, Telemetry{Points: points})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var m Message
+		if err := s.decodeTelemetry("hm.h1.telemetry.meter", data, &m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(points)), "ns/point")
+}

@@ -2,7 +2,6 @@ package history
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/homemesh/homemesh"
@@ -51,28 +50,10 @@ func (p *pending) has(seq uint64) bool {
 // retried and no more messages are pulled than the two batches hold and
 // the pull buffer.
 func (s *Service) ingest(ctx context.Context, st ingestStream, cons jetstream.Consumer) error {
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * s.cfg.BatchSize))
-	if err != nil {
-		return &homemesh.Error{Op: "history.consume", Kind: homemesh.KindUnavailable,
-			Message: "consumer on " + st.name + " unavailable", Err: err}
-	}
 	msgs := make(chan jetstream.Msg, s.cfg.BatchSize)
 	go func() {
 		defer close(msgs)
-		for {
-			m, err := it.Next()
-			if err != nil {
-				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					s.log.Warn("history consumer stopped", "stream", st.name, "err", err)
-				}
-				return
-			}
-			msgs <- m
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		it.Drain()
+		s.pull(ctx, st, cons, msgs)
 	}()
 
 	toWrite := make(chan *pending)
@@ -137,6 +118,48 @@ func (s *Service) ingest(ctx context.Context, st ingestStream, cons jetstream.Co
 		}
 		if cur.len() >= s.cfg.BatchSize {
 			hand()
+		}
+	}
+}
+
+// pullHeartbeat is how often the server proves a pull is alive; two
+// missed heartbeats mean the consumer is gone.
+var pullHeartbeat = 5 * time.Second
+
+// pull passes the messages of cons to msgs until ctx ends. A consumer that
+// disappears (deleted by an operator, lost with a server's state) is
+// created again: it then delivers the stream from its start, and the
+// store skips what it already holds.
+func (s *Service) pull(ctx context.Context, st ingestStream, cons jetstream.Consumer, msgs chan<- jetstream.Msg) {
+	for ctx.Err() == nil {
+		it, err := cons.Messages(jetstream.PullMaxMessages(2*s.cfg.BatchSize),
+			jetstream.PullExpiry(2*pullHeartbeat+time.Second), jetstream.PullHeartbeat(pullHeartbeat),
+			jetstream.WithMessagesErrOnMissingHeartbeat(true))
+		if err == nil {
+			stopDrain := context.AfterFunc(ctx, it.Drain)
+			for {
+				var m jetstream.Msg
+				if m, err = it.Next(); err != nil {
+					break
+				}
+				msgs <- m
+			}
+			stopDrain()
+			it.Stop()
+			if ctx.Err() != nil {
+				return // drained: a clean stop
+			}
+		}
+		s.log.Warn("history consumer lost; creating it again", "stream", st.name, "err", err)
+		for ctx.Err() == nil {
+			// Pause first: a server that keeps refusing is not hammered.
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			if cons, err = s.consumer(ctx, st); err == nil {
+				break
+			}
 		}
 	}
 }

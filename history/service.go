@@ -196,21 +196,11 @@ func (s *Service) run(ctx context.Context) error {
 	if err := Streams(ctx, s.bus); err != nil {
 		return err
 	}
-	js := s.bus.JetStream()
 	var consumers []jetstream.Consumer
 	for _, st := range s.streams() {
-		cons, err := js.CreateOrUpdateConsumer(ctx, st.name, jetstream.ConsumerConfig{
-			Durable:       s.consumerName(),
-			Description:   "history of home " + s.cfg.Home,
-			FilterSubject: st.filter,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       ackWait,
-			MaxAckPending: max(20000, 4*s.cfg.BatchSize),
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-		})
+		cons, err := s.consumer(ctx, st)
 		if err != nil {
-			return &homemesh.Error{Op: "history.consumer", Kind: homemesh.KindUnavailable,
-				Message: "consumer on " + st.name + " unavailable", Err: err}
+			return err
 		}
 		consumers = append(consumers, cons)
 	}
@@ -233,6 +223,10 @@ func (s *Service) run(ctx context.Context) error {
 		}
 	}
 
+	// A stream whose consumer fails stops the others too: Run returns the
+	// error rather than serve half of the history.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(consumers))
 	for i, st := range s.streams() {
@@ -241,6 +235,7 @@ func (s *Service) run(ctx context.Context) error {
 			defer wg.Done()
 			if err := s.ingest(ctx, st, consumers[i]); err != nil {
 				errs <- err
+				stop()
 			}
 		}()
 	}
@@ -259,6 +254,24 @@ func (s *Service) run(ctx context.Context) error {
 	default:
 		return nil
 	}
+}
+
+// consumer creates, or opens, the durable consumer of the home on st.
+func (s *Service) consumer(ctx context.Context, st ingestStream) (jetstream.Consumer, error) {
+	cons, err := s.bus.JetStream().CreateOrUpdateConsumer(ctx, st.name, jetstream.ConsumerConfig{
+		Durable:       s.consumerName(),
+		Description:   "history of home " + s.cfg.Home,
+		FilterSubject: st.filter,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: max(20000, 4*s.cfg.BatchSize),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, &homemesh.Error{Op: "history.consumer", Kind: homemesh.KindUnavailable,
+			Message: "consumer on " + st.name + " unavailable", Err: err}
+	}
+	return cons, nil
 }
 
 // noteKind remembers the kind of an entity.

@@ -1,0 +1,11 @@
+package history
+
+import "time"
+
+// SetPullHeartbeat shortens how soon a lost consumer is noticed, for
+// tests, and returns a function that restores it.
+func SetPullHeartbeat(d time.Duration) (restore func()) {
+	old := pullHeartbeat
+	pullHeartbeat = d
+	return func() { pullHeartbeat = old }
+}
