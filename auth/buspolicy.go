@@ -198,7 +198,7 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 	case "edge":
 		mqtt := bus.Prefix + "." + home + ".mqtt.>"
 		p.Subscribe = append(p.Subscribe, mqtt, bus.CommandWildcard(home), bus.EventSubject(home, EventCredentialRevoked))
-		p.Publish = append(p.Publish, mqtt, bus.Prefix+"."+home+".report.>")
+		p.Publish = append(p.Publish, mqtt, bus.Prefix+"."+home+".report.>", bus.TelemetrySubject(home, "*"))
 		p.Publish = append(p.Publish, streamSubjects(reportsStream)...)
 		p.Publish = append(p.Publish, streamSubjects(statesStream)...)
 		for _, b := range edgeBuckets(home) {
