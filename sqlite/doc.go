@@ -1,0 +1,24 @@
+// Package sqlite is the embedded storage backend of the history service: a
+// single SQLite file in WAL mode, through the pure-Go driver
+// modernc.org/sqlite, so the hub needs no C toolchain and cross-compiles to
+// ARM.
+//
+// Open creates or opens a database file and brings its schema up to date
+// with the migrations embedded in the binary (migrations/NNNN_name.sql,
+// applied in order in one transaction and recorded in schema_migrations);
+// a file migrated by a newer binary is refused.
+//
+// A Store implements history.Store. Raw points live in a WITHOUT ROWID
+// table clustered by (entity, time in microseconds), entities being mapped
+// to small integer ids, so a point costs a few tens of bytes and a history
+// query reads contiguous pages. Five-minute and hourly statistics are
+// merged in by the same transaction that stores the points, together with
+// the ledger of stored (stream, sequence) ranges that makes Write exactly
+// once.
+//
+// Guarantees: a Write is one BEGIN IMMEDIATE transaction, so it is atomic
+// and serialised against every other writer of the file, in this process
+// or another one; once Write returns, the batch survives a crash of the
+// process. Readers use their own connections and never wait for a writer
+// (WAL). Purge deletes in bounded steps, each its own short transaction.
+package sqlite

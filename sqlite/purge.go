@@ -1,0 +1,136 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/history"
+)
+
+// Purge deletes what p no longer keeps at now: raw points and statistics
+// by the retention of their entity's kind, events, and ledger ranges older
+// than history.LedgerRetention. It deletes at most limit rows per table;
+// each DELETE is its own short transaction, so writers wait at most for
+// one of them and readers not at all.
+func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPolicy, limit int) (history.PurgeResult, error) {
+	var res history.PurgeResult
+	if limit <= 0 {
+		return res, homemesh.Invalid("limit", "%d is not positive", limit)
+	}
+	if now.IsZero() {
+		return res, homemesh.Invalid("now", "is zero")
+	}
+	ents, err := s.allEntities(ctx)
+	if err != nil {
+		return res, fmt.Errorf("purge history: %w", err)
+	}
+	tables := []struct {
+		table, key string
+		keep       func(history.Retention) time.Duration
+		removed    *int64
+	}{
+		{"points", "ts", func(r history.Retention) time.Duration { return r.Raw }, &res.Points},
+		{"stats_5m", "start", func(r history.Retention) time.Duration { return r.FiveMinutes }, &res.Stats},
+		{"stats_1h", "start", func(r history.Retention) time.Duration { return r.Hourly }, &res.Stats},
+	}
+	for _, t := range tables {
+		var cutoffs []entityCutoff
+		for _, e := range ents {
+			if keep := t.keep(p.For(e.kind)); keep > 0 {
+				cutoffs = append(cutoffs, entityCutoff{e.id, micros(now.Add(-keep))})
+			}
+		}
+		n, more, err := s.purgeEntities(ctx, t.table, t.key, cutoffs, limit)
+		*t.removed += n
+		res.More = res.More || more
+		if err != nil {
+			return res, fmt.Errorf("purge history: %s: %w", t.table, err)
+		}
+	}
+	if p.Events > 0 {
+		n, more, err := s.purgeBefore(ctx, "events", "home, ts, id", "ts", micros(now.Add(-p.Events)), limit)
+		res.Events, res.More = n, res.More || more
+		if err != nil {
+			return res, fmt.Errorf("purge history: events: %w", err)
+		}
+	}
+	n, more, err := s.purgeBefore(ctx, "ledger", "home, stream, first_seq", "committed_at", micros(now.Add(-history.LedgerRetention)), limit)
+	res.Ledger, res.More = n, res.More || more
+	if err != nil {
+		return res, fmt.Errorf("purge history: ledger: %w", err)
+	}
+	return res, nil
+}
+
+type entityCutoff struct{ id, before int64 }
+
+func (s *Store) allEntities(ctx context.Context) ([]entityRow, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, kind FROM entities ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []entityRow
+	for rows.Next() {
+		var e entityRow
+		if err := rows.Scan(&e.id, &e.kind); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// purgeEntities deletes, entity by entity, the rows of table whose key
+// (time) is before the entity's cutoff, at most limit in all. more reports
+// whether expired rows remain.
+func (s *Store) purgeEntities(ctx context.Context, table, key string, cutoffs []entityCutoff, limit int) (removed int64, more bool, err error) {
+	del := fmt.Sprintf(`DELETE FROM %[1]s WHERE entity_id = ? AND %[2]s IN
+		(SELECT %[2]s FROM %[1]s WHERE entity_id = ? AND %[2]s < ? ORDER BY %[2]s LIMIT ?)`, table, key)
+	exists := fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %[1]s WHERE entity_id = ? AND %[2]s < ?)`, table, key)
+	for _, c := range cutoffs {
+		if removed < int64(limit) {
+			r, err := s.w.ExecContext(ctx, del, c.id, c.id, c.before, int64(limit)-removed)
+			if err != nil {
+				return removed, false, err
+			}
+			n, err := r.RowsAffected()
+			if err != nil {
+				return removed, false, err
+			}
+			removed += n
+		}
+		if removed == int64(limit) {
+			// The budget is spent: find out whether this entity or a
+			// later one still has expired rows.
+			var left bool
+			if err := s.r.QueryRowContext(ctx, exists, c.id, c.before).Scan(&left); err != nil {
+				return removed, false, err
+			}
+			if left {
+				return removed, true, nil
+			}
+		}
+	}
+	return removed, false, nil
+}
+
+// purgeBefore deletes at most limit rows of table whose column is below
+// before; pk is the table's primary key.
+func (s *Store) purgeBefore(ctx context.Context, table, pk, column string, before int64, limit int) (removed int64, more bool, err error) {
+	r, err := s.w.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE (%[2]s) IN
+		(SELECT %[2]s FROM %[1]s WHERE %[3]s < ? ORDER BY %[3]s LIMIT ?)`, table, pk, column), before, limit)
+	if err != nil {
+		return 0, false, err
+	}
+	if removed, err = r.RowsAffected(); err != nil {
+		return 0, false, err
+	}
+	if removed < int64(limit) {
+		return removed, false, nil
+	}
+	err = s.r.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s < ?)`, table, column), before).Scan(&more)
+	return removed, more, err
+}
