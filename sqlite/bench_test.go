@@ -1,0 +1,173 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/history"
+)
+
+// loadGen makes batches of one-point messages: each batch gives the next
+// point of every one of its entities, a minute after the previous one;
+// numeric entities follow a random walk, and every tenth entity (when
+// binary is set) is a light switching on and off.
+type loadGen struct {
+	entities int
+	binary   bool
+	seq      uint64
+	step     int
+	rng      *rand.Rand
+	values   []float64
+}
+
+func newLoadGen(entities int, binary bool) *loadGen {
+	g := &loadGen{entities: entities, binary: binary, rng: rand.New(rand.NewPCG(1, 2)), values: make([]float64, entities)}
+	for i := range g.values {
+		g.values[i] = 20
+	}
+	return g
+}
+
+func (g *loadGen) batch(start time.Time, points int) history.Batch {
+	b := history.Batch{Home: "h1", Stream: "STATES", Messages: make([]history.Message, 0, points)}
+	for range points {
+		e := g.step % g.entities
+		at := start.Add(time.Duration(g.step/g.entities) * time.Minute)
+		g.step++
+		g.seq++
+		p := history.Point{Entity: fmt.Sprintf("sensor.e%04d", e), Device: fmt.Sprintf("dev%04d", e/4), Kind: homemesh.KindSensor, Time: at}
+		if g.binary && e%10 == 0 {
+			p.Kind = homemesh.KindLight
+			p.State = "off"
+			if g.rng.IntN(2) == 0 {
+				p.State = "on"
+			}
+		} else {
+			g.values[e] = math.Round((g.values[e]+g.rng.NormFloat64()*0.1)*100) / 100
+			p.Numeric, p.Value = true, g.values[e]
+		}
+		b.Messages = append(b.Messages, history.Message{Seq: g.seq, Points: []history.Point{p}})
+	}
+	return b
+}
+
+func openBench(b *testing.B) (*Store, string) {
+	b.Helper()
+	path := b.TempDir() + "/history.db"
+	s, err := Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+// BenchmarkWrite stores 1000-point batches, one point per message, from
+// 1000 entities.
+func BenchmarkWrite(b *testing.B) {
+	for _, tt := range []struct {
+		name   string
+		binary bool
+	}{{"numeric", false}, {"tenth-binary", true}} {
+		b.Run(tt.name, func(b *testing.B) {
+			s, _ := openBench(b)
+			g := newLoadGen(1000, tt.binary)
+			ctx := context.Background()
+			points := 0
+			for b.Loop() {
+				res, err := s.Write(ctx, g.batch(t0, 1000))
+				if err != nil {
+					b.Fatal(err)
+				}
+				points += res.Points
+			}
+			b.ReportMetric(float64(points)/b.Elapsed().Seconds(), "points/s")
+		})
+	}
+}
+
+// BenchmarkBytesPerPoint reports the file size per raw point after storing
+// a million points of 1000 entities (with their statistics, entities and
+// ledger) and checkpointing the WAL into the file.
+func BenchmarkBytesPerPoint(b *testing.B) {
+	const total = 1_000_000
+	for b.Loop() {
+		s, path := openBench(b)
+		g := newLoadGen(1000, true)
+		ctx := context.Background()
+		for range total / 1000 {
+			if _, err := s.Write(ctx, g.batch(t0, 1000)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := s.w.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			b.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(fi.Size())/total, "B/point")
+		s.Close()
+	}
+}
+
+// BenchmarkHistory times the two queries the charts make: 24 hours of raw
+// 1-minute points of one entity among 100 (two days of data each), and a
+// year of hourly statistics. p99-µs is the 99th percentile of one query.
+func BenchmarkHistory(b *testing.B) {
+	s, _ := openBench(b)
+	ctx := context.Background()
+	g := newLoadGen(100, false)
+	for range 2 * 1440 * 100 / 1000 {
+		if _, err := s.Write(ctx, g.batch(t0, 1000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// A year of one point per hour for a second entity.
+	year := t0.AddDate(-1, 0, 0)
+	var msgs []history.Message
+	for h := range 365 * 24 {
+		msgs = append(msgs, history.Message{Seq: uint64(h + 1), Points: []history.Point{
+			{Entity: "sensor.energy", Kind: homemesh.KindSensor, Time: year.Add(time.Duration(h) * time.Hour), Numeric: true, Value: float64(h)}}})
+	}
+	for c := range slices.Chunk(msgs, 1000) {
+		if _, err := s.Write(ctx, history.Batch{Home: "h1", Stream: "YEAR", Messages: c}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		q    history.HistoryQuery
+		rows int
+	}{
+		{"raw-24h", history.HistoryQuery{Home: "h1", Entity: "sensor.e0042", From: t0.Add(12 * time.Hour), To: t0.Add(36 * time.Hour),
+			Resolution: history.Raw, Limit: history.MaxLimit}, 1440},
+		{"hourly-1y", history.HistoryQuery{Home: "h1", Entity: "sensor.energy", From: year, To: t0,
+			Resolution: history.Hourly, Limit: history.MaxLimit}, 365 * 24},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			var times []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				page, err := s.History(ctx, tt.q)
+				times = append(times, time.Since(start))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n := len(page.Points) + len(page.Stats); n != tt.rows {
+					b.Fatalf("%d rows, want %d", n, tt.rows)
+				}
+			}
+			slices.Sort(times)
+			b.ReportMetric(float64(times[len(times)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}

@@ -1,0 +1,663 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/history"
+)
+
+var t0 = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+
+func openTemp(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "history", "history.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func temp(entity string, at time.Duration, v float64) history.Point {
+	return history.Point{Entity: entity, Device: "dev1", Kind: homemesh.KindSensor, Time: t0.Add(at), Numeric: true, Value: v}
+}
+
+func write(t *testing.T, s *Store, b history.Batch) history.WriteResult {
+	t.Helper()
+	res, err := s.Write(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func rawHistory(t *testing.T, s *Store, entity string) []history.Point {
+	t.Helper()
+	page, err := s.History(context.Background(), history.HistoryQuery{Home: "h1", Entity: entity,
+		From: t0.Add(-24 * time.Hour), To: t0.Add(24 * time.Hour), Resolution: history.Raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return page.Points
+}
+
+func TestOpenCreatesPrivateFile(t *testing.T) {
+	_, path := openTemp(t)
+	for p, want := range map[string]os.FileMode{filepath.Dir(path): 0o700, path: 0o600} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s mode = %v, want %v", p, got, want)
+		}
+	}
+}
+
+func TestWriteSkipsStoredMessages(t *testing.T) {
+	s, _ := openTemp(t)
+	b := history.Batch{Home: "h1", Stream: "STATES", Messages: []history.Message{
+		{Seq: 1, Points: []history.Point{temp("t", 0, 20)}},
+		{Seq: 2, Points: []history.Point{temp("t", time.Minute, 21)}},
+	}}
+	if got := write(t, s, b); got != (history.WriteResult{Points: 2}) {
+		t.Fatalf("first write = %+v", got)
+	}
+	// A redelivery overlapping the first batch, plus one new message and
+	// a message repeated within the batch.
+	b.Messages = append(b.Messages,
+		history.Message{Seq: 3, Points: []history.Point{temp("t", 2*time.Minute, 22)}},
+		history.Message{Seq: 3, Points: []history.Point{temp("t", 3*time.Minute, 23)}})
+	if got := write(t, s, b); got != (history.WriteResult{Points: 1, Duplicates: 3}) {
+		t.Fatalf("second write = %+v", got)
+	}
+	if got := rawHistory(t, s, "t"); len(got) != 3 || got[2].Value != 22 {
+		t.Errorf("history = %+v", got)
+	}
+	// The same sequence numbers on another stream or home are new.
+	b.Stream = "TELEMETRY"
+	b.Messages = b.Messages[:1]
+	b.Messages[0].Points = []history.Point{temp("t", 10*time.Minute, 30)}
+	if got := write(t, s, b); got != (history.WriteResult{Points: 1}) {
+		t.Errorf("other stream = %+v", got)
+	}
+}
+
+func ledger(t *testing.T, s *Store) [][2]int64 {
+	t.Helper()
+	rows, err := s.r.Query(`SELECT first_seq, last_seq FROM ledger ORDER BY home, stream, first_seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out [][2]int64
+	for rows.Next() {
+		var r [2]int64
+		if err := rows.Scan(&r[0], &r[1]); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestLedgerMergesContiguousRanges(t *testing.T) {
+	s, _ := openTemp(t)
+	batch := func(seqs ...uint64) history.Batch {
+		b := history.Batch{Home: "h1", Stream: "STATES"}
+		for _, q := range seqs {
+			b.Messages = append(b.Messages, history.Message{Seq: q})
+		}
+		return b
+	}
+	steps := []struct {
+		seqs []uint64
+		want [][2]int64
+	}{
+		{[]uint64{1, 2, 3}, [][2]int64{{1, 3}}},
+		{[]uint64{7, 9}, [][2]int64{{1, 3}, {7, 7}, {9, 9}}},
+		{[]uint64{4}, [][2]int64{{1, 4}, {7, 7}, {9, 9}}},
+		{[]uint64{8, 6}, [][2]int64{{1, 4}, {6, 9}}},
+		{[]uint64{5, 10, 12}, [][2]int64{{1, 10}, {12, 12}}},
+		{[]uint64{11, 3, 12}, [][2]int64{{1, 12}}},
+	}
+	for _, step := range steps {
+		write(t, s, batch(step.seqs...))
+		if diff := cmp.Diff(step.want, ledger(t, s)); diff != "" {
+			t.Fatalf("after %v (-want +got):\n%s", step.seqs, diff)
+		}
+	}
+	if got := write(t, s, batch(1, 5, 12, 13)); got.Duplicates != 3 {
+		t.Errorf("duplicates = %d, want 3", got.Duplicates)
+	}
+}
+
+func TestWriteRejectsBadBatches(t *testing.T) {
+	s, _ := openTemp(t)
+	good := func() history.Batch {
+		return history.Batch{Home: "h1", Stream: "STATES", Messages: []history.Message{
+			{Seq: 1, Points: []history.Point{temp("t", 0, 1)}},
+			{Seq: 2,
+				Points: []history.Point{temp("t", time.Minute, 2)},
+				Events: []history.Event{{ID: "e1", Time: t0, Kind: "pressed"}}},
+		}}
+	}
+	tests := []struct {
+		name  string
+		edit  func(b *history.Batch)
+		field string
+	}{
+		{"no home", func(b *history.Batch) { b.Home = "" }, "home"},
+		{"no stream", func(b *history.Batch) { b.Stream = "" }, "stream"},
+		{"zero seq", func(b *history.Batch) { b.Messages[1].Seq = 0 }, "messages[1].seq"},
+		{"huge seq", func(b *history.Batch) { b.Messages[1].Seq = 1 << 63 }, "messages[1].seq"},
+		{"no entity", func(b *history.Batch) { b.Messages[1].Points[0].Entity = "" }, "messages[1].points[0].entity"},
+		{"zero time", func(b *history.Batch) { b.Messages[1].Points[0].Time = time.Time{} }, "messages[1].points[0].time"},
+		{"NaN", func(b *history.Batch) { b.Messages[1].Points[0].Value = nan() }, "messages[1].points[0].value"},
+		{"event id", func(b *history.Batch) { b.Messages[1].Events[0].ID = "" }, "messages[1].events[0].id"},
+		{"event time", func(b *history.Batch) { b.Messages[1].Events[0].Time = time.Time{} }, "messages[1].events[0].time"},
+		{"event kind", func(b *history.Batch) { b.Messages[1].Events[0].Kind = "" }, "messages[1].events[0].kind"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := good()
+			tt.edit(&b)
+			_, err := s.Write(context.Background(), b)
+			var he *homemesh.Error
+			if !errors.As(err, &he) || he.Kind != homemesh.KindInvalid || he.Field != tt.field {
+				t.Fatalf("err = %v, want invalid %s", err, tt.field)
+			}
+			if got := rawHistory(t, s, "t"); len(got) != 0 {
+				t.Errorf("a rejected batch stored %+v", got)
+			}
+		})
+	}
+	if got := write(t, s, good()); got != (history.WriteResult{Points: 2, Events: 1}) {
+		t.Errorf("good batch = %+v", got)
+	}
+}
+
+func nan() float64 {
+	zero := 0.0
+	return zero / zero
+}
+
+func TestHistoryRoundTrip(t *testing.T) {
+	s, _ := openTemp(t)
+	attrs := json.RawMessage(`{"unit":"°C"}`)
+	in := []history.Point{
+		{Entity: "t", Device: "dev1", Kind: homemesh.KindSensor, Time: t0.Add(1500 * time.Nanosecond), Numeric: true, Value: -1.5, Attrs: attrs},
+		{Entity: "t", Device: "dev1", Kind: homemesh.KindSensor, Time: t0.Add(time.Minute), State: "unavailable"},
+		{Entity: "t", Device: "dev1", Kind: homemesh.KindSensor, Time: t0.Add(2 * time.Minute), State: ""},
+	}
+	write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{{Seq: 1, Points: in}}})
+	want := append([]history.Point(nil), in...)
+	want[0].Time = t0.Add(time.Microsecond)
+	if diff := cmp.Diff(want, rawHistory(t, s, "t")); diff != "" {
+		t.Errorf("history (-want +got):\n%s", diff)
+	}
+	// Another home's entity of the same id is another entity.
+	page, err := s.History(context.Background(), history.HistoryQuery{Home: "h2", Entity: "t",
+		From: t0, To: t0.Add(time.Hour), Resolution: history.Raw})
+	if err != nil || len(page.Points) != 0 {
+		t.Errorf("other home = %+v, %v", page, err)
+	}
+}
+
+func TestHistoryPages(t *testing.T) {
+	s, _ := openTemp(t)
+	var msgs []history.Message
+	for i := range 25 {
+		msgs = append(msgs, history.Message{Seq: uint64(i + 1), Points: []history.Point{temp("t", time.Duration(i)*time.Minute, float64(i))}})
+	}
+	write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: msgs})
+	q := history.HistoryQuery{Home: "h1", Entity: "t", From: t0, To: t0.Add(time.Hour), Resolution: history.Raw, Limit: 10}
+	var got []float64
+	for pages := 0; ; pages++ {
+		page, err := s.History(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range page.Points {
+			got = append(got, p.Value)
+		}
+		if !page.More {
+			if pages != 2 {
+				t.Errorf("%d pages, want 3", pages+1)
+			}
+			break
+		}
+		q.After = page.Points[len(page.Points)-1].Time
+	}
+	if len(got) != 25 || got[0] != 0 || got[24] != 24 {
+		t.Errorf("values = %v", got)
+	}
+}
+
+func stats(t *testing.T, s *Store, entity string, r history.Resolution) []history.Stat {
+	t.Helper()
+	page, err := s.History(context.Background(), history.HistoryQuery{Home: "h1", Entity: entity,
+		From: t0.Add(-24 * time.Hour), To: t0.Add(24 * time.Hour), Resolution: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return page.Stats
+}
+
+// TestStatisticsMergeAcrossBatches checks the stored statistics against
+// history.Summarize of all points, however the points were split into
+// batches and whatever their order, and that a point ignored as a
+// duplicate time does not count.
+func TestStatisticsMergeAcrossBatches(t *testing.T) {
+	s, _ := openTemp(t)
+	var all []history.Point
+	seq := uint64(0)
+	for _, batch := range [][]history.Point{
+		{temp("t", 7*time.Minute, 5), temp("t", 1*time.Minute, 3), temp("u", 2*time.Minute, 100)},
+		{temp("t", 3*time.Minute, -2), temp("t", 62*time.Minute, 8)},
+		{temp("t", 6*time.Minute, 9), temp("t", 0, 4)},
+	} {
+		seq++
+		write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{{Seq: seq, Points: batch}}})
+		all = append(all, batch...)
+	}
+	// Same microsecond as a stored point: ignored, and not counted.
+	seq++
+	res := write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{{Seq: seq, Points: []history.Point{temp("t", 3*time.Minute, 1000)}}}})
+	if res.Points != 0 {
+		t.Errorf("duplicate time stored: %+v", res)
+	}
+	want := history.Summarize(all)
+	for _, r := range history.StatTiers {
+		var wantT []history.Stat
+		for _, st := range want[r] {
+			if st.Entity == "t" {
+				wantT = append(wantT, st)
+			}
+		}
+		if diff := cmp.Diff(wantT, stats(t, s, "t", r)); diff != "" {
+			t.Errorf("%s stats (-want +got):\n%s", r, diff)
+		}
+	}
+}
+
+func TestOnTimeOfBinaryEntity(t *testing.T) {
+	s, _ := openTemp(t)
+	light := func(at time.Duration, state string) history.Point {
+		return history.Point{Entity: "l", Kind: homemesh.KindLight, Time: t0.Add(at), State: state}
+	}
+	// on at 0, off at 20m; later an out-of-order off at 10m and on at 15m.
+	write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{
+		{Seq: 1, Points: []history.Point{light(0, "on")}},
+		{Seq: 2, Points: []history.Point{light(20*time.Minute, "off")}},
+	}})
+	write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{
+		{Seq: 3, Points: []history.Point{light(15*time.Minute, "on"), light(10*time.Minute, "off")}},
+	}})
+	hourly := stats(t, s, "l", history.Hourly)
+	if len(hourly) != 1 || hourly[0].OnMicros != (15*time.Minute).Microseconds() || hourly[0].Count != 4 {
+		t.Errorf("hourly = %+v, want 15 minutes on and 4 changes", hourly)
+	}
+	var onByBucket []int64
+	for _, st := range stats(t, s, "l", history.FiveMinutes) {
+		onByBucket = append(onByBucket, st.OnMicros/time.Minute.Microseconds())
+	}
+	if diff := cmp.Diff([]int64{5, 5, 0, 5, 0}, onByBucket); diff != "" {
+		t.Errorf("5m on-minutes (-want +got):\n%s", diff)
+	}
+}
+
+func TestEvents(t *testing.T) {
+	s, _ := openTemp(t)
+	ev := func(id string, at time.Duration, kind, device string) history.Event {
+		return history.Event{ID: id, Time: t0.Add(at), Kind: kind, Device: device, Data: json.RawMessage(`{"n":1}`)}
+	}
+	in := []history.Event{
+		ev("a", 0, "pressed", "d1"), ev("b", time.Minute, "pressed", "d2"), ev("c", time.Minute, "alarm", "d1"),
+		ev("d", 2*time.Minute, "pressed", "d1"),
+	}
+	res := write(t, s, history.Batch{Home: "h1", Stream: "EVENTS", Messages: []history.Message{{Seq: 1, Events: in}}})
+	if res.Events != 4 {
+		t.Fatalf("write = %+v", res)
+	}
+	query := func(q history.EventQuery) []string {
+		t.Helper()
+		q.Home, q.From, q.To = "h1", t0, t0.Add(time.Hour)
+		page, err := s.Events(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, e := range page.Events {
+			ids = append(ids, e.ID)
+		}
+		return ids
+	}
+	for _, tt := range []struct {
+		name string
+		q    history.EventQuery
+		want []string
+	}{
+		{"all", history.EventQuery{}, []string{"a", "b", "c", "d"}},
+		{"kind", history.EventQuery{Kind: "pressed"}, []string{"a", "b", "d"}},
+		{"device", history.EventQuery{Device: "d1"}, []string{"a", "c", "d"}},
+		{"both", history.EventQuery{Kind: "pressed", Device: "d1"}, []string{"a", "d"}},
+		{"after", history.EventQuery{AfterTime: t0.Add(time.Minute), AfterID: "b"}, []string{"c", "d"}},
+		{"limit", history.EventQuery{Limit: 2}, []string{"a", "b"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, query(tt.q)); diff != "" {
+				t.Errorf("ids (-want +got):\n%s", diff)
+			}
+		})
+	}
+	page, _ := s.Events(context.Background(), history.EventQuery{Home: "h1", From: t0, To: t0.Add(time.Hour), Limit: 1})
+	if !page.More || len(page.Events) != 1 || string(page.Events[0].Data) != `{"n":1}` || !page.Events[0].Time.Equal(t0) {
+		t.Errorf("page = %+v", page)
+	}
+}
+
+func TestPurgeIsBoundedAndFollowsKinds(t *testing.T) {
+	s, _ := openTemp(t)
+	// The ledger records the real time of each write, so the points are
+	// placed relative to it: 30 days old, one per hour.
+	now := time.Now()
+	base := now.Add(-30 * 24 * time.Hour).Truncate(time.Hour)
+	var msgs []history.Message
+	for i := range 10 {
+		at := base.Add(time.Duration(i) * time.Hour)
+		msgs = append(msgs, history.Message{Seq: uint64(i + 1),
+			Points: []history.Point{temp("t", at.Sub(t0), float64(i)),
+				{Entity: "l", Kind: homemesh.KindLight, Time: at, State: "off"}},
+			Events: []history.Event{{ID: string(rune('a' + i)), Time: at, Kind: "pressed"}},
+		})
+	}
+	write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: msgs})
+	// Sensors keep raw points 10 days and hourly statistics forever;
+	// lights keep everything forever.
+	policy := history.RetentionPolicy{
+		Default: history.Retention{Raw: 10 * 24 * time.Hour, FiveMinutes: 20 * 24 * time.Hour},
+		Kinds:   map[homemesh.EntityKind]history.Retention{homemesh.KindLight: {}},
+		Events:  24 * time.Hour,
+	}
+	var total history.PurgeResult
+	calls := 0
+	for {
+		res, err := s.Purge(context.Background(), now, policy, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls++
+		if res.Points > 4 || res.Events > 4 || res.Ledger > 4 || res.Stats > 8 {
+			t.Fatalf("purge call removed more than the bound: %+v", res)
+		}
+		total.Points += res.Points
+		total.Stats += res.Stats
+		total.Events += res.Events
+		total.Ledger += res.Ledger
+		if !res.More {
+			break
+		}
+		if calls > 10 {
+			t.Fatal("purge never ends")
+		}
+	}
+	if calls != 3 {
+		t.Errorf("purge took %d calls, want 3 (10 rows, 4 per call)", calls)
+	}
+	// The ledger was written now: it stays.
+	if want := (history.PurgeResult{Points: 10, Stats: 10, Events: 10}); total != want {
+		t.Errorf("purged %+v, want %+v", total, want)
+	}
+	count := func(entity string, r history.Resolution) int {
+		page, err := s.History(context.Background(), history.HistoryQuery{Home: "h1", Entity: entity,
+			From: base, To: now, Resolution: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(page.Points) + len(page.Stats)
+	}
+	for _, tt := range []struct {
+		entity string
+		r      history.Resolution
+		want   int
+	}{
+		{"t", history.Raw, 0}, {"t", history.FiveMinutes, 0}, {"t", history.Hourly, 10},
+		{"l", history.Raw, 10}, {"l", history.FiveMinutes, 10}, {"l", history.Hourly, 10},
+	} {
+		if got := count(tt.entity, tt.r); got != tt.want {
+			t.Errorf("%s %s rows left: %d, want %d", tt.entity, tt.r, got, tt.want)
+		}
+	}
+	// Eight days later the ledger goes too.
+	res, err := s.Purge(context.Background(), now.Add(history.LedgerRetention+24*time.Hour), policy, 100)
+	if err != nil || res.Ledger != 1 {
+		t.Errorf("ledger purge = %+v, %v", res, err)
+	}
+}
+
+func TestQueriesRejectBadInput(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	ok := history.HistoryQuery{Home: "h1", Entity: "t", From: t0, To: t0.Add(time.Hour), Resolution: history.Raw}
+	for _, tt := range []struct {
+		field string
+		edit  func(q *history.HistoryQuery)
+	}{
+		{"home", func(q *history.HistoryQuery) { q.Home = "" }},
+		{"entity", func(q *history.HistoryQuery) { q.Entity = "" }},
+		{"to", func(q *history.HistoryQuery) { q.To = q.From }},
+		{"resolution", func(q *history.HistoryQuery) { q.Resolution = history.Auto }},
+		{"limit", func(q *history.HistoryQuery) { q.Limit = -1 }},
+	} {
+		q := ok
+		tt.edit(&q)
+		_, err := s.History(ctx, q)
+		var he *homemesh.Error
+		if !errors.As(err, &he) || he.Field != tt.field {
+			t.Errorf("%s: err = %v", tt.field, err)
+		}
+	}
+	if _, err := s.Events(ctx, history.EventQuery{From: t0, To: t0.Add(time.Hour)}); homemesh.ErrorKind(err) != homemesh.KindInvalid {
+		t.Errorf("events without home: %v", err)
+	}
+	if _, err := s.Purge(ctx, t0, history.DefaultRetention(), 0); homemesh.ErrorKind(err) != homemesh.KindInvalid {
+		t.Errorf("purge without limit: %v", err)
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	s, path := openTemp(t)
+	write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{{Seq: 1, Points: []history.Point{temp("t", 0, 1)}}}})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := rawHistory(t, s2, "t"); len(got) != 1 {
+		t.Errorf("after reopen: %+v", got)
+	}
+	// The ledger survived as well.
+	res := write(t, s2, history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{{Seq: 1, Points: []history.Point{temp("t", time.Minute, 1)}}}})
+	if res.Duplicates != 1 {
+		t.Errorf("redelivery after reopen = %+v", res)
+	}
+}
+
+// TestCommittedWritesSurviveWithoutClose copies the database files while
+// the store is still open, as a process killed with -9 leaves them, and
+// opens the copy: everything Write returned for is there, recovered from
+// the WAL.
+func TestCommittedWritesSurviveWithoutClose(t *testing.T) {
+	s, path := openTemp(t)
+	var msgs []history.Message
+	for i := range 100 {
+		msgs = append(msgs, history.Message{Seq: uint64(i + 1), Points: []history.Point{temp("t", time.Duration(i)*time.Second, float64(i))}})
+	}
+	write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: msgs})
+
+	// A second handle on the live file sees the committed batch.
+	other, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if got := rawHistory(t, other, "t"); len(got) != 100 {
+		t.Errorf("second handle sees %d points, want 100", len(got))
+	}
+
+	crashed := filepath.Join(t.TempDir(), "history.db")
+	for _, suffix := range []string{"", "-wal"} {
+		copyFile(t, path+suffix, crashed+suffix)
+	}
+	if fi, err := os.Stat(crashed + "-wal"); err != nil || fi.Size() == 0 {
+		t.Fatalf("no WAL to recover from: %v", err)
+	}
+	s2, err := Open(crashed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := rawHistory(t, s2, "t"); len(got) != 100 {
+		t.Errorf("recovered %d points, want 100", len(got))
+	}
+	if got := stats(t, s2, "t", history.Hourly); len(got) != 1 || got[0].Count != 100 {
+		t.Errorf("recovered stats = %+v", got)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewerSchemaIsRefused(t *testing.T) {
+	s, path := openTemp(t)
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err = Open(path)
+	if err == nil || !strings.Contains(err.Error(), "schema version 99 is newer") {
+		t.Errorf("err = %v, want a newer-schema refusal", err)
+	}
+}
+
+func TestMigrationsApplyInOrderOnce(t *testing.T) {
+	fsys := fstest.MapFS{
+		"migrations/0002_more.sql":  {Data: []byte(`ALTER TABLE a ADD COLUMN y INTEGER; INSERT INTO a (x, y) VALUES (2, 2);`)},
+		"migrations/0001_first.sql": {Data: []byte(`CREATE TABLE a (x INTEGER); INSERT INTO a (x) VALUES (1);`)},
+	}
+	ms, err := loadMigrations(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for range 2 {
+		if err := migrate(context.Background(), db, ms, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rows, version int
+	if err := db.QueryRow(`SELECT count(*), (SELECT max(version) FROM schema_migrations) FROM a`).Scan(&rows, &version); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 2 || version != 2 {
+		t.Errorf("rows %d version %d, want 2 and 2", rows, version)
+	}
+	// A failing migration leaves the database as it was.
+	fsys["migrations/0003_bad.sql"] = &fstest.MapFile{Data: []byte(`CREATE TABLE b (z); SELECT * FROM missing;`)}
+	if ms, err = loadMigrations(fsys); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(context.Background(), db, ms, t0); err == nil || !strings.Contains(err.Error(), "0003_bad") {
+		t.Errorf("bad migration: %v", err)
+	}
+	if err := db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'b'`).Scan(&rows); err != nil || rows != 0 {
+		t.Errorf("failed migration left table b: %d, %v", rows, err)
+	}
+	// A gap in the versions is a broken binary.
+	delete(fsys, "migrations/0002_more.sql")
+	if _, err := loadMigrations(fsys); err == nil {
+		t.Error("a gap in the versions was accepted")
+	}
+}
+
+func TestParseMigrationName(t *testing.T) {
+	for _, tt := range []struct {
+		file    string
+		version int
+		name    string
+		ok      bool
+	}{
+		{"0001_history.sql", 1, "history", true},
+		{"12_a_b.sql", 12, "a_b", true},
+		{"0000_zero.sql", 0, "", false},
+		{"x001_a.sql", 0, "", false},
+		{"0001.sql", 0, "", false},
+		{"0001_.sql", 0, "", false},
+		{"0001_a.txt", 0, "", false},
+		{"-1_a.sql", 0, "", false},
+		{"99999999999999999999_a.sql", 0, "", false},
+	} {
+		v, n, err := parseMigrationName(tt.file)
+		if (err == nil) != tt.ok || v != tt.version || n != tt.name {
+			t.Errorf("%q = %d %q %v", tt.file, v, n, err)
+		}
+	}
+}
+
+func FuzzParseMigrationName(f *testing.F) {
+	for _, s := range []string{"0001_history.sql", "1_a.sql", "_.sql", "0001_", "+1_a.sql", "00_a.sql"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, file string) {
+		v, name, err := parseMigrationName(file)
+		if err != nil {
+			return
+		}
+		if v <= 0 || name == "" || !strings.HasSuffix(file, "_"+name+".sql") {
+			t.Errorf("%q parsed as %d %q", file, v, name)
+		}
+	})
+}
