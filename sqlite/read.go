@@ -32,13 +32,13 @@ func (s *Store) History(ctx context.Context, q history.HistoryQuery) (history.Hi
 		return page, homemesh.Invalid("home", "is empty")
 	case q.Entity == "":
 		return page, homemesh.Invalid("entity", "is empty")
-	case !q.To.After(q.From):
-		return page, homemesh.Invalid("to", "%v is not after from %v", q.To, q.From)
+	case q.To.Before(q.From):
+		return page, homemesh.Invalid("to", "%v is before from %v", q.To, q.From)
 	case q.Resolution != history.Raw && statTables[q.Resolution] == "":
 		return page, homemesh.Invalid("resolution", "%q is not one of raw, 5m, 1h", q.Resolution)
 	}
 	n, err := limit(q.Limit)
-	if err != nil {
+	if err != nil || !q.To.After(q.From) {
 		return page, err
 	}
 	e, ok, err := s.lookupEntity(ctx, q.Home, q.Entity)
@@ -136,11 +136,11 @@ func (s *Store) Events(ctx context.Context, q history.EventQuery) (history.Event
 	switch {
 	case q.Home == "":
 		return page, homemesh.Invalid("home", "is empty")
-	case !q.To.After(q.From):
-		return page, homemesh.Invalid("to", "%v is not after from %v", q.To, q.From)
+	case q.To.Before(q.From):
+		return page, homemesh.Invalid("to", "%v is before from %v", q.To, q.From)
 	}
 	n, err := limit(q.Limit)
-	if err != nil {
+	if err != nil || !q.To.After(q.From) {
 		return page, err
 	}
 	var where strings.Builder

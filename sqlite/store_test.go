@@ -460,7 +460,7 @@ func TestQueriesRejectBadInput(t *testing.T) {
 	}{
 		{"home", func(q *history.HistoryQuery) { q.Home = "" }},
 		{"entity", func(q *history.HistoryQuery) { q.Entity = "" }},
-		{"to", func(q *history.HistoryQuery) { q.To = q.From }},
+		{"to", func(q *history.HistoryQuery) { q.To = q.From.Add(-time.Microsecond) }},
 		{"resolution", func(q *history.HistoryQuery) { q.Resolution = history.Auto }},
 		{"limit", func(q *history.HistoryQuery) { q.Limit = -1 }},
 	} {
