@@ -49,7 +49,7 @@ func (p *pending) has(seq uint64) bool {
 // once the store has committed them. While the store fails, the batch is
 // retried and no more messages are pulled than the two batches hold and
 // the pull buffer.
-func (s *Service) ingest(ctx context.Context, st ingestStream, cons jetstream.Consumer) error {
+func (s *Service) ingest(ctx context.Context, st ingestStream, cons jetstream.Consumer) {
 	msgs := make(chan jetstream.Msg, s.cfg.BatchSize)
 	go func() {
 		defer close(msgs)
@@ -111,7 +111,7 @@ func (s *Service) ingest(ctx context.Context, st ingestStream, cons jetstream.Co
 		}
 		if !ok {
 			hand()
-			return nil
+			return
 		}
 		if s.add(st, cur, m) && cur.len() == 1 {
 			timer.Reset(s.cfg.BatchWait)

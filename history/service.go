@@ -223,21 +223,15 @@ func (s *Service) run(ctx context.Context) error {
 		}
 	}
 
-	// A stream whose consumer fails stops the others too: Run returns the
-	// error rather than serve half of the history.
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
+	// Ready means answering: make sure the server has the subscriptions
+	// before saying so.
+	if err := s.bus.Flush(); err != nil {
+		return &homemesh.Error{Op: "history.serve", Kind: homemesh.KindUnavailable, Message: "bus unavailable", Err: err}
+	}
 	var wg sync.WaitGroup
-	errs := make(chan error, len(consumers))
 	for i, st := range s.streams() {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.ingest(ctx, st, consumers[i]); err != nil {
-				errs <- err
-				stop()
-			}
-		}()
+		go func() { defer wg.Done(); s.ingest(ctx, st, consumers[i]) }()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); s.purgeLoop(ctx) }()
@@ -248,12 +242,7 @@ func (s *Service) run(ctx context.Context) error {
 	// Acks are published without waiting for the server; make sure the
 	// last batch's acks left this process before it stops.
 	_ = s.bus.Flush()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
+	return nil
 }
 
 // consumer creates, or opens, the durable consumer of the home on st.
