@@ -775,3 +775,34 @@ func TestDeletedConsumerIsCreatedAgain(t *testing.T) {
 		t.Error("the lost consumer was not logged")
 	}
 }
+
+func TestLargePagesEndEarlyWithACursor(t *testing.T) {
+	h := newHarness(t)
+	store := &countingStore{Store: openStore(t, "")}
+	h.start(store, history.Config{})
+	blob := strings.Repeat("x", 100<<10)
+	var ids []string
+	for range 8 {
+		ids = append(ids, h.publishEnvelope(bus.EventSubject(home, "snapshot"), "snapshot", map[string]any{"device_id": "cam", "image": blob}))
+	}
+	hmtest.WaitFor(t, 10*time.Second, "the events stored", func() bool { return store.events.Load() == 8 })
+	var got []string
+	cursor := ""
+	pages := 0
+	for {
+		reply, err := h.client.Events(context.Background(), history.EventsRequest{Kind: "snapshot", Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, e := range reply.Events {
+			got = append(got, e.ID)
+		}
+		if cursor = reply.Next; cursor == "" {
+			break
+		}
+	}
+	if pages < 2 || strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Fatalf("%d pages of %d events, want every event once over at least 2 pages", pages, len(got))
+	}
+}
