@@ -40,8 +40,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Services lists every service a node can host, in start order.
-var Services = []string{"auth", "registry", "edge", "gateway"}
+// Services lists every service a node can host, in start order: each
+// one's dependencies come before it, so the gateway, which asks all the
+// others, comes last.
+var Services = []string{"auth", "registry", "edge", "history", "gateway"}
 
 // Node is one homemesh process.
 type Node struct {
@@ -55,6 +57,7 @@ type Node struct {
 	home    homemesh.Home
 	server  *natsbus.Server
 	conns   []*natsbus.Conn
+	stores  []io.Closer // closed after the services stopped
 	runners []runner
 	opsSrv  *http.Server
 	opsLn   net.Listener
@@ -265,6 +268,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	if n.hosts("edge") {
 		if err := n.startEdge(ctx, conn); err != nil {
+			return err
+		}
+	}
+	if n.hosts("history") {
+		if err := n.startHistory(ctx, conn); err != nil {
 			return err
 		}
 	}
@@ -516,6 +524,12 @@ func (n *Node) close() {
 		n.conns[i].Close()
 	}
 	n.conns = nil
+	for i := len(n.stores) - 1; i >= 0; i-- {
+		if err := n.stores[i].Close(); err != nil {
+			n.log.Warn("closing a store failed", "err", err)
+		}
+	}
+	n.stores = nil
 	if n.server != nil {
 		n.server.Shutdown()
 		n.server = nil
