@@ -11,6 +11,9 @@ import (
 // Write retry bounds: a failed write is retried after retryMin, doubling
 // up to retryMax, until it succeeds or the service stops.
 const (
+	// batchRowsPerMessage × BatchSize bounds the rows of a batch.
+	batchRowsPerMessage = 50
+
 	retryMin = 100 * time.Millisecond
 	retryMax = 5 * time.Second
 	// writeTimeout bounds one write attempt, so a store that hangs is
@@ -27,6 +30,7 @@ type pending struct {
 	// maxSeq is the highest sequence in the batch; a message at or below
 	// it may be a redelivery of one already in the batch.
 	maxSeq uint64
+	rows   int // points and events in the batch
 }
 
 func (p *pending) len() int { return len(p.msgs) }
@@ -116,7 +120,7 @@ func (s *Service) ingest(ctx context.Context, st ingestStream, cons jetstream.Co
 		if s.add(st, cur, m) && cur.len() == 1 {
 			timer.Reset(s.cfg.BatchWait)
 		}
-		if cur.len() >= s.cfg.BatchSize {
+		if cur.len() >= s.cfg.BatchSize || cur.rows >= s.batchRows() {
 			hand()
 		}
 	}
@@ -164,6 +168,11 @@ func (s *Service) pull(ctx context.Context, st ingestStream, cons jetstream.Cons
 	}
 }
 
+// batchRows bounds the points and events of one batch: telemetry carries
+// up to MaxTelemetryPoints per message, and a batch of BatchSize such
+// messages would be one enormous transaction.
+func (s *Service) batchRows() int { return batchRowsPerMessage * s.cfg.BatchSize }
+
 // add decodes m into p. A message that cannot be stored is terminated: it
 // would fail the same way on every redelivery. It reports whether m joined
 // the batch.
@@ -194,6 +203,7 @@ func (s *Service) add(st ingestStream, p *pending, m jetstream.Msg) bool {
 		return false
 	}
 	p.batch.Messages = append(p.batch.Messages, msg)
+	p.rows += len(msg.Points) + len(msg.Events)
 	p.msgs = append(p.msgs, m)
 	p.seqs = append(p.seqs, seq)
 	p.maxSeq = max(p.maxSeq, seq)

@@ -32,10 +32,11 @@ type Config struct {
 	// Retention says how long each tier is kept; the zero value means
 	// DefaultRetention.
 	Retention RetentionPolicy
-	// BatchSize bounds how many bus messages are stored in one write.
-	// Default 1000: large enough to amortise a commit over many points,
-	// small enough that a batch stays well within the consumer's ack
-	// window.
+	// BatchSize bounds how many bus messages are stored in one write, and
+	// 50 × BatchSize how many points and events. Default 1000 (measured
+	// against 250 and 4000 with SQLite): large enough to amortise a commit
+	// over many points, small enough that a batch stays well within the
+	// consumer's ack window.
 	BatchSize int
 	// BatchWait bounds how long a partial batch waits for more messages.
 	// Default 5ms.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,10 +45,15 @@ func openStore(t testing.TB, path string) history.Store {
 type countingStore struct {
 	history.Store
 	points, events, duplicates, writes atomic.Int64
+	mu                                 sync.Mutex
+	biggest                            int // most messages in one write
 }
 
 func (c *countingStore) Write(ctx context.Context, b history.Batch) (history.WriteResult, error) {
 	res, err := c.Store.Write(ctx, b)
+	c.mu.Lock()
+	c.biggest = max(c.biggest, len(b.Messages))
+	c.mu.Unlock()
 	if err == nil {
 		c.points.Add(int64(res.Points))
 		c.events.Add(int64(res.Events))
@@ -804,5 +810,27 @@ func TestLargePagesEndEarlyWithACursor(t *testing.T) {
 	}
 	if pages < 2 || strings.Join(got, ",") != strings.Join(ids, ",") {
 		t.Fatalf("%d pages of %d events, want every event once over at least 2 pages", pages, len(got))
+	}
+}
+
+func TestBatchesOfBigTelemetryStayBounded(t *testing.T) {
+	h := newHarness(t)
+	store := &countingStore{Store: openStore(t, "")}
+	// 10 messages a batch, so at most 500 rows: one message of 1,000
+	// points fills a batch alone.
+	h.start(store, history.Config{BatchSize: 10, BatchWait: time.Second})
+	t0 := time.Now().Add(-time.Hour)
+	for i := range 5 {
+		points := make([]history.TelemetryPoint, 1000)
+		for j := range points {
+			points[j] = history.TelemetryPoint{EntityID: "power", Time: t0.Add(time.Duration(i*1000+j) * time.Millisecond), Value: float64(j)}
+		}
+		h.publishTelemetry("meter", points...)
+	}
+	hmtest.WaitFor(t, 10*time.Second, "every point stored", func() bool { return store.points.Load() == 5000 })
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if store.biggest != 1 {
+		t.Errorf("a write held %d messages of 1,000 points, want 1", store.biggest)
 	}
 }
