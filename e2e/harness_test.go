@@ -192,7 +192,7 @@ func allInOne(t *testing.T) *hub {
 }
 
 func split(t *testing.T) *hub {
-	authData, edgeData, gwData, creds := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	authData, edgeData, historyData, gwData, creds := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
 	// As docs/operations.md tells an operator: the authorization block the
 	// hub prints, the server's TLS files, and a credential per service
 	// process that does not host auth.
@@ -203,7 +203,7 @@ func split(t *testing.T) *hub {
 	if err := os.WriteFile(natsConf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, service := range []string{"edge", "gateway"} {
+	for _, service := range []string{"edge", "history", "gateway"} {
 		run(t, "nats-credential", service, "--data", authData, "--home", "e2e", "--out", filepath.Join(creds, service+".cred"))
 	}
 	// The external NATS: a real server in its own right, which the split
@@ -221,16 +221,19 @@ func split(t *testing.T) *hub {
 		core.await(t, homeLine)
 		edge := start(t, "serve", "edge", "--nats", url, "--nats-ca", natsCA, "--nats-credential", filepath.Join(creds, "edge.cred"),
 			"--home", "e2e", "--data", edgeData, "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
+		hist := start(t, "serve", "history", "--nats", url, "--nats-ca", natsCA, "--nats-credential", filepath.Join(creds, "history.cred"),
+			"--home", "e2e", "--data", historyData, "--ops", "127.0.0.1:0")
+		hist.await(t, homeLine)
 		gw := start(t, "serve", "gateway", "--nats", url, "--nats-ca", natsCA, "--nats-credential", filepath.Join(creds, "gateway.cred"),
 			"--home", "e2e", "--data", gwData, "--http", "127.0.0.1:0")
 		h.mqtt = edge.await(t, mqttLine)
 		h.mqtts = edge.await(t, tlsLine)
 		h.api = gw.await(t, apiLine) + "/api/v1"
-		procs = []*proc{core, edge, gw}
+		procs = []*proc{core, edge, hist, gw}
 		// A service that steps outside its bus permissions fails the test
 		// even when nothing visible broke: the tables must match the code.
 		t.Cleanup(func() {
-			for _, p := range []*proc{core, edge, gw} {
+			for _, p := range []*proc{core, edge, hist, gw} {
 				p.mu.Lock()
 				logs := p.errBuf.String()
 				p.mu.Unlock()

@@ -123,6 +123,24 @@ func scenario(t *testing.T, h *hub) {
 		v, ok := getEntity(t, api, tok, temp.ID).State.Value.(float64)
 		return ok && v == 21.5
 	})
+	// Every state change is kept: the history service stored it, and the
+	// gateway answers for it.
+	waitUntil(t, "temperature 21.5 in the history", func() bool {
+		var page struct {
+			Points []struct {
+				Value any `json:"value"`
+			} `json:"points"`
+		}
+		if call(t, "GET", api+"/entities/"+temp.ID+"/history?resolution=raw", tok, nil, &page) != http.StatusOK {
+			return false
+		}
+		for _, p := range page.Points {
+			if p.Value == 21.5 {
+				return true
+			}
+		}
+		return false
+	})
 
 	// A command arrives on the command topic exactly as the device expects.
 	device := stream(t, sub(h.mqtt, z2m.Username, z2m.Password, 0, "-t", "zigbee2mqtt/lamp/set", "-q", "1"))
