@@ -6,6 +6,7 @@ import (
 
 	"github.com/homemesh/homemesh"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Write retry bounds: a failed write is retried after retryMin, doubling
@@ -78,6 +79,7 @@ func (s *Service) ingest(ctx context.Context, st ingestStream, cons jetstream.Co
 		}
 	}
 	cur := newPending()
+	lag := s.metrics.lag.WithLabelValues(st.name)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	// hand gives the batch to the writer. While the writer is busy (or
@@ -117,7 +119,7 @@ func (s *Service) ingest(ctx context.Context, st ingestStream, cons jetstream.Co
 			hand()
 			return
 		}
-		if s.add(st, cur, m) && cur.len() == 1 {
+		if s.add(st, cur, m, lag) && cur.len() == 1 {
 			timer.Reset(s.cfg.BatchWait)
 		}
 		if cur.len() >= s.cfg.BatchSize || cur.rows >= s.batchRows() {
@@ -176,7 +178,7 @@ func (s *Service) batchRows() int { return batchRowsPerMessage * s.cfg.BatchSize
 // add decodes m into p. A message that cannot be stored is terminated: it
 // would fail the same way on every redelivery. It reports whether m joined
 // the batch.
-func (s *Service) add(st ingestStream, p *pending, m jetstream.Msg) bool {
+func (s *Service) add(st ingestStream, p *pending, m jetstream.Msg, lag prometheus.Gauge) bool {
 	meta, err := m.Metadata()
 	if err != nil {
 		s.log.Warn("history message without metadata", "stream", st.name, "subject", m.Subject(), "err", err)
@@ -185,7 +187,7 @@ func (s *Service) add(st ingestStream, p *pending, m jetstream.Msg) bool {
 		return false
 	}
 	seq := meta.Sequence.Stream
-	s.metrics.lag.WithLabelValues(st.name).Set(float64(meta.NumPending))
+	lag.Set(float64(meta.NumPending))
 	if p.has(seq) {
 		// A redelivery of a message this batch holds: it is stored (or
 		// not) with the batch, and acknowledged with it.

@@ -834,3 +834,32 @@ func TestBatchesOfBigTelemetryStayBounded(t *testing.T) {
 		t.Errorf("a write held %d messages of 1,000 points, want 1", store.biggest)
 	}
 }
+
+// gatedStore holds every write until the gate opens.
+type gatedStore struct {
+	history.Store
+	gate chan struct{}
+}
+
+func (g *gatedStore) Write(ctx context.Context, b history.Batch) (history.WriteResult, error) {
+	<-g.gate
+	return g.Store.Write(ctx, b)
+}
+
+func TestConsumerLagIsReported(t *testing.T) {
+	h := newHarness(t)
+	for i := range 50 {
+		h.publishTelemetry("meter", history.TelemetryPoint{EntityID: "power", Time: time.Now().Add(-time.Hour + time.Duration(i)*time.Second), Value: 1})
+	}
+	store := &gatedStore{Store: openStore(t, ""), gate: make(chan struct{})}
+	h.start(store, history.Config{BatchSize: 1})
+	var open sync.Once
+	release := func() { open.Do(func() { close(store.gate) }) }
+	t.Cleanup(release) // before the service stops, even if the test fails
+	lag := func() float64 {
+		return h.metric("homemesh_history_consumer_pending_messages", map[string]string{"stream": history.TelemetryStream})
+	}
+	hmtest.WaitFor(t, 10*time.Second, "the backlog reported", func() bool { return lag() >= 40 })
+	release()
+	hmtest.WaitFor(t, 10*time.Second, "the backlog consumed", func() bool { return lag() == 0 })
+}
