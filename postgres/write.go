@@ -249,19 +249,36 @@ func (s *Store) write(ctx context.Context, home, stream string, msgs []history.M
 		events = append(events, m.Events...)
 	}
 
+	// The statistics merges and the events insert do not depend on each
+	// other's results: they go to the server in one round trip.
+	var queued pgx.Batch
 	if len(pts) > 0 {
-		n, err := s.writePoints(ctx, tx, pts)
+		n, err := s.writePoints(ctx, tx, pts, &queued)
 		if err != nil {
 			return res, err
 		}
 		res.Points = n
 	}
+	eventsAt := -1
 	if len(events) > 0 {
-		n, err := insertEvents(ctx, tx, home, events)
-		if err != nil {
+		eventsAt = queued.Len()
+		queueEvents(&queued, home, events)
+	}
+	if queued.Len() > 0 {
+		br := tx.SendBatch(ctx, &queued)
+		for i := range queued.Len() {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return res, fmt.Errorf("store statistics and events: %w", err)
+			}
+			if i == eventsAt {
+				res.Events = int(tag.RowsAffected())
+			}
+		}
+		if err := br.Close(); err != nil {
 			return res, err
 		}
-		res.Events = n
 	}
 
 	// As late as possible: the lock is held until commit.
@@ -279,9 +296,9 @@ func (s *Store) write(ctx context.Context, home, stream string, msgs []history.M
 	return res, tx.Commit(ctx)
 }
 
-// writePoints stores the raw points and merges the statistics of those
-// stored into both tiers.
-func (s *Store) writePoints(ctx context.Context, tx pgx.Tx, pts []rawPoint) (int, error) {
+// writePoints stores the raw points and queues the merge of the statistics
+// of those stored into both tiers.
+func (s *Store) writePoints(ctx context.Context, tx pgx.Tx, pts []rawPoint, queued *pgx.Batch) (int, error) {
 	// Binary entities: lock them (in id order, so that writers cannot
 	// deadlock) and read the stored neighbours of the batch's points,
 	// which decide the on-time.
@@ -335,9 +352,7 @@ func (s *Store) writePoints(ctx context.Context, tx pgx.Tx, pts []rawPoint) (int
 
 	tiers := statsOf(stored, neighbours, byEntity)
 	for _, r := range history.StatTiers {
-		if err := mergeStats(ctx, tx, r, tiers[r], ids); err != nil {
-			return 0, err
-		}
+		queueStats(queued, r, tiers[r], ids)
 	}
 	return len(stored), nil
 }
@@ -451,12 +466,12 @@ func statsOf(stored []history.Point, neighbours map[int32][]neighbour, binary ma
 	return out
 }
 
-// mergeStats merges partial statistics into a tier's table with exactly
-// history.Stat.Merge's rules, in key order so that concurrent writers
-// lock rows in the same order.
-func mergeStats(ctx context.Context, tx pgx.Tx, r history.Resolution, stats map[statKey]history.Stat, ids map[string]int32) error {
+// queueStats queues the merge of partial statistics into a tier's table
+// with exactly history.Stat.Merge's rules, in key order so that concurrent
+// writers lock rows in the same order.
+func queueStats(queued *pgx.Batch, r history.Resolution, stats map[statKey]history.Stat, ids map[string]int32) {
 	if len(stats) == 0 {
-		return nil
+		return
 	}
 	type row struct {
 		id int32
@@ -489,7 +504,7 @@ func mergeStats(ctx context.Context, tx pgx.Tx, r history.Resolution, stats map[
 			minV[i], maxV[i], last[i], lastTime[i] = &st.Min, &st.Max, &st.Last, &st.LastTime
 		}
 	}
-	_, err := tx.Exec(ctx, fmt.Sprintf(`
+	queued.Queue(fmt.Sprintf(`
 		INSERT INTO %s AS s (entity_id, start, count, num_count, sum, min, max, last, last_time, on_micros)
 		SELECT * FROM unnest($1::integer[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::float8[],
 			$6::float8[], $7::float8[], $8::float8[], $9::timestamptz[], $10::bigint[])
@@ -503,10 +518,6 @@ func mergeStats(ctx context.Context, tx pgx.Tx, r history.Resolution, stats map[
 			last = CASE WHEN EXCLUDED.num_count > 0 AND (s.num_count = 0 OR EXCLUDED.last_time >= s.last_time) THEN EXCLUDED.last ELSE s.last END,
 			last_time = CASE WHEN EXCLUDED.num_count > 0 AND (s.num_count = 0 OR EXCLUDED.last_time >= s.last_time) THEN EXCLUDED.last_time ELSE s.last_time END`,
 		statsTable(r)), entity, start, count, numCount, sum, minV, maxV, last, lastTime, onMicros)
-	if err != nil {
-		return fmt.Errorf("merge %s statistics: %w", r, err)
-	}
-	return nil
 }
 
 func statsTable(r history.Resolution) string {
@@ -606,7 +617,9 @@ func pointAttrs(p history.Point) any {
 	return nil
 }
 
-func insertEvents(ctx context.Context, tx pgx.Tx, home string, events []history.Event) (int, error) {
+// queueEvents queues the insert of events; an event whose (time, ID) the
+// home already has is skipped.
+func queueEvents(queued *pgx.Batch, home string, events []history.Event) {
 	n := len(events)
 	ts := make([]time.Time, n)
 	ids, kinds, devices, entities := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -617,15 +630,11 @@ func insertEvents(ctx context.Context, tx pgx.Tx, home string, events []history.
 			data[i] = e.Data
 		}
 	}
-	tag, err := tx.Exec(ctx, `
+	queued.Queue(`
 		INSERT INTO events (home, ts, id, kind, device, entity, data)
 		SELECT $1, ts, id, kind, device, entity, data
 		FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[])
 			AS t(ts, id, kind, device, entity, data)
 		ORDER BY ts, id
 		ON CONFLICT DO NOTHING`, home, ts, ids, kinds, devices, entities, data)
-	if err != nil {
-		return 0, fmt.Errorf("insert events: %w", err)
-	}
-	return int(tag.RowsAffected()), nil
 }

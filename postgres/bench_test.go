@@ -1,0 +1,200 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/history"
+)
+
+// benchBatch returns a batch of n one-point messages: numeric points of
+// 1000 entities (one in ten a binary state), each entity one point per
+// minute from start. seq is the first sequence.
+func benchBatch(home string, seq uint64, start time.Time, n int) history.Batch {
+	b := history.Batch{Home: home, Stream: "states", Messages: make([]history.Message, n)}
+	const entities = 1000
+	for i := range n {
+		e := (int(seq) + i) % entities
+		minute := (int(seq) + i) / entities
+		at := start.Add(time.Duration(minute)*time.Minute + time.Duration(e)*time.Millisecond)
+		p := history.Point{Entity: fmt.Sprintf("sensor.e%04d", e), Device: fmt.Sprintf("dev%03d", e/4), Kind: homemesh.KindSensor, Time: at}
+		if e%10 == 0 {
+			p.Kind, p.State = homemesh.KindBinarySensor, []string{"on", "off"}[minute%2]
+		} else {
+			p.Numeric, p.Value = true, 20+float64((e*7+minute)%100)/10
+		}
+		b.Messages[i] = history.Message{Seq: seq + uint64(i), Points: []history.Point{p}}
+	}
+	return b
+}
+
+func openBench(b *testing.B) *Store {
+	b.Helper()
+	s, _ := openFresh(b)
+	return s
+}
+
+// BenchmarkWrite measures sustained writes of one-point messages, sent
+// through COPY into the staging table (the store's way) or as arrays in
+// one INSERT … SELECT FROM unnest (the alternative), by one writer or by
+// four at once (as several consumers of a history process do).
+func BenchmarkWrite(b *testing.B) {
+	testDSN(b)
+	for _, ins := range []struct {
+		name string
+		f    pointInserter
+	}{{"copy", insertPointsCopy}, {"unnest", insertPointsUnnest}} {
+		for _, size := range []int{1000, 5000} {
+			for _, writers := range []int{1, 4} {
+				b.Run(fmt.Sprintf("%s/batch=%d/writers=%d", ins.name, size, writers), func(b *testing.B) {
+					s := openBench(b)
+					s.insert = ins.f
+					start := time.Now().Add(-24 * time.Hour).Truncate(24 * time.Hour)
+					// Warm up: entities, partitions, prepared statements.
+					if _, err := s.Write(context.Background(), benchBatch("bench", 1, start, size)); err != nil {
+						b.Fatal(err)
+					}
+					var next atomic.Uint64
+					next.Store(uint64(size) + 1)
+					var batches atomic.Int64
+					batches.Store(int64(b.N))
+					b.ResetTimer()
+					var wg sync.WaitGroup
+					for range writers {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for batches.Add(-1) >= 0 {
+								seq := next.Add(uint64(size)) - uint64(size)
+								if _, err := s.Write(context.Background(), benchBatch("bench", seq, start, size)); err != nil {
+									b.Error(err)
+									return
+								}
+							}
+						}()
+					}
+					wg.Wait()
+					b.StopTimer()
+					b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "points/s")
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkBytesPerPoint writes a day of one-minute points of 1000
+// entities (1.44 million) and reports the on-disk size of the raw
+// partitions, indexes included, per point.
+func BenchmarkBytesPerPoint(b *testing.B) {
+	testDSN(b)
+	for range b.N {
+		s := openBench(b)
+		start := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+		const size, total = 5000, 1440 * 1000
+		for seq := 1; seq <= total; seq += size {
+			if _, err := s.Write(context.Background(), benchBatch("bench", uint64(seq), start, size)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ctx := context.Background()
+		if _, err := s.pool.Exec(ctx, "VACUUM ANALYZE points"); err != nil {
+			b.Fatal(err)
+		}
+		var bytes, heap, points int64
+		err := s.pool.QueryRow(ctx, `
+			SELECT sum(pg_total_relation_size(i.inhrelid)), sum(pg_relation_size(i.inhrelid)), (SELECT count(*) FROM points)
+			FROM pg_inherits i WHERE i.inhparent = to_regclass('points')`).Scan(&bytes, &heap, &points)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if points != total {
+			b.Fatalf("stored %d points, want %d", points, total)
+		}
+		b.ReportMetric(float64(bytes)/float64(points), "B/point")
+		b.ReportMetric(float64(heap)/float64(points), "heap-B/point")
+	}
+}
+
+// BenchmarkHistory measures the two queries of the charts: 24 hours of
+// one entity's one-minute raw points (1440), and a year of its hourly
+// statistics (8760 buckets), among 50 other entities. The raw data older
+// than ten days is purged first, as in production. It reports the p50 and
+// p99 latency of each.
+func BenchmarkHistory(b *testing.B) {
+	testDSN(b)
+	s := openBench(b)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Minute)
+	yearAgo := now.Add(-365 * 24 * time.Hour)
+	// A year of ten-minute points, then 24 hours of one-minute ones.
+	seq := uint64(1)
+	var msgs []history.Message
+	flush := func() {
+		if len(msgs) == 0 {
+			return
+		}
+		if _, err := s.Write(ctx, history.Batch{Home: "bench", Stream: "states", Messages: msgs}); err != nil {
+			b.Fatal(err)
+		}
+		msgs = nil
+	}
+	add := func(entity string, at time.Time, v float64) {
+		msgs = append(msgs, history.Message{Seq: seq, Points: []history.Point{{Entity: entity, Kind: homemesh.KindSensor, Time: at, Numeric: true, Value: v}}})
+		seq++
+		if len(msgs) == 5000 {
+			flush()
+		}
+	}
+	for at := yearAgo; at.Before(now.Add(-24 * time.Hour)); at = at.Add(10 * time.Minute) {
+		add("sensor.chart", at, float64(at.Unix()%1000)/10)
+	}
+	flush()
+	for res, err := s.Purge(ctx, now, history.DefaultRetention(), 100000); res.More || err != nil; res, err = s.Purge(ctx, now, history.DefaultRetention(), 100000) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	for at := now.Add(-24 * time.Hour); at.Before(now); at = at.Add(time.Minute) {
+		add("sensor.chart", at, float64(at.Unix()%1000)/10)
+		for e := range 50 {
+			add(fmt.Sprintf("sensor.other%02d", e), at.Add(time.Duration(e)*time.Millisecond), float64(e))
+		}
+	}
+	flush()
+	if _, err := s.pool.Exec(ctx, "ANALYZE"); err != nil {
+		b.Fatal(err)
+	}
+
+	for _, q := range []struct {
+		name string
+		q    history.HistoryQuery
+		rows int
+	}{
+		{"raw24h", history.HistoryQuery{Home: "bench", Entity: "sensor.chart", From: now.Add(-24 * time.Hour), To: now, Resolution: history.Raw, Limit: history.MaxLimit}, 1440},
+		{"hourly1y", history.HistoryQuery{Home: "bench", Entity: "sensor.chart", From: yearAgo.Truncate(time.Hour), To: now, Resolution: history.Hourly, Limit: history.MaxLimit}, 8760},
+	} {
+		b.Run(q.name, func(b *testing.B) {
+			lat := make([]time.Duration, 0, b.N)
+			for range b.N {
+				t := time.Now()
+				page, err := s.History(ctx, q.q)
+				lat = append(lat, time.Since(t))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n := len(page.Points) + len(page.Stats); n < q.rows-1 || n > q.rows+1 {
+					b.Fatalf("%d rows, want %d", n, q.rows)
+				}
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+}
