@@ -36,29 +36,35 @@ func ledgerRanges(ctx context.Context, q querier, home, stream string, lo, hi ui
 	return out, rows.Err()
 }
 
-// ledgerStored returns which of the sorted seqs the ledger holds.
-func ledgerStored(ctx context.Context, q querier, home, stream string, seqs []uint64) ([]uint64, error) {
-	ranges, err := ledgerRanges(ctx, q, home, stream, seqs[0], seqs[len(seqs)-1])
-	if err != nil {
-		return nil, err
+// ledgerStored returns which of the sorted seqs the ledger holds, and the
+// stored ranges that overlap or touch [first seq, last seq], which
+// ledgerAdd merges with.
+func ledgerStored(ctx context.Context, q querier, home, stream string, seqs []uint64) (stored []uint64, near []seqRange, err error) {
+	lo, hi := seqs[0], seqs[len(seqs)-1]
+	if lo > 1 {
+		lo--
 	}
-	var stored []uint64
+	near, err = ledgerRanges(ctx, q, home, stream, lo, hi+1)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, s := range seqs {
-		for _, r := range ranges {
+		for _, r := range near {
 			if r.first <= s && s <= r.last {
 				stored = append(stored, s)
 				break
 			}
 		}
 	}
-	return stored, nil
+	return stored, near, nil
 }
 
-// ledgerAdd records the sorted, new seqs. Runs of consecutive sequences
-// become one range each, and a range touching a stored one is merged with
-// it, so a stream consumed in order keeps a single growing row instead of
-// one per batch.
-func ledgerAdd(ctx context.Context, tx pgx.Tx, home, stream string, seqs []uint64) error {
+// ledgerAdd records the sorted, new seqs, given the stored ranges near
+// them (from ledgerStored, under the ledger lock). Runs of consecutive
+// sequences become one range each, and a range touching a stored one is
+// merged with it, so a stream consumed in order keeps a single growing row
+// instead of one per batch.
+func ledgerAdd(ctx context.Context, tx pgx.Tx, home, stream string, seqs []uint64, existing []seqRange) error {
 	var runs []seqRange
 	for _, s := range seqs {
 		if n := len(runs); n > 0 && runs[n-1].last+1 == s {
@@ -66,14 +72,6 @@ func ledgerAdd(ctx context.Context, tx pgx.Tx, home, stream string, seqs []uint6
 			continue
 		}
 		runs = append(runs, seqRange{s, s})
-	}
-	lo, hi := seqs[0], seqs[len(seqs)-1]
-	if lo > 1 {
-		lo--
-	}
-	existing, err := ledgerRanges(ctx, tx, home, stream, lo, hi+1)
-	if err != nil {
-		return err
 	}
 	type part struct {
 		seqRange
@@ -119,7 +117,7 @@ func ledgerAdd(ctx context.Context, tx pgx.Tx, home, stream string, seqs []uint6
 			return err
 		}
 	}
-	_, err = tx.Exec(ctx, `
+	_, err := tx.Exec(ctx, `
 		INSERT INTO ledger (home, stream, first_seq, last_seq, committed_at)
 		SELECT $1, $2, f, l, $5 FROM unnest($3::bigint[], $4::bigint[]) AS t(f, l)`,
 		home, stream, firsts, lasts, time.Now())

@@ -26,7 +26,10 @@ type Store struct {
 	mu       sync.Mutex
 	entities map[entityKey]entityRow
 
-	// insert is how raw points reach the table; see insertPointsCopy.
+	// Raw points are first copied straight into their partitions
+	// (copyPoints), the fastest way in; when that meets a point already
+	// stored, the batch is redone with insert, which skips such points.
+	direct bool
 	insert pointInserter
 }
 
@@ -70,6 +73,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool:     pool,
 		parts:    newPartitions(pool),
 		entities: map[entityKey]entityRow{},
+		direct:   true,
 		insert:   insertPointsCopy,
 	}, nil
 }

@@ -68,9 +68,9 @@ func (s *Store) Write(ctx context.Context, b history.Batch) (history.WriteResult
 	if err := s.prepare(ctx, b.Home, msgs); err != nil {
 		return history.WriteResult{}, fmt.Errorf("write history batch: %w", err)
 	}
-	refreshed := false
+	refreshed, direct, conflicts := false, s.direct, 0
 	for {
-		res, err := s.write(ctx, b.Home, b.Stream, msgs)
+		res, err := s.write(ctx, b.Home, b.Stream, msgs, direct)
 		var stored *alreadyStored
 		switch {
 		case err == nil:
@@ -79,6 +79,14 @@ func (s *Store) Write(ctx context.Context, b history.Batch) (history.WriteResult
 		case errors.As(err, &stored):
 			msgs = slices.DeleteFunc(msgs, func(m history.Message) bool { return slices.Contains(stored.seqs, m.Seq) })
 			dups += len(stored.seqs)
+			continue
+		case errors.Is(err, errPointExists) && direct:
+			direct = false
+			continue
+		case isTransient(err) && conflicts < 3:
+			// Writers lock rows in key order, but PostgreSQL may still
+			// pick one of two waiting transactions to abort.
+			conflicts++
 			continue
 		case isNoPartition(err) && !refreshed:
 			// Another process dropped a partition this one had cached.
@@ -91,6 +99,17 @@ func (s *Store) Write(ctx context.Context, b history.Batch) (history.WriteResult
 		}
 		return history.WriteResult{}, fmt.Errorf("write history batch: %w", err)
 	}
+}
+
+// errPointExists is returned by copyPoints when a point of the batch is
+// already stored.
+var errPointExists = errors.New("a point of the batch is already stored")
+
+// isTransient reports a deadlock or serialisation failure: the
+// transaction was rolled back and can be redone.
+func isTransient(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
 func isNoPartition(err error) bool {
@@ -217,7 +236,7 @@ func (s *Store) entityID(home, entity string) int32 {
 }
 
 // write makes one attempt at storing msgs.
-func (s *Store) write(ctx context.Context, home, stream string, msgs []history.Message) (history.WriteResult, error) {
+func (s *Store) write(ctx context.Context, home, stream string, msgs []history.Message, direct bool) (history.WriteResult, error) {
 	var res history.WriteResult
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -233,7 +252,7 @@ func (s *Store) write(ctx context.Context, home, stream string, msgs []history.M
 	if len(seqs) == 0 {
 		return res, nil
 	}
-	if stored, err := ledgerStored(ctx, tx, home, stream, seqs); err != nil {
+	if stored, _, err := ledgerStored(ctx, tx, home, stream, seqs); err != nil {
 		return res, err
 	} else if len(stored) > 0 {
 		return res, &alreadyStored{stored}
@@ -253,7 +272,7 @@ func (s *Store) write(ctx context.Context, home, stream string, msgs []history.M
 	// other's results: they go to the server in one round trip.
 	var queued pgx.Batch
 	if len(pts) > 0 {
-		n, err := s.writePoints(ctx, tx, pts, &queued)
+		n, err := s.writePoints(ctx, tx, pts, direct, &queued)
 		if err != nil {
 			return res, err
 		}
@@ -285,12 +304,14 @@ func (s *Store) write(ctx context.Context, home, stream string, msgs []history.M
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", ledgerLock(home, stream)); err != nil {
 		return res, err
 	}
-	if stored, err := ledgerStored(ctx, tx, home, stream, seqs); err != nil {
+	stored, near, err := ledgerStored(ctx, tx, home, stream, seqs)
+	if err != nil {
 		return res, err
-	} else if len(stored) > 0 {
+	}
+	if len(stored) > 0 {
 		return res, &alreadyStored{stored}
 	}
-	if err := ledgerAdd(ctx, tx, home, stream, seqs); err != nil {
+	if err := ledgerAdd(ctx, tx, home, stream, seqs, near); err != nil {
 		return res, err
 	}
 	return res, tx.Commit(ctx)
@@ -298,7 +319,7 @@ func (s *Store) write(ctx context.Context, home, stream string, msgs []history.M
 
 // writePoints stores the raw points and queues the merge of the statistics
 // of those stored into both tiers.
-func (s *Store) writePoints(ctx context.Context, tx pgx.Tx, pts []rawPoint, queued *pgx.Batch) (int, error) {
+func (s *Store) writePoints(ctx context.Context, tx pgx.Tx, pts []rawPoint, direct bool, queued *pgx.Batch) (int, error) {
 	// Binary entities: lock them (in id order, so that writers cannot
 	// deadlock) and read the stored neighbours of the batch's points,
 	// which decide the on-time.
@@ -326,7 +347,15 @@ func (s *Store) writePoints(ctx context.Context, tx pgx.Tx, pts []rawPoint, queu
 		return 0, err
 	}
 
-	keys, err := s.insert(ctx, tx, pts)
+	// Among points of an entity at the same microsecond the first in the
+	// batch wins; the rest never reach the database. Sorting by key makes
+	// concurrent writers wait for each other's keys in the same order.
+	pts = firstOfEachKey(pts)
+	insert := s.insert
+	if direct {
+		insert = copyPoints
+	}
+	keys, err := insert(ctx, tx, pts)
 	if err != nil {
 		return 0, err
 	}
@@ -525,6 +554,40 @@ func statsTable(r history.Resolution) string {
 		return "stats_5m"
 	}
 	return "stats_1h"
+}
+
+func firstOfEachKey(pts []rawPoint) []rawPoint {
+	out := slices.Clone(pts)
+	slices.SortStableFunc(out, func(a, b rawPoint) int {
+		if c := cmp.Compare(a.id, b.id); c != 0 {
+			return c
+		}
+		return a.p.Time.Compare(b.p.Time)
+	})
+	return slices.CompactFunc(out, func(a, b rawPoint) bool { return a.id == b.id && a.p.Time.Equal(b.p.Time) })
+}
+
+// copyPoints copies the points straight into the points table, which
+// routes each to its partition. It fails with errPointExists if one is
+// already stored.
+func copyPoints(ctx context.Context, tx pgx.Tx, pts []rawPoint) ([]pointKey, error) {
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{pointsTable}, []string{"entity_id", "ts", "value", "state", "attrs"},
+		pgx.CopyFromSlice(len(pts), func(i int) ([]any, error) {
+			p := pts[i].p
+			return []any{pts[i].id, p.Time, pointValue(p), pointState(p), pointAttrs(p)}, nil
+		}))
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return nil, errPointExists
+	}
+	if err != nil {
+		return nil, fmt.Errorf("copy points: %w", err)
+	}
+	keys := make([]pointKey, len(pts))
+	for i, rp := range pts {
+		keys[i] = pointKey{rp.id, rp.p.Time.UnixMicro()}
+	}
+	return keys, nil
 }
 
 // insertPointsCopy copies the points into the staging table and moves the
