@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -20,9 +21,10 @@ const (
 	// MaxSpan bounds one query's span: a year of hourly statistics and a
 	// little more.
 	MaxSpan = 400 * 24 * time.Hour
-	// maxReplyBytes bounds the rows of one reply, below the bus's 1 MiB
-	// message limit; a page that would exceed it ends early with a cursor.
-	maxReplyBytes = 512 << 10
+	// maxReplyBytes bounds the JSON of one reply's rows, below the bus's
+	// 1 MiB message limit; a page that would exceed it ends early with a
+	// cursor.
+	maxReplyBytes = 900 << 10
 )
 
 // Auto resolution thresholds: the finest tier whose rows for the span fit
@@ -212,7 +214,12 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply
 				rec.Value = p.State
 				rec.Attributes = p.Attrs
 			}
-			size += 64 + len(p.State) + len(p.Attrs)
+			size += recordOverhead + jsonRawLen(p.Attrs)
+			if p.Numeric {
+				size += jsonFloatLen(p.Value)
+			} else {
+				size += jsonStringLen(p.State)
+			}
 			if size > maxReplyBytes && i > 0 {
 				more = true
 				break
@@ -222,7 +229,7 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply
 		}
 	} else {
 		kind, _ := s.kindOf(req.EntityID)
-		for _, st := range page.Stats {
+		for i, st := range page.Stats {
 			rec := PointRecord{Time: st.Start.UTC(), Count: st.Count}
 			if st.NumCount > 0 {
 				mean, lo, hi, lst := st.Mean(), st.Min, st.Max, st.Last
@@ -231,6 +238,16 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply
 			if st.OnMicros != 0 || binaryKinds[kind] {
 				on := float64(st.OnMicros) / 1e6
 				rec.OnSeconds = &on
+			}
+			size += recordOverhead + statsOverhead
+			for _, f := range []*float64{rec.Mean, rec.Min, rec.Max, rec.Last, rec.OnSeconds} {
+				if f != nil {
+					size += jsonFloatLen(*f)
+				}
+			}
+			if size > maxReplyBytes && i > 0 {
+				more = true
+				break
 			}
 			reply.Points = append(reply.Points, rec)
 			last = st.Start
@@ -283,7 +300,7 @@ func (s *Service) events(ctx context.Context, req EventsRequest) (EventsReply, e
 	more := page.More
 	size := 0
 	for i, e := range page.Events {
-		size += 96 + len(e.Kind) + len(e.Device) + len(e.Entity) + len(e.Data)
+		size += recordOverhead + len(e.ID) + jsonStringLen(e.Kind) + jsonStringLen(e.Device) + jsonStringLen(e.Entity) + jsonRawLen(e.Data)
 		if size > maxReplyBytes && i > 0 {
 			more = true
 			break
@@ -296,4 +313,59 @@ func (s *Service) events(ctx context.Context, req EventsRequest) (EventsReply, e
 		reply.Next = encodeCursor(last.Time, last.ID)
 	}
 	return reply, nil
+}
+
+// Reply size accounting. The estimates are upper bounds of what
+// encoding/json writes, so that a page cut by them always fits.
+const (
+	// recordOverhead covers a record's braces, keys, separators and its
+	// time (RFC 3339 with nanoseconds).
+	recordOverhead = 160
+	// statsOverhead covers a bucket's count.
+	statsOverhead = 20
+)
+
+// jsonFloatLen bounds the length of f as encoding/json writes it: plain
+// decimals between 1e-6 and 1e21, exponents outside.
+func jsonFloatLen(f float64) int {
+	format := byte('f')
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	var buf [64]byte
+	return len(strconv.AppendFloat(buf[:0], f, format, -1, 64))
+}
+
+// jsonStringLen bounds the length of s as a JSON string: escapes take up
+// to six bytes, and encoding/json escapes <, > and & too. s is valid
+// UTF-8 (it was decoded from JSON); a multi-byte character takes at most
+// twice its bytes (U+2028 and U+2029 become \u2028 and \u2029).
+func jsonStringLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&':
+			n += 6
+		case c >= 0x80:
+			n += 2
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// jsonRawLen bounds the length of raw JSON once encoding/json has
+// compacted it and escaped <, > and &.
+func jsonRawLen(raw []byte) int {
+	n := len(raw)
+	for _, c := range raw {
+		switch {
+		case c == '<' || c == '>' || c == '&':
+			n += 5
+		case c >= 0x80:
+			n++
+		}
+	}
+	return n
 }

@@ -1,7 +1,10 @@
 package history
 
 import (
+	"encoding/json"
+	"math"
 	"testing"
+	"unicode/utf8"
 	"time"
 
 	"github.com/homemesh/homemesh"
@@ -54,6 +57,31 @@ func FuzzCursor(f *testing.F) {
 			again, id2, err := decodeCursor(encodeCursor(at, id), withID, from, to)
 			if err != nil || !again.Equal(at) || id2 != id {
 				t.Fatalf("re-encoded %q does not round-trip: %v %q %v", cursor, again, id2, err)
+			}
+		}
+	})
+}
+
+// FuzzReplySizeBounds checks that the reply size estimates never fall
+// short of what encoding/json writes.
+func FuzzReplySizeBounds(f *testing.F) {
+	f.Add("on", []byte(`{"a":"<b>&"}`), 21.5)
+	f.Add("\u2028\x00\"\\é", []byte(`[1, 2,  3]`), -1.2345678901234567e-308)
+	f.Add("", []byte(`"\u003c"`), 1e21)
+	f.Fuzz(func(t *testing.T, s string, raw []byte, x float64) {
+		if utf8.ValidString(s) {
+			if got, _ := json.Marshal(s); len(got) > jsonStringLen(s) {
+				t.Fatalf("%q encodes to %d bytes, estimated %d", s, len(got), jsonStringLen(s))
+			}
+		}
+		if json.Valid(raw) {
+			if got, _ := json.Marshal(json.RawMessage(raw)); len(got) > jsonRawLen(raw) {
+				t.Fatalf("%q encodes to %d bytes, estimated %d", raw, len(got), jsonRawLen(raw))
+			}
+		}
+		if !math.IsNaN(x) && !math.IsInf(x, 0) {
+			if got, _ := json.Marshal(x); len(got) > jsonFloatLen(x) {
+				t.Fatalf("%v encodes to %d bytes, estimated %d", x, len(got), jsonFloatLen(x))
 			}
 		}
 	})

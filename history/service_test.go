@@ -786,7 +786,7 @@ func TestLargePagesEndEarlyWithACursor(t *testing.T) {
 	h := newHarness(t)
 	store := &countingStore{Store: openStore(t, "")}
 	h.start(store, history.Config{})
-	blob := strings.Repeat("x", 100<<10)
+	blob := strings.Repeat("x", 150<<10)
 	var ids []string
 	for range 8 {
 		ids = append(ids, h.publishEnvelope(bus.EventSubject(home, "snapshot"), "snapshot", map[string]any{"device_id": "cam", "image": blob}))
@@ -862,4 +862,39 @@ func TestConsumerLagIsReported(t *testing.T) {
 	hmtest.WaitFor(t, 10*time.Second, "the backlog reported", func() bool { return lag() >= 40 })
 	release()
 	hmtest.WaitFor(t, 10*time.Second, "the backlog consumed", func() bool { return lag() == 0 })
+}
+
+func TestAYearOfHourlyStatisticsPagesUnderTheBusLimit(t *testing.T) {
+	h := newHarness(t)
+	store := openStore(t, "")
+	h.start(store, history.Config{})
+	const hours = 24 * 365
+	end := time.Now().UTC().Truncate(time.Hour)
+	start := end.Add(-hours * time.Hour)
+	points := make([]history.Point, hours)
+	for i := range points {
+		// Values with all their digits make the longest replies.
+		points[i] = history.Point{Entity: "temp", Device: "thermo", Kind: homemesh.KindSensor,
+			Time: start.Add(time.Duration(i) * time.Hour), Numeric: true, Value: float64(i) / 3}
+	}
+	if _, err := store.Write(context.Background(), history.Batch{Home: home, Stream: "SEED", Messages: []history.Message{{Seq: 1, Points: points}}}); err != nil {
+		t.Fatal(err)
+	}
+	var rows, pages int
+	cursor := ""
+	for {
+		reply, err := h.client.History(context.Background(), history.HistoryRequest{EntityID: "temp", From: start, To: end,
+			Resolution: history.Hourly, Limit: history.MaxLimit, Cursor: cursor})
+		if err != nil {
+			t.Fatalf("page %d: %v", pages+1, err)
+		}
+		pages++
+		rows += len(reply.Points)
+		if cursor = reply.Next; cursor == "" {
+			break
+		}
+	}
+	if rows != hours || pages < 2 {
+		t.Fatalf("%d rows in %d pages, want %d rows over at least 2 pages", rows, pages, hours)
+	}
 }
