@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"math"
 	"testing"
-	"unicode/utf8"
 	"time"
+	"unicode/utf8"
 
 	"github.com/homemesh/homemesh"
 	"github.com/oklog/ulid/v2"
