@@ -9,3 +9,11 @@ func SetPullHeartbeat(d time.Duration) (restore func()) {
 	pullHeartbeat = d
 	return func() { pullHeartbeat = old }
 }
+
+// SetAckWait shortens how long JetStream waits for an ack, for tests, and
+// returns a function that restores it.
+func SetAckWait(d time.Duration) (restore func()) {
+	old := ackWait
+	ackWait = d
+	return func() { ackWait = old }
+}

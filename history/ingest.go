@@ -212,6 +212,28 @@ func (s *Service) add(st ingestStream, p *pending, m jetstream.Msg, lag promethe
 	return true
 }
 
+// keepInProgress marks msgs in progress every third of the ack wait until
+// the returned function is called, so that neither a slow write nor an
+// outage makes JetStream hand them to another process meanwhile.
+func (s *Service) keepInProgress(msgs []jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(ackWait / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				inProgress(msgs)
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
 func inProgress(msgs []jetstream.Msg) {
 	for _, m := range msgs {
 		_ = m.InProgress()
@@ -260,9 +282,9 @@ func (s *Service) write(ctx context.Context, p *pending) {
 // writeRetrying stores p, retrying with a capped exponential backoff until
 // the store accepts it, refuses it as invalid, or the service stops.
 func (s *Service) writeRetrying(ctx context.Context, p *pending) error {
+	defer s.keepInProgress(p.msgs)()
 	delay := retryMin
 	var failingSince time.Time
-	lastMark := time.Now()
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
@@ -299,9 +321,5 @@ func (s *Service) writeRetrying(ctx context.Context, p *pending) error {
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, retryMax)
-		if time.Since(lastMark) >= ackWait/3 {
-			inProgress(p.msgs)
-			lastMark = time.Now()
-		}
 	}
 }

@@ -83,7 +83,7 @@ const (
 // ackWait is how long JetStream waits for an ack before redelivering a
 // message; pending messages are marked in progress well within it while a
 // write is retried.
-const ackWait = 30 * time.Second
+var ackWait = 30 * time.Second
 
 // New checks cfg and returns a service ready to Run.
 func New(cfg Config, deps Deps) (*Service, error) {

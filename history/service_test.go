@@ -898,3 +898,35 @@ func TestAYearOfHourlyStatisticsPagesUnderTheBusLimit(t *testing.T) {
 		t.Fatalf("%d rows in %d pages, want %d rows over at least 2 pages", rows, pages, hours)
 	}
 }
+
+func TestMessagesHeldThroughAnOutageAreNotRedelivered(t *testing.T) {
+	t.Cleanup(history.SetAckWait(time.Second))
+	h := newHarness(t)
+	store := &outageStore{countingStore: &countingStore{Store: openStore(t, "")}}
+	store.down.Store(true)
+	h.start(store, history.Config{})
+	at := time.Now().Add(-time.Hour)
+	for i := range 5 {
+		h.publishTelemetry("meter", history.TelemetryPoint{EntityID: "power", Time: at.Add(time.Duration(i) * time.Second), Value: 1})
+	}
+	// Three ack waits of outage: without the in-progress marks JetStream
+	// would deliver the held messages again.
+	hmtest.WaitFor(t, 10*time.Second, "writes failing", func() bool { return store.failures.Load() > 0 })
+	down := time.Now()
+	hmtest.WaitFor(t, 10*time.Second, "three ack waits", func() bool { return time.Since(down) > 3*time.Second })
+	store.down.Store(false)
+	hmtest.WaitFor(t, 10*time.Second, "every point stored", func() bool {
+		return store.points.Load() == 5 && pendingAcks(t, h.conn, history.TelemetryStream) == 0
+	})
+	cons, err := h.conn.JetStream().Consumer(context.Background(), history.TelemetryStream, "history_"+home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumRedelivered != 0 || store.duplicates.Load() != 0 {
+		t.Errorf("%d messages redelivered, %d duplicates; want none", info.NumRedelivered, store.duplicates.Load())
+	}
+}
