@@ -94,42 +94,56 @@ func (l *telemetryLoad) next(t *testing.T) *loadMessage {
 
 // publish sends m and waits for JetStream's acknowledgement.
 func (l *telemetryLoad) publish(m *loadMessage) error {
+	_, err := l.publishOnce(m)
+	return err
+}
+
+// publishOnce is publish that also says whether JetStream had m already.
+func (l *telemetryLoad) publishOnce(m *loadMessage) (duplicate bool, err error) {
 	msg := &nats.Msg{Subject: bus.TelemetrySubject(l.home, l.device), Data: m.data, Header: nats.Header{}}
 	msg.Header.Set(nats.MsgIdHdr, m.id)
-	if _, err := jsPublish(l.nc, msg); err != nil {
-		return err
+	if _, duplicate, err = jsPublishOnce(l.nc, msg); err != nil {
+		return false, err
 	}
 	l.mu.Lock()
 	m.acked = true
 	l.mu.Unlock()
-	return nil
+	return duplicate, nil
 }
 
 // jsPublish publishes msg and returns its stream sequence once JetStream
 // acknowledged it.
 func jsPublish(nc *nats.Conn, msg *nats.Msg) (uint64, error) {
+	seq, _, err := jsPublishOnce(nc, msg)
+	return seq, err
+}
+
+// jsPublishOnce is jsPublish that also says whether JetStream had the
+// message already (by its Nats-Msg-Id) and did not store it again.
+func jsPublishOnce(nc *nats.Conn, msg *nats.Msg) (seq uint64, duplicate bool, err error) {
 	reply, err := nc.RequestMsg(msg, 5*time.Second)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	var ack struct {
-		Stream string `json:"stream"`
-		Seq    uint64 `json:"seq"`
-		Error  *struct {
+		Stream    string `json:"stream"`
+		Seq       uint64 `json:"seq"`
+		Duplicate bool   `json:"duplicate"`
+		Error     *struct {
 			Code        int    `json:"code"`
 			Description string `json:"description"`
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(reply.Data, &ack); err != nil {
-		return 0, fmt.Errorf("acknowledgement %q: %w", reply.Data, err)
+		return 0, false, fmt.Errorf("acknowledgement %q: %w", reply.Data, err)
 	}
 	if ack.Error != nil {
-		return 0, fmt.Errorf("JetStream refused the message: %d %s", ack.Error.Code, ack.Error.Description)
+		return 0, false, fmt.Errorf("JetStream refused the message: %d %s", ack.Error.Code, ack.Error.Description)
 	}
 	if ack.Stream != history.TelemetryStream || ack.Seq == 0 {
-		return 0, fmt.Errorf("acknowledgement without a %s sequence: %q", history.TelemetryStream, reply.Data)
+		return 0, false, fmt.Errorf("acknowledgement without a %s sequence: %q", history.TelemetryStream, reply.Data)
 	}
-	return ack.Seq, nil
+	return ack.Seq, ack.Duplicate, nil
 }
 
 // run publishes a message every interval until stop is closed; done is
@@ -190,10 +204,14 @@ func (l *telemetryLoad) settle(t *testing.T) {
 	}
 	l.mu.Unlock()
 	deadline := time.Now().Add(60 * time.Second)
+	duplicates := 0
 	for _, m := range pending {
 		for {
-			err := l.publish(m)
+			dup, err := l.publishOnce(m)
 			if err == nil {
+				if dup {
+					duplicates++
+				}
 				break
 			}
 			if time.Now().After(deadline) {
@@ -202,7 +220,8 @@ func (l *telemetryLoad) settle(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	t.Logf("load: %d messages, %d points, %d publishes unacknowledged at first and settled", len(l.msgs), l.published(), len(pending))
+	t.Logf("load: %d messages, %d points; %d publishes unacknowledged at first and settled, %d of them stored by JetStream already",
+		len(l.msgs), l.published(), len(pending), duplicates)
 }
 
 // storedPoint is what a store returned for one point of the load.
