@@ -3,8 +3,8 @@
 // operational endpoints (/healthz, /readyz, /metrics), all on one listener.
 //
 // The gateway holds no state that another instance needs; it talks to the
-// auth and registry services and to devices only over the bus, so any
-// number of gateways can serve one home.
+// auth, registry and history services and to devices only over the bus, so
+// any number of gateways can serve one home.
 //
 // Guarantees:
 //   - Deny by default: every /api/v1 route except onboard, auth/login,

@@ -35,6 +35,7 @@ import (
 	"github.com/homemesh/homemesh/edge"
 	"github.com/homemesh/homemesh/edge/broker"
 	"github.com/homemesh/homemesh/gateway"
+	"github.com/homemesh/homemesh/history"
 	"github.com/homemesh/homemesh/internal/ops"
 	"github.com/homemesh/homemesh/registry"
 	"github.com/prometheus/client_golang/prometheus"
@@ -286,7 +287,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return err
 		}
 		n.gw, err = gateway.New(gateway.Config{Home: n.home.ID, Listen: n.cfg.HTTP, TLSConfig: tlsCfg}, gateway.Deps{
-			Bus: c, Auth: auth.NewClient(c), Registry: registry.NewClient(c, n.home.ID),
+			Bus: c, Auth: auth.NewClient(c), Registry: registry.NewClient(c, n.home.ID), History: history.NewClient(c, n.home.ID),
 			Log: n.log, Metrics: n.metrics, Ready: n.readyErr,
 		})
 		if err != nil {
