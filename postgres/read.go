@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
+
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/history"
 )
@@ -126,15 +128,18 @@ func (s *Store) stats(ctx context.Context, q history.HistoryQuery) (history.Hist
 		return page, fmt.Errorf("read statistics: %w", err)
 	}
 	defer rows.Close()
+	// A year of hourly buckets is 8760 rows: size the page from the range
+	// instead of growing it row by row.
+	page.Stats = make([]history.Stat, 0, max(0, min(n+1, int(q.To.Sub(from)/q.Resolution.Bucket())+1)))
 	for rows.Next() {
 		st := history.Stat{Entity: q.Entity}
-		var lastTime *time.Time
+		var lastTime pgtype.Timestamptz
 		if err := rows.Scan(&st.Start, &st.Count, &st.NumCount, &st.Sum, &st.Min, &st.Max, &st.Last, &lastTime, &st.OnMicros); err != nil {
 			return page, fmt.Errorf("read statistics: %w", err)
 		}
 		st.Start = st.Start.UTC()
-		if lastTime != nil {
-			st.LastTime = lastTime.UTC()
+		if lastTime.Valid {
+			st.LastTime = lastTime.Time.UTC()
 		}
 		page.Stats = append(page.Stats, st)
 	}
