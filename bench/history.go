@@ -27,6 +27,10 @@ const (
 	DefaultHistoryPublishers = 2
 	DefaultHistoryInFlight   = 4096
 	DefaultHistoryDrain      = 5 * time.Minute
+	// DefaultMaxBacklog is a quarter of the STATES and TELEMETRY streams'
+	// 512 MiB: far enough ahead to keep the service's batches full, far
+	// enough from the limit that no unconsumed message is discarded.
+	DefaultMaxBacklog = 128 << 20
 )
 
 // Bounds on a history run.
@@ -61,6 +65,11 @@ type HistoryConfig struct {
 	// Publishers is the number of publishing connections, and InFlight
 	// the bound on publishes awaiting JetStream's ack, shared among them.
 	Publishers, InFlight int
+	// MaxBacklog bounds the bytes published and not yet stored, so that
+	// publishers run at the store's pace instead of overrunning the
+	// stream; negative leaves them unbounded: as fast as JetStream
+	// accepts.
+	MaxBacklog int64
 	// BatchSize and BatchWait are passed to the history service; zero
 	// keeps the service's defaults.
 	BatchSize int
@@ -90,6 +99,12 @@ func (c HistoryConfig) withDefaults() (HistoryConfig, error) {
 	}
 	if c.Drain == 0 {
 		c.Drain = DefaultHistoryDrain
+	}
+	switch {
+	case c.MaxBacklog == 0:
+		c.MaxBacklog = DefaultMaxBacklog
+	case c.MaxBacklog < 0:
+		c.MaxBacklog = 0
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -124,7 +139,8 @@ type HistoryResult struct {
 	PointsPerMessage int     `json:"points_per_message"`
 	Publishers       int     `json:"publishers"`
 	InFlight         int     `json:"in_flight"`
-	DurationSeconds  float64 `json:"duration_seconds"` // the publishing window asked for
+	MaxBacklogBytes  int64   `json:"max_backlog_bytes"` // 0: unbounded
+	DurationSeconds  float64 `json:"duration_seconds"`  // the publishing window asked for
 
 	Ingest  HistoryIngest  `json:"ingest"`
 	Disk    HistoryDisk    `json:"disk"`
@@ -137,6 +153,7 @@ type HistoryIngest struct {
 	PublishedPoints   int `json:"published_points"`
 	FailedMessages    int `json:"failed_messages"`   // publishes JetStream refused or never acked
 	StalledPublishes  int `json:"stalled_publishes"` // waits for the in-flight bound to free a slot
+	BacklogWaits      int `json:"backlog_waits"`     // waits for the store to work the backlog off
 	// StoredPoints is the sum of the points the store reported stored;
 	// ReadBackPoints counts them again by reading every entity's raw
 	// history from the store. Both must equal PublishedPoints.
@@ -209,7 +226,7 @@ func History(ctx context.Context, cfg HistoryConfig) (HistoryResult, error) {
 	}
 	res := HistoryResult{
 		Store: cfg.Store, Entities: cfg.Entities, PointsPerMessage: cfg.PointsPerMessage,
-		InFlight: cfg.InFlight, DurationSeconds: cfg.Duration.Seconds(),
+		InFlight: cfg.InFlight, MaxBacklogBytes: cfg.MaxBacklog, DurationSeconds: cfg.Duration.Seconds(),
 		Path: "state changes, one point per message, on the STATES stream",
 	}
 	if cfg.PointsPerMessage > 1 {
@@ -325,7 +342,7 @@ func History(ctx context.Context, cfg HistoryConfig) (HistoryResult, error) {
 func ingest(ctx context.Context, cfg HistoryConfig, srv *natsbus.Server, home string, devices []*benchDevice, store *countingStore, bs *benchStore, res *HistoryResult) (lost, err error) {
 	n := min(cfg.Publishers, len(devices))
 	res.Publishers = n
-	var counts ingestCounts
+	counts := ingestCounts{maxBacklog: cfg.MaxBacklog, ppm: int64(cfg.PointsPerMessage), stored: &store.points}
 	pubs := make([]*publisher, n)
 	for i := range pubs {
 		conn, err := srv.Connect(fmt.Sprintf("bench-publisher-%d", i))
@@ -347,6 +364,7 @@ func ingest(ctx context.Context, cfg HistoryConfig, srv *natsbus.Server, home st
 	in.PublishedPoints = in.PublishedMessages * cfg.PointsPerMessage
 	in.FailedMessages = int(counts.failed.Load())
 	in.StalledPublishes = int(counts.stalled.Load())
+	in.BacklogWaits = int(counts.backlogWaits.Load())
 	in.PublishSeconds = round3(published.Sub(start).Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,62 +19,77 @@ import (
 // store: every accepted point must be stored and read back, and every
 // figure must be filled in. It asserts nothing about speed.
 func TestHistory(t *testing.T) {
-	stores := []struct{ store, dsn string }{{StoreSQLite, ""}, {StorePostgres, os.Getenv("HOMEMESH_TEST_POSTGRES_DSN")}}
-	for _, s := range stores {
-		for _, ppm := range []int{1, 25} {
-			t.Run(s.store+"/ppm"+strconv.Itoa(ppm), func(t *testing.T) {
-				if s.store == StorePostgres && s.dsn == "" {
-					t.Skip("HOMEMESH_TEST_POSTGRES_DSN is unset")
+	dsn := os.Getenv("HOMEMESH_TEST_POSTGRES_DSN")
+	tests := []struct {
+		name       string
+		store      string
+		ppm        int
+		maxBacklog int64
+	}{
+		{"sqlite/state changes", StoreSQLite, 1, 0},
+		{"sqlite/telemetry unbounded", StoreSQLite, 25, -1},
+		// A backlog of one byte makes every publish wait for the store.
+		{"sqlite/held back by the store", StoreSQLite, 1, 1},
+		{"postgres/state changes", StorePostgres, 1, 0},
+		{"postgres/telemetry", StorePostgres, 25, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.store == StorePostgres && dsn == "" {
+				t.Skip("HOMEMESH_TEST_POSTGRES_DSN is unset")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			ppm := tt.ppm
+			cfg := HistoryConfig{
+				Store: tt.store, DSN: dsn, Duration: 500 * time.Millisecond, Entities: 10,
+				PointsPerMessage: ppm, Queries: 3, InFlight: 64, MaxBacklog: tt.maxBacklog,
+			}
+			res, err := History(ctx, cfg)
+			out, _ := json.MarshalIndent(res, "", "  ")
+			t.Logf("%s", out)
+			if err != nil {
+				t.Fatalf("History: %v", err)
+			}
+			in := res.Ingest
+			if in.PublishedPoints == 0 || in.PublishedPoints != in.PublishedMessages*ppm {
+				t.Errorf("published %d messages, %d points; want some, %d points each", in.PublishedMessages, in.PublishedPoints, ppm)
+			}
+			if tt.maxBacklog == 1 && in.BacklogWaits == 0 {
+				t.Errorf("no publish waited for the store with a backlog bound of one byte")
+			}
+			if in.StoredPoints != in.PublishedPoints || in.ReadBackPoints != in.PublishedPoints || in.FailedMessages != 0 {
+				t.Errorf("published %d points, stored %d, read back %d, failed %d messages", in.PublishedPoints, in.StoredPoints, in.ReadBackPoints, in.FailedMessages)
+			}
+			if in.Seconds <= 0 || in.PointsPerSec <= 0 || in.MessagesPerSec <= 0 || in.PublishMsgsPerSec <= 0 || in.Writes == 0 {
+				t.Errorf("ingest figures missing: %+v", in)
+			}
+			d := res.Disk
+			if d.RawTable == "" || d.RawBytes <= 0 || d.TotalBytes < d.RawBytes || d.Points != in.PublishedPoints || d.RawBytesPer <= 0 {
+				t.Errorf("disk figures missing: %+v", d)
+			}
+			for name, q := range map[string]QueryFigures{"raw_24h": res.Queries.Raw24h, "hourly_1y": res.Queries.Hourly1y} {
+				if q.Rows == 0 || q.Pages == 0 || q.Bus.Count != 3 || q.Store.Count != 3 || q.Bus.Max <= 0 || q.Store.Max <= 0 ||
+					q.Bus.P50 > q.Bus.P99 || q.Bus.P99 > q.Bus.Max {
+					t.Errorf("query %s figures missing: %+v", name, q)
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-				defer cancel()
-				cfg := HistoryConfig{
-					Store: s.store, DSN: s.dsn, Duration: 500 * time.Millisecond, Entities: 10,
-					PointsPerMessage: ppm, Queries: 3, InFlight: 64,
+			}
+			// The JSON the command prints names every figure.
+			var fields map[string]any
+			if err := json.Unmarshal(out, &fields); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range []string{"store", "database", "path", "ingest", "disk", "queries"} {
+				if _, ok := fields[k]; !ok {
+					t.Errorf("JSON lacks %q", k)
 				}
-				res, err := History(ctx, cfg)
-				out, _ := json.MarshalIndent(res, "", "  ")
-				t.Logf("%s", out)
-				if err != nil {
-					t.Fatalf("History: %v", err)
+			}
+			for _, k := range []string{"published_points", "stored_points", "points_per_sec", "messages_per_sec", "publish_msgs_per_sec", "seconds"} {
+				if _, ok := fields["ingest"].(map[string]any)[k]; !ok {
+					t.Errorf("JSON ingest lacks %q", k)
 				}
-				in := res.Ingest
-				if in.PublishedPoints == 0 || in.PublishedPoints != in.PublishedMessages*ppm {
-					t.Errorf("published %d messages, %d points; want some, %d points each", in.PublishedMessages, in.PublishedPoints, ppm)
-				}
-				if in.StoredPoints != in.PublishedPoints || in.ReadBackPoints != in.PublishedPoints || in.FailedMessages != 0 {
-					t.Errorf("published %d points, stored %d, read back %d, failed %d messages", in.PublishedPoints, in.StoredPoints, in.ReadBackPoints, in.FailedMessages)
-				}
-				if in.Seconds <= 0 || in.PointsPerSec <= 0 || in.MessagesPerSec <= 0 || in.PublishMsgsPerSec <= 0 || in.Writes == 0 {
-					t.Errorf("ingest figures missing: %+v", in)
-				}
-				d := res.Disk
-				if d.RawTable == "" || d.RawBytes <= 0 || d.TotalBytes < d.RawBytes || d.Points != in.PublishedPoints || d.RawBytesPer <= 0 {
-					t.Errorf("disk figures missing: %+v", d)
-				}
-				for name, q := range map[string]QueryFigures{"raw_24h": res.Queries.Raw24h, "hourly_1y": res.Queries.Hourly1y} {
-					if q.Rows == 0 || q.Pages == 0 || q.Bus.Count != 3 || q.Store.Count != 3 || q.Bus.Max <= 0 || q.Store.Max <= 0 ||
-						q.Bus.P50 > q.Bus.P99 || q.Bus.P99 > q.Bus.Max {
-						t.Errorf("query %s figures missing: %+v", name, q)
-					}
-				}
-				// The JSON the command prints names every figure.
-				var fields map[string]any
-				if err := json.Unmarshal(out, &fields); err != nil {
-					t.Fatal(err)
-				}
-				for _, k := range []string{"store", "database", "path", "ingest", "disk", "queries"} {
-					if _, ok := fields[k]; !ok {
-						t.Errorf("JSON lacks %q", k)
-					}
-				}
-				for _, k := range []string{"published_points", "stored_points", "points_per_sec", "messages_per_sec", "publish_msgs_per_sec", "seconds"} {
-					if _, ok := fields["ingest"].(map[string]any)[k]; !ok {
-						t.Errorf("JSON ingest lacks %q", k)
-					}
-				}
-			})
-		}
+			}
+		})
 	}
 }
 

@@ -126,10 +126,42 @@ func telemetryPayload(d *benchDevice, n, seq int, now time.Time) []byte {
 	return append(b, "]}"...)
 }
 
-// ingestCounts is what the publishers of one run achieved.
+// ingestCounts is what the publishers of one run achieved, and the flow
+// control that keeps them from running too far ahead of the store.
 type ingestCounts struct {
 	acked, failed atomic.Int64 // messages JetStream stored or refused
 	stalled       atomic.Int64 // publishes retried because the in-flight bound was reached
+
+	// maxBacklog bounds the bytes published but not yet stored; 0 leaves
+	// them unbounded. The streams keep a bounded number of bytes and drop
+	// the oldest beyond it, stored or not: a publisher that outruns the
+	// store by more than that loses messages, which would measure the
+	// stream's limit instead of the store.
+	maxBacklog          int64
+	ppm                 int64
+	stored              *atomic.Int64 // points the store committed
+	sentMsgs, sentBytes atomic.Int64
+	backlogWaits        atomic.Int64 // publishes that waited for the store
+}
+
+// backlog estimates the bytes published and not yet stored.
+func (c *ingestCounts) backlog() int64 {
+	msgs := c.sentMsgs.Load()
+	if msgs == 0 {
+		return 0
+	}
+	return (msgs - c.stored.Load()/c.ppm) * (c.sentBytes.Load() / msgs)
+}
+
+// waitForStore holds a publisher back while the backlog exceeds its bound.
+func (c *ingestCounts) waitForStore(ctx context.Context, stop *atomic.Bool) {
+	if c.maxBacklog == 0 || c.backlog() <= c.maxBacklog {
+		return
+	}
+	c.backlogWaits.Add(1)
+	for c.backlog() > c.maxBacklog && !stop.Load() && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // publisher sends one share of the fleet's messages over its own
@@ -161,6 +193,10 @@ func (p *publisher) run(ctx context.Context, stop *atomic.Bool, settle time.Dura
 		entities = append(entities, d.entities...)
 	}
 	for seq := 0; !stop.Load() && ctx.Err() == nil; seq++ {
+		counts.waitForStore(ctx, stop)
+		if stop.Load() {
+			break
+		}
 		var subject string
 		var data []byte
 		now := time.Now()
@@ -176,6 +212,8 @@ func (p *publisher) run(ctx context.Context, stop *atomic.Bool, settle time.Dura
 		for {
 			_, err := p.js.PublishAsync(subject, data)
 			if err == nil {
+				counts.sentMsgs.Add(1)
+				counts.sentBytes.Add(int64(len(data)))
 				break
 			}
 			if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {

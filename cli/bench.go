@@ -88,6 +88,7 @@ JetStream accepted.`,
 	f.IntVar(&cfg.Queries, "queries", bench.DefaultHistoryQueries, "timed reads of each query (0 skips the queries)")
 	f.IntVar(&cfg.Publishers, "publishers", bench.DefaultHistoryPublishers, "publishing connections")
 	f.IntVar(&cfg.InFlight, "in-flight", bench.DefaultHistoryInFlight, "publishes awaiting JetStream's ack, at most, over all publishers")
+	f.Int64Var(&cfg.MaxBacklog, "max-backlog", bench.DefaultMaxBacklog, "bytes published but not yet stored, at most, so that publishers keep to the store's pace; -1: unbounded (the streams then drop what exceeds their 512 MiB)")
 	f.IntVar(&cfg.BatchSize, "batch-size", 0, "history service batch size (0: the service's default)")
 	f.DurationVar(&cfg.BatchWait, "batch-wait", 0, "history service batch wait (0: the service's default)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
