@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/homemesh/homemesh"
@@ -198,9 +199,7 @@ func (s *Service) add(st ingestStream, p *pending, m jetstream.Msg, lag promethe
 	msg := Message{Seq: seq}
 	if err := st.decode(s, m.Subject(), m.Data(), &msg); err != nil {
 		reason := rejectionReason(err)
-		s.metrics.rejected.WithLabelValues(reason).Inc()
-		s.log.Warn("history message rejected", "reason", reason, "stream", st.name, "stream_seq", seq,
-			"subject", m.Subject(), "err", err)
+		s.rejected(reason, st.name, seq, m.Subject(), err)
 		_ = m.TermWithReason("history: " + reason)
 		return false
 	}
@@ -259,9 +258,7 @@ func (s *Service) write(ctx context.Context, p *pending) {
 	case homemesh.ErrorKind(err) != homemesh.KindInvalid:
 		// Stopped with the store down: left for redelivery.
 	case len(p.batch.Messages) == 1:
-		s.metrics.rejected.WithLabelValues(reasonRefused).Inc()
-		s.log.Warn("history message rejected", "reason", reasonRefused, "stream", p.batch.Stream,
-			"stream_seq", p.batch.Messages[0].Seq, "subject", p.msgs[0].Subject(), "err", err)
+		s.rejected(reasonRefused, p.batch.Stream, p.batch.Messages[0].Seq, p.msgs[0].Subject(), err)
 		for _, m := range p.msgs {
 			_ = m.TermWithReason("history: " + reasonRefused)
 		}
@@ -322,4 +319,56 @@ func (s *Service) writeRetrying(ctx context.Context, p *pending) error {
 		}
 		delay = min(2*delay, retryMax)
 	}
+}
+
+// Rejection log bounds: a burst of rejectLogBurst lines, then
+// rejectLogRate a second. A device flooding the bus with garbage must not
+// flood the log too; every rejection is still counted.
+const (
+	rejectLogBurst = 20
+	rejectLogRate  = 5
+)
+
+// rejectLog is a token bucket for rejection lines.
+type rejectLog struct {
+	mu         sync.Mutex
+	tokens     float64
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether a line may be logged now and how many were
+// suppressed since the last one.
+func (r *rejectLog) allow(now time.Time) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last.IsZero() {
+		r.tokens = rejectLogBurst
+	} else {
+		r.tokens = min(rejectLogBurst, r.tokens+now.Sub(r.last).Seconds()*rejectLogRate)
+	}
+	r.last = now
+	if r.tokens < 1 {
+		r.suppressed++
+		return false, 0
+	}
+	r.tokens--
+	n := r.suppressed
+	r.suppressed = 0
+	return true, n
+}
+
+// rejected counts a message that can never be stored and logs why,
+// without its payload.
+func (s *Service) rejected(reason, stream string, seq uint64, subject string, err error) {
+	s.metrics.rejected.WithLabelValues(reason).Inc()
+	ok, suppressed := s.rejectLog.allow(time.Now())
+	if !ok {
+		return
+	}
+	attrs := []any{"reason", reason, "stream", stream, "stream_seq", seq, "subject", subject, "err", err}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
+	s.log.Warn("history message rejected", attrs...)
 }

@@ -67,6 +67,8 @@ type Service struct {
 	// that a query can choose a tier by the entity's retention.
 	kindsMu sync.RWMutex
 	kinds   map[string]homemesh.EntityKind
+
+	rejectLog rejectLog
 }
 
 // Ingestion bounds. A message over MaxMessageBytes, or telemetry with more

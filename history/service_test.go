@@ -930,3 +930,26 @@ func TestMessagesHeldThroughAnOutageAreNotRedelivered(t *testing.T) {
 		t.Errorf("%d messages redelivered, %d duplicates; want none", info.NumRedelivered, store.duplicates.Load())
 	}
 }
+
+func TestRejectionFloodIsCountedButNotAllLogged(t *testing.T) {
+	h := newHarness(t)
+	h.start(openStore(t, ""), history.Config{})
+	for range 100 {
+		h.publish(bus.TelemetrySubject(home, "meter"), []byte(`garbage`))
+	}
+	rejected := func() float64 {
+		return h.metric("homemesh_history_rejected_messages_total", map[string]string{"reason": "malformed"})
+	}
+	hmtest.WaitFor(t, 10*time.Second, "every message rejected", func() bool { return rejected() == 100 })
+	if n := strings.Count(h.logs.String(), "history message rejected"); n > 40 {
+		t.Errorf("%d rejection lines for 100 messages, want the log bounded", n)
+	}
+	// Once the bucket refills, the next line says how many were left out.
+	hmtest.WaitFor(t, 10*time.Second, "a line counting the suppressed ones", func() bool {
+		if strings.Contains(h.logs.String(), `"suppressed":`) {
+			return true
+		}
+		h.publish(bus.TelemetrySubject(home, "meter"), []byte(`garbage`))
+		return false
+	})
+}
