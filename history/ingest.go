@@ -10,12 +10,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// batchRowsPerMessage × BatchSize bounds the points and events of a batch.
+const batchRowsPerMessage = 50
+
 // Write retry bounds: a failed write is retried after retryMin, doubling
 // up to retryMax, until it succeeds or the service stops.
 const (
-	// batchRowsPerMessage × BatchSize bounds the rows of a batch.
-	batchRowsPerMessage = 50
-
 	retryMin = 100 * time.Millisecond
 	retryMax = 5 * time.Second
 	// writeTimeout bounds one write attempt, so a store that hangs is
@@ -241,8 +241,8 @@ func inProgress(msgs []jetstream.Msg) {
 
 // write stores p, then acknowledges its messages. A lost ack only causes
 // a redelivery, which the store recognises and skips, so acks are not
-// waited for. If the service stops while the store is down, p stays
-// unacknowledged and JetStream delivers it again later.
+// waited for. If the service stops while the store is down, p is handed
+// back unstored and JetStream delivers it again.
 //
 // A batch the store refuses as invalid would be refused forever: its
 // messages are written one by one so that only the ones at fault are
@@ -256,7 +256,12 @@ func (s *Service) write(ctx context.Context, p *pending) {
 			_ = m.Ack()
 		}
 	case homemesh.ErrorKind(err) != homemesh.KindInvalid:
-		// Stopped with the store down: left for redelivery.
+		// Stopped with the store down: handed back at once, for another
+		// history process or the next start, rather than after the ack
+		// wait.
+		for _, m := range p.msgs {
+			_ = m.Nak()
+		}
 	case len(p.batch.Messages) == 1:
 		s.rejected(reasonRefused, p.batch.Stream, p.batch.Messages[0].Seq, p.msgs[0].Subject(), err)
 		for _, m := range p.msgs {

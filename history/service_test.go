@@ -953,3 +953,63 @@ func TestRejectionFloodIsCountedButNotAllLogged(t *testing.T) {
 		return false
 	})
 }
+
+// refusingStore refuses, as invalid, every batch holding a point of
+// value 666, as a store with a rule the decoder does not know would.
+type refusingStore struct{ *countingStore }
+
+func (r refusingStore) Write(ctx context.Context, b history.Batch) (history.WriteResult, error) {
+	for _, m := range b.Messages {
+		for _, p := range m.Points {
+			if p.Value == 666 {
+				return history.WriteResult{}, fmt.Errorf("write history batch: %w", homemesh.Invalid("messages[0].points[0].value", "refused"))
+			}
+		}
+	}
+	return r.countingStore.Write(ctx, b)
+}
+
+func TestAMessageTheStoreRefusesIsTerminatedAlone(t *testing.T) {
+	h := newHarness(t)
+	store := refusingStore{&countingStore{Store: openStore(t, "")}}
+	h.start(store, history.Config{BatchWait: time.Second})
+	at := time.Now().Add(-time.Hour)
+	for i, v := range []float64{1, 2, 666, 4, 5} {
+		h.publishTelemetry("meter", history.TelemetryPoint{EntityID: "power", Time: at.Add(time.Duration(i) * time.Second), Value: v})
+	}
+	hmtest.WaitFor(t, 10*time.Second, "the others stored and the refused one settled", func() bool {
+		return store.points.Load() == 4 && pendingAcks(t, h.conn, history.TelemetryStream) == 0
+	})
+	if got := h.metric("homemesh_history_rejected_messages_total", map[string]string{"reason": "refused_by_store"}); got != 1 {
+		t.Errorf("refused messages = %v, want 1", got)
+	}
+	if !strings.Contains(h.logs.String(), `"stream_seq":3`) {
+		t.Errorf("the refused message (sequence 3) was not logged:\n%s", h.logs.String())
+	}
+}
+
+func TestStoppingDuringAnOutageHandsTheBatchBack(t *testing.T) {
+	h := newHarness(t)
+	store := &outageStore{countingStore: &countingStore{Store: openStore(t, "")}}
+	store.down.Store(true)
+	stop := h.start(store, history.Config{})
+	at := time.Now().Add(-time.Hour)
+	for i := range 3 {
+		h.publishTelemetry("meter", history.TelemetryPoint{EntityID: "power", Time: at.Add(time.Duration(i) * time.Second), Value: 1})
+	}
+	hmtest.WaitFor(t, 10*time.Second, "writes failing", func() bool { return store.failures.Load() > 0 })
+	stop() // Run returns nil: a clean stop, with the batch unstored
+	if !strings.Contains(h.logs.String(), "history stopping with a batch not stored") {
+		t.Error("the unstored batch was not logged")
+	}
+	store.down.Store(false)
+	h.metrics = prometheus.NewRegistry()
+	h.start(store, history.Config{})
+	// Well within the 30 s ack wait: the batch was handed back at once.
+	hmtest.WaitFor(t, 10*time.Second, "the batch stored by the next start", func() bool {
+		return store.points.Load() == 3 && pendingAcks(t, h.conn, history.TelemetryStream) == 0
+	})
+	if store.duplicates.Load() != 0 {
+		t.Errorf("%d duplicates, want none", store.duplicates.Load())
+	}
+}
