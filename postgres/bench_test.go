@@ -101,7 +101,7 @@ func (m *cpuMeter) report(b *testing.B, points int) {
 // way), by COPY into the staging table and INSERT … SELECT … ON CONFLICT
 // DO NOTHING (staging: the store's way once a batch meets a stored point),
 // or as arrays in one INSERT … SELECT FROM unnest … ON CONFLICT DO NOTHING
-// (unnest); by one writer or by four at once.
+// (unnest); by one writer, or by four at once, each for its own home.
 func BenchmarkWrite(b *testing.B) {
 	testDSN(b)
 	for _, ins := range []struct {
@@ -115,25 +115,30 @@ func BenchmarkWrite(b *testing.B) {
 					s := openBench(b)
 					s.direct, s.insert = ins.direct, ins.f
 					start := time.Now().Add(-24 * time.Hour).Truncate(24 * time.Hour)
-					// Warm up: entities, partitions, prepared statements.
-					if _, err := s.Write(context.Background(), benchBatch("bench", 1, start, size)); err != nil {
-						b.Fatal(err)
-					}
 					// The batches are made before the clock starts: only
-					// the store is measured.
-					batches := make(chan history.Batch, b.N)
-					for i := range b.N {
-						batches <- benchBatch("bench", uint64(size*(i+1)+1), start, size)
+					// the store is measured. Each writer stands for the
+					// consumer of another home.
+					batches := make([]chan history.Batch, writers)
+					for w := range writers {
+						batches[w] = make(chan history.Batch, b.N)
+						if _, err := s.Write(context.Background(), benchBatch(fmt.Sprintf("bench%d", w), 1, start, size)); err != nil {
+							b.Fatal(err)
+						}
 					}
-					close(batches)
+					for i := range b.N {
+						batches[i%writers] <- benchBatch(fmt.Sprintf("bench%d", i%writers), uint64(size*(i/writers+1)+1), start, size)
+					}
+					for _, c := range batches {
+						close(c)
+					}
 					cpu := startCPU(s)
 					b.ResetTimer()
 					var wg sync.WaitGroup
-					for range writers {
+					for w := range writers {
 						wg.Add(1)
 						go func() {
 							defer wg.Done()
-							for bt := range batches {
+							for bt := range batches[w] {
 								if _, err := s.Write(context.Background(), bt); err != nil {
 									b.Error(err)
 									return

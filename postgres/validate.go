@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -24,7 +25,7 @@ const maxText = 1024
 
 // checkText rejects what PostgreSQL's text type cannot hold (NUL bytes,
 // invalid UTF-8) and absurd lengths.
-func checkText(field, s string, required bool) error {
+func checkText(field, s string, required bool) *homemesh.Error {
 	switch {
 	case required && s == "":
 		return homemesh.Invalid(field, "is empty")
@@ -38,7 +39,7 @@ func checkText(field, s string, required bool) error {
 	return nil
 }
 
-func checkTime(field string, t time.Time) error {
+func checkTime(field string, t time.Time) *homemesh.Error {
 	if t.Before(minTime) || !t.Before(maxTime) {
 		return homemesh.Invalid(field, "%v is outside the years 1970 to 9999", t)
 	}
@@ -55,18 +56,21 @@ func validateBatch(b history.Batch) error {
 	if err := checkText("stream", b.Stream, true); err != nil {
 		return err
 	}
+	// Field paths are built only for the culprit: formatting one per
+	// point would cost more than the checks.
 	for i, m := range b.Messages {
-		f := fmt.Sprintf("messages[%d]", i)
 		if m.Seq == 0 || m.Seq > math.MaxInt64 {
-			return homemesh.Invalid(f+".seq", "%d is not a stream sequence", m.Seq)
+			return homemesh.Invalid(fmt.Sprintf("messages[%d].seq", i), "%d is not a stream sequence", m.Seq)
 		}
 		for j, p := range m.Points {
-			if err := validatePoint(fmt.Sprintf("%s.points[%d]", f, j), p); err != nil {
+			if err := validatePoint(p); err != nil {
+				err.Field = fmt.Sprintf("messages[%d].points[%d].%s", i, j, err.Field)
 				return err
 			}
 		}
 		for j, e := range m.Events {
-			if err := validateEvent(fmt.Sprintf("%s.events[%d]", f, j), e); err != nil {
+			if err := validateEvent(e); err != nil {
+				err.Field = fmt.Sprintf("messages[%d].events[%d].%s", i, j, err.Field)
 				return err
 			}
 		}
@@ -74,52 +78,51 @@ func validateBatch(b history.Batch) error {
 	return nil
 }
 
-func validatePoint(f string, p history.Point) error {
-	if err := checkText(f+".entity", p.Entity, true); err != nil {
+func validatePoint(p history.Point) *homemesh.Error {
+	if err := checkText("entity", p.Entity, true); err != nil {
 		return err
 	}
-	if err := checkText(f+".device", p.Device, false); err != nil {
+	if err := checkText("device", p.Device, false); err != nil {
 		return err
 	}
-	if err := checkText(f+".kind", string(p.Kind), false); err != nil {
+	if err := checkText("kind", string(p.Kind), false); err != nil {
 		return err
 	}
-	if err := checkText(f+".state", p.State, false); err != nil {
+	if err := checkText("state", p.State, false); err != nil {
 		return err
 	}
-	if err := checkTime(f+".time", p.Time); err != nil {
+	if err := checkTime("time", p.Time); err != nil {
 		return err
 	}
 	if p.Numeric && (math.IsNaN(p.Value) || math.IsInf(p.Value, 0)) {
-		return homemesh.Invalid(f+".value", "%v is not a finite number", p.Value)
+		return homemesh.Invalid("value", "%v is not a finite number", p.Value)
 	}
 	if len(p.Attrs) > 0 {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(p.Attrs, &obj); err != nil || obj == nil {
-			return homemesh.Invalid(f+".attrs", "is not a JSON object")
+		if trimmed := bytes.TrimLeft(p.Attrs, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(p.Attrs) {
+			return homemesh.Invalid("attrs", "is not a JSON object")
 		}
 	}
 	return nil
 }
 
-func validateEvent(f string, e history.Event) error {
-	if err := checkText(f+".id", e.ID, true); err != nil {
+func validateEvent(e history.Event) *homemesh.Error {
+	if err := checkText("id", e.ID, true); err != nil {
 		return err
 	}
-	if err := checkText(f+".kind", e.Kind, true); err != nil {
+	if err := checkText("kind", e.Kind, true); err != nil {
 		return err
 	}
-	if err := checkText(f+".device", e.Device, false); err != nil {
+	if err := checkText("device", e.Device, false); err != nil {
 		return err
 	}
-	if err := checkText(f+".entity", e.Entity, false); err != nil {
+	if err := checkText("entity", e.Entity, false); err != nil {
 		return err
 	}
-	if err := checkTime(f+".time", e.Time); err != nil {
+	if err := checkTime("time", e.Time); err != nil {
 		return err
 	}
 	if len(e.Data) > 0 && !json.Valid(e.Data) {
-		return homemesh.Invalid(f+".data", "is not valid JSON")
+		return homemesh.Invalid("data", "is not valid JSON")
 	}
 	return nil
 }
