@@ -576,3 +576,44 @@ func TestErrorsNeverCarryThePassword(t *testing.T) {
 		}
 	}
 }
+
+// Processes writing into days that have no partition yet create each one
+// once, without failing each other's batches.
+func TestConcurrentWritersCreatePartitionsOnce(t *testing.T) {
+	first, dsn := openFresh(t)
+	stores := []*Store{first}
+	for range 3 {
+		s, err := Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores = append(stores, s)
+	}
+	var wg sync.WaitGroup
+	for w, s := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range 8 {
+				at := t0.Add(time.Duration(d*3) * 24 * time.Hour)
+				b := oneEach(fmt.Sprintf("home%d", w), uint64(d+1), numeric("x", at, 1))
+				b.Messages[0].Events = []history.Event{{ID: "e", Time: at, Kind: "k"}}
+				if _, err := s.Write(context.Background(), b); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, table := range []string{pointsTable, eventsTable} {
+		got := partitionsOf(t, first, table)
+		if len(got) != 16 { // each day written and the day after it
+			t.Errorf("%s has %d partitions: %v", table, len(got), got)
+		}
+	}
+	var n int
+	if err := first.pool.QueryRow(context.Background(), "SELECT count(*) FROM points").Scan(&n); err != nil || n != 32 {
+		t.Errorf("stored %d points (%v), want 32", n, err)
+	}
+}
