@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/homemesh/homemesh/history"
 )
@@ -518,19 +519,21 @@ func queueStats(queued *pgx.Batch, r history.Resolution, stats map[statKey]histo
 	})
 	n := len(rows)
 	var (
-		entity           = make([]int32, n)
-		start            = make([]time.Time, n)
-		count, numCount  = make([]int64, n), make([]int64, n)
-		sum              = make([]float64, n)
-		minV, maxV, last = make([]*float64, n), make([]*float64, n), make([]*float64, n)
-		lastTime         = make([]*time.Time, n)
+		entity          = make([]int32, n)
+		start           = make([]time.Time, n)
+		count, numCount = make([]int64, n), make([]int64, n)
+		sum             = make([]float64, n)
+		// Typed nullable arrays: pgx encodes them without reflection.
+		minV, maxV, last = make(pgtype.FlatArray[pgtype.Float8], n), make(pgtype.FlatArray[pgtype.Float8], n), make(pgtype.FlatArray[pgtype.Float8], n)
+		lastTime         = make(pgtype.FlatArray[pgtype.Timestamptz], n)
 		onMicros         = make([]int64, n)
 	)
 	for i, rw := range rows {
 		st := rw.st
 		entity[i], start[i], count[i], numCount[i], sum[i], onMicros[i] = rw.id, st.Start, st.Count, st.NumCount, st.Sum, st.OnMicros
 		if st.NumCount > 0 {
-			minV[i], maxV[i], last[i], lastTime[i] = &st.Min, &st.Max, &st.Last, &st.LastTime
+			minV[i], maxV[i], last[i] = pgtype.Float8{Float64: st.Min, Valid: true}, pgtype.Float8{Float64: st.Max, Valid: true}, pgtype.Float8{Float64: st.Last, Valid: true}
+			lastTime[i] = pgtype.Timestamptz{Time: st.LastTime, Valid: true}
 		}
 	}
 	queued.Queue(fmt.Sprintf(`
