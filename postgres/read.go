@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -76,6 +78,7 @@ func (s *Store) raw(ctx context.Context, q history.HistoryQuery) (history.Histor
 		SELECT e.device, e.kind, p.ts, p.value, p.state, p.attrs
 		FROM entities e JOIN points p ON p.entity_id = e.id
 		WHERE e.home = $1 AND e.entity = $2 AND p.ts %s $3 AND p.ts < $4
+		  AND p.entity_id = (SELECT id FROM entities WHERE home = $1 AND entity = $2)
 		ORDER BY p.ts LIMIT $5`, op), q.Home, q.Entity, from, q.To, n+1)
 	if err != nil {
 		return page, fmt.Errorf("read history: %w", err)
@@ -121,8 +124,8 @@ func (s *Store) stats(ctx context.Context, q history.HistoryQuery) (history.Hist
 	}
 	rows, err := s.pool.Query(ctx, fmt.Sprintf(`
 		SELECT s.start, s.count, s.num_count, s.sum, coalesce(s.min, 0), coalesce(s.max, 0), coalesce(s.last, 0), s.last_time, s.on_micros
-		FROM entities e JOIN %s s ON s.entity_id = e.id
-		WHERE e.home = $1 AND e.entity = $2 AND s.start %s $3 AND s.start < $4
+		FROM %s s
+		WHERE s.entity_id = (SELECT id FROM entities WHERE home = $1 AND entity = $2) AND s.start %s $3 AND s.start < $4
 		ORDER BY s.start LIMIT $5`, statsTable(q.Resolution), op), q.Home, q.Entity, from, q.To, n+1)
 	if err != nil {
 		return page, fmt.Errorf("read statistics: %w", err)
@@ -131,15 +134,27 @@ func (s *Store) stats(ctx context.Context, q history.HistoryQuery) (history.Hist
 	// A year of hourly buckets is 8760 rows: size the page from the range
 	// instead of growing it row by row.
 	page.Stats = make([]history.Stat, 0, max(0, min(n+1, int(q.To.Sub(from)/q.Resolution.Bucket())+1)))
+	binary := true
+	for _, f := range rows.FieldDescriptions() {
+		binary = binary && f.Format == pgtype.BinaryFormatCode
+	}
 	for rows.Next() {
 		st := history.Stat{Entity: q.Entity}
-		var lastTime pgtype.Timestamptz
-		if err := rows.Scan(&st.Start, &st.Count, &st.NumCount, &st.Sum, &st.Min, &st.Max, &st.Last, &lastTime, &st.OnMicros); err != nil {
-			return page, fmt.Errorf("read statistics: %w", err)
-		}
-		st.Start = st.Start.UTC()
-		if lastTime.Valid {
-			st.LastTime = lastTime.Time.UTC()
+		if binary {
+			// Decoding the fixed-size binary columns by hand is several
+			// times cheaper than Scan, which matters at 8760 rows a year.
+			if !decodeStat(rows.RawValues(), &st) {
+				return page, fmt.Errorf("read statistics: unexpected column sizes")
+			}
+		} else {
+			var lastTime pgtype.Timestamptz
+			if err := rows.Scan(&st.Start, &st.Count, &st.NumCount, &st.Sum, &st.Min, &st.Max, &st.Last, &lastTime, &st.OnMicros); err != nil {
+				return page, fmt.Errorf("read statistics: %w", err)
+			}
+			st.Start = st.Start.UTC()
+			if lastTime.Valid {
+				st.LastTime = lastTime.Time.UTC()
+			}
 		}
 		page.Stats = append(page.Stats, st)
 	}
@@ -213,4 +228,31 @@ func (s *Store) Events(ctx context.Context, q history.EventQuery) (history.Event
 		page.Events, page.More = page.Events[:n], true
 	}
 	return page, nil
+}
+
+// postgresEpoch is where PostgreSQL's binary timestamps count from.
+var postgresEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+
+// decodeStat decodes a statistics row in PostgreSQL's binary format:
+// start, count, num_count, sum, min, max, last, last_time (NULL without
+// numeric points), on_micros. It reports false on any other shape.
+func decodeStat(raw [][]byte, st *history.Stat) bool {
+	if len(raw) != 9 {
+		return false
+	}
+	for i, v := range raw {
+		if len(v) != 8 && !(i == 7 && v == nil) {
+			return false
+		}
+	}
+	word := func(i int) uint64 { return binary.BigEndian.Uint64(raw[i]) }
+	stamp := func(i int) time.Time { return time.UnixMicro(int64(word(i)) + postgresEpoch).UTC() }
+	st.Start = stamp(0)
+	st.Count, st.NumCount = int64(word(1)), int64(word(2))
+	st.Sum, st.Min, st.Max, st.Last = math.Float64frombits(word(3)), math.Float64frombits(word(4)), math.Float64frombits(word(5)), math.Float64frombits(word(6))
+	if raw[7] != nil {
+		st.LastTime = stamp(7)
+	}
+	st.OnMicros = int64(word(8))
+	return true
 }
