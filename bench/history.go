@@ -161,6 +161,11 @@ type HistoryIngest struct {
 	ReadBackPoints int `json:"read_back_points"`
 	Duplicates     int `json:"duplicates"` // messages the store skipped as already stored
 	Writes         int `json:"writes"`     // store transactions (batches)
+	// WriteMS is the duration of the store's writes; WritingSeconds
+	// their sum, to compare with Seconds: a store that was writing all
+	// along set the pace.
+	WriteMS        LatencyMS `json:"write_ms"`
+	WritingSeconds float64   `json:"writing_seconds"`
 	// PublishSeconds runs from the first publish to the last ack;
 	// Seconds from the first publish to the commit of the last point.
 	PublishSeconds    float64 `json:"publish_seconds"`
@@ -392,6 +397,8 @@ func ingest(ctx context.Context, cfg HistoryConfig, srv *natsbus.Server, home st
 	in.StoredPoints = int(store.points.Load())
 	in.Duplicates = int(store.duplicates.Load())
 	in.Writes = int(store.writes.Load())
+	in.WriteMS = latencies(&store.writeTime, in.Writes)
+	in.WritingSeconds = round3(time.Duration(store.busy.Load()).Seconds())
 	if last := store.lastCommit.Load(); last > 0 {
 		in.Seconds = round3(time.Unix(0, last).Sub(start).Seconds())
 	}

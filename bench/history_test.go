@@ -61,7 +61,8 @@ func TestHistory(t *testing.T) {
 			if in.StoredPoints != in.PublishedPoints || in.ReadBackPoints != in.PublishedPoints || in.FailedMessages != 0 {
 				t.Errorf("published %d points, stored %d, read back %d, failed %d messages", in.PublishedPoints, in.StoredPoints, in.ReadBackPoints, in.FailedMessages)
 			}
-			if in.Seconds <= 0 || in.PointsPerSec <= 0 || in.MessagesPerSec <= 0 || in.PublishMsgsPerSec <= 0 || in.Writes == 0 {
+			if in.Seconds <= 0 || in.PointsPerSec <= 0 || in.MessagesPerSec <= 0 || in.PublishMsgsPerSec <= 0 || in.Writes == 0 ||
+				in.WriteMS.Count != in.Writes || in.WriteMS.Max <= 0 || in.WritingSeconds <= 0 {
 				t.Errorf("ingest figures missing: %+v", in)
 			}
 			d := res.Disk

@@ -218,11 +218,19 @@ type countingStore struct {
 	history.Store
 	points, duplicates, writes atomic.Int64
 	lastCommit                 atomic.Int64 // unix nanoseconds
+	// writeTime holds the duration of every successful write, and busy
+	// their sum: whether the service's writer was ever idle.
+	writeTime histogram
+	busy      atomic.Int64
 }
 
 func (s *countingStore) Write(ctx context.Context, b history.Batch) (history.WriteResult, error) {
+	start := time.Now()
 	res, err := s.Store.Write(ctx, b)
 	if err == nil {
+		d := time.Since(start)
+		s.writeTime.record(int64(d))
+		s.busy.Add(int64(d))
 		s.writes.Add(1)
 		s.duplicates.Add(int64(res.Duplicates))
 		if res.Points > 0 {
