@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,12 +26,17 @@ type loadGen struct {
 	step     int
 	rng      *rand.Rand
 	values   []float64
+	names    []string
+	devices  []string
 }
 
 func newLoadGen(entities int, binary bool) *loadGen {
-	g := &loadGen{entities: entities, binary: binary, rng: rand.New(rand.NewPCG(1, 2)), values: make([]float64, entities)}
+	g := &loadGen{entities: entities, binary: binary, rng: rand.New(rand.NewPCG(1, 2)),
+		values: make([]float64, entities), names: make([]string, entities), devices: make([]string, entities)}
 	for i := range g.values {
 		g.values[i] = 20
+		g.names[i] = fmt.Sprintf("sensor.e%04d", i)
+		g.devices[i] = fmt.Sprintf("dev%04d", i/4)
 	}
 	return g
 }
@@ -42,7 +48,7 @@ func (g *loadGen) batch(start time.Time, points int) history.Batch {
 		at := start.Add(time.Duration(g.step/g.entities) * time.Minute)
 		g.step++
 		g.seq++
-		p := history.Point{Entity: fmt.Sprintf("sensor.e%04d", e), Device: fmt.Sprintf("dev%04d", e/4), Kind: homemesh.KindSensor, Time: at}
+		p := history.Point{Entity: g.names[e], Device: g.devices[e], Kind: homemesh.KindSensor, Time: at}
 		if g.binary && e%10 == 0 {
 			p.Kind = homemesh.KindLight
 			p.State = "off"
@@ -70,27 +76,46 @@ func openBench(b *testing.B) (*Store, string) {
 }
 
 // BenchmarkWrite stores 1000-point batches, one point per message, from
-// 1000 entities.
+// 100 or 1000 entities. Besides points/s it reports the process's CPU
+// time per point, which varies less than wall time on a shared machine.
 func BenchmarkWrite(b *testing.B) {
 	for _, tt := range []struct {
-		name   string
-		binary bool
-	}{{"numeric", false}, {"tenth-binary", true}} {
+		name     string
+		entities int
+		binary   bool
+		batch    int
+	}{
+		{"entities=100", 100, false, 1000},
+		{"entities=1000", 1000, false, 1000},
+		{"entities=1000,tenth-binary", 1000, true, 1000},
+		{"entities=1000,batch=5000", 1000, false, 5000},
+	} {
 		b.Run(tt.name, func(b *testing.B) {
 			s, _ := openBench(b)
-			g := newLoadGen(1000, tt.binary)
+			g := newLoadGen(tt.entities, tt.binary)
 			ctx := context.Background()
 			points := 0
+			cpu := cpuTime()
 			for b.Loop() {
-				res, err := s.Write(ctx, g.batch(t0, 1000))
+				res, err := s.Write(ctx, g.batch(t0, tt.batch))
 				if err != nil {
 					b.Fatal(err)
 				}
 				points += res.Points
 			}
 			b.ReportMetric(float64(points)/b.Elapsed().Seconds(), "points/s")
+			b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(points), "cpu-ns/point")
 		})
 	}
+}
+
+// cpuTime is the user and system time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkBytesPerPoint reports the file size per raw point after storing

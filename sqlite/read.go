@@ -60,6 +60,17 @@ func (s *Store) History(ctx context.Context, q history.HistoryQuery) (history.Hi
 	return page, wrapRead(err)
 }
 
+// bucketsIn is how many buckets of table fit in [from, to) µs, at most
+// history.MaxLimit: the capacity a page needs.
+func bucketsIn(table string, from, to int64) int {
+	for r, t := range statTables {
+		if t == table {
+			return int(min((to-from)/r.Bucket().Microseconds()+1, history.MaxLimit))
+		}
+	}
+	return 0
+}
+
 func wrapRead(err error) error {
 	if err != nil {
 		return fmt.Errorf("read history: %w", err)
@@ -105,7 +116,7 @@ func (s *Store) statHistory(ctx context.Context, entity string, e entityRow, tab
 		return nil, false, err
 	}
 	defer rows.Close()
-	stats := make([]history.Stat, 0, min(n, 1024))
+	stats := make([]history.Stat, 0, min(n, bucketsIn(table, from, to)))
 	more := false
 	for rows.Next() {
 		if len(stats) == n {

@@ -148,7 +148,7 @@ func (s *Store) Write(ctx context.Context, b history.Batch) (history.WriteResult
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	w := batchWriter{s: s, b: b, now: time.Now()}
+	w := batchWriter{s: s, b: b, now: time.Now(), txStmts: map[*sql.Stmt]*sql.Stmt{}}
 	res, err := w.write(ctx)
 	if err != nil {
 		return history.WriteResult{}, fmt.Errorf("write history batch: %w", err)
@@ -171,6 +171,7 @@ type batchWriter struct {
 	tx  *sql.Tx
 
 	newEntities map[entityKey]entityRow
+	txStmts     map[*sql.Stmt]*sql.Stmt
 }
 
 // seqRange is a range [first, last] of the ledger.
