@@ -2,9 +2,12 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 
 	"github.com/homemesh/homemesh"
@@ -79,65 +82,133 @@ func wrapRead(err error) error {
 }
 
 func (s *Store) rawHistory(ctx context.Context, entity string, e entityRow, from, to int64, n int) ([]history.Point, bool, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT ts, value, state, attrs FROM points
-		WHERE entity_id = ? AND ts >= ? AND ts < ? ORDER BY ts LIMIT ?`, e.id, from, to, n+1)
-	if err != nil {
-		return nil, false, err
-	}
-	defer rows.Close()
 	points := make([]history.Point, 0, min(n, 1024))
 	more := false
-	for rows.Next() {
-		if len(points) == n {
-			more = true
-			break
-		}
-		var ts int64
-		var value sql.NullFloat64
-		var state sql.NullString
-		var attrs []byte
-		if err := rows.Scan(&ts, &value, &state, &attrs); err != nil {
-			return nil, false, err
-		}
-		p := history.Point{Entity: entity, Device: e.device, Kind: e.kind, Time: fromMicros(ts),
-			Numeric: value.Valid, Value: value.Float64, State: state.String}
-		if len(attrs) > 0 {
-			p.Attrs = json.RawMessage(attrs)
-		}
-		points = append(points, p)
-	}
-	return points, more, rows.Err()
+	err := s.query(ctx, `SELECT ts, value, state, attrs FROM points
+		WHERE entity_id = ? AND ts >= ? AND ts < ? ORDER BY ts LIMIT ?`, []any{e.id, from, to, int64(n + 1)},
+		func(v []driver.Value) bool {
+			if len(points) == n {
+				more = true
+				return false
+			}
+			p := history.Point{Entity: entity, Device: e.device, Kind: e.kind, Time: fromMicros(asInt(v[0]))}
+			if v[1] != nil {
+				p.Numeric, p.Value = true, asFloat(v[1])
+			} else {
+				p.State = asString(v[2])
+			}
+			if a := asBytes(v[3]); len(a) > 0 {
+				p.Attrs = json.RawMessage(a)
+			}
+			points = append(points, p)
+			return true
+		})
+	return points, more, err
 }
 
 func (s *Store) statHistory(ctx context.Context, entity string, e entityRow, table string, from, to int64, n int) ([]history.Stat, bool, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT start, count, num_count, sum, min, max, last, last_ts, on_us FROM `+table+`
-		WHERE entity_id = ? AND start >= ? AND start < ? ORDER BY start LIMIT ?`, e.id, from, to, n+1)
-	if err != nil {
-		return nil, false, err
-	}
-	defer rows.Close()
 	stats := make([]history.Stat, 0, min(n, bucketsIn(table, from, to)))
 	more := false
-	for rows.Next() {
-		if len(stats) == n {
-			more = true
-			break
-		}
-		var start int64
-		var minV, maxV, last sql.NullFloat64
-		var lastTS sql.NullInt64
-		st := history.Stat{Entity: entity}
-		if err := rows.Scan(&start, &st.Count, &st.NumCount, &st.Sum, &minV, &maxV, &last, &lastTS, &st.OnMicros); err != nil {
-			return nil, false, err
-		}
-		st.Start = fromMicros(start)
-		st.Min, st.Max, st.Last = minV.Float64, maxV.Float64, last.Float64
-		if lastTS.Valid {
-			st.LastTime = fromMicros(lastTS.Int64)
-		}
-		stats = append(stats, st)
+	err := s.query(ctx, `SELECT start, count, num_count, sum, min, max, last, last_ts, on_us FROM `+table+`
+		WHERE entity_id = ? AND start >= ? AND start < ? ORDER BY start LIMIT ?`, []any{e.id, from, to, int64(n + 1)},
+		func(v []driver.Value) bool {
+			if len(stats) == n {
+				more = true
+				return false
+			}
+			st := history.Stat{Entity: entity, Start: fromMicros(asInt(v[0])), Count: asInt(v[1]), NumCount: asInt(v[2]),
+				Sum: asFloat(v[3]), Min: asFloat(v[4]), Max: asFloat(v[5]), Last: asFloat(v[6]), OnMicros: asInt(v[8])}
+			if v[7] != nil {
+				st.LastTime = fromMicros(asInt(v[7]))
+			}
+			stats = append(stats, st)
+			return true
+		})
+	return stats, more, err
+}
+
+// query runs a query on a reader connection and calls row for each row
+// until it returns false. It talks to the driver directly: the history
+// queries return thousands of rows, and database/sql's per-row locking and
+// conversions cost more than SQLite's own work on them. The values passed
+// to row are valid only during the call.
+func (s *Store) query(ctx context.Context, query string, args []any, row func([]driver.Value) bool) error {
+	conn, err := s.r.Conn(ctx)
+	if err != nil {
+		return err
 	}
-	return stats, more, rows.Err()
+	defer conn.Close()
+	named := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	return conn.Raw(func(dc any) error {
+		qc, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return fmt.Errorf("driver connection %T cannot query", dc)
+		}
+		rows, err := qc.QueryContext(ctx, query, named)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		vals := make([]driver.Value, len(rows.Columns()))
+		for {
+			err := rows.Next(vals)
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if !row(vals) {
+				return nil
+			}
+		}
+	})
+}
+
+// The as functions read a column value as the driver returns it: int64,
+// float64, string, []byte or nil.
+
+func asInt(v driver.Value) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case float64:
+		return int64(x)
+	}
+	return 0
+}
+
+func asFloat(v driver.Value) float64 {
+	switch x := v.(type) {
+	case float64:
+		return x
+	case int64:
+		return float64(x)
+	}
+	return 0
+}
+
+func asString(v driver.Value) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	}
+	return ""
+}
+
+func asBytes(v driver.Value) []byte {
+	switch x := v.(type) {
+	case []byte:
+		return slices.Clone(x)
+	case string:
+		return []byte(x)
+	}
+	return nil
 }
 
 // Events returns one page of a home's events in [q.From, q.To), ordered by
