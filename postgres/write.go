@@ -441,35 +441,13 @@ func lockAndReadNeighbours(ctx context.Context, tx pgx.Tx, spans map[int32][2]ti
 	return out, rows.Err()
 }
 
-type statKey struct {
-	entity string
-	start  int64
-}
-
-// statsOf returns the partial statistics of the stored points: counts and
-// numbers from history.Summarize, and the on-time of binary entities from
-// history.OnTime, each point placed between its neighbours in time order.
-func statsOf(stored []history.Point, neighbours map[int32][]neighbour, binary map[int32][]history.Point) map[history.Resolution]map[statKey]history.Stat {
-	out := map[history.Resolution]map[statKey]history.Stat{}
-	add := func(r history.Resolution, st history.Stat) {
-		m := out[r]
-		if m == nil {
-			m = map[statKey]history.Stat{}
-			out[r] = m
-		}
-		k := statKey{st.Entity, st.Start.UnixMicro()}
-		cur, ok := m[k]
-		if !ok {
-			cur = history.Stat{Entity: st.Entity, Start: st.Start}
-		}
-		cur.Merge(st)
-		m[k] = cur
-	}
-	for r, stats := range history.Summarize(stored) {
-		for _, st := range stats {
-			add(r, st)
-		}
-	}
+// statsOf returns the partial statistics of the stored points per tier:
+// counts and numbers from history.Summarize, and the on-time of binary
+// entities from history.OnTime, each point placed between its neighbours
+// in time order. A tier may hold several partials of one bucket;
+// queueStats merges them.
+func statsOf(stored []history.Point, neighbours map[int32][]neighbour, binary map[int32][]history.Point) map[history.Resolution][]history.Stat {
+	out := history.Summarize(stored)
 	for id, pts := range binary {
 		ns := neighbours[id]
 		slices.SortStableFunc(pts, func(a, b history.Point) int { return a.Time.Compare(b.Time) })
@@ -485,9 +463,7 @@ func statsOf(stored []history.Point, neighbours map[int32][]neighbour, binary ma
 					next = &history.Point{Entity: x.Entity, Time: time.UnixMicro(ns[i].us).UTC(), State: ns[i].state}
 				}
 				for r, deltas := range history.OnTime(prev, x, next) {
-					for _, st := range deltas {
-						add(r, st)
-					}
+					out[r] = append(out[r], deltas...)
 				}
 			}
 			ns = slices.Insert(ns, i, neighbour{us: us, state: x.State})
@@ -498,8 +474,9 @@ func statsOf(stored []history.Point, neighbours map[int32][]neighbour, binary ma
 
 // queueStats queues the merge of partial statistics into a tier's table
 // with exactly history.Stat.Merge's rules, in key order so that concurrent
-// writers lock rows in the same order.
-func queueStats(queued *pgx.Batch, r history.Resolution, stats map[statKey]history.Stat, ids map[string]int32) {
+// writers lock rows in the same order. Partials of one bucket are merged
+// first: a statement may change a row only once.
+func queueStats(queued *pgx.Batch, r history.Resolution, stats []history.Stat, ids map[string]int32) {
 	if len(stats) == 0 {
 		return
 	}
@@ -507,16 +484,24 @@ func queueStats(queued *pgx.Batch, r history.Resolution, stats map[statKey]histo
 		id int32
 		st history.Stat
 	}
-	rows := make([]row, 0, len(stats))
+	all := make([]row, 0, len(stats))
 	for _, st := range stats {
-		rows = append(rows, row{ids[st.Entity], st})
+		all = append(all, row{ids[st.Entity], st})
 	}
-	slices.SortFunc(rows, func(a, b row) int {
+	slices.SortStableFunc(all, func(a, b row) int {
 		if c := cmp.Compare(a.id, b.id); c != 0 {
 			return c
 		}
 		return a.st.Start.Compare(b.st.Start)
 	})
+	rows := all[:0]
+	for _, rw := range all {
+		if n := len(rows); n > 0 && rows[n-1].id == rw.id && rows[n-1].st.Start.Equal(rw.st.Start) {
+			rows[n-1].st.Merge(rw.st)
+			continue
+		}
+		rows = append(rows, rw)
+	}
 	n := len(rows)
 	var (
 		entity          = make([]int32, n)
