@@ -661,3 +661,74 @@ func FuzzParseMigrationName(f *testing.F) {
 		}
 	})
 }
+
+// TestFailedWriteStoresNothing cancels a Write's context: the transaction
+// rolls back, the ledger does not record the message, and a retry stores
+// it once.
+func TestFailedWriteStoresNothing(t *testing.T) {
+	s, _ := openTemp(t)
+	b := history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{
+		{Seq: 1, Points: []history.Point{temp("t", 0, 1), temp("u", 0, 2)},
+			Events: []history.Event{{ID: "e1", Time: t0, Kind: "pressed"}}},
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Write(ctx, b); !errors.Is(err, context.Canceled) {
+		t.Fatalf("write with a cancelled context: %v", err)
+	}
+	if got := rawHistory(t, s, "t"); len(got) != 0 {
+		t.Errorf("points stored by a failed write: %+v", got)
+	}
+	if got := ledger(t, s); len(got) != 0 {
+		t.Errorf("ledger after a failed write: %v", got)
+	}
+	if got := write(t, s, b); got != (history.WriteResult{Points: 2, Events: 1}) {
+		t.Errorf("retry = %+v", got)
+	}
+}
+
+// TestWriteFailingMidwayStoresNothing makes the events insert fail after
+// the batch's points, statistics and entities were written in the
+// transaction: all of it rolls back, and the entity ids the failed write
+// created are not remembered.
+func TestWriteFailingMidwayStoresNothing(t *testing.T) {
+	s, _ := openTemp(t)
+	if _, err := s.w.Exec(`CREATE TRIGGER fail_boom BEFORE INSERT ON events WHEN NEW.kind = 'boom'
+		BEGIN SELECT RAISE(ABORT, 'boom'); END`); err != nil {
+		t.Fatal(err)
+	}
+	b := history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{
+		{Seq: 1, Points: []history.Point{temp("t", 0, 1), temp("new", 0, 2)},
+			Events: []history.Event{{ID: "e1", Time: t0, Kind: "boom"}}},
+	}}
+	if _, err := s.Write(context.Background(), b); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("write = %v, want the trigger's error", err)
+	}
+	for _, e := range []string{"t", "new"} {
+		if got := rawHistory(t, s, e); len(got) != 0 {
+			t.Errorf("%s: points stored by a failed write: %+v", e, got)
+		}
+		if got := stats(t, s, e, history.Hourly); len(got) != 0 {
+			t.Errorf("%s: statistics stored by a failed write: %+v", e, got)
+		}
+	}
+	if got := ledger(t, s); len(got) != 0 {
+		t.Errorf("ledger after a failed write: %v", got)
+	}
+	var entities int
+	if err := s.r.QueryRow(`SELECT count(*) FROM entities`).Scan(&entities); err != nil || entities != 0 {
+		t.Errorf("entities after a failed write: %d, %v", entities, err)
+	}
+	b.Messages[0].Events[0].Kind = "pressed"
+	if got := write(t, s, b); got != (history.WriteResult{Points: 2, Events: 1}) {
+		t.Fatalf("retry = %+v", got)
+	}
+	if got := stats(t, s, "new", history.Hourly); len(got) != 1 || got[0].Count != 1 || got[0].Sum != 2 {
+		t.Errorf("statistics after the retry: %+v", got)
+	}
+	// Every stored point names a stored entity.
+	var orphans int
+	if err := s.r.QueryRow(`SELECT count(*) FROM points WHERE entity_id NOT IN (SELECT id FROM entities)`).Scan(&orphans); err != nil || orphans != 0 {
+		t.Errorf("points without an entity row: %d, %v", orphans, err)
+	}
+}
