@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/history"
 )
@@ -265,4 +267,36 @@ func BenchmarkHistory(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 		})
 	}
+}
+
+// insertPointsUnnest sends the points as arrays in one INSERT: the
+// batched-insert alternative BenchmarkWrite compares with COPY.
+func insertPointsUnnest(ctx context.Context, tx pgx.Tx, pts []rawPoint) ([]pointKey, error) {
+	n := len(pts)
+	ids, ts := make([]int32, n), make([]time.Time, n)
+	values, states, attrs := make([]*float64, n), make([]*string, n), make([][]byte, n)
+	for i, rp := range pts {
+		ids[i], ts[i] = rp.id, rp.p.Time
+		if rp.p.Numeric {
+			values[i] = &pts[i].p.Value
+		}
+		if rp.p.State != "" {
+			states[i] = &pts[i].p.State
+		}
+		if len(rp.p.Attrs) > 0 {
+			attrs[i] = rp.p.Attrs
+		}
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO points (entity_id, ts, value, state, attrs)
+		SELECT entity_id, ts, value, state, attrs
+		FROM unnest($1::integer[], $2::timestamptz[], $3::float8[], $4::text[], $5::bytea[])
+			WITH ORDINALITY AS t(entity_id, ts, value, state, attrs, ord)
+		ORDER BY entity_id, ts, ord
+		ON CONFLICT DO NOTHING
+		RETURNING entity_id, ts`, ids, ts, values, states, attrs)
+	if err != nil {
+		return nil, fmt.Errorf("insert points: %w", err)
+	}
+	return scanKeys(rows, n)
 }

@@ -4,7 +4,7 @@
 //
 // Raw points and events are range-partitioned by UTC day, so retention
 // drops whole partitions; entities are mapped to small integer ids so a
-// numeric raw point is a 24-byte row. Statistics (5-minute and hourly
+// numeric raw point carries 24 bytes of data. Statistics (5-minute and hourly
 // buckets) are merged in the same transaction as the points that change
 // them, together with the ledger of stored stream sequences that makes
 // writes exactly-once: two processes writing overlapping batches

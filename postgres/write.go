@@ -600,38 +600,6 @@ func insertPointsCopy(ctx context.Context, tx pgx.Tx, pts []rawPoint) ([]pointKe
 	return scanKeys(rows, len(pts))
 }
 
-// insertPointsUnnest sends the points as arrays in one INSERT; the
-// benchmarks compare it with insertPointsCopy.
-func insertPointsUnnest(ctx context.Context, tx pgx.Tx, pts []rawPoint) ([]pointKey, error) {
-	n := len(pts)
-	ids, ts := make([]int32, n), make([]time.Time, n)
-	values, states, attrs := make([]*float64, n), make([]*string, n), make([][]byte, n)
-	for i, rp := range pts {
-		ids[i], ts[i] = rp.id, rp.p.Time
-		if rp.p.Numeric {
-			values[i] = &pts[i].p.Value
-		}
-		if rp.p.State != "" {
-			states[i] = &pts[i].p.State
-		}
-		if len(rp.p.Attrs) > 0 {
-			attrs[i] = rp.p.Attrs
-		}
-	}
-	rows, err := tx.Query(ctx, `
-		INSERT INTO points (entity_id, ts, value, state, attrs)
-		SELECT entity_id, ts, value, state, attrs
-		FROM unnest($1::integer[], $2::timestamptz[], $3::float8[], $4::text[], $5::bytea[])
-			WITH ORDINALITY AS t(entity_id, ts, value, state, attrs, ord)
-		ORDER BY entity_id, ts, ord
-		ON CONFLICT DO NOTHING
-		RETURNING entity_id, ts`, ids, ts, values, states, attrs)
-	if err != nil {
-		return nil, fmt.Errorf("insert points: %w", err)
-	}
-	return scanKeys(rows, n)
-}
-
 func scanKeys(rows pgx.Rows, capacity int) ([]pointKey, error) {
 	defer rows.Close()
 	keys := make([]pointKey, 0, capacity)
