@@ -230,29 +230,22 @@ func (s *Store) ensureEntities(ctx context.Context, home string, msgs []history.
 	return rows.Err()
 }
 
-func (s *Store) entityID(home, entity string) int32 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.entities[entityKey{home, entity}].id
-}
-
 // write makes one attempt at storing msgs.
 func (s *Store) write(ctx context.Context, home, stream string, msgs []history.Message, direct bool) (history.WriteResult, error) {
 	var res history.WriteResult
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return res, err
+	if len(msgs) == 0 {
+		return res, nil
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-
 	seqs := make([]uint64, len(msgs))
 	for i, m := range msgs {
 		seqs[i] = m.Seq
 	}
 	slices.Sort(seqs)
-	if len(seqs) == 0 {
-		return res, nil
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return res, err
 	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
 	if stored, _, err := ledgerStored(ctx, tx, home, stream, seqs); err != nil {
 		return res, err
 	} else if len(stored) > 0 {
@@ -261,13 +254,15 @@ func (s *Store) write(ctx context.Context, home, stream string, msgs []history.M
 
 	var pts []rawPoint
 	var events []history.Event
+	s.mu.Lock()
 	for _, m := range msgs {
 		for _, p := range m.Points {
 			p.Time = p.Time.Truncate(time.Microsecond).UTC()
-			pts = append(pts, rawPoint{ord: int32(len(pts)), id: s.entityID(home, p.Entity), p: p})
+			pts = append(pts, rawPoint{ord: int32(len(pts)), id: s.entities[entityKey{home, p.Entity}].id, p: p})
 		}
 		events = append(events, m.Events...)
 	}
+	s.mu.Unlock()
 
 	// The statistics merges and the events insert do not depend on each
 	// other's results: they go to the server in one round trip.
