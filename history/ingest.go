@@ -83,51 +83,64 @@ func (s *Service) ingest(ctx context.Context, st ingestStream, cons jetstream.Co
 	lag := s.metrics.lag.WithLabelValues(st.name)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	// hand gives the batch to the writer. While the writer is busy (or
-	// retrying an outage) the batch waits here, marked in progress so that
-	// JetStream does not hand it to another process meanwhile.
-	hand := func() {
-		timer.Stop()
-		if cur.len() == 0 {
-			return
-		}
-		heartbeat := time.NewTicker(ackWait / 3)
-		defer heartbeat.Stop()
-		for {
-			select {
-			case toWrite <- cur:
-				cur = newPending()
-				return
-			case <-heartbeat.C:
-				inProgress(cur.msgs)
-			}
-		}
-	}
+	heartbeat := time.NewTicker(ackWait / 3)
+	defer heartbeat.Stop()
+	// A batch is due once it holds BatchSize messages (or its rows
+	// bound) or has waited BatchWait. A due batch goes to the writer as
+	// soon as the writer is free; while the writer is still busy with the
+	// previous one, the due batch keeps growing up to growFactor times
+	// its size. Under sustained load batches therefore grow until one
+	// write absorbs what arrived during the last: the statistics rows a
+	// write merges follow the entities in a batch, not its points, so a
+	// larger batch costs much less per point. At low load batches stay
+	// small and prompt.
+	due := false
 	for {
-		var m jetstream.Msg
-		var ok bool
-		if cur.len() == 0 {
-			m, ok = <-msgs
-		} else {
-			select {
-			case m, ok = <-msgs:
-			case <-timer.C:
-				hand()
-				continue
+		full := cur.len() >= growFactor*s.cfg.BatchSize || cur.rows >= growFactor*s.batchRows()
+		var toWriter chan<- *pending
+		if due || full {
+			toWriter = toWrite
+		}
+		var incoming <-chan jetstream.Msg
+		if !full {
+			incoming = msgs
+		}
+		select {
+		case toWriter <- cur:
+			cur, due = newPending(), false
+			timer.Stop()
+		case <-heartbeat.C:
+			// Messages held while the writer is busy or the store is down
+			// are marked in progress, so that JetStream does not hand them
+			// to another process meanwhile.
+			inProgress(cur.msgs)
+		case <-timer.C:
+			due = cur.len() > 0
+		case m, ok := <-incoming:
+			if !ok {
+				if cur.len() > 0 {
+					toWrite <- cur
+				}
+				return
 			}
-		}
-		if !ok {
-			hand()
-			return
-		}
-		if s.add(st, cur, m, lag) && cur.len() == 1 {
-			timer.Reset(s.cfg.BatchWait)
-		}
-		if cur.len() >= s.cfg.BatchSize || cur.rows >= s.batchRows() {
-			hand()
+			if s.add(st, cur, m, lag) && cur.len() == 1 {
+				timer.Reset(s.cfg.BatchWait)
+			}
+			if cur.len() >= s.cfg.BatchSize || cur.rows >= s.batchRows() {
+				due = true
+			}
 		}
 	}
 }
+
+// growFactor bounds how far a due batch grows while the writer is busy.
+// A process then holds at most two such batches, the pull buffer and the
+// channel between them: heldMessages batch sizes, within the consumer's
+// MaxAckPending.
+const (
+	growFactor   = 5
+	heldMessages = 2*growFactor + 3
+)
 
 // pullHeartbeat is how often the server proves a pull is alive; two
 // missed heartbeats mean the consumer is gone.

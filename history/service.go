@@ -32,11 +32,12 @@ type Config struct {
 	// Retention says how long each tier is kept; the zero value means
 	// DefaultRetention.
 	Retention RetentionPolicy
-	// BatchSize bounds how many bus messages are stored in one write, and
-	// 50 × BatchSize how many points and events. Default 1000 (measured
-	// against 250 and 4000 with SQLite): large enough to amortise a commit
-	// over many points, small enough that a batch stays well within the
-	// consumer's ack window.
+	// BatchSize is how many bus messages make a batch due for writing,
+	// and 50 × BatchSize how many points and events. Default 1000
+	// (measured against 250 and 4000 with SQLite). While the writer is
+	// busy a due batch grows, up to growFactor times these bounds, so that
+	// under sustained load the cost of merging statistics is spread over
+	// more points; a batch still stays well within the ack window.
 	BatchSize int
 	// BatchWait bounds how long a partial batch waits for more messages.
 	// Default 5ms.
@@ -256,7 +257,7 @@ func (s *Service) consumer(ctx context.Context, st ingestStream) (jetstream.Cons
 		FilterSubject: st.filter,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
-		MaxAckPending: max(20000, 4*s.cfg.BatchSize),
+		MaxAckPending: max(20000, heldMessages*s.cfg.BatchSize),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {

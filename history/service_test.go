@@ -816,8 +816,9 @@ func TestLargePagesEndEarlyWithACursor(t *testing.T) {
 func TestBatchesOfBigTelemetryStayBounded(t *testing.T) {
 	h := newHarness(t)
 	store := &countingStore{Store: openStore(t, "")}
-	// 10 messages a batch, so at most 500 rows: one message of 1,000
-	// points fills a batch alone.
+	// 10 messages a batch, so 500 rows make it due: one message of 1,000
+	// points does alone. A due batch may grow while the writer is busy,
+	// but never past 5 × 500 rows, which three such messages exceed.
 	h.start(store, history.Config{BatchSize: 10, BatchWait: time.Second})
 	t0 := time.Now().Add(-time.Hour)
 	for i := range 5 {
@@ -830,8 +831,8 @@ func TestBatchesOfBigTelemetryStayBounded(t *testing.T) {
 	hmtest.WaitFor(t, 10*time.Second, "every point stored", func() bool { return store.points.Load() == 5000 })
 	store.mu.Lock()
 	defer store.mu.Unlock()
-	if store.biggest != 1 {
-		t.Errorf("a write held %d messages of 1,000 points, want 1", store.biggest)
+	if store.biggest > 3 {
+		t.Errorf("a write held %d messages of 1,000 points, want at most 3", store.biggest)
 	}
 }
 
