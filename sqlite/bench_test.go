@@ -183,6 +183,17 @@ func BenchmarkHistory(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	// Roll the hours up into the hourly tier, as the service's periodic
+	// Purge does.
+	for {
+		res, err := s.Purge(ctx, t0.Add(3*24*time.Hour), history.RetentionPolicy{}, 100_000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !res.More {
+			break
+		}
+	}
 	for _, tt := range []struct {
 		name string
 		q    history.HistoryQuery

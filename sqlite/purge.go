@@ -22,6 +22,17 @@ func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPol
 	if now.IsZero() {
 		return res, homemesh.Invalid("now", "is zero")
 	}
+	// Roll completed hours up first: the 5-minute rows of an hour that is
+	// not rolled up yet are its only statistics, and must not be purged.
+	more, err := s.rollup(ctx, now, limit)
+	if err != nil {
+		return res, fmt.Errorf("purge history: roll up hourly statistics: %w", err)
+	}
+	res.More = more
+	var rolledUntil int64
+	if err := s.w.QueryRowContext(ctx, `SELECT hourly_until FROM rollup`).Scan(&rolledUntil); err != nil {
+		return res, fmt.Errorf("purge history: %w", err)
+	}
 	ents, err := s.allEntities(ctx)
 	if err != nil {
 		return res, fmt.Errorf("purge history: %w", err)
@@ -39,7 +50,11 @@ func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPol
 		var cutoffs []entityCutoff
 		for _, e := range ents {
 			if keep := t.keep(p.For(e.kind)); keep > 0 {
-				cutoffs = append(cutoffs, entityCutoff{e.id, micros(now.Add(-keep))})
+				before := micros(now.Add(-keep))
+				if t.table == "stats_5m" {
+					before = min(before, rolledUntil)
+				}
+				cutoffs = append(cutoffs, entityCutoff{e.id, before})
 			}
 		}
 		n, more, err := s.purgeEntities(ctx, t.table, t.key, cutoffs, limit)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/history"
@@ -57,6 +58,8 @@ func (s *Store) History(ctx context.Context, q history.HistoryQuery) (history.Hi
 	to := micros(q.To)
 	if q.Resolution == history.Raw {
 		page.Points, page.More, err = s.rawHistory(ctx, q.Entity, e, from, to, n)
+	} else if q.Resolution == history.Hourly {
+		page.Stats, page.More, err = s.hourlyHistory(ctx, q.Entity, e, from, to, n)
 	} else {
 		page.Stats, page.More, err = s.statHistory(ctx, q.Entity, e, statTables[q.Resolution], from, to, n)
 	}
@@ -106,65 +109,159 @@ func (s *Store) rawHistory(ctx context.Context, entity string, e entityRow, from
 	return points, more, err
 }
 
-func (s *Store) statHistory(ctx context.Context, entity string, e entityRow, table string, from, to int64, n int) ([]history.Stat, bool, error) {
+func (s *Store) statHistory(ctx context.Context, entity string, e entityRow, table string, from, to int64, n int) (stats []history.Stat, more bool, err error) {
+	err = s.read(ctx, false, func(q querier) error {
+		stats, more, err = statRows(q, entity, e, table, from, to, n)
+		return err
+	})
+	return stats, more, err
+}
+
+// hourlyHistory reads the hourly tier: the rolled-up hours from stats_1h,
+// the later ones merged from their 5-minute rows, all in one read
+// transaction so that a rollup between the two reads cannot show an hour
+// twice or not at all.
+func (s *Store) hourlyHistory(ctx context.Context, entity string, e entityRow, from, to int64, n int) (stats []history.Stat, more bool, err error) {
+	err = s.read(ctx, true, func(q querier) error {
+		var until int64
+		if err := q(`SELECT hourly_until FROM rollup`, nil, func(v []driver.Value) bool {
+			until = asInt(v[0])
+			return false
+		}); err != nil {
+			return err
+		}
+		stats, more = nil, false
+		if from < until {
+			var err error
+			if stats, more, err = statRows(q, entity, e, "stats_1h", from, min(to, until), n); err != nil || more {
+				return err
+			}
+		}
+		// Hours from the watermark on, whose start is in [from, to).
+		lo, hi := ceilHour(max(from, until)), ceilHour(to)
+		if lo >= hi {
+			return nil
+		}
+		return q(`SELECT start, count, num_count, sum, min, max, last, last_ts, on_us FROM stats_5m
+			WHERE entity_id = ? AND start >= ? AND start < ? ORDER BY start`, []any{e.id, lo, hi},
+			func(v []driver.Value) bool {
+				st := scanStat(entity, v)
+				hour := history.Truncate(st.Start, history.Hourly)
+				if len(stats) == 0 || !stats[len(stats)-1].Start.Equal(hour) {
+					if len(stats) == n {
+						more = true
+						return false
+					}
+					stats = append(stats, history.Stat{Entity: entity, Start: hour})
+				}
+				stats[len(stats)-1].Merge(st)
+				return true
+			})
+	})
+	return stats, more, err
+}
+
+// ceilHour returns the first hour boundary at or after us.
+func ceilHour(us int64) int64 {
+	t := fromMicros(us)
+	h := t.Truncate(time.Hour)
+	if h.Before(t) {
+		h = h.Add(time.Hour)
+	}
+	return micros(h)
+}
+
+// statRows reads up to n statistics rows of table in [from, to).
+func statRows(q querier, entity string, e entityRow, table string, from, to int64, n int) ([]history.Stat, bool, error) {
 	stats := make([]history.Stat, 0, min(n, bucketsIn(table, from, to)))
 	more := false
-	err := s.query(ctx, `SELECT start, count, num_count, sum, min, max, last, last_ts, on_us FROM `+table+`
+	err := q(`SELECT start, count, num_count, sum, min, max, last, last_ts, on_us FROM `+table+`
 		WHERE entity_id = ? AND start >= ? AND start < ? ORDER BY start LIMIT ?`, []any{e.id, from, to, int64(n + 1)},
 		func(v []driver.Value) bool {
 			if len(stats) == n {
 				more = true
 				return false
 			}
-			st := history.Stat{Entity: entity, Start: fromMicros(asInt(v[0])), Count: asInt(v[1]), NumCount: asInt(v[2]),
-				Sum: asFloat(v[3]), Min: asFloat(v[4]), Max: asFloat(v[5]), Last: asFloat(v[6]), OnMicros: asInt(v[8])}
-			if v[7] != nil {
-				st.LastTime = fromMicros(asInt(v[7]))
-			}
-			stats = append(stats, st)
+			stats = append(stats, scanStat(entity, v))
 			return true
 		})
 	return stats, more, err
 }
 
-// query runs a query on a reader connection and calls row for each row
-// until it returns false. It talks to the driver directly: the history
-// queries return thousands of rows, and database/sql's per-row locking and
-// conversions cost more than SQLite's own work on them. The values passed
-// to row are valid only during the call.
+// scanStat reads a statistics row: start, count, num_count, sum, min,
+// max, last, last_ts, on_us.
+func scanStat(entity string, v []driver.Value) history.Stat {
+	st := history.Stat{Entity: entity, Start: fromMicros(asInt(v[0])), Count: asInt(v[1]), NumCount: asInt(v[2]),
+		Sum: asFloat(v[3]), Min: asFloat(v[4]), Max: asFloat(v[5]), Last: asFloat(v[6]), OnMicros: asInt(v[8])}
+	if v[7] != nil {
+		st.LastTime = fromMicros(asInt(v[7]))
+	}
+	return st
+}
+
+// querier runs a query and calls row for each row until it returns false;
+// the values passed to row are valid only during the call.
+type querier func(query string, args []any, row func([]driver.Value) bool) error
+
+// query runs one query on a reader connection.
 func (s *Store) query(ctx context.Context, query string, args []any, row func([]driver.Value) bool) error {
+	return s.read(ctx, false, func(q querier) error { return q(query, args, row) })
+}
+
+// read runs fn with a querier on one reader connection; with snapshot
+// set, inside one read transaction, so that all of fn's queries see the
+// same state of the database. It talks to the driver directly: the history
+// queries return thousands of rows, and database/sql's per-row locking and
+// conversions cost more than SQLite's own work on them.
+func (s *Store) read(ctx context.Context, snapshot bool, fn func(q querier) error) error {
 	conn, err := s.r.Conn(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	named := make([]driver.NamedValue, len(args))
-	for i, a := range args {
-		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
-	}
 	return conn.Raw(func(dc any) error {
 		qc, ok := dc.(driver.QueryerContext)
-		if !ok {
+		ec, ok2 := dc.(driver.ExecerContext)
+		if !ok || !ok2 {
 			return fmt.Errorf("driver connection %T cannot query", dc)
 		}
-		rows, err := qc.QueryContext(ctx, query, named)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		vals := make([]driver.Value, len(rows.Columns()))
-		for {
-			err := rows.Next(vals)
-			if errors.Is(err, io.EOF) {
-				return nil
+		q := func(query string, args []any, row func([]driver.Value) bool) error {
+			named := make([]driver.NamedValue, len(args))
+			for i, a := range args {
+				named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
 			}
+			rows, err := qc.QueryContext(ctx, query, named)
 			if err != nil {
 				return err
 			}
-			if !row(vals) {
-				return nil
+			defer rows.Close()
+			vals := make([]driver.Value, len(rows.Columns()))
+			for {
+				err := rows.Next(vals)
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if !row(vals) {
+					return nil
+				}
 			}
 		}
+		if !snapshot {
+			return fn(q)
+		}
+		if _, err := ec.ExecContext(ctx, "BEGIN", nil); err != nil {
+			return err
+		}
+		err := fn(q)
+		// The transaction only read: ending it is all that is left. A
+		// connection that cannot end it must not go back to the pool.
+		if _, rerr := ec.ExecContext(context.Background(), "ROLLBACK", nil); rerr != nil {
+			return errors.Join(err, rerr, driver.ErrBadConn)
+		}
+		return err
 	})
 }
 

@@ -416,8 +416,10 @@ func TestPurgeIsBoundedAndFollowsKinds(t *testing.T) {
 			t.Fatal("purge never ends")
 		}
 	}
-	if calls != 3 {
-		t.Errorf("purge took %d calls, want 3 (10 rows, 4 per call)", calls)
+	// The hourly rollup reads at most 4 five-minute rows per call: 20
+	// rows, two per hour, make 5 calls.
+	if calls != 5 {
+		t.Errorf("purge took %d calls, want 5 (20 five-minute rows to roll up, 4 per call)", calls)
 	}
 	// The ledger was written now: it stays.
 	if want := (history.PurgeResult{Points: 10, Stats: 10, Events: 10}); total != want {
@@ -730,5 +732,125 @@ func TestWriteFailingMidwayStoresNothing(t *testing.T) {
 	var orphans int
 	if err := s.r.QueryRow(`SELECT count(*) FROM points WHERE entity_id NOT IN (SELECT id FROM entities)`).Scan(&orphans); err != nil || orphans != 0 {
 		t.Errorf("points without an entity row: %d, %v", orphans, err)
+	}
+}
+
+// TestHourlyRollup checks that the hourly tier reads the same before the
+// rollup (merged from 5-minute rows), after it (from stats_1h) and with a
+// late point merged into a rolled-up hour, as history.Summarize computes.
+func TestHourlyRollup(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	var all []history.Point
+	seq := uint64(0)
+	writeAll := func(points ...history.Point) {
+		t.Helper()
+		seq++
+		write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{{Seq: seq, Points: points}}})
+		all = append(all, points...)
+	}
+	for i := range 30 {
+		at := time.Duration(i) * 7 * time.Minute
+		writeAll(temp("t", at, float64(i%7)-2.5), temp("u", at+time.Second, float64(i)))
+	}
+	check := func(when string) {
+		t.Helper()
+		want := history.Summarize(all)[history.Hourly]
+		var wantT []history.Stat
+		for _, st := range want {
+			if st.Entity == "t" {
+				wantT = append(wantT, st)
+			}
+		}
+		if diff := cmp.Diff(wantT, stats(t, s, "t", history.Hourly)); diff != "" {
+			t.Errorf("%s: hourly (-want +got):\n%s", when, diff)
+		}
+		// Paging one hour at a time crosses the watermark.
+		q := history.HistoryQuery{Home: "h1", Entity: "t", From: t0.Add(-time.Hour), To: t0.Add(24 * time.Hour), Resolution: history.Hourly, Limit: 1}
+		var paged []history.Stat
+		for {
+			page, err := s.History(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			paged = append(paged, page.Stats...)
+			if !page.More {
+				break
+			}
+			q.After = page.Stats[len(page.Stats)-1].Start
+		}
+		if diff := cmp.Diff(wantT, paged); diff != "" {
+			t.Errorf("%s: hourly paged (-want +got):\n%s", when, diff)
+		}
+	}
+	check("before the rollup")
+	var storedHours int
+	countHours := func() int {
+		t.Helper()
+		if err := s.r.QueryRow(`SELECT count(*) FROM stats_1h`).Scan(&storedHours); err != nil {
+			t.Fatal(err)
+		}
+		return storedHours
+	}
+	if n := countHours(); n != 0 {
+		t.Fatalf("%d hourly rows stored before any rollup", n)
+	}
+	// Roll up everything but the last two hours (the data spans 3.5 h).
+	now := t0.Add(3*time.Hour + 30*time.Minute)
+	for {
+		res, err := s.Purge(ctx, now, history.RetentionPolicy{}, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.More {
+			break
+		}
+	}
+	if n := countHours(); n != 4 {
+		t.Errorf("%d hourly rows after the rollup, want 4 (2 hours × 2 entities)", n)
+	}
+	check("after the rollup")
+	// Late points into a rolled-up hour and into one that is not.
+	writeAll(temp("t", 30*time.Minute+time.Microsecond, 100), temp("t", 150*time.Minute, -100))
+	check("after late points")
+}
+
+// TestRollupMigrationKeepsMergedHours opens a database made by the first
+// schema, whose hourly rows were merged by every batch: the rollup starts
+// after its last hour.
+func TestRollupMigrationKeepsMergedHours(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	all, err := loadMigrations(migrationFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(context.Background(), db, all[:1], t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO entities (id, home, entity, device, kind) VALUES (1, 'h1', 't', 'dev1', 'sensor');
+		INSERT INTO stats_1h (entity_id, start, count, num_count, sum, min, max, last, last_ts, on_us)
+		VALUES (1, ?, 1, 1, 5, 5, 5, 5, ?, 0)`, micros(t0), micros(t0.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var until int64
+	if err := s.r.QueryRow(`SELECT hourly_until FROM rollup`).Scan(&until); err != nil || until != micros(t0.Add(time.Hour)) {
+		t.Errorf("watermark = %v (%v), want %v", fromMicros(until), err, t0.Add(time.Hour))
+	}
+	// The merged hour is read from stats_1h, the next from its 5-minute rows.
+	write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{{Seq: 1, Points: []history.Point{
+		temp("t", 2*time.Minute, 7), temp("t", 62*time.Minute, 9)}}}})
+	got := stats(t, s, "t", history.Hourly)
+	if len(got) != 2 || got[0].Count != 2 || got[0].Sum != 12 || got[1].Count != 1 || got[1].Sum != 9 {
+		t.Errorf("hourly = %+v", got)
 	}
 }

@@ -22,6 +22,7 @@ type writeStmts struct {
 	insertEvent                                     *sql.Stmt
 	ledgerBefore, ledgerWithin, ledgerAt            *sql.Stmt
 	ledgerInsert, ledgerSetLast, ledgerDelete       *sql.Stmt
+	hourlyUntil                                     *sql.Stmt
 }
 
 // statTables names the table of each statistics tier.
@@ -47,6 +48,19 @@ ON CONFLICT (entity_id, start) DO UPDATE SET
 	last = CASE WHEN excluded.num_count > 0 AND (num_count = 0 OR excluded.last_ts >= last_ts) THEN excluded.last ELSE last END,
 	last_ts = CASE WHEN excluded.num_count > 0 AND (num_count = 0 OR excluded.last_ts >= last_ts) THEN excluded.last_ts ELSE last_ts END`
 
+func upsertStatsSQL(r history.Resolution) string {
+	return fmt.Sprintf(upsertStatSQL, statTables[r])
+}
+
+// statArgs returns the parameters of upsertStatSQL for st.
+func statArgs(entityID, start int64, st *history.Stat) []any {
+	var minV, maxV, last, lastTS any
+	if st.NumCount > 0 {
+		minV, maxV, last, lastTS = st.Min, st.Max, st.Last, micros(st.LastTime)
+	}
+	return []any{entityID, start, st.Count, st.NumCount, st.Sum, minV, maxV, last, lastTS, st.OnMicros}
+}
+
 func (st *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 	var err error
 	prep := func(query string) *sql.Stmt {
@@ -70,7 +84,7 @@ func (st *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 	st.nextPoint = prep(`SELECT ts, state FROM points WHERE entity_id = ? AND ts > ? ORDER BY ts LIMIT 1`)
 	st.upsertStat = map[history.Resolution]*sql.Stmt{}
 	for _, r := range history.StatTiers {
-		st.upsertStat[r] = prep(fmt.Sprintf(upsertStatSQL, statTables[r]))
+		st.upsertStat[r] = prep(upsertStatsSQL(r))
 	}
 	st.insertEvent = prep(`INSERT OR IGNORE INTO events (home, ts, id, kind, device, entity, data) VALUES (?, ?, ?, ?, ?, ?, ?)`)
 	st.ledgerBefore = prep(`SELECT first_seq, last_seq FROM ledger WHERE home = ? AND stream = ? AND first_seq <= ? ORDER BY first_seq DESC LIMIT 1`)
@@ -79,13 +93,14 @@ func (st *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 	st.ledgerInsert = prep(`INSERT INTO ledger (home, stream, first_seq, last_seq, committed_at) VALUES (?, ?, ?, ?, ?)`)
 	st.ledgerSetLast = prep(`UPDATE ledger SET last_seq = ?, committed_at = ? WHERE home = ? AND stream = ? AND first_seq = ?`)
 	st.ledgerDelete = prep(`DELETE FROM ledger WHERE home = ? AND stream = ? AND first_seq = ?`)
+	st.hourlyUntil = prep(`SELECT hourly_until FROM rollup`)
 	return err
 }
 
 func (st *writeStmts) close() error {
 	var errs []error
 	for _, s := range []*sql.Stmt{st.upsertEntity, st.insertPoint, st.prevPoint, st.nextPoint, st.insertEvent,
-		st.ledgerBefore, st.ledgerWithin, st.ledgerAt, st.ledgerInsert, st.ledgerSetLast, st.ledgerDelete} {
+		st.ledgerBefore, st.ledgerWithin, st.ledgerAt, st.ledgerInsert, st.ledgerSetLast, st.ledgerDelete, st.hourlyUntil} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
@@ -172,6 +187,10 @@ type batchWriter struct {
 
 	newEntities map[entityKey]entityRow
 	txStmts     map[*sql.Stmt]*sql.Stmt
+	// hourlyUntil is the hourly rollup's watermark: hours before it are
+	// stored in stats_1h and merged into by the batch; later ones are
+	// derived from the 5-minute rows.
+	hourlyUntil int64
 }
 
 // seqRange is a range [first, last] of the ledger.
@@ -194,6 +213,9 @@ func (w *batchWriter) write(ctx context.Context) (history.WriteResult, error) {
 	// (IMMEDIATE), so what it says cannot change before the commit.
 	stored, err := w.storedRanges(ctx)
 	if err != nil {
+		return res, err
+	}
+	if err := w.stmt(ctx, w.s.stmts.hourlyUntil).QueryRowContext(ctx).Scan(&w.hourlyUntil); err != nil {
 		return res, err
 	}
 	seen := map[int64]bool{}
@@ -474,17 +496,15 @@ func (w *batchWriter) mergeStats(ctx context.Context, stored []history.Point, on
 		}
 		upsert := w.stmt(ctx, w.s.stmts.upsertStat[r])
 		for _, k := range order {
+			if r == history.Hourly && k.start >= w.hourlyUntil {
+				continue // not rolled up yet: read from its 5-minute rows
+			}
 			st := buckets[k]
 			e, ok := w.newEntities[entityKey{w.b.Home, k.entity}]
 			if !ok {
 				e, _ = w.s.entity(w.b.Home, k.entity)
 			}
-			var minV, maxV, last, lastTS any
-			if st.NumCount > 0 {
-				minV, maxV, last, lastTS = st.Min, st.Max, st.Last, micros(st.LastTime)
-			}
-			if _, err := upsert.ExecContext(ctx, e.id, k.start, st.Count, st.NumCount, st.Sum,
-				minV, maxV, last, lastTS, st.OnMicros); err != nil {
+			if _, err := upsert.ExecContext(ctx, statArgs(e.id, k.start, st)...); err != nil {
 				return err
 			}
 		}
