@@ -11,10 +11,14 @@
 // A Store implements history.Store. Raw points live in a WITHOUT ROWID
 // table clustered by (entity, time in microseconds), entities being mapped
 // to small integer ids, so a point costs a few tens of bytes and a history
-// query reads contiguous pages. Five-minute and hourly statistics are
-// merged in by the same transaction that stores the points, together with
-// the ledger of stored (stream, sequence) ranges that makes Write exactly
-// once.
+// query reads contiguous pages. Five-minute statistics are merged in by
+// the same transaction that stores the points, together with the ledger of
+// stored (stream, sequence) ranges that makes Write exactly once. Hourly
+// statistics are the exact merge of their twelve 5-minute buckets: Purge
+// rolls each hour up into the hourly table once it is an hour past, and
+// until then a query merges the hour from its 5-minute rows, so a batch
+// writes one statistics row per entity instead of two. A point arriving
+// for an hour already rolled up is merged into both tiers.
 //
 // Guarantees: a Write is one BEGIN IMMEDIATE transaction, so it is atomic
 // and serialised against every other writer of the file, in this process
