@@ -89,16 +89,15 @@ var historyCallers = map[string][]string{
 var registryEvents = []string{"entity_added", "entity_updated", "entity_removed",
 	"device_added", "device_updated", "device_removed", "room_added", "room_removed"}
 
-// The JetStream streams and buckets each service opens. Names follow the
-// owning packages (registry.ReportsStream, edge's discovery bucket, the
+// The JetStream streams and buckets each service opens, all of one home.
+// Names follow the owning packages (registry.ReportsStream and StatesStream,
+// history.TelemetryStream and EventsStream, edge's discovery bucket, the
 // broker's BucketName); auth cannot import them, as services never import
 // one another.
-const (
-	reportsStream   = "REPORTS"
-	statesStream    = "STATES"
-	telemetryStream = "TELEMETRY" // history.TelemetryStream
-	eventsStream    = "EVENTS"    // history.EventsStream
-)
+func reportsStream(home string) string   { return "REPORTS_" + home }
+func statesStream(home string) string    { return "STATES_" + home }
+func telemetryStream(home string) string { return "TELEMETRY_" + home }
+func eventsStream(home string) string    { return "EVENTS_" + home }
 
 func registryBuckets(home string) []string {
 	return []string{"hm_" + home + "_rooms", "hm_" + home + "_devices", "hm_" + home + "_entities", "hm_" + home + "_states"}
@@ -187,9 +186,9 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 		for _, kind := range registryEvents {
 			p.Publish = append(p.Publish, bus.EventSubject(home, kind))
 		}
-		p.Publish = append(p.Publish, streamSubjects(reportsStream)...)
-		p.Publish = append(p.Publish, streamSubjects(statesStream)...)
-		p.Publish = append(p.Publish, durableConsumer(reportsStream, consumer)...)
+		p.Publish = append(p.Publish, streamSubjects(reportsStream(home))...)
+		p.Publish = append(p.Publish, streamSubjects(statesStream(home))...)
+		p.Publish = append(p.Publish, durableConsumer(reportsStream(home), consumer)...)
 		for _, b := range registryBuckets(home) {
 			p.Publish = append(p.Publish, bucketSubjects(b)...)
 		}
@@ -199,8 +198,8 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 		mqtt := bus.Prefix + "." + home + ".mqtt.>"
 		p.Subscribe = append(p.Subscribe, mqtt, bus.CommandWildcard(home), bus.EventSubject(home, EventCredentialRevoked))
 		p.Publish = append(p.Publish, mqtt, bus.Prefix+"."+home+".report.>", bus.TelemetrySubject(home, "*"))
-		p.Publish = append(p.Publish, streamSubjects(reportsStream)...)
-		p.Publish = append(p.Publish, streamSubjects(statesStream)...)
+		p.Publish = append(p.Publish, streamSubjects(reportsStream(home))...)
+		p.Publish = append(p.Publish, streamSubjects(statesStream(home))...)
 		for _, b := range edgeBuckets(home) {
 			p.Publish = append(p.Publish, bucketSubjects(b)...)
 		}
@@ -214,10 +213,10 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 		// history processes. It publishes nothing but answers.
 		consumer := "history_" + home
 		p.Subscribe = append(p.Subscribe, bus.ServiceSubject("history", ">"))
-		for _, stream := range []string{reportsStream, statesStream, telemetryStream, eventsStream} {
+		for _, stream := range []string{reportsStream(home), statesStream(home), telemetryStream(home), eventsStream(home)} {
 			p.Publish = append(p.Publish, streamSubjects(stream)...)
 		}
-		for _, stream := range []string{statesStream, telemetryStream, eventsStream} {
+		for _, stream := range []string{statesStream(home), telemetryStream(home), eventsStream(home)} {
 			p.Publish = append(p.Publish, durableConsumer(stream, consumer)...)
 		}
 		p.Responses = true

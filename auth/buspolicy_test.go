@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,9 +40,9 @@ func TestHistoryBusPermissions(t *testing.T) {
 	defer cancel()
 
 	streams := []struct{ name, subjects, filter, publish string }{
-		{statesStream, "hm.*.state.>", bus.StateWildcard(testHome), bus.StateSubject(testHome, "lamp", "light")},
-		{telemetryStream, "hm.*.telemetry.>", "hm." + testHome + ".telemetry.>", bus.TelemetrySubject(testHome, "lamp")},
-		{eventsStream, "hm.*.event.>", bus.EventWildcard(testHome), bus.EventSubject(testHome, "device_added")},
+		{statesStream(testHome), bus.StateWildcard(testHome), bus.StateWildcard(testHome), bus.StateSubject(testHome, "lamp", "light")},
+		{telemetryStream(testHome), bus.TelemetryWildcard(testHome), bus.TelemetryWildcard(testHome), bus.TelemetrySubject(testHome, "lamp")},
+		{eventsStream(testHome), bus.EventWildcard(testHome), bus.EventWildcard(testHome), bus.EventSubject(testHome, "device_added")},
 	}
 	consumer := "history_" + testHome
 	loader, err := b.srv.ConnectAs("loader", b.loader)
@@ -106,7 +107,7 @@ func TestHistoryBusPermissions(t *testing.T) {
 		return c
 	}
 	for _, name := range []string{"registry_" + testHome, "history_home2"} {
-		if _, err := hist.JetStream().CreateOrUpdateConsumer(short(), statesStream, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy}); err == nil {
+		if _, err := hist.JetStream().CreateOrUpdateConsumer(short(), statesStream(testHome), jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy}); err == nil {
 			t.Errorf("history created consumer %s", name)
 		}
 	}
@@ -124,11 +125,11 @@ func TestHistoryPermissionsAreItsOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"$JS.API.CONSUMER.MSG.NEXT.STATES.history_" + testHome,
-		"$JS.API.CONSUMER.MSG.NEXT.TELEMETRY.history_" + testHome,
-		"$JS.API.CONSUMER.MSG.NEXT.EVENTS.history_" + testHome,
-		"$JS.ACK.EVENTS.history_" + testHome + ".>",
-		"$JS.API.STREAM.CREATE.TELEMETRY",
+		"$JS.API.CONSUMER.MSG.NEXT.STATES_" + testHome + ".history_" + testHome,
+		"$JS.API.CONSUMER.MSG.NEXT.TELEMETRY_" + testHome + ".history_" + testHome,
+		"$JS.API.CONSUMER.MSG.NEXT.EVENTS_" + testHome + ".history_" + testHome,
+		"$JS.ACK.EVENTS_" + testHome + ".history_" + testHome + ".>",
+		"$JS.API.STREAM.CREATE.TELEMETRY_" + testHome,
 	} {
 		if !slices.Contains(p.Publish, want) {
 			t.Errorf("history may not publish %s", want)
@@ -140,6 +141,10 @@ func TestHistoryPermissionsAreItsOwn(t *testing.T) {
 	for _, s := range p.Publish {
 		if len(s) > 3 && s[:3] == "hm." {
 			t.Errorf("history may publish %s", s)
+		}
+		// Every stream it may touch is its home's own.
+		if strings.HasPrefix(s, "$JS.API.STREAM.") && !strings.HasSuffix(s, "_"+testHome) {
+			t.Errorf("history may manage the stream behind %s", s)
 		}
 	}
 	gw, err := ServiceBusPermissions(testHome, "gateway")

@@ -253,10 +253,11 @@ func History(ctx context.Context, cfg HistoryConfig) (HistoryResult, error) {
 		return res, err
 	}
 	defer admin.Close()
-	if err := registry.Streams(ctx, admin); err != nil {
+	home := "bench-" + homemesh.RandomID(6)
+	if err := registry.Streams(ctx, admin, home); err != nil {
 		return res, fmt.Errorf("declare registry streams: %w", err)
 	}
-	if err := history.Streams(ctx, admin); err != nil {
+	if err := history.Streams(ctx, admin, home); err != nil {
 		return res, fmt.Errorf("declare history streams: %w", err)
 	}
 
@@ -275,7 +276,6 @@ func History(ctx context.Context, cfg HistoryConfig) (HistoryResult, error) {
 		}
 	}()
 
-	home := "bench-" + homemesh.RandomID(6)
 	store := &countingStore{Store: bs.Store}
 	svcConn, err := srv.Connect("history")
 	if err != nil {

@@ -34,6 +34,9 @@ func TelemetrySubject(home, device string) string {
 	return Prefix + "." + home + ".telemetry." + device
 }
 
+// TelemetryWildcard matches all telemetry of a home.
+func TelemetryWildcard(home string) string { return Prefix + "." + home + ".telemetry.>" }
+
 // ServiceSubject is the request subject of a service's verb.
 func ServiceSubject(service, verb string) string {
 	return Prefix + ".svc." + service + "." + verb

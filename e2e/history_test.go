@@ -140,8 +140,10 @@ func jsPublishOnce(nc *nats.Conn, msg *nats.Msg) (seq uint64, duplicate bool, er
 	if ack.Error != nil {
 		return 0, false, fmt.Errorf("JetStream refused the message: %d %s", ack.Error.Code, ack.Error.Description)
 	}
-	if ack.Stream != history.TelemetryStream || ack.Seq == 0 {
-		return 0, false, fmt.Errorf("acknowledgement without a %s sequence: %q", history.TelemetryStream, reply.Data)
+	// Telemetry subjects are hm.<home>.telemetry.<device>.
+	stream := history.TelemetryStream(strings.Split(msg.Subject, ".")[1])
+	if ack.Stream != stream || ack.Seq == 0 {
+		return 0, false, fmt.Errorf("acknowledgement without a %s sequence: %q", stream, reply.Data)
 	}
 	return ack.Seq, ack.Duplicate, nil
 }

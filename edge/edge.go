@@ -138,7 +138,7 @@ func (d *Devices) Run(ctx context.Context) error {
 		return err
 	}
 	d.kv = kv
-	if err := registry.Streams(ctx, d.bus); err != nil {
+	if err := registry.Streams(ctx, d.bus, d.cfg.Home); err != nil {
 		return err
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)

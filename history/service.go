@@ -17,13 +17,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Streams besides registry.StatesStream that history consumes.
-const (
-	// TelemetryStream holds raw telemetry until history has stored it.
-	TelemetryStream = "TELEMETRY"
-	// EventsStream captures every event published in any home.
-	EventsStream = "EVENTS"
-)
+// TelemetryStream holds a home's raw telemetry until history has stored
+// it. Like the registry's, history's streams are per home (see
+// registry.ReportsStream for why).
+func TelemetryStream(home string) string { return "TELEMETRY_" + home }
+
+// EventsStream captures every event published in a home.
+func EventsStream(home string) string { return "EVENTS_" + home }
 
 // Config configures the history service of one home.
 type Config struct {
@@ -128,14 +128,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}, nil
 }
 
-// Streams declares the streams history consumes besides the registry's
-// STATES: TELEMETRY and EVENTS. Declaring is idempotent, so every process
-// that publishes or consumes them calls it.
-func Streams(ctx context.Context, conn *natsbus.Conn) error {
+// Streams declares the streams of home history consumes besides the
+// registry's states: telemetry and events. Declaring is idempotent, so
+// every process that publishes or consumes them calls it.
+func Streams(ctx context.Context, conn *natsbus.Conn, home string) error {
 	if _, err := conn.Stream(ctx, jetstream.StreamConfig{
-		Name:        TelemetryStream,
-		Description: "raw telemetry, for history",
-		Subjects:    []string{bus.Prefix + ".*.telemetry.>"},
+		Name:        TelemetryStream(home),
+		Description: "raw telemetry of home " + home + ", for history",
+		Subjects:    []string{bus.TelemetryWildcard(home)},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      48 * time.Hour,
@@ -145,9 +145,9 @@ func Streams(ctx context.Context, conn *natsbus.Conn) error {
 		return err
 	}
 	_, err := conn.Stream(ctx, jetstream.StreamConfig{
-		Name:        EventsStream,
-		Description: "every event published, for history",
-		Subjects:    []string{bus.Prefix + ".*.event.>"},
+		Name:        EventsStream(home),
+		Description: "every event published in home " + home + ", for history",
+		Subjects:    []string{bus.EventWildcard(home)},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      48 * time.Hour,
@@ -172,9 +172,9 @@ type ingestStream struct {
 func (s *Service) streams() []ingestStream {
 	h := s.cfg.Home
 	return []ingestStream{
-		{registry.StatesStream, bus.StateWildcard(h), (*Service).decodeState},
-		{TelemetryStream, bus.Prefix + "." + h + ".telemetry.>", (*Service).decodeTelemetry},
-		{EventsStream, bus.EventWildcard(h), (*Service).decodeEvent},
+		{registry.StatesStream(h), bus.StateWildcard(h), (*Service).decodeState},
+		{TelemetryStream(h), bus.TelemetryWildcard(h), (*Service).decodeTelemetry},
+		{EventsStream(h), bus.EventWildcard(h), (*Service).decodeEvent},
 	}
 }
 
@@ -194,10 +194,10 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) run(ctx context.Context) error {
-	if err := registry.Streams(ctx, s.bus); err != nil {
+	if err := registry.Streams(ctx, s.bus, s.cfg.Home); err != nil {
 		return err
 	}
-	if err := Streams(ctx, s.bus); err != nil {
+	if err := Streams(ctx, s.bus, s.cfg.Home); err != nil {
 		return err
 	}
 	var consumers []jetstream.Consumer

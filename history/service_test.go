@@ -77,10 +77,10 @@ func newHarness(t *testing.T) *harness {
 	srv := bustest.Server(t)
 	conn := bustest.Conn(t, srv)
 	ctx := context.Background()
-	if err := registry.Streams(ctx, conn); err != nil {
+	if err := registry.Streams(ctx, conn, home); err != nil {
 		t.Fatal(err)
 	}
-	if err := history.Streams(ctx, conn); err != nil {
+	if err := history.Streams(ctx, conn, home); err != nil {
 		t.Fatal(err)
 	}
 	return &harness{t: t, srv: srv, conn: conn, client: history.NewClient(conn, home),
@@ -355,7 +355,7 @@ func TestWriteCommittedButReportedFailedIsStoredOnce(t *testing.T) {
 		return h.metric("homemesh_history_points_stored_total", nil)+h.metric("homemesh_history_duplicate_messages_total", nil) >= 10 &&
 			store.failed.Load()
 	})
-	hmtest.WaitFor(t, 10*time.Second, "nothing left to deliver", func() bool { return pendingAcks(t, h.conn, history.TelemetryStream) == 0 })
+	hmtest.WaitFor(t, 10*time.Second, "nothing left to deliver", func() bool { return pendingAcks(t, h.conn, history.TelemetryStream(home)) == 0 })
 	if got := store.points.Load(); got != 10 {
 		t.Errorf("store stored %d points, want 10", got)
 	}
@@ -454,7 +454,7 @@ func TestStoreOutageUnderLoadLosesAndDuplicatesNothing(t *testing.T) {
 	want := published.Load()
 	t.Logf("published %d points", want)
 	hmtest.WaitFor(t, 20*time.Second, fmt.Sprintf("all %d points stored", want), func() bool {
-		return store.points.Load() >= want && pendingAcks(t, h.conn, history.TelemetryStream) == 0
+		return store.points.Load() >= want && pendingAcks(t, h.conn, history.TelemetryStream(home)) == 0
 	})
 	if got := store.points.Load(); got != want {
 		t.Errorf("stored %d points, want %d exactly", got, want)
@@ -505,8 +505,8 @@ func TestRejectsBadMessagesAndStoresTheRest(t *testing.T) {
 
 	hmtest.WaitFor(t, 10*time.Second, "good messages stored and bad ones settled", func() bool {
 		return store.points.Load() == 3 && store.events.Load() == 1 &&
-			pendingAcks(t, h.conn, history.TelemetryStream) == 0 && pendingAcks(t, h.conn, registry.StatesStream) == 0 &&
-			pendingAcks(t, h.conn, history.EventsStream) == 0
+			pendingAcks(t, h.conn, history.TelemetryStream(home)) == 0 && pendingAcks(t, h.conn, registry.StatesStream(home)) == 0 &&
+			pendingAcks(t, h.conn, history.EventsStream(home)) == 0
 	})
 	want := map[string]float64{"malformed": 3, "wrong_home": 2, "invalid_id": 1, "bad_time": 1, "too_many_points": 1}
 	for reason, n := range want {
@@ -540,7 +540,7 @@ func TestTwoServicesShareTheWork(t *testing.T) {
 		h.publishTelemetry("meter", history.TelemetryPoint{EntityID: "power", Time: t0.Add(time.Duration(i) * time.Millisecond), Value: float64(i)})
 	}
 	hmtest.WaitFor(t, 20*time.Second, "every message stored", func() bool {
-		return a.points.Load()+b.points.Load() >= messages && pendingAcks(t, h.conn, history.TelemetryStream) == 0
+		return a.points.Load()+b.points.Load() >= messages && pendingAcks(t, h.conn, history.TelemetryStream(home)) == 0
 	})
 	if got := a.points.Load() + b.points.Load(); got != messages {
 		t.Errorf("stored %d points, want %d exactly", got, messages)
@@ -729,10 +729,10 @@ func benchmarkIngest(b *testing.B, perMessage int, message func(i int, t0 time.T
 	srv := bustest.Server(b)
 	conn := bustest.Conn(b, srv)
 	ctx := context.Background()
-	if err := registry.Streams(ctx, conn); err != nil {
+	if err := registry.Streams(ctx, conn, home); err != nil {
 		b.Fatal(err)
 	}
-	if err := history.Streams(ctx, conn); err != nil {
+	if err := history.Streams(ctx, conn, home); err != nil {
 		b.Fatal(err)
 	}
 	store := &countingStore{Store: openStore(b, "")}
@@ -769,7 +769,7 @@ func TestDeletedConsumerIsCreatedAgain(t *testing.T) {
 	h.publishTelemetry("meter", history.TelemetryPoint{EntityID: "power", Time: at, Value: 1})
 	hmtest.WaitFor(t, 10*time.Second, "the first point stored", func() bool { return store.points.Load() == 1 })
 
-	if err := h.conn.JetStream().DeleteConsumer(context.Background(), history.TelemetryStream, "history_"+home); err != nil {
+	if err := h.conn.JetStream().DeleteConsumer(context.Background(), history.TelemetryStream(home), "history_"+home); err != nil {
 		t.Fatal(err)
 	}
 	h.publishTelemetry("meter", history.TelemetryPoint{EntityID: "power", Time: at.Add(time.Second), Value: 2})
@@ -858,7 +858,7 @@ func TestConsumerLagIsReported(t *testing.T) {
 	release := func() { open.Do(func() { close(store.gate) }) }
 	t.Cleanup(release) // before the service stops, even if the test fails
 	lag := func() float64 {
-		return h.metric("homemesh_history_consumer_pending_messages", map[string]string{"stream": history.TelemetryStream})
+		return h.metric("homemesh_history_consumer_pending_messages", map[string]string{"stream": history.TelemetryStream(home)})
 	}
 	hmtest.WaitFor(t, 10*time.Second, "the backlog reported", func() bool { return lag() >= 40 })
 	release()
@@ -917,9 +917,9 @@ func TestMessagesHeldThroughAnOutageAreNotRedelivered(t *testing.T) {
 	hmtest.WaitFor(t, 10*time.Second, "three ack waits", func() bool { return time.Since(down) > 3*time.Second })
 	store.down.Store(false)
 	hmtest.WaitFor(t, 10*time.Second, "every point stored", func() bool {
-		return store.points.Load() == 5 && pendingAcks(t, h.conn, history.TelemetryStream) == 0
+		return store.points.Load() == 5 && pendingAcks(t, h.conn, history.TelemetryStream(home)) == 0
 	})
-	cons, err := h.conn.JetStream().Consumer(context.Background(), history.TelemetryStream, "history_"+home)
+	cons, err := h.conn.JetStream().Consumer(context.Background(), history.TelemetryStream(home), "history_"+home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -979,7 +979,7 @@ func TestAMessageTheStoreRefusesIsTerminatedAlone(t *testing.T) {
 		h.publishTelemetry("meter", history.TelemetryPoint{EntityID: "power", Time: at.Add(time.Duration(i) * time.Second), Value: v})
 	}
 	hmtest.WaitFor(t, 10*time.Second, "the others stored and the refused one settled", func() bool {
-		return store.points.Load() == 4 && pendingAcks(t, h.conn, history.TelemetryStream) == 0
+		return store.points.Load() == 4 && pendingAcks(t, h.conn, history.TelemetryStream(home)) == 0
 	})
 	if got := h.metric("homemesh_history_rejected_messages_total", map[string]string{"reason": "refused_by_store"}); got != 1 {
 		t.Errorf("refused messages = %v, want 1", got)
@@ -1008,7 +1008,7 @@ func TestStoppingDuringAnOutageHandsTheBatchBack(t *testing.T) {
 	h.start(store, history.Config{})
 	// Well within the 30 s ack wait: the batch was handed back at once.
 	hmtest.WaitFor(t, 10*time.Second, "the batch stored by the next start", func() bool {
-		return store.points.Load() == 3 && pendingAcks(t, h.conn, history.TelemetryStream) == 0
+		return store.points.Load() == 3 && pendingAcks(t, h.conn, history.TelemetryStream(home)) == 0
 	})
 	if store.duplicates.Load() != 0 {
 		t.Errorf("%d duplicates, want none", store.duplicates.Load())

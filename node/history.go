@@ -37,7 +37,7 @@ func (n *Node) startHistory(ctx context.Context, conn func(string) (*natsbus.Con
 	}
 	n.stores = append(n.stores, store)
 	n.log.Info("history store open", "service", history.ServiceName, "home_id", n.home.ID, "store", where.String())
-	if err := history.Streams(ctx, c); err != nil {
+	if err := history.Streams(ctx, c, n.home.ID); err != nil {
 		return fmt.Errorf("history: declare streams: %w", err)
 	}
 	svc, err := history.New(history.Config{Home: n.home.ID, Retention: retention},

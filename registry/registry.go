@@ -106,13 +106,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}, nil
 }
 
-// Streams declares the JetStream streams the registry relies on. Both are
-// idempotent to create, so every process that publishes or consumes calls it.
-func Streams(ctx context.Context, conn *natsbus.Conn) error {
+// Streams declares the JetStream streams of home the registry relies on.
+// Both are idempotent to create, so every process that publishes or
+// consumes calls it.
+func Streams(ctx context.Context, conn *natsbus.Conn, home string) error {
 	if _, err := conn.Stream(ctx, jetstream.StreamConfig{
-		Name:        ReportsStream,
-		Description: "state reports waiting for the registry",
-		Subjects:    []string{bus.Prefix + ".*.report.>"},
+		Name:        ReportsStream(home),
+		Description: "state reports waiting for the registry of home " + home,
+		Subjects:    []string{reportWildcard(home)},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		MaxBytes:    256 << 20,
@@ -121,9 +122,9 @@ func Streams(ctx context.Context, conn *natsbus.Conn) error {
 		return err
 	}
 	_, err := conn.Stream(ctx, jetstream.StreamConfig{
-		Name:        StatesStream,
-		Description: "every state change the registry stored",
-		Subjects:    []string{bus.Prefix + ".*.state.>"},
+		Name:        StatesStream(home),
+		Description: "every state change the registry stored in home " + home,
+		Subjects:    []string{bus.StateWildcard(home)},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      48 * time.Hour,
@@ -136,7 +137,7 @@ func Streams(ctx context.Context, conn *natsbus.Conn) error {
 func (s *Service) bucket(kind string) string { return "hm_" + s.cfg.Home + "_" + kind }
 
 func (s *Service) open(ctx context.Context) error {
-	if err := Streams(ctx, s.bus); err != nil {
+	if err := Streams(ctx, s.bus, s.cfg.Home); err != nil {
 		return err
 	}
 	var err error
@@ -199,7 +200,7 @@ func (s *Service) Run(ctx context.Context) error {
 		subs = append(subs, sub)
 	}
 
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, ReportsStream, jetstream.ConsumerConfig{
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, ReportsStream(s.cfg.Home), jetstream.ConsumerConfig{
 		Durable:       "registry_" + s.cfg.Home,
 		FilterSubject: reportWildcard(s.cfg.Home),
 		AckPolicy:     jetstream.AckExplicitPolicy,

@@ -20,13 +20,17 @@ const (
 
 const queueGroup = "registry"
 
-// ReportsStream is the JetStream stream that holds state reports until the
-// registry has stored them.
-const ReportsStream = "REPORTS"
+// ReportsStream is the JetStream stream that holds a home's state reports
+// until the registry has stored them. Each home has its own streams: a
+// consumer whose filter is its stream's one subject is served by a linear
+// scan of the stream, where a filter on a stream shared by many homes makes
+// the server match every subject it holds on each fetch; and one home's
+// burst cannot push another's messages out of a shared stream.
+func ReportsStream(home string) string { return "REPORTS_" + home }
 
-// StatesStream captures every published state change, for history and for
-// consumers that must not miss one.
-const StatesStream = "STATES"
+// StatesStream captures every state change published in a home, for
+// history and for consumers that must not miss one.
+func StatesStream(home string) string { return "STATES_" + home }
 
 // ReportSubject is where connectivity services report the state of one
 // entity.
