@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -549,12 +550,21 @@ func seedPoints(entity string, start time.Time, step time.Duration, n int) []his
 	return pts
 }
 
-// busQuery reads every page of req through the history service.
+// busQuery reads every page of req through the history service, as the
+// gateway does: it forwards a page's JSON without decoding its points, so
+// only the page's size and cursor are read here.
 func busQuery(ctx context.Context, c *history.Client, req history.HistoryRequest) (rows, pages int, err error) {
 	for {
-		reply, err := c.History(ctx, req)
+		data, err := c.HistoryJSON(ctx, req)
 		if err != nil {
 			return rows, pages, err
+		}
+		var reply struct {
+			Points []json.RawMessage `json:"points"`
+			Next   string            `json:"next"`
+		}
+		if err := json.Unmarshal(data, &reply); err != nil {
+			return rows, pages, fmt.Errorf("history reply: %w", err)
 		}
 		rows += len(reply.Points)
 		pages++

@@ -96,6 +96,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		data = []byte(`{"error":{"kind":"internal","message":"internal error"}}`)
 	}
+	writeJSONBody(w, status, data)
+}
+
+// writeJSONBody answers with data, which is already JSON.
+func writeJSONBody(w http.ResponseWriter, status int, data []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")

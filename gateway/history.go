@@ -13,10 +13,11 @@ import (
 )
 
 // HistoryReader is what the gateway needs of the history service: one page
-// of an entity's history and one page of stored events. *history.Client
-// implements it.
+// of an entity's history, as the service's JSON (forwarded as is: a year
+// of hourly statistics is too large to decode and encode again on every
+// request), and one page of stored events. *history.Client implements it.
 type HistoryReader interface {
-	History(ctx context.Context, req history.HistoryRequest) (history.HistoryReply, error)
+	HistoryJSON(ctx context.Context, req history.HistoryRequest) ([]byte, error)
 	Events(ctx context.Context, req history.EventsRequest) (history.EventsReply, error)
 }
 
@@ -123,13 +124,14 @@ func (g *Gateway) entityHistory(w http.ResponseWriter, r *http.Request, c caller
 		writeError(w, r, g.log, err)
 		return
 	}
-	reply, err := g.history.History(r.Context(), history.HistoryRequest{
+	reply, err := g.history.HistoryJSON(r.Context(), history.HistoryRequest{
 		EntityID: id, From: q.from, To: q.to, Resolution: q.resolution, Cursor: q.cursor, Limit: q.limit,
 	})
-	if err == nil && reply.Points == nil {
-		reply.Points = []history.PointRecord{}
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
 	}
-	g.reply(w, r, reply, err)
+	writeJSONBody(w, http.StatusOK, reply)
 }
 
 // historyEvents answers GET /api/v1/history/events. A caller with a scope

@@ -106,6 +106,15 @@ func (c *Client) History(ctx context.Context, req HistoryRequest) (HistoryReply,
 	return reply, err
 }
 
+// HistoryJSON returns one page of an entity's history as the JSON of a
+// HistoryReply, undecoded, for a caller that only forwards it.
+func (c *Client) HistoryJSON(ctx context.Context, req HistoryRequest) ([]byte, error) {
+	req.Home = c.home
+	var reply natsbus.EncodedJSON
+	err := c.conn.Request(ctx, bus.ServiceSubject(ServiceName, verbHistory), req, &reply)
+	return reply, err
+}
+
 // Events returns one page of stored events.
 func (c *Client) Events(ctx context.Context, req EventsRequest) (EventsReply, error) {
 	req.Home = c.home

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"math"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/bus/natsbus"
 	"github.com/nats-io/nats.go"
 	"github.com/oklog/ulid/v2"
 )
@@ -171,7 +171,13 @@ func (s *Service) handleHistory(ctx context.Context, msg *nats.Msg) (any, error)
 	if err := s.decodeRequest(msg, &req); err != nil {
 		return nil, err
 	}
-	return s.history(ctx, req)
+	reply, err := s.history(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	// Encoded here, once: see HistoryReply.MarshalJSON.
+	data, err := reply.MarshalJSON()
+	return natsbus.EncodedJSON(data), err
 }
 
 func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply, error) {
@@ -202,11 +208,30 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply
 		return HistoryReply{}, &homemesh.Error{Op: "history.history", Kind: homemesh.KindUnavailable, Message: "history unavailable", Err: err}
 	}
 	reply := HistoryReply{EntityID: req.EntityID, Resolution: res, Points: make([]PointRecord, 0, len(page.Points)+len(page.Stats))}
+	// The page ends before its records' JSON passes maxReplyBytes, measured
+	// exactly by encoding each record as the reply will.
 	size := 0
 	more := page.More
 	var last time.Time
+	var scratch []byte
+	add := func(rec PointRecord, at time.Time) bool {
+		var err error
+		if scratch, err = rec.appendJSON(scratch[:0]); err != nil {
+			// Never stored (stores refuse non-finite values); skipped
+			// rather than failing the whole page.
+			s.log.Warn("history record not encodable", "entity_id", req.EntityID, "err", err)
+			last = at
+			return true
+		}
+		if size += len(scratch) + 1; size > maxReplyBytes && len(reply.Points) > 0 {
+			return false
+		}
+		reply.Points = append(reply.Points, rec)
+		last = at
+		return true
+	}
 	if res == Raw {
-		for i, p := range page.Points {
+		for _, p := range page.Points {
 			rec := PointRecord{Time: p.Time.UTC()}
 			if p.Numeric {
 				rec.Value = p.Value
@@ -214,22 +239,14 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply
 				rec.Value = p.State
 				rec.Attributes = p.Attrs
 			}
-			size += recordOverhead + jsonRawLen(p.Attrs)
-			if p.Numeric {
-				size += jsonFloatLen(p.Value)
-			} else {
-				size += jsonStringLen(p.State)
-			}
-			if size > maxReplyBytes && i > 0 {
+			if !add(rec, p.Time) {
 				more = true
 				break
 			}
-			reply.Points = append(reply.Points, rec)
-			last = p.Time
 		}
 	} else {
 		kind, _ := s.kindOf(req.EntityID)
-		for i, st := range page.Stats {
+		for _, st := range page.Stats {
 			rec := PointRecord{Time: st.Start.UTC(), Count: st.Count}
 			if st.NumCount > 0 {
 				mean, lo, hi, lst := st.Mean(), st.Min, st.Max, st.Last
@@ -239,18 +256,10 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply
 				on := float64(st.OnMicros) / 1e6
 				rec.OnSeconds = &on
 			}
-			size += recordOverhead + statsOverhead
-			for _, f := range []*float64{rec.Mean, rec.Min, rec.Max, rec.Last, rec.OnSeconds} {
-				if f != nil {
-					size += jsonFloatLen(*f)
-				}
-			}
-			if size > maxReplyBytes && i > 0 {
+			if !add(rec, st.Start) {
 				more = true
 				break
 			}
-			reply.Points = append(reply.Points, rec)
-			last = st.Start
 		}
 	}
 	if more && !last.IsZero() {
@@ -321,20 +330,7 @@ const (
 	// recordOverhead covers a record's braces, keys, separators and its
 	// time (RFC 3339 with nanoseconds).
 	recordOverhead = 160
-	// statsOverhead covers a bucket's count.
-	statsOverhead = 20
 )
-
-// jsonFloatLen bounds the length of f as encoding/json writes it: plain
-// decimals between 1e-6 and 1e21, exponents outside.
-func jsonFloatLen(f float64) int {
-	format := byte('f')
-	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
-		format = 'e'
-	}
-	var buf [64]byte
-	return len(strconv.AppendFloat(buf[:0], f, format, -1, 64))
-}
 
 // jsonStringLen bounds the length of s as a JSON string: escapes take up
 // to six bytes, and encoding/json escapes <, > and & too. s is valid

@@ -2,7 +2,6 @@ package history
 
 import (
 	"encoding/json"
-	"math"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -62,13 +61,14 @@ func FuzzCursor(f *testing.F) {
 	})
 }
 
-// FuzzReplySizeBounds checks that the reply size estimates never fall
-// short of what encoding/json writes.
+// FuzzReplySizeBounds checks that the events reply's size estimates never
+// fall short of what encoding/json writes. (History replies are measured
+// exactly, by their own encoder: FuzzReplyJSON.)
 func FuzzReplySizeBounds(f *testing.F) {
-	f.Add("on", []byte(`{"a":"<b>&"}`), 21.5)
-	f.Add("\u2028\x00\"\\é", []byte(`[1, 2,  3]`), -1.2345678901234567e-308)
-	f.Add("", []byte(`"\u003c"`), 1e21)
-	f.Fuzz(func(t *testing.T, s string, raw []byte, x float64) {
+	f.Add("on", []byte(`{"a":"<b>&"}`))
+	f.Add("\u2028\x00\"\\é", []byte(`[1, 2,  3]`))
+	f.Add("", []byte(`"\u003c"`))
+	f.Fuzz(func(t *testing.T, s string, raw []byte) {
 		if utf8.ValidString(s) {
 			if got, _ := json.Marshal(s); len(got) > jsonStringLen(s) {
 				t.Fatalf("%q encodes to %d bytes, estimated %d", s, len(got), jsonStringLen(s))
@@ -77,11 +77,6 @@ func FuzzReplySizeBounds(f *testing.F) {
 		if json.Valid(raw) {
 			if got, _ := json.Marshal(json.RawMessage(raw)); len(got) > jsonRawLen(raw) {
 				t.Fatalf("%q encodes to %d bytes, estimated %d", raw, len(got), jsonRawLen(raw))
-			}
-		}
-		if !math.IsNaN(x) && !math.IsInf(x, 0) {
-			if got, _ := json.Marshal(x); len(got) > jsonFloatLen(x) {
-				t.Fatalf("%v encodes to %d bytes, estimated %d", x, len(got), jsonFloatLen(x))
 			}
 		}
 	})

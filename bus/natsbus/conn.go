@@ -226,6 +226,10 @@ func (c *Conn) Request(ctx context.Context, subject string, req, resp any) error
 	if resp == nil {
 		return nil
 	}
+	if raw, ok := resp.(*EncodedJSON); ok {
+		*raw = msg.Data
+		return nil
+	}
 	if err := json.Unmarshal(msg.Data, resp); err != nil {
 		return fmt.Errorf("decode reply from %s: %w", subject, err)
 	}
@@ -256,6 +260,13 @@ func (c *Conn) Handle(subject, queue string, h Handler) (*nats.Subscription, err
 	})
 }
 
+// EncodedJSON is a reply body already encoded as JSON. Reply sends it as
+// is, and Request fills it with the reply's bytes without decoding them:
+// a service that encodes a large reply itself spares the second pass
+// encoding/json makes over a Marshaler's output, and a gateway that only
+// forwards a reply spares decoding and encoding it again.
+type EncodedJSON []byte
+
 // Reply answers msg with resp, or with err encoded for the wire. Internal
 // errors are logged here, because their cause never crosses the bus.
 func (c *Conn) Reply(msg *nats.Msg, resp any, err error) {
@@ -267,6 +278,8 @@ func (c *Conn) Reply(msg *nats.Msg, resp any, err error) {
 		}
 		out.Header.Set(bus.ErrorHeader, string(kind))
 		out.Data = body
+	} else if raw, ok := resp.(EncodedJSON); ok {
+		out.Data = raw
 	} else {
 		data, merr := json.Marshal(resp)
 		if merr != nil {

@@ -39,6 +39,28 @@ func TestRequestReplyCarriesKinds(t *testing.T) {
 	}
 }
 
+// A reply the handler encoded itself travels byte for byte, and a caller
+// may take it undecoded or decode it.
+func TestEncodedJSONRepliesPassThrough(t *testing.T) {
+	srv := bustest.Server(t)
+	conn := bustest.Conn(t, srv)
+	body := `{ "points" : [1, 2] }`
+	if _, err := conn.Handle("hm.svc.test.raw", "test", func(ctx context.Context, msg *nats.Msg) (any, error) {
+		return natsbus.EncodedJSON(body), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var raw natsbus.EncodedJSON
+	if err := conn.Request(ctx, "hm.svc.test.raw", nil, &raw); err != nil || string(raw) != body {
+		t.Fatalf("raw reply = %q, %v; want %q", raw, err, body)
+	}
+	var decoded struct{ Points []int }
+	if err := conn.Request(ctx, "hm.svc.test.raw", nil, &decoded); err != nil || len(decoded.Points) != 2 {
+		t.Fatalf("decoded reply = %+v, %v", decoded, err)
+	}
+}
+
 func TestRemoteDialAndTokens(t *testing.T) {
 	srv, err := natsbus.StartServer(natsbus.ServerConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "s3cret-token"}, nil)
 	if err != nil {

@@ -1,0 +1,123 @@
+package history
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// MarshalJSON writes r as encoding/json would (with Points never null),
+// several times faster: a year of hourly statistics is 8,760 records,
+// and reflection-driven encoding of them took longer than the query.
+func (r HistoryReply) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 64+len(r.Points)*96)
+	b = append(b, `{"entity_id":`...)
+	b = appendJSONString(b, r.EntityID)
+	b = append(b, `,"resolution":`...)
+	b = appendJSONString(b, string(r.Resolution))
+	b = append(b, `,"points":[`...)
+	var err error
+	for i := range r.Points {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = r.Points[i].appendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	b = append(b, ']')
+	if r.Next != "" {
+		b = append(b, `,"next":`...)
+		b = appendJSONString(b, r.Next)
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSON appends the record as encoding/json writes it, omitting the
+// empty fields the struct tags omit.
+func (p *PointRecord) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"time":"`...)
+	b = p.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if p.Value != nil {
+		b = append(b, `,"value":`...)
+		switch v := p.Value.(type) {
+		case float64:
+			var err error
+			if b, err = appendJSONFloat(b, v); err != nil {
+				return nil, err
+			}
+		case string:
+			b = appendJSONString(b, v)
+		default:
+			raw, err := json.Marshal(v)
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, raw...)
+		}
+	}
+	if len(p.Attributes) > 0 {
+		b = append(b, `,"attributes":`...)
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, p.Attributes); err != nil {
+			return nil, fmt.Errorf("attributes: %w", err)
+		}
+		out := bytes.NewBuffer(b)
+		json.HTMLEscape(out, compact.Bytes())
+		b = out.Bytes()
+	}
+	for _, f := range []struct {
+		key string
+		v   *float64
+	}{{`,"mean":`, p.Mean}, {`,"min":`, p.Min}, {`,"max":`, p.Max}, {`,"last":`, p.Last}} {
+		if f.v != nil {
+			b = append(b, f.key...)
+			var err error
+			if b, err = appendJSONFloat(b, *f.v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if p.Count != 0 {
+		b = append(b, `,"count":`...)
+		b = strconv.AppendInt(b, p.Count, 10)
+	}
+	if p.OnSeconds != nil {
+		b = append(b, `,"on_seconds":`...)
+		var err error
+		if b, err = appendJSONFloat(b, *p.OnSeconds); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSONFloat appends f as encoding/json writes a float64: plain
+// decimals between 1e-6 and 1e21, exponents (e-7, not e-07) outside. JSON
+// has no NaN or infinity.
+func appendJSONFloat(b []byte, f float64) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, fmt.Errorf("history reply: %v is not a JSON number", f)
+	}
+	format := byte('f')
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, nil
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // cannot fail for a string
+	return append(b, q...)
+}
