@@ -171,62 +171,64 @@ func (s *Service) handleHistory(ctx context.Context, msg *nats.Msg) (any, error)
 	if err := s.decodeRequest(msg, &req); err != nil {
 		return nil, err
 	}
-	reply, err := s.history(ctx, req)
+	reply, points, err := s.history(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	// Encoded here, once: see HistoryReply.MarshalJSON.
-	data, err := reply.MarshalJSON()
-	return natsbus.EncodedJSON(data), err
+	return natsbus.EncodedJSON(reply.appendJSON(nil, points)), nil
 }
 
-func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply, error) {
+// history answers req with a reply whose points are already encoded, each
+// followed by a comma: encoding them is how the page's size is measured,
+// and a year of hourly statistics is too many records to encode twice.
+func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply, []byte, error) {
 	if err := homemesh.CheckID("entity_id", req.EntityID); err != nil {
-		return HistoryReply{}, err
+		return HistoryReply{}, nil, err
 	}
 	now := s.now()
 	from, to, err := queryRange(req.From, req.To, now)
 	if err != nil {
-		return HistoryReply{}, err
+		return HistoryReply{}, nil, err
 	}
 	limit, err := queryLimit(req.Limit)
 	if err != nil {
-		return HistoryReply{}, err
+		return HistoryReply{}, nil, err
 	}
 	res, err := s.resolve(req.EntityID, req.Resolution, from, to, now)
 	if err != nil {
-		return HistoryReply{}, err
+		return HistoryReply{}, nil, err
 	}
 	q := HistoryQuery{Home: s.cfg.Home, Entity: req.EntityID, From: from, To: to, Resolution: res, Limit: limit}
 	if req.Cursor != "" {
 		if q.After, _, err = decodeCursor(req.Cursor, false, from, to); err != nil {
-			return HistoryReply{}, err
+			return HistoryReply{}, nil, err
 		}
 	}
 	page, err := s.store.History(ctx, q)
 	if err != nil {
-		return HistoryReply{}, &homemesh.Error{Op: "history.history", Kind: homemesh.KindUnavailable, Message: "history unavailable", Err: err}
+		return HistoryReply{}, nil, &homemesh.Error{Op: "history.history", Kind: homemesh.KindUnavailable, Message: "history unavailable", Err: err}
 	}
-	reply := HistoryReply{EntityID: req.EntityID, Resolution: res, Points: make([]PointRecord, 0, len(page.Points)+len(page.Stats))}
+	reply := HistoryReply{EntityID: req.EntityID, Resolution: res}
+	var points []byte
 	// The page ends before its records' JSON passes maxReplyBytes, measured
 	// exactly by encoding each record as the reply will.
-	size := 0
 	more := page.More
 	var last time.Time
-	var scratch []byte
 	add := func(rec PointRecord, at time.Time) bool {
+		n := len(points)
 		var err error
-		if scratch, err = rec.appendJSON(scratch[:0]); err != nil {
+		if points, err = rec.appendJSON(points); err != nil {
 			// Never stored (stores refuse non-finite values); skipped
 			// rather than failing the whole page.
 			s.log.Warn("history record not encodable", "entity_id", req.EntityID, "err", err)
-			last = at
+			points, last = points[:n], at
 			return true
 		}
-		if size += len(scratch) + 1; size > maxReplyBytes && len(reply.Points) > 0 {
+		if len(points) >= maxReplyBytes && n > 0 {
+			points = points[:n]
 			return false
 		}
-		reply.Points = append(reply.Points, rec)
+		points = append(points, ',')
 		last = at
 		return true
 	}
@@ -265,7 +267,7 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply
 	if more && !last.IsZero() {
 		reply.Next = encodeCursor(last, "")
 	}
-	return reply, nil
+	return reply, points, nil
 }
 
 func (s *Service) handleEvents(ctx context.Context, msg *nats.Msg) (any, error) {

@@ -13,27 +13,34 @@ import (
 // several times faster: a year of hourly statistics is 8,760 records,
 // and reflection-driven encoding of them took longer than the query.
 func (r HistoryReply) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 64+len(r.Points)*96)
+	var points []byte
+	for i := range r.Points {
+		var err error
+		if points, err = r.Points[i].appendJSON(points); err != nil {
+			return nil, err
+		}
+		points = append(points, ',')
+	}
+	return r.appendJSON(make([]byte, 0, 64+len(points)), points), nil
+}
+
+// appendJSON appends r with points, its records already encoded and each
+// followed by a comma, in place of r.Points.
+func (r *HistoryReply) appendJSON(b, points []byte) []byte {
 	b = append(b, `{"entity_id":`...)
 	b = appendJSONString(b, r.EntityID)
 	b = append(b, `,"resolution":`...)
 	b = appendJSONString(b, string(r.Resolution))
 	b = append(b, `,"points":[`...)
-	var err error
-	for i := range r.Points {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		if b, err = r.Points[i].appendJSON(b); err != nil {
-			return nil, err
-		}
+	if len(points) > 0 {
+		b = append(b, points[:len(points)-1]...)
 	}
 	b = append(b, ']')
 	if r.Next != "" {
 		b = append(b, `,"next":`...)
 		b = appendJSONString(b, r.Next)
 	}
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 // appendJSON appends the record as encoding/json writes it, omitting the
