@@ -171,45 +171,46 @@ func (s *Service) handleHistory(ctx context.Context, msg *nats.Msg) (any, error)
 	if err := s.decodeRequest(msg, &req); err != nil {
 		return nil, err
 	}
-	reply, points, err := s.history(ctx, req)
+	data, err := s.history(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	return natsbus.EncodedJSON(reply.appendJSON(nil, points)), nil
+	return natsbus.EncodedJSON(data), nil
 }
 
-// history answers req with a reply whose points are already encoded, each
-// followed by a comma: encoding them is how the page's size is measured,
+// history answers req with the JSON of a HistoryReply, encoded as the
+// page is read: encoding the records is how the page's size is measured,
 // and a year of hourly statistics is too many records to encode twice.
-func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply, []byte, error) {
+func (s *Service) history(ctx context.Context, req HistoryRequest) ([]byte, error) {
 	if err := homemesh.CheckID("entity_id", req.EntityID); err != nil {
-		return HistoryReply{}, nil, err
+		return nil, err
 	}
 	now := s.now()
 	from, to, err := queryRange(req.From, req.To, now)
 	if err != nil {
-		return HistoryReply{}, nil, err
+		return nil, err
 	}
 	limit, err := queryLimit(req.Limit)
 	if err != nil {
-		return HistoryReply{}, nil, err
+		return nil, err
 	}
 	res, err := s.resolve(req.EntityID, req.Resolution, from, to, now)
 	if err != nil {
-		return HistoryReply{}, nil, err
+		return nil, err
 	}
 	q := HistoryQuery{Home: s.cfg.Home, Entity: req.EntityID, From: from, To: to, Resolution: res, Limit: limit}
 	if req.Cursor != "" {
 		if q.After, _, err = decodeCursor(req.Cursor, false, from, to); err != nil {
-			return HistoryReply{}, nil, err
+			return nil, err
 		}
 	}
 	page, err := s.store.History(ctx, q)
 	if err != nil {
-		return HistoryReply{}, nil, &homemesh.Error{Op: "history.history", Kind: homemesh.KindUnavailable, Message: "history unavailable", Err: err}
+		return nil, &homemesh.Error{Op: "history.history", Kind: homemesh.KindUnavailable, Message: "history unavailable", Err: err}
 	}
 	reply := HistoryReply{EntityID: req.EntityID, Resolution: res}
-	var points []byte
+	points := reply.appendHead(make([]byte, 0, min(maxReplyBytes, 128+100*(len(page.Points)+len(page.Stats)))))
+	head := len(points)
 	// The page ends before its records' JSON passes maxReplyBytes, measured
 	// exactly by encoding each record as the reply will.
 	more := page.More
@@ -224,7 +225,7 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply
 			points, last = points[:n], at
 			return true
 		}
-		if len(points) >= maxReplyBytes && n > 0 {
+		if len(points) >= maxReplyBytes && n > head {
 			points = points[:n]
 			return false
 		}
@@ -248,15 +249,18 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply
 		}
 	} else {
 		kind, _ := s.kindOf(req.EntityID)
+		// The records' optional numbers live in one array per page rather
+		// than five allocations per record.
+		var nums [5]float64
 		for _, st := range page.Stats {
 			rec := PointRecord{Time: st.Start.UTC(), Count: st.Count}
 			if st.NumCount > 0 {
-				mean, lo, hi, lst := st.Mean(), st.Min, st.Max, st.Last
-				rec.Mean, rec.Min, rec.Max, rec.Last = &mean, &lo, &hi, &lst
+				nums[0], nums[1], nums[2], nums[3] = st.Mean(), st.Min, st.Max, st.Last
+				rec.Mean, rec.Min, rec.Max, rec.Last = &nums[0], &nums[1], &nums[2], &nums[3]
 			}
 			if st.OnMicros != 0 || binaryKinds[kind] {
-				on := float64(st.OnMicros) / 1e6
-				rec.OnSeconds = &on
+				nums[4] = float64(st.OnMicros) / 1e6
+				rec.OnSeconds = &nums[4]
 			}
 			if !add(rec, st.Start) {
 				more = true
@@ -267,7 +271,7 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) (HistoryReply
 	if more && !last.IsZero() {
 		reply.Next = encodeCursor(last, "")
 	}
-	return reply, points, nil
+	return reply.appendTail(points), nil
 }
 
 func (s *Service) handleEvents(ctx context.Context, msg *nats.Msg) (any, error) {

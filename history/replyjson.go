@@ -3,6 +3,7 @@ package history
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -13,27 +14,32 @@ import (
 // several times faster: a year of hourly statistics is 8,760 records,
 // and reflection-driven encoding of them took longer than the query.
 func (r HistoryReply) MarshalJSON() ([]byte, error) {
-	var points []byte
+	b := r.appendHead(make([]byte, 0, 128+100*len(r.Points)))
 	for i := range r.Points {
 		var err error
-		if points, err = r.Points[i].appendJSON(points); err != nil {
+		if b, err = r.Points[i].appendJSON(b); err != nil {
 			return nil, err
 		}
-		points = append(points, ',')
+		b = append(b, ',')
 	}
-	return r.appendJSON(make([]byte, 0, 64+len(points)), points), nil
+	return r.appendTail(b), nil
 }
 
-// appendJSON appends r with points, its records already encoded and each
-// followed by a comma, in place of r.Points.
-func (r *HistoryReply) appendJSON(b, points []byte) []byte {
+// appendHead appends r's JSON up to its first record. The records follow,
+// each with a comma after it, then appendTail ends the reply.
+func (r *HistoryReply) appendHead(b []byte) []byte {
 	b = append(b, `{"entity_id":`...)
 	b = appendJSONString(b, r.EntityID)
 	b = append(b, `,"resolution":`...)
 	b = appendJSONString(b, string(r.Resolution))
-	b = append(b, `,"points":[`...)
-	if len(points) > 0 {
-		b = append(b, points[:len(points)-1]...)
+	return append(b, `,"points":[`...)
+}
+
+// appendTail ends a reply begun by appendHead, dropping the last record's
+// comma.
+func (r *HistoryReply) appendTail(b []byte) []byte {
+	if b[len(b)-1] == ',' {
+		b = b[:len(b)-1]
 	}
 	b = append(b, ']')
 	if r.Next != "" {
@@ -77,13 +83,13 @@ func (p *PointRecord) appendJSON(b []byte) ([]byte, error) {
 		json.HTMLEscape(out, compact.Bytes())
 		b = out.Bytes()
 	}
-	for _, f := range []struct {
+	var err error
+	for _, f := range [...]struct {
 		key string
 		v   *float64
 	}{{`,"mean":`, p.Mean}, {`,"min":`, p.Min}, {`,"max":`, p.Max}, {`,"last":`, p.Last}} {
 		if f.v != nil {
 			b = append(b, f.key...)
-			var err error
 			if b, err = appendJSONFloat(b, *f.v); err != nil {
 				return nil, err
 			}
@@ -95,7 +101,6 @@ func (p *PointRecord) appendJSON(b []byte) ([]byte, error) {
 	}
 	if p.OnSeconds != nil {
 		b = append(b, `,"on_seconds":`...)
-		var err error
 		if b, err = appendJSONFloat(b, *p.OnSeconds); err != nil {
 			return nil, err
 		}
@@ -103,12 +108,14 @@ func (p *PointRecord) appendJSON(b []byte) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
+var errNotJSONNumber = errors.New("history reply: NaN and infinities are not JSON numbers")
+
 // appendJSONFloat appends f as encoding/json writes a float64: plain
 // decimals between 1e-6 and 1e21, exponents (e-7, not e-07) outside. JSON
 // has no NaN or infinity.
 func appendJSONFloat(b []byte, f float64) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, fmt.Errorf("history reply: %v is not a JSON number", f)
+		return nil, errNotJSONNumber
 	}
 	format := byte('f')
 	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
