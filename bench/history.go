@@ -28,7 +28,7 @@ const (
 	DefaultHistoryPublishers = 2
 	DefaultHistoryInFlight   = 4096
 	DefaultHistoryDrain      = 5 * time.Minute
-	// DefaultMaxBacklog is a quarter of the STATES and TELEMETRY streams'
+	// DefaultMaxBacklog is a quarter of a home's STATES and TELEMETRY streams'
 	// 512 MiB: far enough ahead to keep the service's batches full, far
 	// enough from the limit that no unconsumed message is discarded.
 	DefaultMaxBacklog = 128 << 20
@@ -233,10 +233,10 @@ func History(ctx context.Context, cfg HistoryConfig) (HistoryResult, error) {
 	res := HistoryResult{
 		Store: cfg.Store, Entities: cfg.Entities, PointsPerMessage: cfg.PointsPerMessage,
 		InFlight: cfg.InFlight, MaxBacklogBytes: cfg.MaxBacklog, DurationSeconds: cfg.Duration.Seconds(),
-		Path: "state changes, one point per message, on the STATES stream",
+		Path: "state changes, one point per message, on the home's STATES stream",
 	}
 	if cfg.PointsPerMessage > 1 {
-		res.Path = fmt.Sprintf("telemetry, %d points per message, on the TELEMETRY stream", cfg.PointsPerMessage)
+		res.Path = fmt.Sprintf("telemetry, %d points per message, on the home's TELEMETRY stream", cfg.PointsPerMessage)
 	}
 	dir, err := os.MkdirTemp("", "homemesh-bench-history-")
 	if err != nil {
