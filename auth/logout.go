@@ -91,12 +91,16 @@ func (s *Service) handleRevokeAll(ctx context.Context, msg *nats.Msg) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.RevokeUserTokens(ctx, actor.Username); err != nil {
+	notBefore, err := s.RevokeUserTokens(ctx, actor.Username)
+	if err != nil {
 		return nil, err
 	}
 	s.Audit(ctx, AuditEntry{Action: AuditSessionsRevoked, Outcome: OutcomeSuccess, Actor: actor.Username,
 		ActorID: actor.UserID, Source: source, Target: actor.Username})
-	return struct{}{}, nil
+	// The revocation goes back to the caller too: its event may reach the
+	// caller's subscription after this reply, and the caller's next
+	// request must already be refused.
+	return Revocation{UserID: actor.UserID, NotBefore: notBefore}, nil
 }
 
 // Logout ends the session refreshToken belongs to: it and every refresh
@@ -112,5 +116,12 @@ func (c *Client) Logout(ctx context.Context, source, refreshToken string) error 
 // refresh and integration token they hold stops working at once, in every
 // process. source is the caller's address, for the audit log.
 func (c *Client) RevokeAll(ctx context.Context, source, accessToken string) error {
-	return c.conn.Request(ctx, subject(VerbRevokeAll), revokeAllRequest{bearer: bearer{accessToken}, Source: source}, nil)
+	var rev Revocation
+	if err := c.conn.Request(ctx, subject(VerbRevokeAll), revokeAllRequest{bearer: bearer{accessToken}, Source: source}, &rev); err != nil {
+		return err
+	}
+	if rev.UserID != "" {
+		c.revoked.add(rev)
+	}
+	return nil
 }
