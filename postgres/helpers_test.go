@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"strings"
@@ -43,6 +44,14 @@ func withDatabase(t testing.TB, dsn, name string) string {
 func freshDatabase(t testing.TB) string {
 	t.Helper()
 	base := testDSN(t)
+	name := createTemporary(t, base, "CREATE DATABASE %s", "DROP DATABASE IF EXISTS %s WITH (FORCE)")
+	return withDatabase(t, base, name)
+}
+
+// createTemporary runs create (a statement with %s for a fresh name) on the
+// test server and drop (likewise) when the test ends; it returns the name.
+func createTemporary(t testing.TB, base, create, drop string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)
@@ -53,8 +62,8 @@ func freshDatabase(t testing.TB) string {
 	b := make([]byte, 6)
 	rand.Read(b)
 	name := "hm_test_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
+	if _, err := conn.Exec(ctx, fmt.Sprintf(create, name)); err != nil {
+		t.Fatalf("%s: %v", fmt.Sprintf(create, name), err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -65,11 +74,11 @@ func freshDatabase(t testing.TB) string {
 			return
 		}
 		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		if _, err := conn.Exec(ctx, fmt.Sprintf(drop, name)); err != nil {
 			t.Errorf("drop %s: %v", name, err)
 		}
 	})
-	return withDatabase(t, base, name)
+	return name
 }
 
 // freshSchema creates an empty schema in the test database, dropped when
@@ -78,32 +87,7 @@ func freshDatabase(t testing.TB) string {
 func freshSchema(t testing.TB) string {
 	t.Helper()
 	base := testDSN(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to the test server: %v", err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "hm_test_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("connect to drop %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
+	name := createTemporary(t, base, "CREATE SCHEMA %s", "DROP SCHEMA IF EXISTS %s CASCADE")
 	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
 		u, err := url.Parse(base)
 		if err != nil {
