@@ -182,7 +182,7 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 	case "registry":
 		consumer := "registry_" + home
 		p.Subscribe = append(p.Subscribe, bus.ServiceSubject("registry", ">"))
-		p.Publish = append(p.Publish, bus.StateWildcard(home))
+		p.Publish = append(p.Publish, bus.StateWildcard(home), bus.StateLogSubject(home))
 		for _, kind := range registryEvents {
 			p.Publish = append(p.Publish, bus.EventSubject(home, kind))
 		}

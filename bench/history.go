@@ -23,7 +23,7 @@ import (
 const (
 	DefaultHistoryDuration   = 10 * time.Second
 	DefaultHistoryEntities   = 1000
-	DefaultPointsPerMessage  = 1
+	DefaultPointsPerMessage  = 100
 	DefaultHistoryQueries    = 200
 	DefaultHistoryPublishers = 2
 	DefaultHistoryInFlight   = 4096
@@ -57,10 +57,13 @@ type HistoryConfig struct {
 	Duration time.Duration
 	// Entities is the number of simulated entities, in devices of four.
 	Entities int
-	// PointsPerMessage is 1 for state changes, one per message on the
-	// STATES stream, as the registry publishes them; above 1, each message
-	// is a device's telemetry carrying that many points.
+	// PointsPerMessage is how many state changes one message of the
+	// home's state log carries (the registry logs each batch it commits as
+	// one message, so under load this is its batch), or, with Telemetry,
+	// how many points a device's telemetry message carries.
 	PointsPerMessage int
+	// Telemetry publishes telemetry instead of state changes.
+	Telemetry bool
 	// Queries is how many times each query is timed (0 skips them).
 	Queries int
 	// Publishers is the number of publishing connections, and InFlight
@@ -233,9 +236,9 @@ func History(ctx context.Context, cfg HistoryConfig) (HistoryResult, error) {
 	res := HistoryResult{
 		Store: cfg.Store, Entities: cfg.Entities, PointsPerMessage: cfg.PointsPerMessage,
 		InFlight: cfg.InFlight, MaxBacklogBytes: cfg.MaxBacklog, DurationSeconds: cfg.Duration.Seconds(),
-		Path: "state changes, one point per message, on the home's STATES stream",
+		Path: fmt.Sprintf("state changes, %d per message, on the home's state log (STATES stream)", cfg.PointsPerMessage),
 	}
-	if cfg.PointsPerMessage > 1 {
+	if cfg.Telemetry {
 		res.Path = fmt.Sprintf("telemetry, %d points per message, on the home's TELEMETRY stream", cfg.PointsPerMessage)
 	}
 	dir, err := os.MkdirTemp("", "homemesh-bench-history-")
@@ -360,7 +363,7 @@ func ingest(ctx context.Context, cfg HistoryConfig, srv *natsbus.Server, home st
 		for j := i; j < len(devices); j += n {
 			share = append(share, devices[j])
 		}
-		if pubs[i], err = newPublisher(conn, home, share, cfg.PointsPerMessage, cfg.InFlight/n, &counts); err != nil {
+		if pubs[i], err = newPublisher(conn, home, share, cfg.PointsPerMessage, cfg.Telemetry, cfg.InFlight/n, &counts); err != nil {
 			return nil, err
 		}
 	}

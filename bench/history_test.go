@@ -24,14 +24,16 @@ func TestHistory(t *testing.T) {
 		name       string
 		store      string
 		ppm        int
+		telemetry  bool
 		maxBacklog int64
 	}{
-		{"sqlite/state changes", StoreSQLite, 1, 0},
-		{"sqlite/telemetry unbounded", StoreSQLite, 25, -1},
+		{"sqlite/state changes", StoreSQLite, 1, false, 0},
+		{"sqlite/state changes in batches", StoreSQLite, 7, false, 0},
+		{"sqlite/telemetry unbounded", StoreSQLite, 25, true, -1},
 		// A backlog of one byte makes every publish wait for the store.
-		{"sqlite/held back by the store", StoreSQLite, 1, 1},
-		{"postgres/state changes", StorePostgres, 1, 0},
-		{"postgres/telemetry", StorePostgres, 25, 0},
+		{"sqlite/held back by the store", StoreSQLite, 1, false, 1},
+		{"postgres/state changes", StorePostgres, 5, false, 0},
+		{"postgres/telemetry", StorePostgres, 25, true, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,7 +45,7 @@ func TestHistory(t *testing.T) {
 			ppm := tt.ppm
 			cfg := HistoryConfig{
 				Store: tt.store, DSN: dsn, Duration: 500 * time.Millisecond, Entities: 10,
-				PointsPerMessage: ppm, Queries: 3, InFlight: 64, MaxBacklog: tt.maxBacklog,
+				PointsPerMessage: ppm, Telemetry: tt.telemetry, Queries: 3, InFlight: 64, MaxBacklog: tt.maxBacklog,
 			}
 			res, err := History(ctx, cfg)
 			out, _ := json.MarshalIndent(res, "", "  ")

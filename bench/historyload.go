@@ -25,7 +25,6 @@ const entitiesPerDevice = 4
 // its last state, which the next state change carries as the old state.
 type benchEntity struct {
 	device, id string
-	subject    string // its state-change subject
 	lastMicro  int64
 	lastState  []byte
 }
@@ -47,7 +46,7 @@ func benchFleet(home string, n int) []*benchDevice {
 		}
 		d := devices[len(devices)-1]
 		id := d.id + "_t" + strconv.Itoa(len(d.entities))
-		d.entities = append(d.entities, &benchEntity{device: d.id, id: id, subject: bus.StateSubject(home, d.id, id)})
+		d.entities = append(d.entities, &benchEntity{device: d.id, id: id})
 	}
 	return devices
 }
@@ -170,10 +169,12 @@ type publisher struct {
 	js      jetstream.JetStream
 	home    string
 	devices []*benchDevice
-	ppm     int // points per message; 1 sends state changes
+	ppm     int // points per message
+	// telemetry sends telemetry; otherwise state-log batches.
+	telemetry bool
 }
 
-func newPublisher(conn *natsbus.Conn, home string, devices []*benchDevice, ppm, inFlight int, counts *ingestCounts) (*publisher, error) {
+func newPublisher(conn *natsbus.Conn, home string, devices []*benchDevice, ppm int, telemetry bool, inFlight int, counts *ingestCounts) (*publisher, error) {
 	js, err := jetstream.New(conn.NATS(),
 		jetstream.WithPublishAsyncMaxPending(inFlight),
 		jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) { counts.acked.Add(1) }),
@@ -182,7 +183,7 @@ func newPublisher(conn *natsbus.Conn, home string, devices []*benchDevice, ppm, 
 	if err != nil {
 		return nil, err
 	}
-	return &publisher{js: js, home: home, devices: devices, ppm: ppm}, nil
+	return &publisher{js: js, home: home, devices: devices, ppm: ppm, telemetry: telemetry}, nil
 }
 
 // run publishes until stop is set or ctx ends, as fast as JetStream
@@ -200,10 +201,19 @@ func (p *publisher) run(ctx context.Context, stop *atomic.Bool, settle time.Dura
 		var subject string
 		var data []byte
 		now := time.Now()
-		if p.ppm == 1 {
-			e := entities[seq%len(entities)]
-			subject = e.subject
-			data = bus.EncodeEnvelopeRaw(p.home, "bench", "state_changed", stateChangePayload(p.home, e, benchValue(seq), e.nextTime(now)))
+		if !p.telemetry {
+			// A batch of changes of consecutive entities, as the registry
+			// logs a committed batch.
+			subject = bus.StateLogSubject(p.home)
+			payload := []byte{'['}
+			for k := range p.ppm {
+				if k > 0 {
+					payload = append(payload, ',')
+				}
+				e := entities[(seq*p.ppm+k)%len(entities)]
+				payload = append(payload, stateChangePayload(p.home, e, benchValue(seq*p.ppm+k), e.nextTime(now))...)
+			}
+			data = bus.EncodeEnvelopeRaw(p.home, "bench", "state_changes", append(payload, ']'))
 		} else {
 			d := p.devices[seq%len(p.devices)]
 			subject = d.subject

@@ -34,6 +34,11 @@ func TelemetrySubject(home, device string) string {
 	return Prefix + "." + home + ".telemetry." + device
 }
 
+// StateLogSubject carries a home's state changes in batches, as the
+// registry commits them, for history: one stored message per batch rather
+// than per change. Live subscribers use the per-entity StateSubject.
+func StateLogSubject(home string) string { return Prefix + "." + home + ".statelog" }
+
 // TelemetryWildcard matches all telemetry of a home.
 func TelemetryWildcard(home string) string { return Prefix + "." + home + ".telemetry.>" }
 

@@ -41,10 +41,11 @@ temporary directory, a fresh store (--store sqlite: a file in that
 directory; --store postgres: a database created on the --dsn server for
 the run and dropped afterwards) and the history service, then:
 
-  1. publishes for --duration, as fast as JetStream accepts: state changes
-     (--points-per-message 1, one point each, as the registry publishes
-     them) or telemetry messages of N points; waits until the store holds
-     every accepted point and reads them all back to check;
+  1. publishes for --duration, as fast as JetStream accepts: the home's
+     state log, as the registry publishes it (each message one committed
+     batch of --points-per-message state changes), or with --telemetry
+     devices' telemetry messages of that many points; waits until the
+     store holds every accepted point and reads them all back to check;
   2. measures the store's size per raw point;
   3. seeds one entity with 24 h of 1-minute points and one with a year of
      hourly points, and times --queries reads of each (24 h raw, 1 year at
@@ -84,7 +85,8 @@ JetStream accepted.`,
 	f.StringVar(&cfg.DSN, "dsn", os.Getenv("HOMEMESH_TEST_POSTGRES_DSN"), "PostgreSQL server for --store postgres; the run creates and drops its own database [HOMEMESH_TEST_POSTGRES_DSN]")
 	f.DurationVar(&cfg.Duration, "duration", bench.DefaultHistoryDuration, "how long to publish")
 	f.IntVar(&cfg.Entities, "entities", bench.DefaultHistoryEntities, "simulated entities, in devices of four")
-	f.IntVar(&cfg.PointsPerMessage, "points-per-message", bench.DefaultPointsPerMessage, "1 publishes state changes; N > 1 telemetry messages of N points")
+	f.IntVar(&cfg.PointsPerMessage, "points-per-message", bench.DefaultPointsPerMessage, "state changes in one state-log message (the registry's batch), or points in one telemetry message")
+	f.BoolVar(&cfg.Telemetry, "telemetry", false, "publish devices' telemetry instead of the registry's state log")
 	f.IntVar(&cfg.Queries, "queries", bench.DefaultHistoryQueries, "timed reads of each query (0 skips the queries)")
 	f.IntVar(&cfg.Publishers, "publishers", bench.DefaultHistoryPublishers, "publishing connections")
 	f.IntVar(&cfg.InFlight, "in-flight", bench.DefaultHistoryInFlight, "publishes awaiting JetStream's ack, at most, over all publishers")

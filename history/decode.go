@@ -12,6 +12,7 @@ import (
 
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/bus"
+	"github.com/homemesh/homemesh/registry"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -35,8 +36,12 @@ type TelemetryPoint struct {
 // Envelope types history reads.
 const (
 	TypeStateChanged = "state_changed"
+	TypeStateChanges = registry.TypeStateChanges
 	TypeTelemetry    = "telemetry"
 )
+
+// MaxStateChanges bounds the changes of one state-log message.
+const MaxStateChanges = 10000
 
 // Reasons a message is rejected, as logged and counted.
 const (
@@ -192,9 +197,29 @@ type stateChangeWire struct {
 	} `json:"state"`
 }
 
-// decodeState turns an envelope of type state_changed carrying a
-// registry.StateChange into one point.
+// decodeState turns a message of the home's state stream into points:
+// the registry's state log (bus.StateLogSubject) carries batches of type
+// state_changes; a single state_changed on an entity's own subject is
+// read too. A batch with one bad change is refused whole, like a
+// telemetry message: it is the producer's error, not a partial truth.
 func (s *Service) decodeState(subject string, data []byte, out *Message) error {
+	if subject == bus.StateLogSubject(s.cfg.Home) {
+		var env envelope[[]stateChangeWire]
+		if err := openEnvelope(s, data, TypeStateChanges, &env); err != nil {
+			return err
+		}
+		if len(env.Payload) > MaxStateChanges {
+			return reject(reasonTooMany, "%d state changes, at most %d", len(env.Payload), MaxStateChanges)
+		}
+		now, stored := s.now(), len(out.Points)
+		for i := range env.Payload {
+			if err := s.appendStatePoint(&env.Payload[i], env.Time, now, out); err != nil {
+				out.Points = out.Points[:stored]
+				return err
+			}
+		}
+		return nil
+	}
 	if _, err := s.subjectTokens(subject, "state"); err != nil {
 		return err
 	}
@@ -202,7 +227,11 @@ func (s *Service) decodeState(subject string, data []byte, out *Message) error {
 	if err := openEnvelope(s, data, TypeStateChanged, &env); err != nil {
 		return err
 	}
-	sc := &env.Payload
+	return s.appendStatePoint(&env.Payload, env.Time, s.now(), out)
+}
+
+// appendStatePoint checks one state change and appends its point to out.
+func (s *Service) appendStatePoint(sc *stateChangeWire, sent, now time.Time, out *Message) error {
 	if sc.HomeID != s.cfg.Home {
 		return reject(reasonWrongHome, "state change of another home")
 	}
@@ -222,9 +251,9 @@ func (s *Service) decodeState(subject string, data []byte, out *Message) error {
 	case !sc.State.ChangedAt.IsZero():
 		p.Time = sc.State.ChangedAt
 	default:
-		p.Time = env.Time
+		p.Time = sent
 	}
-	if err := s.checkTime("time", p.Time, s.now()); err != nil {
+	if err := s.checkTime("time", p.Time, now); err != nil {
 		return err
 	}
 	if !sc.State.Available {

@@ -21,6 +21,24 @@ func stateEnvelope(t testing.TB, payload string) []byte {
 	return bus.EncodeEnvelopeRaw("h1", "registry", TypeStateChanged, []byte(payload))
 }
 
+// stateLog is a state-log message of home h1 around payload, a JSON list.
+func stateLog(payload string) []byte {
+	return bus.EncodeEnvelopeRaw("h1", "registry", TypeStateChanges, []byte(payload))
+}
+
+func TestDecodeStateLog(t *testing.T) {
+	s := testService()
+	data := stateLog(`[{"home_id":"h1","device_id":"d","entity_id":"temp","kind":"sensor","state":{"value":21.5,"available":true,"updated_at":"2026-11-29T10:00:00Z"}},` +
+		`{"home_id":"h1","device_id":"d","entity_id":"door","kind":"binary_sensor","state":{"value":"on","available":true,"updated_at":"2026-11-29T10:00:01Z"}}]`)
+	var m Message
+	if err := s.decodeState("hm.h1.statelog", data, &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Points) != 2 || m.Points[0].Entity != "temp" || m.Points[0].Value != 21.5 || m.Points[1].State != "on" || m.Points[1].Kind != homemesh.KindBinarySensor {
+		t.Fatalf("points = %+v", m.Points)
+	}
+}
+
 func TestDecodeStateValues(t *testing.T) {
 	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 	tests := []struct {
@@ -107,6 +125,10 @@ func TestDecodeRejects(t *testing.T) {
 		{"future", (*Service).decodeState, "hm.h1.state.d.e", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1,"available":true,"updated_at":"`+future+`"}}`), reasonBadTime},
 		{"huge number", (*Service).decodeState, "hm.h1.state.d.e", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1e999,"available":true}}`), reasonBadValue},
 		{"attributes", (*Service).decodeState, "hm.h1.state.d.e", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1,"available":true,"attributes":[1]}}`), reasonMalformed},
+		{"log type", (*Service).decodeState, "hm.h1.statelog", stateEnvelope(t, `{}`), reasonWrongType},
+		{"log not a list", (*Service).decodeState, "hm.h1.statelog", stateLog(`{}`), reasonMalformed},
+		{"log with a bad change", (*Service).decodeState, "hm.h1.statelog", stateLog(`[{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1,"available":true}},{"home_id":"h1","device_id":"d","entity_id":"E!","state":{"value":1,"available":true}}]`), reasonInvalidID},
+		{"log of another home", (*Service).decodeState, "hm.h2.statelog", stateLog(`[]`), reasonBadSubject},
 		{"telemetry subject", (*Service).decodeTelemetry, "hm.h1.telemetry.d.x", tele(`{"points":[]}`), reasonBadSubject},
 		{"telemetry device", (*Service).decodeTelemetry, "hm.h1.telemetry.D", tele(`{"points":[]}`), reasonInvalidID},
 		{"telemetry zero time", (*Service).decodeTelemetry, "hm.h1.telemetry.d", tele(`{"points":[{"entity_id":"e","value":1}]}`), reasonBadTime},
@@ -197,6 +219,7 @@ func must(b []byte, err error) []byte {
 // may panic, and whatever is accepted must be storable.
 func FuzzDecode(f *testing.F) {
 	f.Add("hm.h1.state.d.e", []byte(stateEnvelopeSeed))
+	f.Add("hm.h1.statelog", stateLog(`[{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1,"available":true,"updated_at":"2026-11-29T10:00:00Z"}}]`))
 	f.Add("hm.h1.telemetry.d", []byte(`{"v":1,"id":"01JDZ4ZQ5Q4N3W7X9V8T6R2Y1K","home":"h1","time":"2026-11-29T10:00:00Z","type":"telemetry","payload":{"points":[{"entity_id":"e","time":"2026-11-29T10:00:00Z","value":1}]}}`))
 	f.Add("hm.h1.event.x", []byte(`{"v":1,"id":"01JDZ4ZQ5Q4N3W7X9V8T6R2Y1K","home":"h1","time":"2026-11-29T10:00:00Z","type":"x","payload":{"device_id":"d"}}`))
 	f.Add("hm.h1.state.d.e", []byte(`{"v":1,"home":"h1","type":"state_changed","payload":{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":"1e400","available":true,"attributes":null}}}`))

@@ -172,7 +172,7 @@ type ingestStream struct {
 func (s *Service) streams() []ingestStream {
 	h := s.cfg.Home
 	return []ingestStream{
-		{registry.StatesStream(h), bus.StateWildcard(h), (*Service).decodeState},
+		{registry.StatesStream(h), bus.StateLogSubject(h), (*Service).decodeState},
 		{TelemetryStream(h), bus.TelemetryWildcard(h), (*Service).decodeTelemetry},
 		{EventsStream(h), bus.EventWildcard(h), (*Service).decodeEvent},
 	}

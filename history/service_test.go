@@ -129,8 +129,9 @@ func (h *harness) publishEnvelope(subject, typ string, payload any) string {
 
 func (h *harness) publishState(device, entity string, kind homemesh.EntityKind, st homemesh.State) {
 	h.t.Helper()
-	h.publishEnvelope(bus.StateSubject(home, device, entity), history.TypeStateChanged,
-		registry.StateChange{HomeID: home, DeviceID: device, EntityID: entity, Kind: kind, State: st})
+	// As the registry logs it: a batch, here of one.
+	h.publishEnvelope(bus.StateLogSubject(home), history.TypeStateChanges,
+		[]registry.StateChange{{HomeID: home, DeviceID: device, EntityID: entity, Kind: kind, State: st}})
 }
 
 func (h *harness) publishTelemetry(device string, points ...history.TelemetryPoint) {
@@ -499,7 +500,7 @@ func TestRejectsBadMessagesAndStoresTheRest(t *testing.T) {
 	h.publishTelemetry("meter", many...)
 	h.publishTelemetry("meter", good(1))
 	h.publishState("plug", "relay", homemesh.KindSwitch, homemesh.State{Value: "on", Available: true, UpdatedAt: t0})
-	h.publish(bus.StateSubject(home, "plug", "relay"), raw(home, "state_changed", `{"home_id":"h2","device_id":"plug","entity_id":"relay","state":{"value":"off","available":true}}`))
+	h.publish(bus.StateLogSubject(home), raw(home, "state_changes", `[{"home_id":"h2","device_id":"plug","entity_id":"relay","state":{"value":"off","available":true}}]`))
 	h.publish(bus.EventSubject(home, "x"), []byte(`not json`))
 	h.publishEnvelope(bus.EventSubject(home, "button_pressed"), "button_pressed", map[string]any{"device_id": "remote"})
 
@@ -717,11 +718,11 @@ func BenchmarkIngestTelemetry(b *testing.B) {
 func BenchmarkIngestStates(b *testing.B) {
 	benchmarkIngest(b, 1, func(i int, t0 time.Time) (string, []byte) {
 		entity := fmt.Sprintf("sensor_%d", i%50)
-		data, _ := bus.EncodeEnvelope(home, "registry", history.TypeStateChanged, registry.StateChange{
+		data, _ := bus.EncodeEnvelope(home, "registry", history.TypeStateChanges, []registry.StateChange{{
 			HomeID: home, DeviceID: "meter", EntityID: entity, Kind: homemesh.KindSensor,
 			State: homemesh.State{Value: float64(i), Available: true, UpdatedAt: t0.Add(time.Duration(i) * time.Microsecond)},
-		})
-		return bus.StateSubject(home, "meter", entity), data
+		}})
+		return bus.StateLogSubject(home), data
 	})
 }
 

@@ -123,8 +123,8 @@ func Streams(ctx context.Context, conn *natsbus.Conn, home string) error {
 	}
 	_, err := conn.Stream(ctx, jetstream.StreamConfig{
 		Name:        StatesStream(home),
-		Description: "every state change the registry stored in home " + home,
-		Subjects:    []string{bus.StateWildcard(home)},
+		Description: "every state change the registry stored in home " + home + ", in batches",
+		Subjects:    []string{bus.StateLogSubject(home)},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      48 * time.Hour,

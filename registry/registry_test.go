@@ -73,6 +73,24 @@ func TestDefinitionsStatesAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
+	// The same change is logged, in a batch, for history.
+	logged := make(chan []registry.StateChange, 10)
+	logSub, err := conn.NATS().Subscribe(bus.StateLogSubject(home), func(m *nats.Msg) {
+		env, err := bus.DecodeEnvelope(m.Data)
+		if err != nil || env.Type != registry.TypeStateChanges {
+			t.Errorf("state log message %q: %v", env.Type, err)
+			return
+		}
+		var batch []registry.StateChange
+		if err := json.Unmarshal(env.Payload, &batch); err != nil {
+			t.Error(err)
+		}
+		logged <- batch
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logSub.Unsubscribe()
 
 	if _, err := client.PutEntity(ctx, sampleEntity()); homemesh.ErrorKind(err) != homemesh.KindInvalid || homemesh.ErrorField(err) != "entity.device_id" {
 		t.Fatalf("entity before its device: got %v, want invalid entity.device_id", err)
@@ -100,6 +118,14 @@ func TestDefinitionsStatesAndRestart(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no state change published")
+	}
+	select {
+	case batch := <-logged:
+		if len(batch) != 1 || batch[0].EntityID != "kitchen_plug_relay" || batch[0].State.Value != "on" {
+			t.Fatalf("state log batch = %+v", batch)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no state change logged")
 	}
 	got, err := client.Entity(ctx, "kitchen_plug_relay")
 	if err != nil {

@@ -116,6 +116,7 @@ func (s *Service) commit(ctx context.Context, batch []jetstream.Msg) {
 			s.log.Warn("state change not published", "subject", changeSubjects[i], "err", err)
 		}
 	}
+	s.publishStateLog(changes)
 	job := storeJob{reports: slices.Clone(batch)}
 	for _, id := range order {
 		f, err := s.js.PublishAsync("$KV."+s.bucket("states")+"."+id, final[id])
@@ -306,4 +307,33 @@ func stateChangeJSON(home, device, entity string, kind homemesh.EntityKind, stat
 	b = append(b, `,"old_state":`...)
 	b = append(b, old...)
 	return append(b, '}')
+}
+
+// stateLogBytes bounds one state-log message, well under the bus's 1 MiB.
+const stateLogBytes = 512 << 10
+
+// publishStateLog publishes a batch's changes on the state log, as few
+// messages of type state_changes (a JSON array of StateChange) as fit the
+// bound. The stream STATES_<home> keeps them for history, which then
+// stores, acknowledges and decodes one message per batch instead of one
+// per change: the per-message cost was most of a stored state's cost.
+func (s *Service) publishStateLog(changes [][]byte) {
+	subject := bus.StateLogSubject(s.cfg.Home)
+	for len(changes) > 0 {
+		payload := []byte{'['}
+		n := 0
+		for n < len(changes) && (n == 0 || len(payload)+len(changes[n]) < stateLogBytes) {
+			if n > 0 {
+				payload = append(payload, ',')
+			}
+			payload = append(payload, changes[n]...)
+			n++
+		}
+		payload = append(payload, ']')
+		data := bus.EncodeEnvelopeRaw(s.cfg.Home, "registry", TypeStateChanges, payload)
+		if err := s.bus.NATS().Publish(subject, data); err != nil {
+			s.log.Warn("state changes not logged", "subject", subject, "changes", n, "err", err)
+		}
+		changes = changes[n:]
+	}
 }

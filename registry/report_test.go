@@ -2,10 +2,15 @@ package registry
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/bus"
+	"github.com/homemesh/homemesh/bus/bustest"
+	"github.com/nats-io/nats.go"
 )
 
 func TestDecodeReports(t *testing.T) {
@@ -59,6 +64,57 @@ func TestStateChangeJSONMatchesMarshal(t *testing.T) {
 		want, _ := json.Marshal(StateChange{HomeID: "h1", DeviceID: "dev-1", EntityID: "temp_1", Kind: kind, State: next, Old: old})
 		if string(got) != string(want) {
 			t.Fatalf("kind %q:\ngot  %s\nwant %s", kind, got, want)
+		}
+	}
+}
+
+// A batch too large for one state-log message is split, every change
+// logged once and in order, each message a JSON list under the bound.
+func TestStateLogSplitsLargeBatches(t *testing.T) {
+	srv := bustest.Server(t)
+	conn := bustest.Conn(t, srv)
+	s, err := New(Config{Home: "h1"}, Deps{Bus: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changes [][]byte
+	for i := range 3000 {
+		state := []byte(fmt.Sprintf(`{"value":%d,"available":true,"attributes":{"pad":%q}}`, i, strings.Repeat("x", 200)))
+		changes = append(changes, stateChangeJSON("h1", "d", fmt.Sprintf("e%d", i), homemesh.KindSensor, state, []byte(`{"value":null,"available":false}`)))
+	}
+	msgs := make(chan *nats.Msg, 100)
+	sub, err := conn.NATS().ChanSubscribe(bus.StateLogSubject("h1"), msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s.publishStateLog(changes)
+	next := 0
+	for next < len(changes) {
+		select {
+		case m := <-msgs:
+			if len(m.Data) > stateLogBytes+1024 {
+				t.Fatalf("a state-log message of %d bytes", len(m.Data))
+			}
+			env, err := bus.DecodeEnvelope(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var batch []StateChange
+			if err := json.Unmarshal(env.Payload, &batch); err != nil {
+				t.Fatal(err)
+			}
+			for _, sc := range batch {
+				if want := fmt.Sprintf("e%d", next); sc.EntityID != want {
+					t.Fatalf("logged %s, want %s", sc.EntityID, want)
+				}
+				next++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d changes logged", next, len(changes))
 		}
 	}
 }

@@ -28,8 +28,12 @@ const queueGroup = "registry"
 // burst cannot push another's messages out of a shared stream.
 func ReportsStream(home string) string { return "REPORTS_" + home }
 
-// StatesStream captures every state change published in a home, for
-// history and for consumers that must not miss one.
+// TypeStateChanges is the envelope type of the state log's messages: a
+// JSON array of StateChange.
+const TypeStateChanges = "state_changes"
+
+// StatesStream keeps a home's state log (bus.StateLogSubject), for history
+// and for consumers that must not miss a change.
 func StatesStream(home string) string { return "STATES_" + home }
 
 // ReportSubject is where connectivity services report the state of one
