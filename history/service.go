@@ -103,7 +103,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		cfg.Retention = DefaultRetention()
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 1000
+		cfg.BatchSize = defaultBatchSize
 	}
 	if cfg.BatchWait <= 0 {
 		cfg.BatchWait = 5 * time.Millisecond
@@ -128,33 +128,57 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}, nil
 }
 
-// Streams declares the streams of home history consumes besides the
-// registry's states: telemetry and events. Declaring is idempotent, so
-// every process that publishes or consumes them calls it.
+// Streams declares the streams of home history consumes (the registry's
+// state log, telemetry and events) and history's durable consumer on each.
+// The streams keep a message only until every consumer has it (interest
+// retention), so a full stream refuses new messages instead of dropping
+// accepted ones nobody has stored; a message published while no consumer
+// exists would not be kept at all, which is why the consumers are created
+// here, with the streams, by every process that declares them for history.
+// Declaring is idempotent.
 func Streams(ctx context.Context, conn *natsbus.Conn, home string) error {
+	if err := registry.Streams(ctx, conn, home); err != nil {
+		return err
+	}
 	if _, err := conn.Stream(ctx, jetstream.StreamConfig{
 		Name:        TelemetryStream(home),
 		Description: "raw telemetry of home " + home + ", for history",
 		Subjects:    []string{bus.TelemetryWildcard(home)},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      48 * time.Hour,
-		MaxBytes:    512 << 20,
-		Discard:     jetstream.DiscardOld,
+		// As the registry's state log: kept until history has them,
+		// refusing new messages when full rather than dropping accepted
+		// ones not yet stored.
+		Retention: jetstream.InterestPolicy,
+		Storage:   jetstream.FileStorage,
+		MaxAge:    48 * time.Hour,
+		MaxBytes:  512 << 20,
+		Discard:   jetstream.DiscardNew,
 	}); err != nil {
 		return err
 	}
-	_, err := conn.Stream(ctx, jetstream.StreamConfig{
+	if _, err := conn.Stream(ctx, jetstream.StreamConfig{
 		Name:        EventsStream(home),
 		Description: "every event published in home " + home + ", for history",
 		Subjects:    []string{bus.EventWildcard(home)},
-		Retention:   jetstream.LimitsPolicy,
+		Retention:   jetstream.InterestPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      48 * time.Hour,
 		MaxBytes:    256 << 20,
-		Discard:     jetstream.DiscardOld,
-	})
-	return err
+		Discard:     jetstream.DiscardNew,
+	}); err != nil {
+		return err
+	}
+	js := conn.JetStream()
+	for _, st := range ingestStreams(home) {
+		_, err := js.Consumer(ctx, st.name, consumerName(home))
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			_, err = js.CreateOrUpdateConsumer(ctx, st.name, consumerConfig(home, st, defaultBatchSize))
+		}
+		if err != nil {
+			return &homemesh.Error{Op: "history.streams", Kind: homemesh.KindUnavailable,
+				Message: "consumer on " + st.name + " unavailable", Err: err}
+		}
+	}
+	return nil
 }
 
 // Ready is closed once the service consumes its streams and answers
@@ -169,8 +193,12 @@ type ingestStream struct {
 	decode func(s *Service, subject string, data []byte, out *Message) error
 }
 
-func (s *Service) streams() []ingestStream {
-	h := s.cfg.Home
+func (s *Service) streams() []ingestStream { return ingestStreams(s.cfg.Home) }
+
+// defaultBatchSize is Config.BatchSize's default.
+const defaultBatchSize = 1000
+
+func ingestStreams(h string) []ingestStream {
 	return []ingestStream{
 		{registry.StatesStream(h), bus.StateLogSubject(h), (*Service).decodeState},
 		{TelemetryStream(h), bus.TelemetryWildcard(h), (*Service).decodeTelemetry},
@@ -180,7 +208,19 @@ func (s *Service) streams() []ingestStream {
 
 // consumerName is the durable consumer every history process of the home
 // shares on each stream, so that they split the work.
-func (s *Service) consumerName() string { return "history_" + s.cfg.Home }
+func consumerName(home string) string { return "history_" + home }
+
+func consumerConfig(home string, st ingestStream, batchSize int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       consumerName(home),
+		Description:   "history of home " + home,
+		FilterSubject: st.filter,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: max(20000, heldMessages*batchSize),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
 
 // Run consumes the streams, stores what they carry, purges what the
 // retention no longer keeps and answers queries, until ctx ends. It then
@@ -194,9 +234,6 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) run(ctx context.Context) error {
-	if err := registry.Streams(ctx, s.bus, s.cfg.Home); err != nil {
-		return err
-	}
 	if err := Streams(ctx, s.bus, s.cfg.Home); err != nil {
 		return err
 	}
@@ -251,15 +288,7 @@ func (s *Service) run(ctx context.Context) error {
 
 // consumer creates, or opens, the durable consumer of the home on st.
 func (s *Service) consumer(ctx context.Context, st ingestStream) (jetstream.Consumer, error) {
-	cons, err := s.bus.JetStream().CreateOrUpdateConsumer(ctx, st.name, jetstream.ConsumerConfig{
-		Durable:       s.consumerName(),
-		Description:   "history of home " + s.cfg.Home,
-		FilterSubject: st.filter,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
-		MaxAckPending: max(20000, heldMessages*s.cfg.BatchSize),
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cons, err := s.bus.JetStream().CreateOrUpdateConsumer(ctx, st.name, consumerConfig(s.cfg.Home, st, s.cfg.BatchSize))
 	if err != nil {
 		return nil, &homemesh.Error{Op: "history.consumer", Kind: homemesh.KindUnavailable,
 			Message: "consumer on " + st.name + " unavailable", Err: err}

@@ -125,11 +125,14 @@ func Streams(ctx context.Context, conn *natsbus.Conn, home string) error {
 		Name:        StatesStream(home),
 		Description: "every state change the registry stored in home " + home + ", in batches",
 		Subjects:    []string{bus.StateLogSubject(home)},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      48 * time.Hour,
-		MaxBytes:    512 << 20,
-		Discard:     jetstream.DiscardOld,
+		// Kept until every consumer (history's durable ones) has
+		// acknowledged them; a full stream refuses new messages rather
+		// than dropping accepted ones no one has stored yet.
+		Retention: jetstream.InterestPolicy,
+		Storage:   jetstream.FileStorage,
+		MaxAge:    48 * time.Hour,
+		MaxBytes:  512 << 20,
+		Discard:   jetstream.DiscardNew,
 	})
 	return err
 }
