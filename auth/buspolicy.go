@@ -90,10 +90,10 @@ var registryEvents = []string{"entity_added", "entity_updated", "entity_removed"
 	"device_added", "device_updated", "device_removed", "room_added", "room_removed"}
 
 // The JetStream streams and buckets each service opens, all of one home.
-// Names follow the owning packages (registry.ReportsStream and StatesStream,
-// history.TelemetryStream and EventsStream, edge's discovery bucket, the
-// broker's BucketName); auth cannot import them, as services never import
-// one another.
+// Names follow the owning packages (registry.ReportsStream,
+// history.StatesStream, TelemetryStream and EventsStream, edge's discovery
+// bucket, the broker's BucketName); auth cannot import them, as services
+// never import one another.
 func reportsStream(home string) string   { return "REPORTS_" + home }
 func statesStream(home string) string    { return "STATES_" + home }
 func telemetryStream(home string) string { return "TELEMETRY_" + home }
@@ -187,7 +187,6 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 			p.Publish = append(p.Publish, bus.EventSubject(home, kind))
 		}
 		p.Publish = append(p.Publish, streamSubjects(reportsStream(home))...)
-		p.Publish = append(p.Publish, streamSubjects(statesStream(home))...)
 		p.Publish = append(p.Publish, durableConsumer(reportsStream(home), consumer)...)
 		for _, b := range registryBuckets(home) {
 			p.Publish = append(p.Publish, bucketSubjects(b)...)
@@ -199,7 +198,6 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 		p.Subscribe = append(p.Subscribe, mqtt, bus.CommandWildcard(home), bus.EventSubject(home, EventCredentialRevoked))
 		p.Publish = append(p.Publish, mqtt, bus.Prefix+"."+home+".report.>", bus.TelemetrySubject(home, "*"))
 		p.Publish = append(p.Publish, streamSubjects(reportsStream(home))...)
-		p.Publish = append(p.Publish, streamSubjects(statesStream(home))...)
 		for _, b := range edgeBuckets(home) {
 			p.Publish = append(p.Publish, bucketSubjects(b)...)
 		}

@@ -16,7 +16,6 @@ import (
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/bus/natsbus"
 	"github.com/homemesh/homemesh/history"
-	"github.com/homemesh/homemesh/registry"
 )
 
 // Defaults for HistoryConfig fields left at their zero value.
@@ -258,9 +257,6 @@ func History(ctx context.Context, cfg HistoryConfig) (HistoryResult, error) {
 	}
 	defer admin.Close()
 	home := "bench-" + homemesh.RandomID(6)
-	if err := registry.Streams(ctx, admin, home); err != nil {
-		return res, fmt.Errorf("declare registry streams: %w", err)
-	}
 	if err := history.Streams(ctx, admin, home); err != nil {
 		return res, fmt.Errorf("declare history streams: %w", err)
 	}

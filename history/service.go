@@ -17,6 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// StatesStream keeps a home's state log (bus.StateLogSubject): every state
+// change the registry stored, in its batches.
+func StatesStream(home string) string { return "STATES_" + home }
+
 // TelemetryStream holds a home's raw telemetry until history has stored
 // it. Like the registry's, history's streams are per home (see
 // registry.ReportsStream for why).
@@ -140,32 +144,19 @@ func Streams(ctx context.Context, conn *natsbus.Conn, home string) error {
 	if err := registry.Streams(ctx, conn, home); err != nil {
 		return err
 	}
-	if _, err := conn.Stream(ctx, jetstream.StreamConfig{
-		Name:        TelemetryStream(home),
-		Description: "raw telemetry of home " + home + ", for history",
-		Subjects:    []string{bus.TelemetryWildcard(home)},
-		// As the registry's state log: kept until history has them,
-		// refusing new messages when full rather than dropping accepted
-		// ones not yet stored.
-		Retention: jetstream.InterestPolicy,
-		Storage:   jetstream.FileStorage,
-		MaxAge:    48 * time.Hour,
-		MaxBytes:  512 << 20,
-		Discard:   jetstream.DiscardNew,
-	}); err != nil {
-		return err
-	}
-	if _, err := conn.Stream(ctx, jetstream.StreamConfig{
-		Name:        EventsStream(home),
-		Description: "every event published in home " + home + ", for history",
-		Subjects:    []string{bus.EventWildcard(home)},
-		Retention:   jetstream.InterestPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      48 * time.Hour,
-		MaxBytes:    256 << 20,
-		Discard:     jetstream.DiscardNew,
-	}); err != nil {
-		return err
+	for _, st := range ingestStreams(home) {
+		if _, err := conn.Stream(ctx, jetstream.StreamConfig{
+			Name:        st.name,
+			Description: st.what + " of home " + home + ", for history",
+			Subjects:    []string{st.filter},
+			Retention:   jetstream.InterestPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      48 * time.Hour,
+			MaxBytes:    st.maxBytes,
+			Discard:     jetstream.DiscardNew,
+		}); err != nil {
+			return err
+		}
 	}
 	js := conn.JetStream()
 	for _, st := range ingestStreams(home) {
@@ -189,8 +180,11 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // messages.
 type ingestStream struct {
 	name   string
-	filter string
+	filter string // the stream's one subject, and its consumer's filter
 	decode func(s *Service, subject string, data []byte, out *Message) error
+
+	what     string // for the stream's description
+	maxBytes int64
 }
 
 func (s *Service) streams() []ingestStream { return ingestStreams(s.cfg.Home) }
@@ -200,9 +194,9 @@ const defaultBatchSize = 1000
 
 func ingestStreams(h string) []ingestStream {
 	return []ingestStream{
-		{registry.StatesStream(h), bus.StateLogSubject(h), (*Service).decodeState},
-		{TelemetryStream(h), bus.TelemetryWildcard(h), (*Service).decodeTelemetry},
-		{EventsStream(h), bus.EventWildcard(h), (*Service).decodeEvent},
+		{StatesStream(h), bus.StateLogSubject(h), (*Service).decodeState, "the registry's state log", 512 << 20},
+		{TelemetryStream(h), bus.TelemetryWildcard(h), (*Service).decodeTelemetry, "raw telemetry", 512 << 20},
+		{EventsStream(h), bus.EventWildcard(h), (*Service).decodeEvent, "every event", 256 << 20},
 	}
 }
 

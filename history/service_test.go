@@ -507,7 +507,7 @@ func TestRejectsBadMessagesAndStoresTheRest(t *testing.T) {
 
 	hmtest.WaitFor(t, 10*time.Second, "good messages stored and bad ones settled", func() bool {
 		return store.points.Load() == 3 && store.events.Load() == 1 &&
-			pendingAcks(t, h.conn, history.TelemetryStream(home)) == 0 && pendingAcks(t, h.conn, registry.StatesStream(home)) == 0 &&
+			pendingAcks(t, h.conn, history.TelemetryStream(home)) == 0 && pendingAcks(t, h.conn, history.StatesStream(home)) == 0 &&
 			pendingAcks(t, h.conn, history.EventsStream(home)) == 0
 	})
 	want := map[string]float64{"malformed": 3, "wrong_home": 2, "invalid_id": 1, "bad_time": 1, "too_many_points": 1}

@@ -106,11 +106,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}, nil
 }
 
-// Streams declares the JetStream streams of home the registry relies on.
-// Both are idempotent to create, so every process that publishes or
-// consumes calls it.
+// Streams declares the JetStream stream of home the registry relies on,
+// REPORTS_<home>. It is idempotent, so every process that publishes or
+// consumes reports calls it. (The state log the registry publishes is kept
+// by history's stream, history.StatesStream: only history consumes it.)
 func Streams(ctx context.Context, conn *natsbus.Conn, home string) error {
-	if _, err := conn.Stream(ctx, jetstream.StreamConfig{
+	_, err := conn.Stream(ctx, jetstream.StreamConfig{
 		Name:        ReportsStream(home),
 		Description: "state reports waiting for the registry of home " + home,
 		Subjects:    []string{reportWildcard(home)},
@@ -118,21 +119,6 @@ func Streams(ctx context.Context, conn *natsbus.Conn, home string) error {
 		Storage:     jetstream.FileStorage,
 		MaxBytes:    256 << 20,
 		Discard:     jetstream.DiscardOld,
-	}); err != nil {
-		return err
-	}
-	_, err := conn.Stream(ctx, jetstream.StreamConfig{
-		Name:        StatesStream(home),
-		Description: "every state change the registry stored in home " + home + ", in batches",
-		Subjects:    []string{bus.StateLogSubject(home)},
-		// Kept until every consumer (history's durable ones) has
-		// acknowledged them; a full stream refuses new messages rather
-		// than dropping accepted ones no one has stored yet.
-		Retention: jetstream.InterestPolicy,
-		Storage:   jetstream.FileStorage,
-		MaxAge:    48 * time.Hour,
-		MaxBytes:  512 << 20,
-		Discard:   jetstream.DiscardNew,
 	})
 	return err
 }

@@ -32,10 +32,6 @@ func ReportsStream(home string) string { return "REPORTS_" + home }
 // JSON array of StateChange.
 const TypeStateChanges = "state_changes"
 
-// StatesStream keeps a home's state log (bus.StateLogSubject), for history
-// and for consumers that must not miss a change.
-func StatesStream(home string) string { return "STATES_" + home }
-
 // ReportSubject is where connectivity services report the state of one
 // entity.
 func ReportSubject(home, device, entity string) string {
