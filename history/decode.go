@@ -35,7 +35,6 @@ type TelemetryPoint struct {
 
 // Envelope types history reads.
 const (
-	TypeStateChanged = "state_changed"
 	TypeStateChanges = registry.TypeStateChanges
 	TypeTelemetry    = "telemetry"
 )
@@ -197,37 +196,32 @@ type stateChangeWire struct {
 	} `json:"state"`
 }
 
-// decodeState turns a message of the home's state stream into points:
-// the registry's state log (bus.StateLogSubject) carries batches of type
-// state_changes; a single state_changed on an entity's own subject is
-// read too. A batch with one bad change is refused whole, like a
-// telemetry message: it is the producer's error, not a partial truth.
+// decodeState turns a message of the home's state log
+// (bus.StateLogSubject), a batch of type state_changes, into points. A
+// batch with one bad change is refused whole, like a telemetry message:
+// it is the producer's error, not a partial truth.
 func (s *Service) decodeState(subject string, data []byte, out *Message) error {
-	if subject == bus.StateLogSubject(s.cfg.Home) {
-		var env envelope[[]stateChangeWire]
-		if err := openEnvelope(s, data, TypeStateChanges, &env); err != nil {
+	if subject != bus.StateLogSubject(s.cfg.Home) {
+		if home, rest, _ := strings.Cut(strings.TrimPrefix(subject, bus.Prefix+"."), "."); rest == "statelog" && home != s.cfg.Home {
+			return reject(reasonWrongHome, "subject of another home")
+		}
+		return reject(reasonBadSubject, "not the state log's subject")
+	}
+	var env envelope[[]stateChangeWire]
+	if err := openEnvelope(s, data, TypeStateChanges, &env); err != nil {
+		return err
+	}
+	if len(env.Payload) > MaxStateChanges {
+		return reject(reasonTooMany, "%d state changes, at most %d", len(env.Payload), MaxStateChanges)
+	}
+	now, stored := s.now(), len(out.Points)
+	for i := range env.Payload {
+		if err := s.appendStatePoint(&env.Payload[i], env.Time, now, out); err != nil {
+			out.Points = out.Points[:stored]
 			return err
 		}
-		if len(env.Payload) > MaxStateChanges {
-			return reject(reasonTooMany, "%d state changes, at most %d", len(env.Payload), MaxStateChanges)
-		}
-		now, stored := s.now(), len(out.Points)
-		for i := range env.Payload {
-			if err := s.appendStatePoint(&env.Payload[i], env.Time, now, out); err != nil {
-				out.Points = out.Points[:stored]
-				return err
-			}
-		}
-		return nil
 	}
-	if _, err := s.subjectTokens(subject, "state"); err != nil {
-		return err
-	}
-	var env envelope[stateChangeWire]
-	if err := openEnvelope(s, data, TypeStateChanged, &env); err != nil {
-		return err
-	}
-	return s.appendStatePoint(&env.Payload, env.Time, s.now(), out)
+	return nil
 }
 
 // appendStatePoint checks one state change and appends its point to out.

@@ -16,9 +16,10 @@ func testService() *Service {
 	return &Service{cfg: Config{Home: "h1"}, now: time.Now, kinds: map[string]homemesh.EntityKind{}}
 }
 
+// stateEnvelope is a state-log message of home h1 carrying one change.
 func stateEnvelope(t testing.TB, payload string) []byte {
 	t.Helper()
-	return bus.EncodeEnvelopeRaw("h1", "registry", TypeStateChanged, []byte(payload))
+	return stateLog("[" + payload + "]")
 }
 
 // stateLog is a state-log message of home h1 around payload, a JSON list.
@@ -66,7 +67,7 @@ func TestDecodeStateValues(t *testing.T) {
 			payload := `{"home_id":"h1","device_id":"d","entity_id":"e","kind":"sensor","state":` +
 				strings.TrimSuffix(tt.state, "}") + `,"updated_at":"` + at.Format(time.RFC3339) + `"}}`
 			var m Message
-			if err := s.decodeState("hm.h1.state.d.e", stateEnvelope(t, payload), &m); err != nil {
+			if err := s.decodeState("hm.h1.statelog", stateEnvelope(t, payload), &m); err != nil {
 				t.Fatal(err)
 			}
 			p := m.Points[0]
@@ -83,7 +84,7 @@ func TestDecodeStateTimeFallsBack(t *testing.T) {
 	changed := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
 	var m Message
 	payload := `{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1,"available":true,"changed_at":"` + changed.Format(time.RFC3339) + `"}}`
-	if err := s.decodeState("hm.h1.state.d.e", stateEnvelope(t, payload), &m); err != nil {
+	if err := s.decodeState("hm.h1.statelog", stateEnvelope(t, payload), &m); err != nil {
 		t.Fatal(err)
 	}
 	if !m.Points[0].Time.Equal(changed) {
@@ -92,7 +93,7 @@ func TestDecodeStateTimeFallsBack(t *testing.T) {
 	data := stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1,"available":true}}`)
 	env, _ := bus.DecodeEnvelope(data)
 	m = Message{}
-	if err := s.decodeState("hm.h1.state.d.e", data, &m); err != nil {
+	if err := s.decodeState("hm.h1.statelog", data, &m); err != nil {
 		t.Fatal(err)
 	}
 	if !m.Points[0].Time.Equal(env.Time) {
@@ -113,22 +114,22 @@ func TestDecodeRejects(t *testing.T) {
 		data    []byte
 		reason  string
 	}{
-		{"not json", (*Service).decodeState, "hm.h1.state.d.e", []byte("{"), reasonMalformed},
-		{"too large", (*Service).decodeState, "hm.h1.state.d.e", make([]byte, MaxMessageBytes+1), reasonTooLarge},
-		{"version", (*Service).decodeState, "hm.h1.state.d.e", []byte(`{"v":2,"home":"h1","type":"state_changed","payload":{}}`), reasonMalformed},
-		{"envelope home", (*Service).decodeState, "hm.h1.state.d.e", bus.EncodeEnvelopeRaw("h2", "r", TypeStateChanged, []byte(`{}`)), reasonWrongHome},
-		{"subject home", (*Service).decodeState, "hm.h2.state.d.e", stateEnvelope(t, `{}`), reasonWrongHome},
-		{"payload home", (*Service).decodeState, "hm.h1.state.d.e", stateEnvelope(t, `{"home_id":"h2","device_id":"d","entity_id":"e","state":{"value":1,"available":true}}`), reasonWrongHome},
-		{"type", (*Service).decodeState, "hm.h1.state.d.e", bus.EncodeEnvelopeRaw("h1", "r", "other", []byte(`{}`)), reasonWrongType},
-		{"entity", (*Service).decodeState, "hm.h1.state.d.e", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"E!","state":{"value":1,"available":true}}`), reasonInvalidID},
-		{"kind", (*Service).decodeState, "hm.h1.state.d.e", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"e","kind":"toaster","state":{"value":1,"available":true}}`), reasonMalformed},
-		{"future", (*Service).decodeState, "hm.h1.state.d.e", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1,"available":true,"updated_at":"`+future+`"}}`), reasonBadTime},
-		{"huge number", (*Service).decodeState, "hm.h1.state.d.e", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1e999,"available":true}}`), reasonBadValue},
-		{"attributes", (*Service).decodeState, "hm.h1.state.d.e", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1,"available":true,"attributes":[1]}}`), reasonMalformed},
-		{"log type", (*Service).decodeState, "hm.h1.statelog", stateEnvelope(t, `{}`), reasonWrongType},
+		{"not json", (*Service).decodeState, "hm.h1.statelog", []byte("{"), reasonMalformed},
+		{"too large", (*Service).decodeState, "hm.h1.statelog", make([]byte, MaxMessageBytes+1), reasonTooLarge},
+		{"version", (*Service).decodeState, "hm.h1.statelog", []byte(`{"v":2,"home":"h1","type":"state_changes","payload":[]}`), reasonMalformed},
+		{"envelope home", (*Service).decodeState, "hm.h1.statelog", bus.EncodeEnvelopeRaw("h2", "r", TypeStateChanges, []byte(`[]`)), reasonWrongHome},
+		{"subject home", (*Service).decodeState, "hm.h2.statelog", stateEnvelope(t, `{}`), reasonWrongHome},
+		{"entity subject", (*Service).decodeState, "hm.h1.state.d.e", stateEnvelope(t, `{}`), reasonBadSubject},
+		{"payload home", (*Service).decodeState, "hm.h1.statelog", stateEnvelope(t, `{"home_id":"h2","device_id":"d","entity_id":"e","state":{"value":1,"available":true}}`), reasonWrongHome},
+		{"type", (*Service).decodeState, "hm.h1.statelog", bus.EncodeEnvelopeRaw("h1", "r", "other", []byte(`{}`)), reasonWrongType},
+		{"entity", (*Service).decodeState, "hm.h1.statelog", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"E!","state":{"value":1,"available":true}}`), reasonInvalidID},
+		{"kind", (*Service).decodeState, "hm.h1.statelog", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"e","kind":"toaster","state":{"value":1,"available":true}}`), reasonMalformed},
+		{"future", (*Service).decodeState, "hm.h1.statelog", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1,"available":true,"updated_at":"`+future+`"}}`), reasonBadTime},
+		{"huge number", (*Service).decodeState, "hm.h1.statelog", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1e999,"available":true}}`), reasonBadValue},
+		{"attributes", (*Service).decodeState, "hm.h1.statelog", stateEnvelope(t, `{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1,"available":true,"attributes":[1]}}`), reasonMalformed},
+		{"log type", (*Service).decodeState, "hm.h1.statelog", bus.EncodeEnvelopeRaw("h1", "registry", "state_changed", []byte(`{}`)), reasonWrongType},
 		{"log not a list", (*Service).decodeState, "hm.h1.statelog", stateLog(`{}`), reasonMalformed},
 		{"log with a bad change", (*Service).decodeState, "hm.h1.statelog", stateLog(`[{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1,"available":true}},{"home_id":"h1","device_id":"d","entity_id":"E!","state":{"value":1,"available":true}}]`), reasonInvalidID},
-		{"log of another home", (*Service).decodeState, "hm.h2.statelog", stateLog(`[]`), reasonBadSubject},
 		{"telemetry subject", (*Service).decodeTelemetry, "hm.h1.telemetry.d.x", tele(`{"points":[]}`), reasonBadSubject},
 		{"telemetry device", (*Service).decodeTelemetry, "hm.h1.telemetry.D", tele(`{"points":[]}`), reasonInvalidID},
 		{"telemetry zero time", (*Service).decodeTelemetry, "hm.h1.telemetry.d", tele(`{"points":[{"entity_id":"e","value":1}]}`), reasonBadTime},
@@ -218,11 +219,11 @@ func must(b []byte, err error) []byte {
 // FuzzDecode feeds arbitrary subjects and payloads to every decoder: none
 // may panic, and whatever is accepted must be storable.
 func FuzzDecode(f *testing.F) {
-	f.Add("hm.h1.state.d.e", []byte(stateEnvelopeSeed))
+	f.Add("hm.h1.statelog", []byte(stateEnvelopeSeed))
 	f.Add("hm.h1.statelog", stateLog(`[{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":1,"available":true,"updated_at":"2026-11-29T10:00:00Z"}}]`))
 	f.Add("hm.h1.telemetry.d", []byte(`{"v":1,"id":"01JDZ4ZQ5Q4N3W7X9V8T6R2Y1K","home":"h1","time":"2026-11-29T10:00:00Z","type":"telemetry","payload":{"points":[{"entity_id":"e","time":"2026-11-29T10:00:00Z","value":1}]}}`))
 	f.Add("hm.h1.event.x", []byte(`{"v":1,"id":"01JDZ4ZQ5Q4N3W7X9V8T6R2Y1K","home":"h1","time":"2026-11-29T10:00:00Z","type":"x","payload":{"device_id":"d"}}`))
-	f.Add("hm.h1.state.d.e", []byte(`{"v":1,"home":"h1","type":"state_changed","payload":{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":"1e400","available":true,"attributes":null}}}`))
+	f.Add("hm.h1.statelog", []byte(`{"v":1,"home":"h1","type":"state_changes","payload":[{"home_id":"h1","device_id":"d","entity_id":"e","state":{"value":"1e400","available":true,"attributes":null}}]}`))
 	s := testService()
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
 		for _, decode := range []func(*Service, string, []byte, *Message) error{(*Service).decodeState, (*Service).decodeTelemetry, (*Service).decodeEvent} {
@@ -251,7 +252,7 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-const stateEnvelopeSeed = `{"v":1,"id":"01JDZ4ZQ5Q4N3W7X9V8T6R2Y1K","home":"h1","source":"registry","time":"2026-11-29T10:00:00Z","type":"state_changed","payload":{"home_id":"h1","device_id":"d","entity_id":"e","kind":"sensor","state":{"value":21.5,"available":true,"attributes":{"unit":"°C"},"updated_at":"2026-11-29T10:00:00Z"},"old_state":{"value":null,"available":false}}}`
+const stateEnvelopeSeed = `{"v":1,"id":"01JDZ4ZQ5Q4N3W7X9V8T6R2Y1K","home":"h1","source":"registry","time":"2026-11-29T10:00:00Z","type":"state_changes","payload":[{"home_id":"h1","device_id":"d","entity_id":"e","kind":"sensor","state":{"value":21.5,"available":true,"attributes":{"unit":"°C"},"updated_at":"2026-11-29T10:00:00Z"},"old_state":{"value":null,"available":false}}]}`
 
 func BenchmarkDecodeState(b *testing.B) {
 	s := testService()
@@ -261,7 +262,7 @@ func BenchmarkDecodeState(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		var m Message
-		if err := s.decodeState("hm.h1.state.d.e", data, &m); err != nil {
+		if err := s.decodeState("hm.h1.statelog", data, &m); err != nil {
 			b.Fatal(err)
 		}
 	}
