@@ -27,6 +27,7 @@ type memDB struct {
 	stats    map[history.Resolution]map[entityKey]map[int64]*history.Stat
 	events   map[string]map[string]history.Event // by home, then ID
 	ledger   map[streamKey][]ledgerRange
+	frozen   map[entityKey]map[int64]history.Stat // staleClosedDays: the hourly tier as Purge saw it
 	written  func() time.Time
 	closeCnt int
 }
@@ -45,6 +46,7 @@ type faults struct {
 	afterInclusive    bool // history paging repeats the After row
 	keepLedger        bool // never purges the ledger
 	ledgerMinMax      bool // records a batch's sequences as one range, gaps included
+	staleClosedDays   bool // Purge freezes closed days' hourly tier: later writes to them are not read
 }
 
 type entityKey struct{ home, entity string }
@@ -64,6 +66,7 @@ func newMemDB(f faults) *memDB {
 		stats:   map[history.Resolution]map[entityKey]map[int64]*history.Stat{},
 		events:  map[string]map[string]history.Event{},
 		ledger:  map[streamKey][]ledgerRange{},
+		frozen:  map[entityKey]map[int64]history.Stat{},
 		written: time.Now,
 	}
 	for _, r := range history.StatTiers {
@@ -329,6 +332,10 @@ func (s memStore) History(ctx context.Context, q history.HistoryQuery) (history.
 	}
 	for _, st := range db.stats[q.Resolution][ek] {
 		if keep(st.Start) {
+			if old, ok := db.frozen[ek][st.Start.UnixMicro()]; ok && q.Resolution == history.Hourly {
+				page.Stats = append(page.Stats, old)
+				continue
+			}
 			page.Stats = append(page.Stats, *st)
 		}
 	}
@@ -409,6 +416,18 @@ func (s memStore) Purge(ctx context.Context, now time.Time, p history.RetentionP
 	db := s.db
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	if db.faults.staleClosedDays {
+		for ek, byStart := range db.stats[history.Hourly] {
+			for us, st := range byStart {
+				if _, ok := db.frozen[ek][us]; !ok && history.Day(st.Start).Add(24*time.Hour).Before(now) {
+					if db.frozen[ek] == nil {
+						db.frozen[ek] = map[int64]history.Stat{}
+					}
+					db.frozen[ek][us] = *st
+				}
+			}
+		}
+	}
 	retention := func(ek entityKey) history.Retention {
 		if db.faults.defaultKind {
 			return p.Default
@@ -628,6 +647,7 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		{"After inclusive", faults{afterInclusive: true}, []string{"RawPaging", "StatsPaging"}},
 		{"ledger kept", faults{keepLedger: true}, []string{"PurgeLedger"}},
 		{"ledger with gaps filled", faults{ledgerMinMax: true}, []string{"LedgerGaps"}},
+		{"closed days frozen by Purge", faults{staleClosedDays: true}, []string{"HourlyClosedDaysLateWrites"}},
 	} {
 		for _, name := range c.subtests {
 			t.Run(strings.ReplaceAll(c.fault, " ", "_")+"/"+name, func(t *testing.T) {

@@ -47,6 +47,8 @@ var storeTests = []storeTest{
 	{"StatsBinaryAcrossBuckets", testStatsBinaryAcrossBuckets},
 	{"StatsTextualCountsChanges", testStatsTextualCountsChanges},
 	{"StatsPaging", testStatsPaging},
+	{"HourlyClosedDaysKept", testHourlyClosedDaysKept},
+	{"HourlyClosedDaysLateWrites", testHourlyClosedDaysLateWrites},
 	{"EventsRoundTrip", testEventsRoundTrip},
 	{"EventsFilters", testEventsFilters},
 	{"EventsPaging", testEventsPaging},
@@ -54,6 +56,7 @@ var storeTests = []storeTest{
 	{"PurgeRetention", testPurgeRetention},
 	{"PurgeBounded", testPurgeBounded},
 	{"PurgeLedger", testPurgeLedger},
+	{"PurgeHourlyWithinDay", testPurgeHourlyWithinDay},
 	{"InvalidBatch", testInvalidBatch},
 	{"InvalidQuery", testInvalidQuery},
 	{"CloseTwice", testCloseTwice},
@@ -63,6 +66,7 @@ var sharedTests = []sharedTest{
 	{"SharedVisible", testSharedVisible},
 	{"SharedDuplicateAcrossHandles", testSharedDuplicateAcrossHandles},
 	{"SharedConcurrentOverlappingWrites", testConcurrentOverlappingWrites},
+	{"SharedLateWritesWhilePurging", testSharedLateWritesWhilePurging},
 }
 
 // Run runs the conformance suite against the stores open returns. Each
