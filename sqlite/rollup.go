@@ -39,7 +39,7 @@ func (s *Store) rollup(ctx context.Context, now time.Time, limit int) (more bool
 	}
 	const query = `SELECT entity_id, start, count, num_count, sum, min, max, last, last_ts, on_us FROM stats_5m
 		WHERE start >= ? AND start < ? ORDER BY start`
-	rows, err := fiveMinuteRows(ctx, tx, query+` LIMIT ?`, until, target, limit+1)
+	rows, err := queryEntityStats(ctx, tx, query+` LIMIT ?`, until, target, limit+1)
 	if err != nil {
 		return false, err
 	}
@@ -51,10 +51,10 @@ func (s *Store) rollup(ctx context.Context, now time.Time, limit int) (more bool
 		first, last := hourOf(rows[0].st.Start), hourOf(rows[limit].st.Start)
 		if last > first {
 			next = last
-			rows = slices.DeleteFunc(rows, func(r fiveMinuteRow) bool { return micros(r.st.Start) >= last })
+			rows = slices.DeleteFunc(rows, func(r entityStat) bool { return micros(r.st.Start) >= last })
 		} else {
 			next = first + time.Hour.Microseconds()
-			if rows, err = fiveMinuteRows(ctx, tx, query, first, next); err != nil {
+			if rows, err = queryEntityStats(ctx, tx, query, first, next); err != nil {
 				return false, err
 			}
 		}
@@ -70,20 +70,23 @@ func (s *Store) rollup(ctx context.Context, now time.Time, limit int) (more bool
 
 func hourOf(t time.Time) int64 { return micros(history.Truncate(t, history.Hourly)) }
 
-type fiveMinuteRow struct {
+// entityStat is a statistics row of some entity.
+type entityStat struct {
 	entityID int64
 	st       history.Stat
 }
 
-func fiveMinuteRows(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]fiveMinuteRow, error) {
+// queryEntityStats runs a query returning entity_id, start, count,
+// num_count, sum, min, max, last, last_ts and on_us.
+func queryEntityStats(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]entityStat, error) {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []fiveMinuteRow
+	var out []entityStat
 	for rows.Next() {
-		var r fiveMinuteRow
+		var r entityStat
 		var start int64
 		var minV, maxV, last sql.NullFloat64
 		var lastTS sql.NullInt64
@@ -102,7 +105,7 @@ func fiveMinuteRows(ctx context.Context, tx *sql.Tx, query string, args ...any) 
 
 // mergeHours merges 5-minute rows into the hourly rows of their entity
 // and hour.
-func mergeHours(ctx context.Context, tx *sql.Tx, rows []fiveMinuteRow) error {
+func mergeHours(ctx context.Context, tx *sql.Tx, rows []entityStat) error {
 	type key struct{ entityID, hour int64 }
 	hours := map[key]*history.Stat{}
 	var order []key
