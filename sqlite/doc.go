@@ -20,9 +20,21 @@
 // writes one statistics row per entity instead of two. A point arriving
 // for an hour already rolled up is merged into both tiers.
 //
+// The hourly tier of closed days is packed: an hour after a UTC day ends,
+// Purge moves its hourly rows into one row per entity and day holding
+// history.PackHours of them, so a year of an entity's hours is 365 rows
+// instead of 8,760, and a query decodes the packed days and merges them
+// with the hourly rows not packed yet. A late point for a packed hour
+// goes to an hourly row as before; queries merge it with the packed day
+// until the next Purge folds it in. Retention removes packed hours as it
+// removes rows, rewriting the day its cutoff falls in.
+//
 // Guarantees: a Write is one BEGIN IMMEDIATE transaction, so it is atomic
 // and serialised against every other writer of the file, in this process
 // or another one; once Write returns, the batch survives a crash of the
 // process. Readers use their own connections and never wait for a writer
-// (WAL). Purge deletes in bounded steps, each its own short transaction.
+// (WAL). Purge rolls up, packs and deletes in bounded steps, each its own
+// short transaction. A packed day that does not decode is never skipped:
+// the queries and the Purge steps that need it fail with an error naming
+// the entity and the day.
 package sqlite

@@ -11,9 +11,15 @@ import (
 
 // Purge deletes what p no longer keeps at now: raw points and statistics
 // by the retention of their entity's kind, events, and ledger ranges older
-// than history.LedgerRetention. It deletes at most limit rows per table;
-// each DELETE is its own short transaction, so writers wait at most for
-// one of them and readers not at all.
+// than history.LedgerRetention. It deletes at most limit rows per table
+// (packed days count as rows, removed hours as statistics); each step is
+// its own short transaction, so writers wait at most for one of them and
+// readers not at all.
+//
+// Before deleting anything it does the hourly tier's upkeep, at most limit
+// rows of each: it rolls past hours up from their 5-minute rows, then
+// packs the hourly rows of closed days. Neither removes statistics, and
+// neither counts in the result, but either sets More while work remains.
 func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPolicy, limit int) (history.PurgeResult, error) {
 	var res history.PurgeResult
 	if limit <= 0 {
@@ -29,6 +35,12 @@ func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPol
 		return res, fmt.Errorf("purge history: roll up hourly statistics: %w", err)
 	}
 	res.More = more
+	// Then pack the closed days' hours; the retention below removes
+	// packed hours as it removes rows.
+	if more, err = s.packDays(ctx, now, limit); err != nil {
+		return res, fmt.Errorf("purge history: pack closed days' hourly statistics: %w", err)
+	}
+	res.More = res.More || more
 	var rolledUntil int64
 	if err := s.w.QueryRowContext(ctx, `SELECT hourly_until FROM rollup`).Scan(&rolledUntil); err != nil {
 		return res, fmt.Errorf("purge history: %w", err)
@@ -46,6 +58,7 @@ func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPol
 		{"stats_5m", "start", func(r history.Retention) time.Duration { return r.FiveMinutes }, &res.Stats},
 		{"stats_1h", "start", func(r history.Retention) time.Duration { return r.Hourly }, &res.Stats},
 	}
+	var hourlyCutoffs []entityCutoff
 	for _, t := range tables {
 		var cutoffs []entityCutoff
 		for _, e := range ents {
@@ -57,12 +70,21 @@ func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPol
 				cutoffs = append(cutoffs, entityCutoff{e.id, before})
 			}
 		}
+		if t.table == "stats_1h" {
+			hourlyCutoffs = cutoffs
+		}
 		n, more, err := s.purgeEntities(ctx, t.table, t.key, cutoffs, limit)
 		*t.removed += n
 		res.More = res.More || more
 		if err != nil {
 			return res, fmt.Errorf("purge history: %s: %w", t.table, err)
 		}
+	}
+	n, more, err := s.purgePackedDays(ctx, hourlyCutoffs, limit)
+	res.Stats += n
+	res.More = res.More || more
+	if err != nil {
+		return res, fmt.Errorf("purge history: stats_1h_days: %w", err)
 	}
 	if p.Events > 0 {
 		n, more, err := s.purgeBefore(ctx, "events", "home, ts, id", "ts", micros(now.Add(-p.Events)), limit)
@@ -71,7 +93,7 @@ func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPol
 			return res, fmt.Errorf("purge history: events: %w", err)
 		}
 	}
-	n, more, err := s.purgeBefore(ctx, "ledger", "home, stream, first_seq", "committed_at", micros(now.Add(-history.LedgerRetention)), limit)
+	n, more, err = s.purgeBefore(ctx, "ledger", "home, stream, first_seq", "committed_at", micros(now.Add(-history.LedgerRetention)), limit)
 	res.Ledger, res.More = n, res.More || more
 	if err != nil {
 		return res, fmt.Errorf("purge history: ledger: %w", err)

@@ -111,16 +111,16 @@ func (s *Store) rawHistory(ctx context.Context, entity string, e entityRow, from
 
 func (s *Store) statHistory(ctx context.Context, entity string, e entityRow, table string, from, to int64, n int) (stats []history.Stat, more bool, err error) {
 	err = s.read(ctx, false, func(q querier) error {
-		stats, more, err = statRows(q, entity, e, table, from, to, n)
+		stats, more, err = statRows(q, entity, e, table, from, to, n, make([]history.Stat, 0, min(n, bucketsIn(table, from, to))))
 		return err
 	})
 	return stats, more, err
 }
 
-// hourlyHistory reads the hourly tier: the rolled-up hours from stats_1h,
-// the later ones merged from their 5-minute rows, all in one read
-// transaction so that a rollup between the two reads cannot show an hour
-// twice or not at all.
+// hourlyHistory reads the hourly tier: the rolled-up hours from the packed
+// days and stats_1h, the later ones merged from their 5-minute rows, all
+// in one read transaction so that a rollup or packing between the reads
+// cannot show an hour twice or not at all.
 func (s *Store) hourlyHistory(ctx context.Context, entity string, e entityRow, from, to int64, n int) (stats []history.Stat, more bool, err error) {
 	err = s.read(ctx, true, func(q querier) error {
 		var until int64
@@ -133,8 +133,12 @@ func (s *Store) hourlyHistory(ctx context.Context, entity string, e entityRow, f
 		stats, more = nil, false
 		if from < until {
 			var err error
-			if stats, more, err = statRows(q, entity, e, "stats_1h", from, min(to, until), n); err != nil || more {
+			if stats, err = rolledUpHours(q, entity, e, from, min(to, until), n); err != nil {
 				return err
+			}
+			if len(stats) > n {
+				stats, more = stats[:n], true
+				return nil
 			}
 		}
 		// Hours from the watermark on, whose start is in [from, to).
@@ -161,6 +165,64 @@ func (s *Store) hourlyHistory(ctx context.Context, entity string, e entityRow, f
 	return stats, more, err
 }
 
+// rolledUpHours reads the rolled-up buckets of the hourly tier whose
+// start is in [from, to), the packed days merged with the stats_1h rows:
+// at least the first n+1 of them, or all when there are fewer.
+func rolledUpHours(q querier, entity string, e entityRow, from, to int64, n int) ([]history.Stat, error) {
+	// Room for every bucket wanted, and for the rest of the day decoded
+	// last.
+	packed := make([]history.Stat, 0, min(n+1, bucketsIn("stats_1h", from, to))+24)
+	rowsTo := to
+	var bad error
+	err := q(`SELECT day, data FROM stats_1h_days WHERE entity_id = ? AND day >= ? AND day < ? ORDER BY day`,
+		[]any{e.id, micros(history.Day(fromMicros(from))), to},
+		func(v []driver.Value) bool {
+			dayStart := asInt(v[0])
+			data, _ := v[1].([]byte)
+			first := len(packed)
+			if packed, bad = history.UnpackHours(packed, entity, fromMicros(dayStart), data); bad != nil {
+				bad = fmt.Errorf("entity %s: %w", entity, bad)
+				return false
+			}
+			// Only the first and the last day can hold buckets out of range.
+			dayEnd := dayStart + (24 * time.Hour).Microseconds()
+			if dayStart < from || dayEnd > to {
+				kept := packed[:first]
+				for _, st := range packed[first:] {
+					if us := micros(st.Start); us >= from && us < to {
+						kept = append(kept, st)
+					}
+				}
+				packed = kept
+			}
+			if len(packed) > n {
+				// The first n+1 buckets are among these and the rows
+				// before the day's end.
+				rowsTo = dayEnd
+				return false
+			}
+			return true
+		})
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Few hours are not packed: today's (and yesterday's until 01:00),
+	// and late points.
+	rows, _, err := statRows(q, entity, e, "stats_1h", from, min(to, rowsTo), n+1, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(packed) > 0 && len(rows) > 0 && rows[0].Start.After(packed[len(packed)-1].Start) {
+		// No late points, as nearly always: the rows follow the packed
+		// days, in the room left for them.
+		return append(packed, rows...), nil
+	}
+	return history.MergeSorted(packed, rows), nil
+}
+
 // ceilHour returns the first hour boundary at or after us.
 func ceilHour(us int64) int64 {
 	t := fromMicros(us)
@@ -171,9 +233,9 @@ func ceilHour(us int64) int64 {
 	return micros(h)
 }
 
-// statRows reads up to n statistics rows of table in [from, to).
-func statRows(q querier, entity string, e entityRow, table string, from, to int64, n int) ([]history.Stat, bool, error) {
-	stats := make([]history.Stat, 0, min(n, bucketsIn(table, from, to)))
+// statRows reads up to n statistics rows of table in [from, to) into
+// stats, an empty slice with the capacity the caller expects to need.
+func statRows(q querier, entity string, e entityRow, table string, from, to int64, n int, stats []history.Stat) ([]history.Stat, bool, error) {
 	more := false
 	err := q(`SELECT start, count, num_count, sum, min, max, last, last_ts, on_us FROM `+table+`
 		WHERE entity_id = ? AND start >= ? AND start < ? ORDER BY start LIMIT ?`, []any{e.id, from, to, int64(n + 1)},

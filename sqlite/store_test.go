@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -852,5 +853,257 @@ func TestRollupMigrationKeepsMergedHours(t *testing.T) {
 	got := stats(t, s, "t", history.Hourly)
 	if len(got) != 2 || got[0].Count != 2 || got[0].Sum != 12 || got[1].Count != 1 || got[1].Sum != 9 {
 		t.Errorf("hourly = %+v", got)
+	}
+}
+
+// closedDays writes three closed days and today's first ten hours of two
+// sensors, one point every 20 minutes, and returns the points.
+func closedDays(t *testing.T, s *Store) []history.Point {
+	t.Helper()
+	var all []history.Point
+	var msgs []history.Message
+	for tm := history.Day(t0).Add(-3 * 24 * time.Hour); tm.Before(t0); tm = tm.Add(20 * time.Minute) {
+		v := float64(tm.Sub(t0) / time.Minute)
+		pts := []history.Point{temp("sensor.kitchen", tm.Sub(t0), v), temp("sensor.hall", tm.Sub(t0)+time.Second, -v)}
+		all = append(all, pts...)
+		msgs = append(msgs, history.Message{Seq: uint64(len(msgs) + 1), Points: pts})
+	}
+	write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: msgs})
+	return all
+}
+
+// hourly returns every hourly bucket of entity from three days before
+// t0's day to t0, in one page.
+func hourly(t *testing.T, s *Store, entity string) []history.Stat {
+	t.Helper()
+	page, err := s.History(context.Background(), history.HistoryQuery{Home: "h1", Entity: entity,
+		From: history.Day(t0).Add(-3 * 24 * time.Hour), To: t0, Resolution: history.Hourly, Limit: history.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.More {
+		t.Fatalf("%s: hourly history does not fit a page", entity)
+	}
+	return page.Stats
+}
+
+// hourlyPages reads entity's hourly tier from three days before t0's day
+// to to, in pages of limit, following the cursor.
+func hourlyPages(t *testing.T, s *Store, entity string, to time.Time, limit int) []history.Stat {
+	t.Helper()
+	q := history.HistoryQuery{Home: "h1", Entity: entity, From: history.Day(t0).Add(-3 * 24 * time.Hour), To: to,
+		Resolution: history.Hourly, Limit: limit}
+	var out []history.Stat
+	for {
+		page, err := s.History(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Stats) > limit || page.More && len(page.Stats) == 0 {
+			t.Fatalf("%s: a page of %d holds %d stats, More %v", entity, limit, len(page.Stats), page.More)
+		}
+		out = append(out, page.Stats...)
+		if !page.More {
+			return out
+		}
+		q.After = page.Stats[len(page.Stats)-1].Start
+	}
+}
+
+func summarizeHourly(points []history.Point, entity string) []history.Stat {
+	var out []history.Stat
+	for _, st := range history.Summarize(points)[history.Hourly] {
+		if st.Entity == entity {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// count returns the single integer a query selects.
+func count(t *testing.T, s *Store, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := s.r.QueryRow(query, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// maintain runs Purge at now, keeping everything, until it has no more
+// work, and returns how many calls that took.
+func maintain(t *testing.T, s *Store, now time.Time, limit int) int {
+	t.Helper()
+	for calls := 1; ; calls++ {
+		res, err := s.Purge(context.Background(), now, history.RetentionPolicy{}, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Points != 0 || res.Stats != 0 || res.Events != 0 {
+			t.Fatalf("Purge keeping everything removed %+v", res)
+		}
+		if !res.More {
+			return calls
+		}
+		if calls == 1000 {
+			t.Fatal("Purge never ends")
+		}
+	}
+}
+
+// TestPurgePacksClosedDays checks that Purge moves the hourly rows of
+// closed days into one packed row per entity and day, however its limit
+// cuts them, that a late point into a packed hour is a stats_1h row until
+// the next Purge folds it in, and that the hourly tier reads the same
+// throughout.
+func TestPurgePacksClosedDays(t *testing.T) {
+	s, _ := openTemp(t)
+	all := closedDays(t, s)
+	today := micros(history.Day(t0))
+	check := func(when string) {
+		t.Helper()
+		for _, e := range []string{"sensor.kitchen", "sensor.hall"} {
+			want := summarizeHourly(all, e)
+			if diff := cmp.Diff(want, hourly(t, s, e)); diff != "" {
+				t.Errorf("%s: %s hourly (-want +got):\n%s", when, e, diff)
+			}
+			// Pages end within packed days, on their ends and in the
+			// hours not packed; the range ends at t0, and before the
+			// hours read from 5-minute rows.
+			for _, to := range []time.Time{t0, history.Day(t0).Add(5 * time.Hour)} {
+				want := slices.DeleteFunc(slices.Clone(want), func(st history.Stat) bool { return !st.Start.Before(to) })
+				for _, limit := range []int{1, 5, 24, 25} {
+					if diff := cmp.Diff(want, hourlyPages(t, s, e, to, limit)); diff != "" {
+						t.Errorf("%s: %s hourly to %v in pages of %d (-want +got):\n%s", when, e, to, limit, diff)
+					}
+				}
+			}
+		}
+	}
+	check("before Purge")
+	// Roll the hours up (to t0 − 1h) first, so that the packing is what
+	// takes the calls: 144 rows of three closed days of two entities, 10
+	// at a time, cutting days.
+	if more, err := s.rollup(context.Background(), t0, 10_000); err != nil || more {
+		t.Fatalf("rollup: more %v, %v", more, err)
+	}
+	if calls := maintain(t, s, t0, 10); calls != 15 {
+		t.Errorf("Purge packed 144 rows in %d calls of 10, want 15", calls)
+	}
+	if n := count(t, s, `SELECT count(*) FROM stats_1h WHERE start < ?`, today); n != 0 {
+		t.Errorf("%d hourly rows of closed days left unpacked", n)
+	}
+	if n := count(t, s, `SELECT count(*) FROM stats_1h`); n != 2*9 {
+		t.Errorf("%d hourly rows of today, want 18 (two entities, 00:00 to 08:00)", n)
+	}
+	if n := count(t, s, `SELECT count(*) FROM stats_1h_days`); n != 2*3 {
+		t.Errorf("%d packed days, want 6", n)
+	}
+	check("after Purge")
+
+	// A late point of a packed hour.
+	late := temp("sensor.kitchen", -2*24*time.Hour-5*time.Hour+10*time.Second, 1000)
+	write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{{Seq: 10_000, Points: []history.Point{late}}}})
+	all = append(all, late)
+	if n := count(t, s, `SELECT count(*) FROM stats_1h WHERE start < ?`, today); n != 1 {
+		t.Errorf("%d hourly rows of closed days after a late point, want 1", n)
+	}
+	check("after a late point")
+	maintain(t, s, t0, 10)
+	if n := count(t, s, `SELECT count(*) FROM stats_1h WHERE start < ?`, today); n != 0 {
+		t.Errorf("%d hourly rows of closed days left after packing the late point", n)
+	}
+	var data []byte
+	day := history.Day(late.Time)
+	if err := s.r.QueryRow(`SELECT data FROM stats_1h_days WHERE day = ? AND entity_id = (SELECT id FROM entities WHERE entity = 'sensor.kitchen')`,
+		micros(day)).Scan(&data); err != nil {
+		t.Fatal(err)
+	}
+	packed, err := history.UnpackHours(nil, "sensor.kitchen", day, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hour := history.Truncate(late.Time, history.Hourly)
+	if i := slices.IndexFunc(packed, func(st history.Stat) bool { return st.Start.Equal(hour) }); i < 0 || packed[i].Count != 4 || packed[i].Max != 1000 {
+		t.Errorf("packed day %s lacks the late point: %+v", day.Format(time.DateOnly), packed)
+	}
+	check("after packing the late point")
+}
+
+// TestPurgeRemovesPackedHours checks the retention of packed hours: whole
+// days go, the day the cutoff falls in loses its expired hours, each call
+// touches at most limit packed days, and Stats counts hours.
+func TestPurgeRemovesPackedHours(t *testing.T) {
+	s, _ := openTemp(t)
+	closedDays(t, s)
+	// The hall sensor is a switch, kept forever.
+	write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{{Seq: 10_000, Points: []history.Point{
+		{Entity: "sensor.hall", Kind: homemesh.KindSwitch, Time: t0.Add(-time.Minute), State: "on"}}}}})
+	maintain(t, s, t0, 1000)
+	// Sensors keep hourly statistics 28 hours: until yesterday 06:00.
+	policy := history.RetentionPolicy{Kinds: map[homemesh.EntityKind]history.Retention{homemesh.KindSensor: {Hourly: 28 * time.Hour}}}
+	var removed []int64
+	for {
+		res, err := s.Purge(context.Background(), t0, policy, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		removed = append(removed, res.Stats)
+		if !res.More {
+			break
+		}
+		if len(removed) == 10 {
+			t.Fatal("Purge never ends")
+		}
+	}
+	if diff := cmp.Diff([]int64{24, 24, 6}, removed); diff != "" {
+		t.Errorf("hours removed per call of limit 1 (-want +got):\n%s", diff)
+	}
+	got := hourly(t, s, "sensor.kitchen")
+	if cutoff := t0.Add(-28 * time.Hour); len(got) != 28 || !got[0].Start.Equal(cutoff) {
+		t.Errorf("kitchen keeps %d hours from %v, want 28 from %v", len(got), got[0].Start, cutoff)
+	}
+	if got := hourly(t, s, "sensor.hall"); len(got) != 3*24+10 {
+		t.Errorf("hall keeps %d hours, want all %d", len(got), 3*24+10)
+	}
+}
+
+// TestCorruptPackedDay checks that a packed day that does not unpack
+// fails the queries and the packing that need it, naming the entity and
+// the day, and nothing else.
+func TestCorruptPackedDay(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	closedDays(t, s)
+	maintain(t, s, t0, 1000)
+	day := history.Day(t0).Add(-2 * 24 * time.Hour)
+	if _, err := s.w.Exec(`UPDATE stats_1h_days SET data = x'07' WHERE day = ?
+		AND entity_id = (SELECT id FROM entities WHERE entity = 'sensor.kitchen')`, micros(day)); err != nil {
+		t.Fatal(err)
+	}
+	named := func(err error) bool {
+		return err != nil && strings.Contains(err.Error(), "sensor.kitchen") && strings.Contains(err.Error(), day.Format(time.DateOnly))
+	}
+	q := history.HistoryQuery{Home: "h1", Entity: "sensor.kitchen", From: day.Add(-time.Hour), To: t0, Resolution: history.Hourly}
+	if _, err := s.History(ctx, q); !named(err) {
+		t.Errorf("reading the corrupt day: err = %v, want one naming sensor.kitchen and %s", err, day.Format(time.DateOnly))
+	}
+	// The other days and the other entity read.
+	q.From = day.Add(24 * time.Hour)
+	if page, err := s.History(ctx, q); err != nil || len(page.Stats) != 34 {
+		t.Errorf("reading after the corrupt day: %d stats, %v", len(page.Stats), err)
+	}
+	if got := hourly(t, s, "sensor.hall"); len(got) != 3*24+10 {
+		t.Errorf("the other entity reads %d hours, want %d", len(got), 3*24+10)
+	}
+	// A late point of the corrupt day cannot be packed into it: Purge
+	// fails and keeps the point's hourly row.
+	write(t, s, history.Batch{Home: "h1", Stream: "S", Messages: []history.Message{{Seq: 10_000, Points: []history.Point{
+		temp("sensor.kitchen", day.Add(time.Hour+time.Second).Sub(t0), 5)}}}})
+	if _, err := s.Purge(ctx, t0, history.RetentionPolicy{}, 1000); !named(err) {
+		t.Errorf("packing into the corrupt day: err = %v, want one naming sensor.kitchen and %s", err, day.Format(time.DateOnly))
+	}
+	if n := count(t, s, `SELECT count(*) FROM stats_1h WHERE start = ?`, micros(day.Add(time.Hour))); n != 1 {
+		t.Errorf("the late point's hourly row is gone after a failed Purge")
 	}
 }

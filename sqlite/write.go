@@ -188,8 +188,10 @@ type batchWriter struct {
 	newEntities map[entityKey]entityRow
 	txStmts     map[*sql.Stmt]*sql.Stmt
 	// hourlyUntil is the hourly rollup's watermark: hours before it are
-	// stored in stats_1h and merged into by the batch; later ones are
-	// derived from the 5-minute rows.
+	// stored, in stats_1h or packed, and the batch merges into their
+	// stats_1h rows (a packed hour's late points get a row of their own,
+	// which Purge folds into the packed day); later hours are derived
+	// from the 5-minute rows.
 	hourlyUntil int64
 }
 
