@@ -126,7 +126,9 @@ func cpuTime() time.Duration {
 
 // BenchmarkBytesPerPoint reports the file size per raw point after storing
 // a million points of 1000 entities (with their statistics, entities and
-// ledger) and checkpointing the WAL into the file.
+// ledger), running Purge once both days they span are closed, so that the
+// hourly tier is rolled up and packed as a hub keeps it, and checkpointing
+// the WAL into the file. 1h-B/hour is the hourly tier's size per bucket.
 func BenchmarkBytesPerPoint(b *testing.B) {
 	total := 1_000_000
 	if testing.Short() {
@@ -141,6 +143,7 @@ func BenchmarkBytesPerPoint(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		maintainBench(b, s, history.Day(t0).Add(2*24*time.Hour+time.Hour))
 		if _, err := s.w.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 			b.Fatal(err)
 		}
@@ -155,13 +158,30 @@ func BenchmarkBytesPerPoint(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(rawBytes)/float64(total), "raw-B/point")
+		b.ReportMetric(hourlyBytesPerBucket(b, s), "1h-B/hour")
 		s.Close()
+	}
+}
+
+// maintainBench runs Purge at now, keeping everything, until it has no
+// more work.
+func maintainBench(b *testing.B, s *Store, now time.Time) {
+	b.Helper()
+	for {
+		res, err := s.Purge(context.Background(), now, history.RetentionPolicy{}, 100_000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !res.More {
+			return
+		}
 	}
 }
 
 // BenchmarkHistory times the two queries the charts make: 24 hours of raw
 // 1-minute points of one entity among 100 (two days of data each), and a
-// year of hourly statistics. p99-µs is the 99th percentile of one query.
+// year of hourly statistics, packed as Purge keeps closed days. p99-µs is
+// the 99th percentile of one query.
 func BenchmarkHistory(b *testing.B) {
 	s, _ := openBench(b)
 	ctx := context.Background()
@@ -183,16 +203,16 @@ func BenchmarkHistory(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	// Roll the hours up into the hourly tier, as the service's periodic
-	// Purge does.
-	for {
-		res, err := s.Purge(ctx, t0.Add(3*24*time.Hour), history.RetentionPolicy{}, 100_000)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if !res.More {
-			break
-		}
+	// Roll the hours up into the hourly tier and pack the closed days, as
+	// the service's periodic Purge does.
+	maintainBench(b, s, t0.Add(3*24*time.Hour))
+	var unpacked, days int
+	if err := s.r.QueryRow(`SELECT (SELECT count(*) FROM stats_1h WHERE entity_id = e.id), (SELECT count(*) FROM stats_1h_days WHERE entity_id = e.id)
+		FROM entities e WHERE entity = 'sensor.energy'`).Scan(&unpacked, &days); err != nil {
+		b.Fatal(err)
+	}
+	if unpacked != 0 || days != 366 {
+		b.Fatalf("the year is %d hourly rows and %d packed days, want 0 and 366", unpacked, days)
 	}
 	for _, tt := range []struct {
 		name string
@@ -223,4 +243,39 @@ func BenchmarkHistory(b *testing.B) {
 			b.ReportMetric(float64(times[len(times)*99/100].Microseconds()), "p99-µs")
 		})
 	}
+}
+
+// hourlyBytesPerBucket returns the size of the hourly tier, its tables and
+// indexes, per hourly bucket stored.
+func hourlyBytesPerBucket(b *testing.B, s *Store) float64 {
+	b.Helper()
+	var size, buckets int64
+	if err := s.w.QueryRow(`SELECT sum(pgsize) FROM dbstat WHERE name IN
+		('stats_1h', 'stats_1h_start', 'stats_1h_days', 'sqlite_autoindex_stats_1h_days_1')`).Scan(&size); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.w.QueryRow(`SELECT count(*) FROM stats_1h`).Scan(&buckets); err != nil {
+		b.Fatal(err)
+	}
+	rows, err := s.w.Query(`SELECT day, data FROM stats_1h_days`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	var hours []history.Stat
+	for rows.Next() {
+		var day int64
+		var data []byte
+		if err := rows.Scan(&day, &data); err != nil {
+			b.Fatal(err)
+		}
+		if hours, err = history.UnpackHours(hours[:0], "", fromMicros(day), data); err != nil {
+			b.Fatal(err)
+		}
+		buckets += int64(len(hours))
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return float64(size) / float64(buckets)
 }
