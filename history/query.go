@@ -209,7 +209,9 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) ([]byte, erro
 		return nil, &homemesh.Error{Op: "history.history", Kind: homemesh.KindUnavailable, Message: "history unavailable", Err: err}
 	}
 	reply := HistoryReply{EntityID: req.EntityID, Resolution: res}
-	points := reply.appendHead(make([]byte, 0, min(maxReplyBytes, 128+100*(len(page.Points)+len(page.Stats)))))
+	// Room for the whole page, which never grows past a record beyond
+	// maxReplyBytes: growing a buffer of most of a megabyte copies it.
+	points := reply.appendHead(make([]byte, 0, min(maxReplyBytes+4<<10, 256+120*(len(page.Points)+len(page.Stats)))))
 	head := len(points)
 	// The page ends before its records' JSON passes maxReplyBytes, measured
 	// exactly by encoding each record as the reply will.
@@ -249,6 +251,7 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) ([]byte, erro
 		}
 	} else {
 		kind, _ := s.kindOf(req.EntityID)
+		alwaysOnTime := binaryKinds[kind]
 		// The records' optional numbers live in one array per page rather
 		// than five allocations per record.
 		var nums [5]float64
@@ -258,7 +261,7 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) ([]byte, erro
 				nums[0], nums[1], nums[2], nums[3] = st.Mean(), st.Min, st.Max, st.Last
 				rec.Mean, rec.Min, rec.Max, rec.Last = &nums[0], &nums[1], &nums[2], &nums[3]
 			}
-			if st.OnMicros != 0 || binaryKinds[kind] {
+			if st.OnMicros != 0 || alwaysOnTime {
 				nums[4] = float64(st.OnMicros) / 1e6
 				rec.OnSeconds = &nums[4]
 			}

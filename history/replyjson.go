@@ -53,7 +53,7 @@ func (r *HistoryReply) appendTail(b []byte) []byte {
 // empty fields the struct tags omit.
 func (p *PointRecord) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"time":"`...)
-	b = p.Time.AppendFormat(b, time.RFC3339Nano)
+	b = appendRFC3339Nano(b, p.Time)
 	b = append(b, '"')
 	if p.Value != nil {
 		b = append(b, `,"value":`...)
@@ -117,6 +117,9 @@ func appendJSONFloat(b []byte, f float64) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return nil, errNotJSONNumber
 	}
+	if out, ok := appendShortDecimal(b, f); ok {
+		return out, nil
+	}
 	format := byte('f')
 	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
 		format = 'e'
@@ -129,6 +132,79 @@ func appendJSONFloat(b []byte, f float64) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// exactPowersOfTen are the divisors of appendShortDecimal, each exact in a
+// float64.
+var exactPowersOfTen = [...]float64{1, 10, 100, 1e3, 1e4}
+
+// appendShortDecimal appends f as strconv's shortest form would, when f is
+// the float nearest a decimal of at most four fractional digits, which is
+// what most sensor readings and their minima and maxima are; it reports
+// false for anything else, zero included (the sign of -0). A year of
+// hourly statistics is 35,000 numbers, and the shortest-form search costs
+// several times this.
+//
+// Why it is exact: with k the fewest fractional digits for which the
+// nearest float to the decimal i/10^k is f, the shortest form has k
+// fractional digits too, and with |i| < 1e15 the float's spacing is under
+// a quarter of 10^-k, so only one such i exists and rounding f×10^k finds
+// it.
+func appendShortDecimal(b []byte, f float64) ([]byte, bool) {
+	if a := math.Abs(f); a < 1e-4 || a >= 1e15 {
+		return b, false
+	}
+	for k, p := range exactPowersOfTen {
+		i := math.Round(f * p)
+		if math.Abs(i) >= 1e15 {
+			return b, false
+		}
+		if i/p != f {
+			continue
+		}
+		if i < 0 {
+			b = append(b, '-')
+			i = -i
+		}
+		var buf [24]byte
+		digits := strconv.AppendUint(buf[:0], uint64(i), 10)
+		if k == 0 {
+			return append(b, digits...), true
+		}
+		n := len(digits)
+		if n <= k {
+			// 0.00ddd: the fraction's leading zeros.
+			b = append(b, '0', '.')
+			for range k - n {
+				b = append(b, '0')
+			}
+			return append(b, digits...), true
+		}
+		b = append(b, digits[:n-k]...)
+		b = append(b, '.')
+		return append(b, digits[n-k:]...), true
+	}
+	return b, false
+}
+
+// appendRFC3339Nano appends t as t.AppendFormat(b, time.RFC3339Nano)
+// does, writing the common case of whole seconds in UTC directly.
+func appendRFC3339Nano(b []byte, t time.Time) []byte {
+	if t.Location() != time.UTC || t.Nanosecond() != 0 {
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	hour, minute, second := t.Clock()
+	two := func(b []byte, v int) []byte { return append(b, byte('0'+v/10), byte('0'+v%10)) }
+	b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
+	b = append(two(b, int(month)), '-')
+	b = append(two(b, day), 'T')
+	b = append(two(b, hour), ':')
+	b = append(two(b, minute), ':')
+	return append(two(b, second), 'Z')
 }
 
 func appendJSONString(b []byte, s string) []byte {

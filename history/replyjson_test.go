@@ -85,3 +85,50 @@ func BenchmarkReplyJSONYearOfHours(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 	}
 }
+
+// FuzzJSONFloat holds appendJSONFloat to encoding/json's output for
+// decimals of a few fractional digits, their neighbouring floats, and any
+// float: the short-decimal fast path must never differ.
+func FuzzJSONFloat(f *testing.F) {
+	f.Add(int64(2150), uint8(2), 0.1)
+	f.Add(int64(-5), uint8(4), 1e-7)
+	f.Add(int64(999999999999999), uint8(0), 123456789.123)
+	f.Add(int64(1), uint8(4), -0.0)
+	f.Fuzz(func(t *testing.T, mantissa int64, digits uint8, other float64) {
+		d := float64(mantissa) / math.Pow(10, float64(digits%7))
+		for _, v := range []float64{d, math.Nextafter(d, math.Inf(1)), math.Nextafter(d, math.Inf(-1)), other} {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				continue
+			}
+			got, err := appendJSONFloat(nil, v)
+			if err != nil {
+				t.Fatalf("appendJSONFloat(%v): %v", v, err)
+			}
+			want, err := json.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Fatalf("appendJSONFloat(%v) = %s, encoding/json writes %s", v, got, want)
+			}
+		}
+	})
+}
+
+// TestRFC3339NanoMatchesTheLibrary checks the whole-second UTC fast path
+// and the fallbacks against time's own formatting.
+func TestRFC3339NanoMatchesTheLibrary(t *testing.T) {
+	for _, tm := range []time.Time{
+		time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(2026, 3, 29, 1, 2, 3, 4000, time.UTC),
+		time.Date(2026, 3, 29, 1, 2, 3, 0, time.FixedZone("x", 3600)),
+		time.Date(-5, 3, 29, 1, 2, 3, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		if got, want := string(appendRFC3339Nano(nil, tm)), tm.Format(time.RFC3339Nano); got != want {
+			t.Errorf("appendRFC3339Nano(%v) = %s, want %s", tm, got, want)
+		}
+	}
+}
