@@ -18,6 +18,7 @@ const (
 	lockMigrate    int64 = 0x686d_6d69_6772 // schema migrations
 	lockPartitions int64 = 0x686d_7061_7274 // creating, attaching and dropping partitions
 	lockDirectory  int64 = 0x686d_6469_7220 // placing a new home on a shard
+	lockPacked     int64 = 0x686d_7061_636b // changing stats_1h_days: packing closed days, purging packed hours
 	lockEntities   int32 = 0x686d           // first key of an entity's lock; the second is its id
 )
 

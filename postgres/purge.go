@@ -16,7 +16,11 @@ import (
 // costs no row deletes and no vacuum. Rows that a shorter, per-kind
 // retention expires inside kept partitions, statistics and the ledger are
 // deleted in bounded statements, at most limit rows per table per call.
-// Purge also creates today's and tomorrow's partitions ahead of writers.
+// Packed hours expire with the hourly tier's rows and count as if they
+// were rows, one per hour. Purge also creates today's and tomorrow's
+// partitions ahead of writers, and packs up to limit hourly rows of days
+// that ended at least an hour ago (see pack), which removes nothing and
+// counts in no total but sets More while rows remain to pack.
 func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPolicy, limit int) (history.PurgeResult, error) {
 	var res history.PurgeResult
 	if limit <= 0 {
@@ -84,6 +88,24 @@ func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPol
 		}
 	}
 
+	// Packed hours: the same cutoffs, their own bound of rows.
+	left := int64(limit)
+	for _, k := range kinds {
+		keep := p.For(homemesh.EntityKind(k)).Hourly
+		if keep == 0 || left == 0 {
+			continue
+		}
+		removed, touched, err := s.purgePacked(ctx, k, now.Add(-keep), left)
+		if err != nil {
+			return res, fmt.Errorf("purge packed hours: %w", err)
+		}
+		res.Stats += removed
+		left -= touched
+	}
+	if left == 0 {
+		res.More = true
+	}
+
 	if p.Events > 0 {
 		cutoff := now.Add(-p.Events)
 		n, err := s.parts.drop(ctx, eventsTable, cutoff)
@@ -109,6 +131,14 @@ func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPol
 	}
 	res.Ledger = tag.RowsAffected()
 	res.More = res.More || res.Ledger == int64(limit)
+
+	// Packing comes last: it removes nothing, so its failing holds up no
+	// purge, and its rows stay in stats_1h.
+	more, err := s.pack(ctx, now, limit)
+	if err != nil {
+		return res, fmt.Errorf("pack closed days: %w", err)
+	}
+	res.More = res.More || more
 	return res, nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/history"
 )
@@ -187,4 +189,31 @@ func FuzzParseShards(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestShardedPacksEveryShard(t *testing.T) {
+	shards := []Shard{{"a", freshSchema(t)}, {"b", freshSchema(t)}}
+	s := openSharded(t, shards...)
+	defer s.Close()
+	start := history.Day(t0).Add(-2 * day)
+	want := map[string][]history.Stat{}
+	for i, h := range []string{"h1", "h2"} {
+		var pts []history.Point
+		for tm := start; tm.Before(t0); tm = tm.Add(30 * time.Minute) {
+			pts = append(pts, numeric("temp", tm, float64(i)))
+		}
+		mustWrite(t, s, oneEach(h, 1, pts...))
+		want[h] = history1(t, s, h, "temp", history.Hourly).Stats
+	}
+	keepAll(t, s, t0, 10)
+	for i, st := range s.shards {
+		if before, _, days := hourlyForms(t, st, history.Day(t0)); before != 0 || len(days) != 2 {
+			t.Errorf("shard %s: %d rows of closed days left in stats_1h, %d days packed; want 0 and 2", shards[i].Name, before, len(days))
+		}
+	}
+	for h, stats := range want {
+		if diff := cmp.Diff(stats, history1(t, s, h, "temp", history.Hourly).Stats); diff != "" {
+			t.Errorf("%s after packing (-before +after):\n%s", h, diff)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/history"
+	"github.com/homemesh/homemesh/internal/hmtest"
 )
 
 var t0 = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
@@ -295,15 +297,16 @@ func TestConcurrentOverlappingWritesStoreEachMessageOnce(t *testing.T) {
 		all = append(all, message(seq).Points...)
 	}
 	want := history.Summarize(all)
-	var count, points int64
-	for _, st := range want[history.Hourly] {
-		count += st.Count
-	}
-	if err := a.pool.QueryRow(context.Background(), "SELECT (SELECT sum(count) FROM stats_1h), (SELECT count(*) FROM points)").Scan(&count, &points); err != nil {
+	// Two days later the hour is packed: the count covers both forms.
+	if _, err := b.Purge(context.Background(), t0.Add(48*time.Hour), history.RetentionPolicy{}, 1000); err != nil {
 		t.Fatal(err)
 	}
-	if count != 2*msgs || points != 2*msgs {
-		t.Errorf("stored %d points counted %d times in statistics, want %d", points, count, 2*msgs)
+	var points int64
+	if err := a.pool.QueryRow(context.Background(), "SELECT count(*) FROM points").Scan(&points); err != nil {
+		t.Fatal(err)
+	}
+	if count := hourlyCount(t, a); count != 2*msgs || points != 2*msgs {
+		t.Errorf("stored %d points counted %d times in hourly statistics, want %d", points, count, 2*msgs)
 	}
 	got := history1(t, a, "h", "n3", history.FiveMinutes).Stats
 	var wantN3 []history.Stat
@@ -464,6 +467,11 @@ func TestPurgeDropsPartitionsAndBoundsDeletes(t *testing.T) {
 		Kinds:   map[homemesh.EntityKind]history.Retention{homemesh.KindLight: {Raw: 24 * time.Hour}},
 		Events:  2 * 24 * time.Hour,
 	}
+	// The lamp, on throughout, has a hundred hours of on-time: pack them
+	// first, so that the calls below, one row each, are about purging.
+	if more, err := s.pack(ctx, now, 1000); err != nil || more {
+		t.Fatalf("pack = %v, %v", more, err)
+	}
 	before := len(partitionsOf(t, s, pointsTable))
 	var total history.PurgeResult
 	for calls := 0; ; calls++ {
@@ -615,5 +623,340 @@ func TestConcurrentWritersCreatePartitionsOnce(t *testing.T) {
 	var n int
 	if err := first.pool.QueryRow(context.Background(), "SELECT count(*) FROM points").Scan(&n); err != nil || n != 32 {
 		t.Errorf("stored %d points (%v), want 32", n, err)
+	}
+}
+
+// hourlyCount returns the number of points the hourly tier counts, in its
+// stats_1h rows and packed days together.
+func hourlyCount(t *testing.T, s *Store) int64 {
+	t.Helper()
+	var count int64
+	for _, st := range packedHours(t, s) {
+		count += st.Count
+	}
+	var loose int64
+	if err := s.pool.QueryRow(context.Background(), "SELECT coalesce(sum(count), 0) FROM stats_1h").Scan(&loose); err != nil {
+		t.Fatal(err)
+	}
+	return count + loose
+}
+
+// packedHours returns every packed hour of the store, by entity id and
+// time.
+func packedHours(t *testing.T, s *Store) []history.Stat {
+	t.Helper()
+	rows, err := s.pool.Query(context.Background(), "SELECT entity_id, day, data FROM stats_1h_days ORDER BY entity_id, day")
+	if err != nil {
+		t.Fatal(err)
+	}
+	days, err := scanPackedDays(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []history.Stat
+	for _, d := range days {
+		if out, err = history.UnpackHours(out, fmt.Sprint(d.id), d.day, d.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// hourlyForms returns how many stats_1h rows start before and after
+// split, and the days packed, in order.
+func hourlyForms(t *testing.T, s *Store, split time.Time) (before, after int, days []time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FILTER (WHERE start < $1), count(*) FILTER (WHERE start >= $1) FROM stats_1h", split).Scan(&before, &after); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.pool.Query(ctx, "SELECT DISTINCT day FROM stats_1h_days ORDER BY day")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d time.Time
+		if err := rows.Scan(&d); err != nil {
+			t.Fatal(err)
+		}
+		days = append(days, d.UTC())
+	}
+	return before, after, days
+}
+
+// keepAll runs Purge at now with a policy that expires nothing until it
+// has no more to do, and fails the test if a call removes anything.
+func keepAll(t *testing.T, s history.Purger, now time.Time, limit int) (calls int) {
+	t.Helper()
+	for calls = 1; ; calls++ {
+		res, err := s.Purge(context.Background(), now, history.RetentionPolicy{}, limit)
+		if err != nil {
+			t.Fatalf("Purge: %v", err)
+		}
+		if res.Points != 0 || res.Stats != 0 || res.Events != 0 {
+			t.Fatalf("Purge keeping everything = %+v", res)
+		}
+		if !res.More {
+			return calls
+		}
+		if calls == 1000 {
+			t.Fatal("Purge keeps reporting More")
+		}
+	}
+}
+
+// closedDays writes three days and ten hours, up to t0, of a sensor every
+// 20 minutes and a door switched every 50, and returns their hourly
+// statistics.
+func closedDays(t *testing.T, s *Store) (temp, door []history.Stat) {
+	t.Helper()
+	start := history.Day(t0).Add(-3 * day)
+	var pts []history.Point
+	for tm := start; tm.Before(t0); tm = tm.Add(20 * time.Minute) {
+		pts = append(pts, numeric("temp", tm, float64(tm.Sub(start)/time.Minute)))
+	}
+	for i, tm := 0, start; tm.Before(t0); i, tm = i+1, tm.Add(50*time.Minute) {
+		pts = append(pts, state("door", tm, []string{"open", "closed"}[i%2]))
+	}
+	mustWrite(t, s, oneEach("h", 1, pts...))
+	return history1(t, s, "h", "temp", history.Hourly).Stats, history1(t, s, "h", "door", history.Hourly).Stats
+}
+
+func TestPurgePacksClosedDays(t *testing.T) {
+	s, _ := openFresh(t)
+	ctx := context.Background()
+	today := history.Day(t0)
+	temp, door := closedDays(t, s)
+	if n := len(temp); n != 3*24+10 {
+		t.Fatalf("temp has %d hourly buckets, want %d", n, 3*24+10)
+	}
+
+	// In calls of 25 rows, days are cut in two and finished later.
+	if calls := keepAll(t, s, t0, 25); calls < 6 {
+		t.Errorf("packing %d rows took %d calls of 25", 2*3*24, calls)
+	}
+	before, after, days := hourlyForms(t, s, today)
+	if before != 0 || after != 2*10 {
+		t.Errorf("stats_1h holds %d rows of closed days and %d of today, want 0 and 20", before, after)
+	}
+	if want := []time.Time{today.Add(-3 * day), today.Add(-2 * day), today.Add(-day)}; !cmp.Equal(days, want) {
+		t.Errorf("packed days = %v, want %v", days, want)
+	}
+	if got := len(packedHours(t, s)); got != 2*3*24 {
+		t.Errorf("packed days hold %d hours, want %d", got, 2*3*24)
+	}
+	if diff := cmp.Diff(temp, history1(t, s, "h", "temp", history.Hourly).Stats); diff != "" {
+		t.Errorf("temp after packing (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(door, history1(t, s, "h", "door", history.Hourly).Stats); diff != "" {
+		t.Errorf("door after packing (-before +after):\n%s", diff)
+	}
+
+	// A late point into a packed hour is a stats_1h row until the next
+	// Purge folds it into its day.
+	late := today.Add(-2*day + 5*time.Hour + 10*time.Minute)
+	mustWrite(t, s, oneEach("h", 1000, numeric("temp", late, 1000)))
+	i := slices.IndexFunc(temp, func(st history.Stat) bool { return st.Start.Equal(late.Truncate(time.Hour)) })
+	temp[i].Merge(history.Stat{Count: 1, NumCount: 1, Sum: 1000, Min: 1000, Max: 1000, Last: 1000, LastTime: late})
+	for _, when := range []string{"before", "after"} {
+		if when == "after" {
+			keepAll(t, s, t0, 1000)
+		}
+		before, _, days := hourlyForms(t, s, today)
+		if want := map[string]int{"before": 1, "after": 0}[when]; before != want || len(days) != 3 {
+			t.Errorf("%s Purge: stats_1h holds %d rows of closed days, want %d; %d days packed", when, before, want, len(days))
+		}
+		if diff := cmp.Diff(temp, history1(t, s, "h", "temp", history.Hourly).Stats); diff != "" {
+			t.Errorf("temp with a late point, %s Purge (-want +got):\n%s", when, diff)
+		}
+	}
+
+	// Retention: the sensor keeps two days of hours. Of its packed days
+	// the first goes, the second loses its first ten hours.
+	policy := history.RetentionPolicy{Kinds: map[homemesh.EntityKind]history.Retention{homemesh.KindSensor: {Hourly: 2 * day}}}
+	var removed int64
+	for range 10 {
+		res, err := s.Purge(ctx, t0, policy, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Stats > 24 {
+			t.Errorf("one call of limit 1 removed %d hours", res.Stats)
+		}
+		removed += res.Stats
+		if !res.More {
+			break
+		}
+	}
+	if removed != 24+10 {
+		t.Errorf("retention removed %d hours, want 34", removed)
+	}
+	if diff := cmp.Diff(temp[24+10:], history1(t, s, "h", "temp", history.Hourly).Stats); diff != "" {
+		t.Errorf("temp after retention (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(door, history1(t, s, "h", "door", history.Hourly).Stats); diff != "" {
+		t.Errorf("door, kept forever, after retention (-want +got):\n%s", diff)
+	}
+}
+
+func TestCorruptPackedDayFailsTheHourlyQuery(t *testing.T) {
+	ctx := context.Background()
+	bad := history.Day(t0).Add(-2 * day)
+	for _, tt := range []struct {
+		name, set string
+	}{
+		{"unknown version", `'\x09'::bytea || substring(data from 2)`},
+		{"truncated", `substring(data for 20)`},
+		{"empty", `''::bytea`},
+		{"hour out of range", `set_byte(data, 1, 30)`},
+		{"too long", `data || data`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := openFresh(t)
+			closedDays(t, s)
+			keepAll(t, s, t0, 1000)
+			if _, err := s.pool.Exec(ctx, "UPDATE stats_1h_days SET data = "+tt.set+" WHERE day = $1", bad); err != nil {
+				t.Fatal(err)
+			}
+			q := history.HistoryQuery{Home: "h", Entity: "temp", From: bad.Add(-day), To: t0, Resolution: history.Hourly}
+			_, err := s.History(ctx, q)
+			if err == nil || !strings.Contains(err.Error(), `"temp"`) || !strings.Contains(err.Error(), "2026-11-27") {
+				t.Errorf("History over a corrupt day = %v, want an error naming temp and 2026-11-27", err)
+			}
+			// The other days still answer.
+			q.From = bad.Add(day)
+			if p, err := s.History(ctx, q); err != nil || len(p.Stats) != 24+10 {
+				t.Errorf("History after the corrupt day = %d stats, %v", len(p.Stats), err)
+			}
+			// A late point cannot be folded into the day: Purge says so
+			// and keeps the point where it is.
+			mustWrite(t, s, oneEach("h", 1000, numeric("temp", bad.Add(time.Hour+time.Minute), 1)))
+			_, err = s.Purge(ctx, t0, history.RetentionPolicy{}, 1000)
+			if err == nil || !strings.Contains(err.Error(), `"temp"`) || !strings.Contains(err.Error(), "2026-11-27") {
+				t.Errorf("Purge folding into a corrupt day = %v, want an error naming temp and 2026-11-27", err)
+			}
+			if before, _, _ := hourlyForms(t, s, history.Day(t0)); before != 1 {
+				t.Errorf("after the failed Purge, stats_1h holds %d rows of closed days, want the late one", before)
+			}
+			// Nor can its hours be counted when they expire.
+			policy := history.RetentionPolicy{Default: history.Retention{Hourly: day}}
+			if _, err := s.Purge(ctx, t0, policy, 1000); err == nil || !strings.Contains(err.Error(), "2026-11-27") {
+				t.Errorf("Purge expiring a corrupt day = %v, want an error naming 2026-11-27", err)
+			}
+		})
+	}
+}
+
+// waitBlocked waits until a backend waits for a lock held by one that
+// waits for pid, or, without via, for pid itself.
+func waitBlocked(t *testing.T, s *Store, pid uint32, via bool, what string) {
+	t.Helper()
+	query := "SELECT count(*) FROM pg_stat_activity WHERE $1::integer = ANY(pg_blocking_pids(pid))"
+	if via {
+		query = `
+			SELECT count(*) FROM pg_stat_activity a, pg_stat_activity b
+			WHERE $1::integer = ANY(pg_blocking_pids(b.pid)) AND b.pid = ANY(pg_blocking_pids(a.pid))`
+	}
+	hmtest.WaitFor(t, 10*time.Second, what, func() bool {
+		var n int
+		if err := s.pool.QueryRow(context.Background(), query, int32(pid)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
+}
+
+// A writer merging a late point into a stats_1h row and the packer moving
+// that row meet in both orders; the point is counted once either way.
+func TestLateWriteAndPackingMeet(t *testing.T) {
+	ctx := context.Background()
+	hour := history.Day(t0).Add(-2*day + 5*time.Hour)
+	for _, writerFirst := range []bool{true, false} {
+		name := map[bool]string{true: "writer holds the row", false: "packer holds the row"}[writerFirst]
+		t.Run(name, func(t *testing.T) {
+			s, _ := openFresh(t)
+			temp, _ := closedDays(t, s)
+			keepAll(t, s, t0, 1000)
+			// A first late point makes the stats_1h row the two meet on.
+			mustWrite(t, s, oneEach("h", 1000, numeric("temp", hour.Add(time.Minute), 500)))
+			i := slices.IndexFunc(temp, func(st history.Stat) bool { return st.Start.Equal(hour) })
+			for _, p := range []struct {
+				at time.Duration
+				v  float64
+			}{{time.Minute, 500}, {2 * time.Minute, 700}} {
+				temp[i].Merge(history.Stat{Count: 1, NumCount: 1, Sum: p.v, Min: p.v, Max: p.v, Last: p.v, LastTime: hour.Add(p.at)})
+			}
+
+			// The test's own transaction holds what stops the first one
+			// just before its commit: the writer waits for the ledger
+			// lock it takes last, the packer for a packed day it reads
+			// after taking its rows.
+			conn, err := s.pool.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Release()
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if writerFirst {
+				_, err = tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", ledgerLock("h", "states"))
+			} else {
+				_, err = tx.Exec(ctx, "SELECT 1 FROM stats_1h_days WHERE day = $1 FOR UPDATE", history.Day(hour))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid := conn.Conn().PgConn().PID()
+
+			var wg sync.WaitGroup
+			write := func() {
+				if _, err := s.Write(ctx, oneEach("h", 1001, numeric("temp", hour.Add(2*time.Minute), 700))); err != nil {
+					t.Error(err)
+				}
+			}
+			if writerFirst {
+				wg.Go(write)
+				waitBlocked(t, s, pid, false, "the writer to stop before its commit")
+				// The packer leaves the row the writer holds, without
+				// waiting for it.
+				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := s.Purge(pctx, t0, history.RetentionPolicy{}, 1000)
+				cancel()
+				if err != nil {
+					t.Fatalf("Purge while a writer holds a row: %v", err)
+				}
+				if before, _, _ := hourlyForms(t, s, history.Day(t0)); before != 1 {
+					t.Errorf("the packer took the row a writer holds: %d rows of closed days left", before)
+				}
+			} else {
+				wg.Go(func() {
+					if _, err := s.Purge(ctx, t0, history.RetentionPolicy{}, 1000); err != nil {
+						t.Error(err)
+					}
+				})
+				waitBlocked(t, s, pid, false, "the packer to stop before its commit")
+				wg.Go(write)
+				waitBlocked(t, s, pid, true, "the writer to wait for the packer")
+			}
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+
+			if diff := cmp.Diff(temp, history1(t, s, "h", "temp", history.Hourly).Stats); diff != "" {
+				t.Errorf("temp after the two met (-want +got):\n%s", diff)
+			}
+			keepAll(t, s, t0, 1000)
+			if before, _, _ := hourlyForms(t, s, history.Day(t0)); before != 0 {
+				t.Errorf("stats_1h holds %d rows of closed days after packing", before)
+			}
+			if diff := cmp.Diff(temp, history1(t, s, "h", "temp", history.Hourly).Stats); diff != "" {
+				t.Errorf("temp once all packed (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
