@@ -52,8 +52,8 @@ type packedDay struct {
 // pack moves up to limit stats_1h rows of closed days into stats_1h_days,
 // merged into the days already packed, in one transaction, and reports
 // whether it moved as many as limit. It does nothing while another
-// process is packing: one packer at a time does the work, and a second
-// would only wait for the first one's rows.
+// process is packing: one packer at a time does the work, and two would
+// contend for the same days.
 func (s *Store) pack(ctx context.Context, now time.Time, limit int) (more bool, err error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -118,6 +118,8 @@ func (s *Store) pack(ctx context.Context, now time.Time, limit int) (more bool, 
 	for i, g := range groups {
 		ids[i], days[i] = g.id, g.day
 	}
+	// FOR UPDATE adds nothing while every change holds lockPacked, but
+	// keeps this read-modify-write safe without it.
 	rows, err = tx.Query(ctx, `
 		SELECT d.entity_id, d.day, d.data FROM stats_1h_days d
 		WHERE (d.entity_id, d.day) IN (SELECT * FROM unnest($1::integer[], $2::timestamptz[]))

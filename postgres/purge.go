@@ -88,24 +88,6 @@ func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPol
 		}
 	}
 
-	// Packed hours: the same cutoffs, their own bound of rows.
-	left := int64(limit)
-	for _, k := range kinds {
-		keep := p.For(homemesh.EntityKind(k)).Hourly
-		if keep == 0 || left == 0 {
-			continue
-		}
-		removed, touched, err := s.purgePacked(ctx, k, now.Add(-keep), left)
-		if err != nil {
-			return res, fmt.Errorf("purge packed hours: %w", err)
-		}
-		res.Stats += removed
-		left -= touched
-	}
-	if left == 0 {
-		res.More = true
-	}
-
 	if p.Events > 0 {
 		cutoff := now.Add(-p.Events)
 		n, err := s.parts.drop(ctx, eventsTable, cutoff)
@@ -132,8 +114,28 @@ func (s *Store) Purge(ctx context.Context, now time.Time, p history.RetentionPol
 	res.Ledger = tag.RowsAffected()
 	res.More = res.More || res.Ledger == int64(limit)
 
-	// Packing comes last: it removes nothing, so its failing holds up no
-	// purge, and its rows stay in stats_1h.
+	// The packed tier comes last, so that a packed day that does not
+	// unpack, failing the steps below, holds up no other purge. Packed
+	// hours expire at the hourly rows' cutoffs, with their own bound.
+	left := int64(limit)
+	for _, k := range kinds {
+		keep := p.For(homemesh.EntityKind(k)).Hourly
+		if keep == 0 || left == 0 {
+			continue
+		}
+		removed, touched, err := s.purgePacked(ctx, k, now.Add(-keep), left)
+		if err != nil {
+			return res, fmt.Errorf("purge packed hours: %w", err)
+		}
+		res.Stats += removed
+		left -= touched
+	}
+	if left == 0 {
+		res.More = true
+	}
+
+	// Packing removes nothing; the rows it fails to pack stay in
+	// stats_1h.
 	more, err := s.pack(ctx, now, limit)
 	if err != nil {
 		return res, fmt.Errorf("pack closed days: %w", err)
