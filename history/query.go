@@ -215,28 +215,17 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) ([]byte, erro
 	head := len(points)
 	// The page ends before its records' JSON passes maxReplyBytes, measured
 	// exactly by encoding each record as the reply will.
-	more := page.More
-	var last time.Time
-	add := func(rec PointRecord, at time.Time) bool {
-		n := len(points)
-		var err error
-		if points, err = rec.appendJSON(points); err != nil {
-			// Never stored (stores refuse non-finite values); skipped
-			// rather than failing the whole page.
-			s.log.Warn("history record not encodable", "entity_id", req.EntityID, "err", err)
-			points, last = points[:n], at
-			return true
-		}
-		if len(points) >= maxReplyBytes && n > head {
-			points = points[:n]
-			return false
-		}
-		points = append(points, ',')
-		last = at
-		return true
+	skip := func(i int, err error) {
+		// Never stored (stores refuse non-finite values); skipped rather
+		// than failing the whole page.
+		s.log.Warn("history record not encodable", "entity_id", req.EntityID, "err", err)
 	}
+	var taken, records int
+	var last time.Time
 	if res == Raw {
-		for _, p := range page.Points {
+		records = len(page.Points)
+		points, taken = encodePage(points, head, records, func(b []byte, i int) ([]byte, error) {
+			p := &page.Points[i]
 			rec := PointRecord{Time: p.Time.UTC()}
 			if p.Numeric {
 				rec.Value = p.Value
@@ -244,33 +233,23 @@ func (s *Service) history(ctx context.Context, req HistoryRequest) ([]byte, erro
 				rec.Value = p.State
 				rec.Attributes = p.Attrs
 			}
-			if !add(rec, p.Time) {
-				more = true
-				break
-			}
+			return rec.appendJSON(b)
+		}, skip)
+		if taken > 0 {
+			last = page.Points[taken-1].Time
 		}
 	} else {
 		kind, _ := s.kindOf(req.EntityID)
 		alwaysOnTime := binaryKinds[kind]
-		// The records' optional numbers live in one array per page rather
-		// than five allocations per record.
-		var nums [5]float64
-		for _, st := range page.Stats {
-			rec := PointRecord{Time: st.Start.UTC(), Count: st.Count}
-			if st.NumCount > 0 {
-				nums[0], nums[1], nums[2], nums[3] = st.Mean(), st.Min, st.Max, st.Last
-				rec.Mean, rec.Min, rec.Max, rec.Last = &nums[0], &nums[1], &nums[2], &nums[3]
-			}
-			if st.OnMicros != 0 || alwaysOnTime {
-				nums[4] = float64(st.OnMicros) / 1e6
-				rec.OnSeconds = &nums[4]
-			}
-			if !add(rec, st.Start) {
-				more = true
-				break
-			}
+		records = len(page.Stats)
+		points, taken = encodePage(points, head, records, func(b []byte, i int) ([]byte, error) {
+			return appendStatRecord(b, &page.Stats[i], alwaysOnTime)
+		}, skip)
+		if taken > 0 {
+			last = page.Stats[taken-1].Start
 		}
 	}
+	more := page.More || taken < records
 	if more && !last.IsZero() {
 		reply.Next = encodeCursor(last, "")
 	}
