@@ -1,0 +1,376 @@
+package route
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// LinkID is the host's handle for one neighbour link. Zero is not a link:
+// Forward takes it to mean a packet originated by this node.
+type LinkID uint32
+
+// HopCost is the cost of a perfect link (no Hello lost either way). A path
+// of n perfect links has metric n*HopCost, so metrics reach at most about
+// 255 perfect hops, as far as a data packet's TTL reaches anyway.
+const HopCost = 256
+
+// Config configures a Router. Only ID is required; every tuning field has a
+// default, used when the field is zero.
+type Config struct {
+	// ID is this node's id (IDFromKey of its static key).
+	ID NodeID
+	// Seqno is the seqno the host persisted from Router.Seqno; New starts
+	// above it, so a restarted node's routes win over its old ones. Zero
+	// (nothing persisted) works too: the network then asks for a newer
+	// seqno, which costs one request round trip.
+	Seqno uint16
+	// Hub marks the node as a hub (the border to the home's services) in
+	// its announcements, so other nodes can find the nearest one.
+	Hub bool
+	// Leaf makes the node a battery node: it attaches to one parent router,
+	// announces only itself and only to that parent, holds no routes and
+	// never relays.
+	Leaf bool
+	// HelloInterval is how often a Hello (with an IHU) goes on every link.
+	// Default 1 s; it must lie between 10 ms and 10 min.
+	HelloInterval time.Duration
+	// DeadHellos is how many Hellos in a row may be missed before the
+	// neighbour is dead. Default 3.
+	DeadHellos int
+	// Hysteresis is how much better (in metric units) another route must be
+	// before the router switches to it. Default HopCost/4.
+	Hysteresis uint16
+	// UpdateThreshold is the smallest change of a route's metric that is
+	// announced (changes of seqno, next hop and reachability always are);
+	// the effective threshold is the larger of it and 1/16 of the metric.
+	// Default HopCost/4.
+	UpdateThreshold uint16
+	// ParentHysteresis is how much cheaper another router's link must be
+	// before a leaf moves to it. Default HopCost/2.
+	ParentHysteresis uint16
+	// RequestTimeout is how long a seqno request waits for its answer
+	// before it is sent again (doubling each time), and how long a
+	// forwarded request suppresses duplicates. Default 300 ms.
+	RequestTimeout time.Duration
+	// RequestRetries is how many times a starved router asks for a seqno
+	// before it waits for the next route change. Default 4.
+	RequestRetries int
+	// SourceGCTime is how long an unreachable destination's feasibility
+	// distance is kept before it is forgotten. Default 3 min.
+	SourceGCTime time.Duration
+	// MaxPacket is the largest control packet built, in bytes. Default
+	// 1200, at least 64.
+	MaxPacket int
+	// UpdateWindow is how many unacknowledged update packets may be in
+	// flight on a link. Default 16.
+	UpdateWindow int
+	// MaxRoutes caps the number of destinations held. Default 65536.
+	MaxRoutes int
+	// Seed seeds the router's own random source (used for timer phases),
+	// so a simulation is reproducible. The node id is mixed in, so one
+	// seed serves a whole network.
+	Seed uint64
+}
+
+// withDefaults returns cfg with every zero tuning field set, or an error for
+// a value that cannot work.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.ID == (NodeID{}) {
+		return cfg, errors.New("route config: the node id is zero")
+	}
+	if cfg.Leaf && cfg.Hub {
+		return cfg, errors.New("route config: a leaf cannot be a hub")
+	}
+	if cfg.HelloInterval == 0 {
+		cfg.HelloInterval = time.Second
+	}
+	if cfg.HelloInterval < 10*time.Millisecond || cfg.HelloInterval > 10*time.Minute {
+		return cfg, fmt.Errorf("route config: hello interval %v: want 10ms to 10m", cfg.HelloInterval)
+	}
+	setDefault(&cfg.DeadHellos, 3)
+	setDefault(&cfg.Hysteresis, HopCost/4)
+	setDefault(&cfg.UpdateThreshold, HopCost/4)
+	setDefault(&cfg.ParentHysteresis, HopCost/2)
+	setDefault(&cfg.RequestTimeout, 300*time.Millisecond)
+	setDefault(&cfg.RequestRetries, 4)
+	setDefault(&cfg.SourceGCTime, 3*time.Minute)
+	setDefault(&cfg.MaxPacket, 1200)
+	setDefault(&cfg.UpdateWindow, 16)
+	setDefault(&cfg.MaxRoutes, 1<<16)
+	switch {
+	case cfg.DeadHellos < 1 || cfg.DeadHellos > 16:
+		return cfg, fmt.Errorf("route config: dead hellos %d: want 1 to 16", cfg.DeadHellos)
+	case cfg.MaxPacket < 64 || cfg.MaxPacket > 65535:
+		return cfg, fmt.Errorf("route config: max packet %d: want 64 to 65535", cfg.MaxPacket)
+	case cfg.UpdateWindow < 1, cfg.RequestRetries < 0, cfg.MaxRoutes < 1,
+		cfg.RequestTimeout < 0, cfg.SourceGCTime < 0:
+		return cfg, errors.New("route config: a negative or zero limit")
+	}
+	return cfg, nil
+}
+
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+// Send is a packet for the host to send on a link.
+type Send struct {
+	Link   LinkID
+	Packet []byte
+}
+
+// Router is one node's routing state. It is not safe for concurrent use:
+// the host calls it from one goroutine (or under one lock).
+type Router struct {
+	cfg   Config
+	id    NodeID
+	seqno uint16
+	flags uint8
+	rng   *rand.Rand
+	start time.Time
+
+	// dests holds every known destination; index 0 is this node. Slots
+	// of forgotten destinations are reused (free).
+	dests []dest
+	index map[NodeID]uint32
+	free  []uint32
+
+	// nbrs holds the neighbours by slot (nil: free); links maps the
+	// host's link handles to slots.
+	nbrs  []*neighbour
+	links map[LinkID]int
+	// parent is a leaf's parent slot, -1 while it has none.
+	parent int
+
+	requests map[uint32]*request
+	nextGC   time.Time
+	counters Counters
+
+	msgs []message // scratch for decoding
+}
+
+// New returns a router for cfg, started at now with its seqno one above
+// cfg.Seqno.
+func New(cfg Config, now time.Time) (*Router, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r := &Router{
+		cfg:      cfg,
+		id:       cfg.ID,
+		seqno:    cfg.Seqno + 1,
+		rng:      rand.New(rand.NewPCG(cfg.Seed, idSeed(cfg.ID))),
+		start:    now,
+		index:    map[NodeID]uint32{},
+		links:    map[LinkID]int{},
+		parent:   -1,
+		requests: map[uint32]*request{},
+		nextGC:   now.Add(cfg.SourceGCTime / 4),
+	}
+	if cfg.Hub {
+		r.flags |= flagHub
+	}
+	if cfg.Leaf {
+		r.flags |= flagLeaf
+	}
+	r.newDest(cfg.ID)
+	r.dests[0].selMetric = 0
+	r.dests[0].advMetric = 0
+	return r, nil
+}
+
+func idSeed(id NodeID) uint64 {
+	var s uint64
+	for _, b := range id {
+		s = s<<8 | uint64(b)
+	}
+	return s
+}
+
+// ID returns the router's node id.
+func (r *Router) ID() NodeID { return r.id }
+
+// Seqno returns the router's current seqno. The host persists it whenever it
+// changes (a check after each call is enough) and passes it back as
+// Config.Seqno after a restart.
+func (r *Router) Seqno() uint16 { return r.seqno }
+
+// Counters returns a copy of the router's counters.
+func (r *Router) Counters() Counters { return r.counters }
+
+// LinkUp tells the router a link to peer is up: the host has authenticated
+// peer (and learned from its certificate whether it is a leaf). A LinkUp for
+// a link that is already up starts it afresh, as a new session does.
+func (r *Router) LinkUp(now time.Time, l LinkID, peer NodeID, peerLeaf bool) []Send {
+	if l == 0 || peer == r.id {
+		r.counters.Rejected[RejectUnknownLink]++
+		return nil
+	}
+	if slot, ok := r.links[l]; ok {
+		r.removeNeighbour(now, slot)
+	}
+	r.addNeighbour(now, l, peer, peerLeaf)
+	return r.flush(now)
+}
+
+// LinkDown tells the router a link is gone (a transport or session error):
+// its routes are dropped at once.
+func (r *Router) LinkDown(now time.Time, l LinkID) []Send {
+	slot, ok := r.links[l]
+	if !ok {
+		return nil
+	}
+	r.removeNeighbour(now, slot)
+	return r.flush(now)
+}
+
+// Receive handles a control packet received on a link and returns the
+// packets to send in response. A packet that does not parse, or comes on a
+// link that is not up, is refused whole with an error (and counted);
+// messages refused one by one (a forged origin, say) are only counted.
+func (r *Router) Receive(now time.Time, from LinkID, packet []byte) ([]Send, error) {
+	slot, ok := r.links[from]
+	if !ok {
+		r.counters.Rejected[RejectUnknownLink]++
+		return nil, fmt.Errorf("route: packet on link %d, which is not up", from)
+	}
+	msgs, unknown, err := decodeControl(packet, r.msgs[:0])
+	r.msgs = msgs[:0]
+	if err != nil {
+		r.counters.Rejected[RejectMalformed]++
+		return nil, fmt.Errorf("route: link %d: %w", from, err)
+	}
+	r.counters.Rejected[RejectUnknownTLV] += uint64(unknown)
+	nb := r.nbrs[slot]
+	var serial uint32
+	batch := false
+	for i := range msgs {
+		m := &msgs[i]
+		r.countReceived(m)
+		switch m.typ {
+		case tlvHello:
+			r.handleHello(now, slot, m)
+		case tlvIHU:
+			r.handleIHU(slot, m.cost)
+		case tlvSerial:
+			serial, batch = m.serial, true
+		case tlvUpdate:
+			r.handleUpdate(now, slot, serial, m)
+		case tlvAck:
+			r.handleAck(now, nb, m.serial)
+		case tlvRouteRequest:
+			r.handleRouteRequest(slot, m)
+		case tlvSeqnoRequest:
+			r.handleSeqnoRequest(now, slot, m)
+		}
+	}
+	if batch {
+		// A batch from a neighbour held dead is not acknowledged, so its
+		// updates come again once the neighbour is back.
+		if nb.dead {
+			r.counters.Rejected[RejectDeadNeighbour]++
+		} else {
+			nb.acks = append(nb.acks, serial)
+		}
+	}
+	return r.flush(now), nil
+}
+
+func (r *Router) countReceived(m *message) {
+	t := msgTypeOf(m.typ, m.metric)
+	r.counters.Received[t].Messages++
+}
+
+// msgTypeOf maps a TLV type to its counter; serials count as updates.
+func msgTypeOf(t tlvType, metric uint16) MsgType {
+	switch t {
+	case tlvHello:
+		return MsgHello
+	case tlvIHU:
+		return MsgIHU
+	case tlvUpdate:
+		if metric == MetricInfinity {
+			return MsgRetraction
+		}
+		return MsgUpdate
+	case tlvAck:
+		return MsgAck
+	case tlvRouteRequest:
+		return MsgRouteRequest
+	case tlvSeqnoRequest:
+		return MsgSeqnoRequest
+	}
+	return MsgUpdate
+}
+
+// Tick runs the timers that are due at now: Hellos, missed-Hello checks,
+// update retransmissions, seqno request retries and garbage collection.
+func (r *Router) Tick(now time.Time) []Send {
+	for slot, nb := range r.nbrs {
+		if nb == nil {
+			continue
+		}
+		r.checkHellos(now, slot)
+		if !now.Before(nb.nextHello) {
+			r.queueHello(nb)
+			nb.nextHello = nb.nextHello.Add(r.cfg.HelloInterval)
+			if !nb.nextHello.After(now) {
+				nb.nextHello = now.Add(r.cfg.HelloInterval)
+			}
+		}
+		r.checkRetransmit(now, nb)
+	}
+	r.retryRequests(now)
+	if !now.Before(r.nextGC) {
+		r.collectGarbage(now)
+		r.nextGC = now.Add(r.cfg.SourceGCTime / 4)
+	}
+	return r.flush(now)
+}
+
+// Deadline returns when Tick must next be called. Calling it earlier is
+// harmless; calling it later delays Hellos and failure detection.
+func (r *Router) Deadline() time.Time {
+	d := r.nextGC
+	for _, nb := range r.nbrs {
+		if nb == nil {
+			continue
+		}
+		d = earliest(d, nb.nextHello)
+		if !nb.dead {
+			d = earliest(d, nb.missDue)
+		}
+		if len(nb.inflight) > 0 {
+			d = earliest(d, nb.inflight[0].sentAt.Add(nb.rto()))
+		}
+	}
+	for _, q := range r.requests {
+		d = earliest(d, q.due)
+	}
+	return d
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// flush turns everything queued for each link (control messages, acks,
+// update batches the window allows) into packets.
+func (r *Router) flush(now time.Time) []Send {
+	var sends []Send
+	for slot, nb := range r.nbrs {
+		if nb != nil {
+			sends = r.flushLink(now, slot, sends)
+		}
+	}
+	return sends
+}
