@@ -222,9 +222,19 @@ func IssueNodeCert(caCert *x509.Certificate, caKey crypto.Signer, home string, r
 		},
 		Extensions: extensions,
 	}
-	tbsDER, err := asn1.Marshal(tbs)
+	der, err := signCert(caCert, caKey, tbs, hash)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return der, nil
+}
+
+// signCert signs tbs with the CA's key and checks that the result parses
+// and verifies.
+func signCert(caCert *x509.Certificate, caKey crypto.Signer, tbs tbsCertificate, hash crypto.Hash) ([]byte, error) {
+	tbsDER, err := asn1.Marshal(tbs)
+	if err != nil {
+		return nil, err
 	}
 	signed := tbsDER
 	if hash != 0 {
@@ -236,22 +246,22 @@ func IssueNodeCert(caCert *x509.Certificate, caKey crypto.Signer, home string, r
 	// and is what Ed25519 expects.
 	sig, err := caKey.Sign(nil, signed, hash)
 	if err != nil {
-		return nil, fmt.Errorf("%s: sign: %w", op, err)
+		return nil, fmt.Errorf("sign: %w", err)
 	}
 	der, err := asn1.Marshal(certificate{
 		TBSCertificate:     asn1.RawValue{FullBytes: tbsDER},
-		SignatureAlgorithm: sigAlg,
+		SignatureAlgorithm: tbs.SignatureAlgorithm,
 		SignatureValue:     asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("%s: the issued certificate does not parse: %w", op, err)
+		return nil, fmt.Errorf("the issued certificate does not parse: %w", err)
 	}
 	if err := cert.CheckSignatureFrom(caCert); err != nil {
-		return nil, fmt.Errorf("%s: the issued certificate does not verify: %w", op, err)
+		return nil, fmt.Errorf("the issued certificate does not verify: %w", err)
 	}
 	return der, nil
 }
