@@ -95,7 +95,7 @@ type channel struct {
 
 	created    time.Time
 	confirmed  bool      // the peer has been proven to hold keys at least once
-	lastUsable time.Time // when usable keys were last held (or the channel was made)
+	lastUsable time.Time // when keys were last installed or lost (or the channel was made)
 	closeErr   error
 }
 
@@ -581,6 +581,7 @@ func (ch *channel) tick(now time.Time) ([][]byte, error) {
 	}
 	if kp := ch.current; kp != nil && ch.expired(kp, now) {
 		ch.current = nil
+		ch.lastUsable = now
 	}
 	if kp := ch.current; kp != nil && kp.initiator && !kp.heard && now.Sub(kp.confirmAt) >= cfg.HandshakeRetry {
 		if kp.finish != nil {
@@ -594,9 +595,6 @@ func (ch *channel) tick(now time.Time) ([][]byte, error) {
 	}
 	if ch.rekeyOnTick {
 		out = append(out, ch.maybeRekey(now)...)
-	}
-	if ch.current != nil {
-		ch.lastUsable = now
 	}
 	if ch.current == nil && now.Sub(ch.lastUsable) >= cfg.HandshakeTimeout {
 		return out, ch.fatal(errors.New("no usable keys"))

@@ -217,3 +217,91 @@ func TestE2ERekeyAndExpiry(t *testing.T) {
 		t.Fatalf("channels kept: %d, %d", ea.Len(), eb.Len())
 	}
 }
+
+// TestE2EHandshakeLossAndQueue: payloads sealed before the channel is up
+// wait, within MaxE2EQueue, and go out in order once the handshake,
+// repeated after its first message was lost, completes.
+func TestE2EHandshakeLossAndQueue(t *testing.T) {
+	home := newHome(t, "home")
+	net, eps := newE2ENet(t, home, 2, nil)
+	a, b := eps[0].ID(), eps[1].ID()
+	ea := net.nodes[a]
+	var lost [][]byte
+	for i := range 20 {
+		msgs, err := ea.Seal(t0, b, []byte{byte(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost = append(lost, msgs...)
+	}
+	if len(lost) != 1 || ea.Counters().QueueDropped != 4 {
+		t.Fatalf("%d messages before the handshake, counters %+v", len(lost), ea.Counters())
+	}
+	now := ea.Deadline()
+	if now != t0.Add(time.Second) {
+		t.Fatalf("retry at %v", now)
+	}
+	var retry [][]byte
+	for _, m := range ea.Tick(now) {
+		retry = append(retry, m.Payload)
+	}
+	got := net.carry(now, a, b, retry)[b]
+	if len(got) != 16 {
+		t.Fatalf("delivered %d of 16", len(got))
+	}
+	for i, p := range got {
+		if p[0] != byte(i+4) {
+			t.Fatalf("payload %d is %d", i, p[0])
+		}
+	}
+}
+
+// TestE2ECrossed: both ends start a channel to each other at once.
+func TestE2ECrossed(t *testing.T) {
+	home := newHome(t, "home")
+	net, eps := newE2ENet(t, home, 2, nil)
+	a, b := eps[0].ID(), eps[1].ID()
+	ea, eb := net.nodes[a], net.nodes[b]
+	ma, err := ea.Seal(t0, b, []byte("from a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := eb.Seal(t0, a, []byte("from b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both first messages cross on the way; then the answers flow.
+	var toA, toB [][]byte
+	var atA, atB [][]byte
+	for _, m := range ma {
+		s, p, err := eb.Open(t0, a, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		toA = append(toA, s...)
+		if p != nil {
+			atB = append(atB, p)
+		}
+	}
+	for _, m := range mb {
+		s, p, err := ea.Open(t0, b, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		toB = append(toB, s...)
+		if p != nil {
+			atA = append(atA, p)
+		}
+	}
+	gotA := net.carry(t0, b, a, toA)
+	gotB := net.carry(t0, a, b, toB)
+	all := func(ps ...[][]byte) (n int) {
+		for _, p := range ps {
+			n += len(p)
+		}
+		return n
+	}
+	if all(atA, gotA[a], gotB[a]) != 1 || all(atB, gotA[b], gotB[b]) != 1 {
+		t.Fatalf("a got %q %q %q, b got %q %q %q", atA, gotA[a], gotB[a], atB, gotA[b], gotB[b])
+	}
+}

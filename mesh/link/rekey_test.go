@@ -268,3 +268,33 @@ func TestEndpointCountersAddUp(t *testing.T) {
 		t.Fatalf("sessions %+v + %+v, endpoint %+v", c1, c2, total)
 	}
 }
+
+// TestKeysExpireWithoutPeer: when the neighbour vanishes, both sides keep
+// their keys until RejectAfter, try to rekey, and close HandshakeTimeout
+// after the keys expired.
+func TestKeysExpireWithoutPeer(t *testing.T) {
+	home := newHome(t, "home")
+	a, b := home.node(t, RoleRouter, nil), home.node(t, RoleRouter, nil)
+	w := startWire(t, 1, a, b, true, nil)
+	w.run(time.Second, nil)
+	w.drop = func(int, []byte) bool { return true }
+	var closedAt [2]time.Time
+	w.run(4*time.Minute, func() {
+		for i := range 2 {
+			if w.closed[i] != nil && closedAt[i].IsZero() {
+				closedAt[i] = w.now
+			}
+		}
+	})
+	for i := range 2 {
+		if !errors.Is(w.closed[i], ErrClosed) {
+			t.Fatalf("side %d not closed: %v", i, w.closed[i])
+		}
+		if d := closedAt[i].Sub(t0); d < 3*time.Minute+10*time.Second || d > 3*time.Minute+12*time.Second {
+			t.Fatalf("side %d closed after %v", i, d)
+		}
+	}
+	if c := w.s[0].Counters(); c.HandshakesStarted < 50 {
+		t.Fatalf("initiator tried %d handshakes", c.HandshakesStarted)
+	}
+}
