@@ -9,9 +9,9 @@ import (
 	"github.com/homemesh/homemesh/mesh/route"
 )
 
-// MaxE2EPayload is the largest end-to-end payload: a sealed message plus
-// the route data header must fit in one link payload (MaxPayload).
-const MaxE2EPayload = MaxPayload - 64
+// MaxE2EPayload is the largest end-to-end payload: a sealed message in a
+// route data packet must fit in one link payload (MaxPayload).
+const MaxE2EPayload = MaxPayload - route.DataHeaderLen - TransportOverhead
 
 // E2E holds a node's end-to-end channels: one Noise IK session with each
 // node it exchanges data with, carried as the payload of routed data

@@ -10,7 +10,7 @@ import (
 )
 
 // e2eNet is a few nodes of one home with their E2E layers, and a relay
-// between them that records every message it forwards.
+// between them that records every data packet it forwards.
 type e2eNet struct {
 	t     *testing.T
 	nodes map[route.NodeID]*E2E
@@ -42,8 +42,14 @@ func (n *e2eNet) carry(now time.Time, src, dst route.NodeID, msgs [][]byte) map[
 		}
 		var back [][]byte
 		for _, m := range msgs {
-			n.seen = append(n.seen, m)
-			send, plain, err := n.nodes[dst].Open(now, src, m)
+			// The relay gets a route data packet and sees its header.
+			packet := route.AppendData(nil, route.DataHeader{Src: src, Dst: dst, TTL: 16, Flow: 7}, m)
+			n.seen = append(n.seen, packet)
+			h, payload, err := route.ParseData(packet)
+			if err != nil {
+				n.t.Fatal(err)
+			}
+			send, plain, err := n.nodes[h.Dst].Open(now, h.Src, payload)
 			if err != nil {
 				n.t.Fatalf("%s opens a message from %s: %v", dst, src, err)
 			}
@@ -304,4 +310,32 @@ func TestE2ECrossed(t *testing.T) {
 	if all(atA, gotA[a], gotB[a]) != 1 || all(atB, gotA[b], gotB[b]) != 1 {
 		t.Fatalf("a got %q %q %q, b got %q %q %q", atA, gotA[a], gotB[a], atB, gotA[b], gotB[b])
 	}
+}
+
+// TestE2ELargestPayload: the largest end-to-end payload, sealed and put in
+// a route data packet, is a payload a link carries.
+func TestE2ELargestPayload(t *testing.T) {
+	home := newHome(t, "home")
+	net, eps := newE2ENet(t, home, 2, nil)
+	a, b := eps[0].ID(), eps[1].ID()
+	if got := net.carry(t0, a, b, must(net.nodes[a].Seal(t0, b, []byte("open"))))[b]; len(got) != 1 {
+		t.Fatal("no channel")
+	}
+	msgs, err := net.nodes[a].Seal(t0, b, make([]byte, MaxE2EPayload))
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("Seal: %v, %d messages", err, len(msgs))
+	}
+	if n := len(route.AppendData(nil, route.DataHeader{Src: a, Dst: b}, msgs[0])); n != MaxPayload {
+		t.Fatalf("data packet of %d bytes, link payloads up to %d", n, MaxPayload)
+	}
+	if _, err := net.nodes[a].Seal(t0, b, make([]byte, MaxE2EPayload+1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Seal over the limit: %v", err)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
