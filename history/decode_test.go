@@ -268,6 +268,44 @@ func BenchmarkDecodeState(b *testing.B) {
 	}
 }
 
+// benchStateLog is a state-log message of n changes shaped as the
+// registry and homemesh bench history write them: sensors of devices of
+// four entities, each change carrying its new and its old state.
+func benchStateLog(n int, at time.Time) []byte {
+	payload := []byte{'['}
+	for i := range n {
+		if i > 0 {
+			payload = append(payload, ',')
+		}
+		t := at.Add(time.Duration(i) * time.Microsecond).Format(time.RFC3339Nano)
+		old := at.Add(-time.Minute).Format(time.RFC3339Nano)
+		payload = fmt.Appendf(payload, `{"home_id":"h1","device_id":"bench-%d","entity_id":"bench-%d_t%d","kind":"sensor",`+
+			`"state":{"value":%g,"available":true,"changed_at":"%s","updated_at":"%s"},`+
+			`"old_state":{"value":%g,"available":true,"changed_at":"%s","updated_at":"%s"}}`,
+			i/4, i/4, i%4, 18+float64(i%100)/10, t, t, 18+float64((i+1)%100)/10, old, old)
+	}
+	return stateLog(string(append(payload, ']')))
+}
+
+// BenchmarkDecodeStateLog decodes a state-log message of 100 changes, the
+// registry's batch and homemesh bench history's default.
+func BenchmarkDecodeStateLog(b *testing.B) {
+	s := testService()
+	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return at }
+	const changes = 100
+	data := benchStateLog(changes, at)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var m Message
+		if err := s.decodeState("hm.h1.statelog", data, &m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*changes), "ns/point")
+}
+
 func BenchmarkDecodeTelemetry(b *testing.B) {
 	s := testService()
 	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
