@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/bus"
@@ -93,11 +94,17 @@ type envelope[P any] struct {
 
 // openEnvelope parses data as an envelope carrying a P and checks what
 // every stream's envelope must satisfy. typ, when set, is the type the
-// stream carries.
-func openEnvelope[P any](s *Service, data []byte, typ string, env *envelope[P]) error {
+// stream carries. readPayload reads the payload for a jsonReader; a
+// message the reader gives up on is decoded by encoding/json, which then
+// tells what is wrong with it.
+func openEnvelope[P any](s *Service, data []byte, typ string, env *envelope[P], readPayload func(*jsonReader, *P)) error {
 	if len(data) > MaxMessageBytes {
 		return reject(reasonTooLarge, "%d bytes, at most %d", len(data), MaxMessageBytes)
 	}
+	if readEnvelope(data, s.cfg.Home, env, readPayload) {
+		return checkEnvelope(s, typ, env)
+	}
+	*env = envelope[P]{}
 	if err := json.Unmarshal(data, env); err != nil {
 		// A payload of another type fails to decode as this one: say so
 		// rather than calling it malformed.
@@ -109,6 +116,11 @@ func openEnvelope[P any](s *Service, data []byte, typ string, env *envelope[P]) 
 		}
 		return reject(reasonMalformed, "not a JSON envelope: %s", jsonProblem(err))
 	}
+	return checkEnvelope(s, typ, env)
+}
+
+// checkEnvelope checks a decoded envelope's version, home and type.
+func checkEnvelope[P any](s *Service, typ string, env *envelope[P]) error {
 	if env.V != bus.EnvelopeVersion {
 		return reject(reasonMalformed, "envelope version %d", env.V)
 	}
@@ -181,7 +193,9 @@ func (s *Service) subjectTokens(subject, kind string) ([]string, error) {
 }
 
 // stateChangeWire is registry.StateChange, decoded only as far as history
-// needs: the value and attributes stay raw.
+// needs: the value and attributes stay raw. The value may be part of the
+// message, not a copy: it is read while the message is decoded, never
+// kept.
 type stateChangeWire struct {
 	HomeID   string              `json:"home_id"`
 	DeviceID string              `json:"device_id"`
@@ -208,7 +222,7 @@ func (s *Service) decodeState(subject string, data []byte, out *Message) error {
 		return reject(reasonBadSubject, "not the state log's subject")
 	}
 	var env envelope[[]stateChangeWire]
-	if err := openEnvelope(s, data, TypeStateChanges, &env); err != nil {
+	if err := openEnvelope(s, data, TypeStateChanges, &env, (*jsonReader).stateChanges); err != nil {
 		return err
 	}
 	if len(env.Payload) > MaxStateChanges {
@@ -279,9 +293,11 @@ func setValue(p *Point, raw json.RawMessage) error {
 	}
 	switch raw[0] {
 	case '"':
-		var str string
-		if err := json.Unmarshal(raw, &str); err != nil {
-			return reject(reasonMalformed, "value: %s", jsonProblem(err))
+		str, ok := plainJSONString(raw)
+		if !ok {
+			if err := json.Unmarshal(raw, &str); err != nil {
+				return reject(reasonMalformed, "value: %s", jsonProblem(err))
+			}
 		}
 		if f, err := strconv.ParseFloat(strings.TrimSpace(str), 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
 			p.Numeric, p.Value = true, f
@@ -306,6 +322,26 @@ func setValue(p *Point, raw json.RawMessage) error {
 	return nil
 }
 
+// plainJSONString returns the string that raw, a JSON string, holds, when
+// it holds its own bytes: no escapes, no control characters, valid UTF-8.
+// json.Unmarshal decodes it the same, slower.
+func plainJSONString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	s, utf := raw[1:len(raw)-1], false
+	for _, c := range s {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return "", false
+		}
+		utf = utf || c >= utf8.RuneSelf
+	}
+	if utf && !utf8.Valid(s) {
+		return "", false
+	}
+	return string(s), true
+}
+
 // decodeTelemetry turns an envelope of type telemetry carrying Telemetry
 // into its points.
 func (s *Service) decodeTelemetry(subject string, data []byte, out *Message) error {
@@ -321,7 +357,7 @@ func (s *Service) decodeTelemetry(subject string, data []byte, out *Message) err
 		return err
 	}
 	var env envelope[Telemetry]
-	if err := openEnvelope(s, data, TypeTelemetry, &env); err != nil {
+	if err := openEnvelope(s, data, TypeTelemetry, &env, (*jsonReader).telemetry); err != nil {
 		return err
 	}
 	tm := &env.Payload
@@ -369,7 +405,7 @@ func (s *Service) decodeEvent(subject string, data []byte, out *Message) error {
 		return err
 	}
 	var env envelope[json.RawMessage]
-	if err := openEnvelope(s, data, "", &env); err != nil {
+	if err := openEnvelope(s, data, "", &env, (*jsonReader).rawPayload); err != nil {
 		return err
 	}
 	if len(env.Payload) == 0 {
