@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -221,13 +223,16 @@ func (s *Service) decodeState(subject string, data []byte, out *Message) error {
 		}
 		return reject(reasonBadSubject, "not the state log's subject")
 	}
-	var env envelope[[]stateChangeWire]
+	changes := stateChangeLists.get()
+	env := envelope[[]stateChangeWire]{Payload: *changes}
+	defer func() { stateChangeLists.put(changes, env.Payload) }()
 	if err := openEnvelope(s, data, TypeStateChanges, &env, (*jsonReader).stateChanges); err != nil {
 		return err
 	}
 	if len(env.Payload) > MaxStateChanges {
 		return reject(reasonTooMany, "%d state changes, at most %d", len(env.Payload), MaxStateChanges)
 	}
+	out.Points = slices.Grow(out.Points, len(env.Payload))
 	now, stored := s.now(), len(out.Points)
 	for i := range env.Payload {
 		if err := s.appendStatePoint(&env.Payload[i], env.Time, now, out); err != nil {
@@ -356,7 +361,9 @@ func (s *Service) decodeTelemetry(subject string, data []byte, out *Message) err
 	if err := checkID("device", device); err != nil {
 		return err
 	}
-	var env envelope[Telemetry]
+	points := telemetryPointLists.get()
+	env := envelope[Telemetry]{Payload: Telemetry{Points: *points}}
+	defer func() { telemetryPointLists.put(points, env.Payload.Points) }()
 	if err := openEnvelope(s, data, TypeTelemetry, &env, (*jsonReader).telemetry); err != nil {
 		return err
 	}
@@ -364,6 +371,7 @@ func (s *Service) decodeTelemetry(subject string, data []byte, out *Message) err
 	if len(tm.Points) > MaxTelemetryPoints {
 		return reject(reasonTooMany, "%d points, at most %d", len(tm.Points), MaxTelemetryPoints)
 	}
+	out.Points = slices.Grow(out.Points, len(tm.Points))
 	now := s.now()
 	start := len(out.Points)
 	for i, tp := range tm.Points {
@@ -385,6 +393,38 @@ func (s *Service) decodeTelemetry(subject string, data []byte, out *Message) err
 		out.Points = append(out.Points, Point{Entity: tp.EntityID, Device: device, Kind: kind, Time: tp.Time, Numeric: true, Value: tp.Value})
 	}
 	return nil
+}
+
+// listPool keeps the lists messages are decoded into, which are done
+// with once the message's points are made: a state-log message's list is
+// tens of kilobytes.
+type listPool[T any] struct{ pool sync.Pool }
+
+// maxPooledList bounds the length of a list kept for reuse.
+const maxPooledList = MaxStateChanges
+
+var (
+	stateChangeLists    listPool[stateChangeWire]
+	telemetryPointLists listPool[TelemetryPoint]
+)
+
+// get returns an empty list, to be given back with put.
+func (p *listPool[T]) get() *[]T {
+	if l, ok := p.pool.Get().(*[]T); ok {
+		return l
+	}
+	return new([]T)
+}
+
+// put gives l back, with used, what the list became: emptied, so that it
+// holds on to nothing of the message.
+func (p *listPool[T]) put(l *[]T, used []T) {
+	if cap(used) == 0 || cap(used) > maxPooledList {
+		return
+	}
+	clear(used[:cap(used)])
+	*l = used[:0]
+	p.pool.Put(l)
 }
 
 // eventRefs are the fields of an event payload that tie it to a device or
