@@ -375,13 +375,15 @@ func (s *Service) decodeTelemetry(subject string, data []byte, out *Message) err
 	now := s.now()
 	start := len(out.Points)
 	for i, tp := range tm.Points {
-		if err := checkID(fmt.Sprintf("points[%d].entity_id", i), tp.EntityID); err != nil {
+		// A field is named only once it is wrong: naming every point's
+		// cost more than checking it.
+		if !homemesh.ValidID(tp.EntityID) {
 			out.Points = out.Points[:start]
-			return err
+			return checkID(fmt.Sprintf("points[%d].entity_id", i), tp.EntityID)
 		}
-		if err := s.checkTime(fmt.Sprintf("points[%d].time", i), tp.Time, now); err != nil {
+		if s.checkTime("time", tp.Time, now) != nil {
 			out.Points = out.Points[:start]
-			return err
+			return s.checkTime(fmt.Sprintf("points[%d].time", i), tp.Time, now)
 		}
 		kind := tp.Kind
 		if kind == "" {
