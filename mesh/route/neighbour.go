@@ -44,15 +44,17 @@ type neighbour struct {
 
 	// Outgoing: control TLVs queued during one call, serials to
 	// acknowledge, and the update stream.
-	out      []byte
-	acks     []uint32
-	serial   uint32
-	queue    []uint32 // destinations to announce, in order
-	queued   []uint64 // bitset over destination indices: in queue
-	inflight []flight // unacknowledged update batches, oldest first
-	srtt     time.Duration
-	rttvar   time.Duration
-	backoff  uint8
+	out       []byte
+	acks      []uint32
+	ackDue    time.Time // when queued acks go even without other traffic
+	lastBatch time.Time // when the last update batch went
+	serial    uint32
+	queue     destQueue // destinations to announce, in order
+	queued    []uint64  // bitset over destination indices: in queue
+	inflight  []flight  // unacknowledged update batches, oldest first
+	srtt      time.Duration
+	rttvar    time.Duration
+	backoff   uint8
 }
 
 // entry is one route a neighbour announced. serial is the serial of the
@@ -361,7 +363,7 @@ func (r *Router) revive(slot int) {
 }
 
 func (r *Router) clearStream(nb *neighbour) {
-	nb.queue = nil
+	nb.queue = destQueue{}
 	nb.queued = nil
 	nb.inflight = nil
 	nb.acks = nil

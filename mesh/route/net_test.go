@@ -13,16 +13,17 @@ import (
 // loss. It stands in for the host: it turns Sends into deliveries, calls
 // Tick at each router's Deadline and forwards data packets hop by hop.
 type testNet struct {
-	t      testing.TB
-	seed   uint64
-	now    time.Time
-	rng    *rand.Rand
-	nodes  []*testNode
-	edges  map[[2]int]*testEdge
-	byLink map[LinkID]*testEdge
-	events eventQueue
-	seq    uint64
-	links  LinkID
+	t        testing.TB
+	seed     uint64
+	now      time.Time
+	rng      *rand.Rand
+	nodes    []*testNode
+	edges    map[[2]int]*testEdge
+	edgeList []*testEdge
+	byLink   map[LinkID]*testEdge
+	events   eventQueue
+	seq      uint64
+	links    LinkID
 
 	latMin, latMax time.Duration
 	loss           float64
@@ -66,6 +67,7 @@ const (
 
 type event struct {
 	at     time.Time
+	ns     int64 // at, for fast ordering
 	seq    uint64
 	kind   eventKind
 	node   int
@@ -78,8 +80,8 @@ type eventQueue []*event
 
 func (q eventQueue) Len() int { return len(q) }
 func (q eventQueue) Less(i, j int) bool {
-	if !q[i].at.Equal(q[j].at) {
-		return q[i].at.Before(q[j].at)
+	if q[i].ns != q[j].ns {
+		return q[i].ns < q[j].ns
 	}
 	return q[i].seq < q[j].seq
 }
@@ -148,6 +150,7 @@ func (n *testNet) connect(a, b int) *testEdge {
 	if e == nil {
 		e = &testEdge{a: a, b: b, loss: -1}
 		n.edges[edgeKey(a, b)] = e
+		n.edgeList = append(n.edgeList, e)
 	}
 	if e.up {
 		return e
@@ -230,21 +233,13 @@ func (n *testNet) restart(i int, persisted bool) {
 	}
 }
 
-func (n *testNet) sortedEdges() []*testEdge {
-	var out []*testEdge
-	for a := range n.nodes {
-		for b := a + 1; b < len(n.nodes); b++ {
-			if e := n.edges[[2]int{a, b}]; e != nil {
-				out = append(out, e)
-			}
-		}
-	}
-	return out
-}
+// sortedEdges returns the edges in the order they were first connected.
+func (n *testNet) sortedEdges() []*testEdge { return n.edgeList }
 
 func (n *testNet) push(e *event) {
 	n.seq++
 	e.seq = n.seq
+	e.ns = e.at.UnixNano()
 	heap.Push(&n.events, e)
 }
 
@@ -256,7 +251,9 @@ func (n *testNet) reschedule(node *testNode) {
 	if at.Before(n.now) {
 		at = n.now
 	}
-	if !node.tickAt.IsZero() && node.tickAt.Equal(at) {
+	// An earlier tick already scheduled stays: ticking early is harmless,
+	// and it reschedules.
+	if !node.tickAt.IsZero() && !at.Before(node.tickAt) {
 		return
 	}
 	node.tickGen++
@@ -480,13 +477,39 @@ func (n *testNet) walk(src, dst int) (int, error) {
 // alive node of its component by following next hops.
 func (n *testNet) fullyReachable() bool {
 	comp := n.components()
-	for a, na := range n.nodes {
-		for b, nb := range n.nodes {
-			if a == b || !na.alive || !nb.alive || comp[a] != comp[b] {
+	// reaches[x] for one destination: 0 unknown, 1 on the current walk,
+	// 2 reaches it, 3 does not.
+	reaches := make([]uint8, len(n.nodes))
+	for dst, nd := range n.nodes {
+		if !nd.alive {
+			continue
+		}
+		clear(reaches)
+		reaches[dst] = 2
+		for src, ns := range n.nodes {
+			if !ns.alive || comp[src] != comp[dst] {
 				continue
 			}
-			if _, err := n.walk(a, b); err != nil {
+			var path []int
+			cur := src
+			for reaches[cur] == 0 {
+				reaches[cur] = 1
+				path = append(path, cur)
+				next := -1
+				if l, ok := n.nodes[cur].r.NextHop(nd.id); ok {
+					next, _, _ = n.peerOf(cur, l)
+				}
+				if next < 0 || !n.nodes[next].alive {
+					break
+				}
+				cur = next
+			}
+			verdict := reaches[cur]
+			if verdict != 2 {
 				return false
+			}
+			for _, p := range path {
+				reaches[p] = verdict
 			}
 		}
 	}

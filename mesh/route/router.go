@@ -66,6 +66,11 @@ type Config struct {
 	// UpdateWindow is how many unacknowledged update packets may be in
 	// flight on a link. Default 16.
 	UpdateWindow int
+	// BatchDelay is how long a link waits after an update packet before it
+	// sends the next one that is not full, so that changes arriving in a
+	// burst share packets, and the longest an ack waits for a packet to
+	// ride on. Default 10 ms.
+	BatchDelay time.Duration
 	// MaxRoutes caps the number of destinations held. Default 65536.
 	MaxRoutes int
 	// Seed seeds the router's own random source (used for timer phases),
@@ -98,6 +103,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	setDefault(&cfg.SourceGCTime, 3*time.Minute)
 	setDefault(&cfg.MaxPacket, 1200)
 	setDefault(&cfg.UpdateWindow, 16)
+	setDefault(&cfg.BatchDelay, 10*time.Millisecond)
 	setDefault(&cfg.MaxRoutes, 1<<16)
 	switch {
 	case cfg.DeadHellos < 1 || cfg.DeadHellos > 16:
@@ -105,7 +111,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	case cfg.MaxPacket < 64 || cfg.MaxPacket > 65535:
 		return cfg, fmt.Errorf("route config: max packet %d: want 64 to 65535", cfg.MaxPacket)
 	case cfg.UpdateWindow < 1, cfg.RequestRetries < 0, cfg.MaxRoutes < 1,
-		cfg.RequestTimeout < 0, cfg.SourceGCTime < 0:
+		cfg.RequestTimeout < 0, cfg.SourceGCTime < 0, cfg.BatchDelay < 0:
 		return cfg, errors.New("route config: a negative or zero limit")
 	}
 	return cfg, nil
@@ -276,7 +282,7 @@ func (r *Router) Receive(now time.Time, from LinkID, packet []byte) ([]Send, err
 		if nb.dead {
 			r.counters.Rejected[RejectDeadNeighbour]++
 		} else {
-			nb.acks = append(nb.acks, serial)
+			r.queueAck(now, nb, serial)
 		}
 	}
 	return r.flush(now), nil
@@ -348,6 +354,12 @@ func (r *Router) Deadline() time.Time {
 		}
 		if len(nb.inflight) > 0 {
 			d = earliest(d, nb.inflight[0].sentAt.Add(nb.rto()))
+		}
+		if len(nb.acks) > 0 {
+			d = earliest(d, nb.ackDue)
+		}
+		if !nb.dead && nb.queue.len() > 0 && len(nb.inflight) < r.cfg.UpdateWindow {
+			d = earliest(d, nb.lastBatch.Add(r.cfg.BatchDelay))
 		}
 	}
 	for _, q := range r.requests {

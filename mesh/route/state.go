@@ -183,7 +183,7 @@ func (r *Router) StateBytes() int {
 		if nb == nil {
 			continue
 		}
-		n += nbBytes + cap(nb.routes)*entryBytes + cap(nb.queue)*4 + cap(nb.queued)*8
+		n += nbBytes + cap(nb.routes)*entryBytes + cap(nb.queue.items)*4 + cap(nb.queued)*8
 		n += cap(nb.out) + cap(nb.acks)*4 + cap(nb.inflight)*flightBytes
 		for _, f := range nb.inflight {
 			n += cap(f.dests) * 4

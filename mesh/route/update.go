@@ -21,7 +21,39 @@ func (r *Router) enqueue(nb *neighbour, d uint32) {
 		return
 	}
 	nb.queued[w] |= bit
-	nb.queue = append(nb.queue, d)
+	nb.queue.push(d)
+}
+
+// destQueue is a FIFO of destination indices. Popping advances a head
+// index rather than reslicing, so that the array of a drained table dump
+// is released, not kept alive by its tail.
+type destQueue struct {
+	items []uint32
+	head  int
+}
+
+func (q *destQueue) len() int { return len(q.items) - q.head }
+
+func (q *destQueue) push(d uint32) {
+	if q.head > 256 && q.head > len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		q.items, q.head = q.items[:n], 0
+	}
+	q.items = append(q.items, d)
+}
+
+func (q *destQueue) pop() uint32 {
+	d := q.items[q.head]
+	q.head++
+	if q.head == len(q.items) {
+		if cap(q.items) > 256 {
+			q.items = nil
+		} else {
+			q.items = q.items[:0]
+		}
+		q.head = 0
+	}
+	return d
 }
 
 func (r *Router) enqueueSlot(slot int, d uint32) {
@@ -146,20 +178,22 @@ func (r *Router) checkRetransmit(now time.Time, nb *neighbour) {
 	}
 }
 
-// flushLink packs what is queued for nb into packets: control messages and
-// acks first, then as many update batches as the window allows.
+// flushLink packs what is due on nb into packets: control messages, acks
+// (which also ride along on any packet that goes anyway), and as many update
+// batches as the window and the batch delay allow.
 func (r *Router) flushLink(now time.Time, slot int, sends []Send) []Send {
 	nb := r.nbrs[slot]
 	const updateLen = tlvHeaderLen + updateBodyLen
 	const serialLen = tlvHeaderLen + serialBodyLen
 	limit := r.cfg.MaxPacket
-	ctl, acks := nb.out, nb.acks
+	ctl := nb.out
+	acksDue := len(nb.acks) > 0 && !now.Before(nb.ackDue)
 	for {
-		updates := !nb.dead && len(nb.queue) > 0 && len(nb.inflight) < r.cfg.UpdateWindow
-		if len(ctl) == 0 && len(acks) == 0 && !updates {
+		updates := r.batchDue(now, nb)
+		if len(ctl) == 0 && !updates && !(acksDue && len(nb.acks) > 0) {
 			break
 		}
-		b := make([]byte, 1, min(limit, 1+len(ctl)+4*len(acks)+8+serialLen+updateLen*len(nb.queue)))
+		b := make([]byte, 1, min(limit, 1+len(ctl)+4*len(nb.acks)+8+serialLen+updateLen*nb.queue.len()))
 		b[0] = controlMagic
 		for len(ctl) > 0 {
 			n := tlvHeaderLen + int(ctl[1])
@@ -169,11 +203,11 @@ func (r *Router) flushLink(now time.Time, slot int, sends []Send) []Send {
 			b = append(b, ctl[:n]...)
 			ctl = ctl[n:]
 		}
-		if len(acks) > 0 {
+		if len(nb.acks) > 0 {
 			if room := (limit - len(b) - tlvHeaderLen) / ackSerialLen; room > 0 {
-				n := min(room, len(acks), maxTLVBodyLen/ackSerialLen)
-				b = appendAcks(b, acks[:n])
-				acks = acks[n:]
+				n := min(room, len(nb.acks), maxTLVBodyLen/ackSerialLen)
+				b = appendAcks(b, nb.acks[:n])
+				nb.acks = nb.acks[n:]
 			}
 		}
 		if updates && limit-len(b) >= serialLen+updateLen {
@@ -186,11 +220,31 @@ func (r *Router) flushLink(now time.Time, slot int, sends []Send) []Send {
 		sends = append(sends, Send{Link: nb.link, Packet: b})
 	}
 	nb.out = nb.out[:0]
-	nb.acks = nb.acks[:0]
-	if len(nb.queue) == 0 && cap(nb.queue) > 256 {
-		nb.queue = nil // a table dump's worth of queue is not kept
+	if len(nb.acks) == 0 {
+		nb.acks = nb.acks[:0:0]
 	}
 	return sends
+}
+
+// batchDue reports whether an update batch may go on nb now: something is
+// queued, the window has room, and either the batch delay has passed since
+// the last batch or there is a full packet's worth. Changes arriving in a
+// burst thus share packets, while a lone change goes at once.
+func (r *Router) batchDue(now time.Time, nb *neighbour) bool {
+	if nb.dead || nb.queue.len() == 0 || len(nb.inflight) >= r.cfg.UpdateWindow {
+		return false
+	}
+	full := (r.cfg.MaxPacket - 1 - tlvHeaderLen - serialBodyLen) / (tlvHeaderLen + updateBodyLen)
+	return nb.queue.len() >= full || !now.Before(nb.lastBatch.Add(r.cfg.BatchDelay))
+}
+
+// queueAck queues the ack of a received batch; it goes with the next packet
+// on the link, or on its own after the batch delay.
+func (r *Router) queueAck(now time.Time, nb *neighbour, serial uint32) {
+	if len(nb.acks) == 0 {
+		nb.ackDue = now.Add(r.cfg.BatchDelay)
+	}
+	nb.acks = append(nb.acks, serial)
 }
 
 // appendBatch appends one update batch (a serial and the queued
@@ -202,9 +256,8 @@ func (r *Router) appendBatch(now time.Time, slot int, b []byte, limit int) []byt
 	nb.serial++
 	b = appendSerial(b, nb.serial)
 	var dests []uint32
-	for len(nb.queue) > 0 && limit-len(b) >= updateLen {
-		d := nb.queue[0]
-		nb.queue = nb.queue[1:]
+	for nb.queue.len() > 0 && limit-len(b) >= updateLen {
+		d := nb.queue.pop()
 		nb.queued[d/64] &^= 1 << (d % 64)
 		if int(d) >= len(r.dests) || !r.dests[d].live {
 			continue
@@ -218,6 +271,7 @@ func (r *Router) appendBatch(now time.Time, slot int, b []byte, limit int) []byt
 		return b[:serialAt]
 	}
 	nb.inflight = append(nb.inflight, flight{serial: nb.serial, sentAt: now, dests: dests})
+	nb.lastBatch = now
 	return b
 }
 
