@@ -249,6 +249,7 @@ func (s *sim) result() *Result {
 		Events:               s.events,
 		VirtualS:             round4(seconds(s.now)),
 	}
+	res.Host.HeapBytes = m.heapBytes
 	res.Routers = m.routers
 	res.Routers.Rejected = maps.Clone(m.routers.Rejected)
 	for v := range s.nodes {

@@ -190,14 +190,17 @@ func (s *sim) at(t int64, f func()) {
 	s.queue.push(event{at: max(t, s.now), kind: evAction, arg: i})
 }
 
-// run processes events until an action sets stop or nothing is left.
+// run processes events until an action sets stop or nothing is left. A
+// timer due at the same instant as a frame arrives fires after it: a
+// deadline means "if nothing has come by then", so an ack arriving exactly
+// at its retransmission deadline is in time.
 func (s *sim) run() {
 	for !s.stop {
 		tn, tat, tok := s.timers.next()
 		if s.queue.len() == 0 && !tok {
 			return
 		}
-		if tok && (s.queue.len() == 0 || tat <= s.queue.peek().at) {
+		if tok && (s.queue.len() == 0 || tat < s.queue.peek().at) {
 			s.now = tat
 			s.events++
 			s.tick(tn)
