@@ -1,9 +1,9 @@
 // Package cli is homemesh's command tree: up (the hub), serve (split-mode
-// services), sim (simulated devices), bench (load generators), keys
-// rotate-master (master key rotation), audit (the audit log), user
-// (account maintenance) and config check. Each command parses flags into
-// the typed configuration and hands over to the packages that do the work;
-// no logic lives here beyond that.
+// services), sim (simulated devices), mesh sim (the mesh simulator), bench
+// (load generators), keys rotate-master (master key rotation), audit (the
+// audit log), user (account maintenance) and config check. Each command
+// parses flags into the typed configuration and hands over to the packages
+// that do the work; no logic lives here beyond that.
 package cli
 
 import (
@@ -32,7 +32,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	root.AddCommand(upCommand(stdout, stderr), serveCommand(stdout, stderr), configCommand(stdout),
 		simCommand(stderr), benchCommand(stdout, stderr), keysCommand(stdout, stderr), auditCommand(stdout, stderr),
-		userCommand(stdout, stderr))
+		userCommand(stdout, stderr), meshCommand(stdout, stderr))
 	root.AddCommand(natsCredentialCommand(stdout), natsConfigCommand(stdout))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "homemesh:", describe(err))

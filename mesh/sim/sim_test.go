@@ -1,0 +1,137 @@
+package sim
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/homemesh/homemesh"
+)
+
+// smallConfig is a run small and short enough for every CI run.
+func smallConfig(nodes int, topology, scenario string) Config {
+	cfg := DefaultConfig()
+	cfg.Nodes = nodes
+	cfg.Topology = topology
+	cfg.Scenario = scenario
+	cfg.Duration = 2 * time.Minute
+	cfg.Settle = 5 * time.Second
+	cfg.Steady = 10 * time.Second
+	cfg.PartitionTime = 30 * time.Second
+	return cfg
+}
+
+// The routing's correctness properties hold in small networks of every
+// kind, under kills and partitions: no packet loops, every failure is
+// noticed and every broken flow recovers, and after convergence every node
+// reaches every other.
+func TestScenariosAreCorrect(t *testing.T) {
+	for _, tc := range []struct {
+		nodes              int
+		topology, scenario string
+	}{
+		{40, TopologyRandom, ScenarioKill},
+		{40, TopologyRandom, ScenarioPartition},
+		{36, TopologyGrid, ScenarioKill},
+		{36, TopologyGrid, ScenarioPartition},
+		{50, TopologyRandom, ScenarioChurn},
+		{30, TopologyHouse, ScenarioPartition},
+		{12, TopologyLine, ScenarioKill},
+	} {
+		t.Run(tc.topology+"-"+tc.scenario, func(t *testing.T) {
+			cfg := smallConfig(tc.nodes, tc.topology, tc.scenario)
+			if tc.scenario == ScenarioChurn {
+				cfg.Churn = 5
+			}
+			res, err := Run(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := json.Marshal(res)
+			t.Logf("%s", b)
+			if res.Loops != 0 || res.TableLoops != 0 {
+				t.Errorf("%d TTL expiries, %d loops in the routing tables", res.Loops, res.TableLoops)
+			}
+			if res.ColdStartS == nil {
+				t.Error("never reached full reachability after the cold start")
+			}
+			if !res.ReachableAtEnd || res.AllPairsReachable == nil || !*res.AllPairsReachable {
+				t.Errorf("not every node reaches every other at the end (checked dests: %v, all pairs: %v)", res.ReachableAtEnd, res.AllPairsReachable)
+			}
+			if res.MissingRoutes != 0 {
+				t.Errorf("%d routes missing after convergence", res.MissingRoutes)
+			}
+			if res.DetectionS.N == 0 || res.Undetected != 0 {
+				t.Errorf("detected %d failures, missed %d", res.DetectionS.N, res.Undetected)
+			}
+			if res.Unrecovered != 0 {
+				t.Errorf("%d broken flows never recovered", res.Unrecovered)
+			}
+			if tc.scenario == ScenarioPartition && (res.MergeS == nil || res.MergesFailed != 0) {
+				t.Errorf("merge: %v, %d merges failed", res.MergeS, res.MergesFailed)
+			}
+			if res.Misdelivered != 0 || res.BadLinkSends != 0 || res.RejectedControl != 0 || res.Lost["rejected"] != 0 {
+				t.Errorf("misdelivered %d, bad link sends %d, rejected control %d, rejected data %d",
+					res.Misdelivered, res.BadLinkSends, res.RejectedControl, res.Lost["rejected"])
+			}
+		})
+	}
+}
+
+// The same seed gives the same run, figure for figure; another seed gives
+// another.
+func TestDeterministic(t *testing.T) {
+	run := func(seed uint64) []byte {
+		cfg := smallConfig(40, TopologyRandom, ScenarioKill)
+		cfg.Seed = seed
+		res, err := Run(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Host = Host{}
+		b, err := json.MarshalIndent(res, "", " ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a, b := run(3), run(3)
+	if diff := cmp.Diff(string(a), string(b)); diff != "" {
+		t.Fatalf("two runs with seed 3 differ (-first +second):\n%s", diff)
+	}
+	if string(run(4)) == string(a) {
+		t.Fatal("seeds 3 and 4 gave the same run")
+	}
+}
+
+func TestConfigErrorsNameTheFlag(t *testing.T) {
+	for flag, mutate := range map[string]func(*Config){
+		"nodes":         func(c *Config) { c.Nodes = 1 },
+		"topology":      func(c *Config) { c.Topology = "ring" },
+		"degree":        func(c *Config) { c.Degree = 0 },
+		"hubs":          func(c *Config) { c.Hubs = 0 },
+		"loss":          func(c *Config) { c.Loss = 1 },
+		"latency":       func(c *Config) { c.LatencyMin = 0 },
+		"hello":         func(c *Config) { c.Hello = 0 },
+		"scenario":      func(c *Config) { c.Scenario = "flood" },
+		"downtime":      func(c *Config) { c.Downtime = time.Minute },
+		"churn":         func(c *Config) { c.Churn = -1 },
+		"payload":       func(c *Config) { c.Payload = 3 },
+		"ttl":           func(c *Config) { c.TTL = 300 },
+		"kill-interval": func(c *Config) { c.KillInterval = 0 },
+	} {
+		cfg := DefaultConfig()
+		mutate(&cfg)
+		err := cfg.Validate()
+		if homemesh.ErrorField(err) != flag {
+			t.Errorf("%s: %v", flag, err)
+		}
+		if _, err := Run(cfg); homemesh.ErrorField(err) != flag {
+			t.Errorf("Run with bad %s: %v", flag, err)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
