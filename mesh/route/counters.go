@@ -85,7 +85,8 @@ type MsgCount struct {
 
 // Counters are a router's cumulative counts since New.
 type Counters struct {
-	// Sent and Received count control messages by type.
+	// Sent and Received count control messages by type (received ones
+	// from packets that parsed).
 	Sent, Received [NumMsgTypes]MsgCount
 	// ControlPackets and ControlBytes count every control packet sent, all
 	// headers included (the link layer's own overhead is not).

@@ -309,7 +309,9 @@ func (r *Router) updateCost(now time.Time, slot int) {
 	if next == cur {
 		return
 	}
-	if next != MetricInfinity && cur != MetricInfinity &&
+	// A link back to perfect is taken exactly, so that equal paths over
+	// good links have equal metrics.
+	if next != MetricInfinity && cur != MetricInfinity && next != HopCost &&
 		uint32(next)*4 <= uint32(cur)*5 && uint32(next)*5 >= uint32(cur)*4 {
 		return
 	}

@@ -3,6 +3,7 @@ package route
 import (
 	"container/heap"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -475,8 +476,14 @@ func (n *testNet) walk(src, dst int) (int, error) {
 
 // fullyReachable reports whether every alive node reaches every other
 // alive node of its component by following next hops.
-func (n *testNet) fullyReachable() bool {
+func (n *testNet) fullyReachable() bool { return n.unreachablePairs(true) == 0 }
+
+// unreachablePairs counts the (source, destination) pairs of alive nodes
+// in one component whose next hops do not lead from one to the other; with
+// stop, it stops at the first.
+func (n *testNet) unreachablePairs(stop bool) int {
 	comp := n.components()
+	count := 0
 	// reaches[x] for one destination: 0 unknown, 1 on the current walk,
 	// 2 reaches it, 3 does not.
 	reaches := make([]uint8, len(n.nodes))
@@ -506,14 +513,20 @@ func (n *testNet) fullyReachable() bool {
 			}
 			verdict := reaches[cur]
 			if verdict != 2 {
-				return false
+				verdict = 3
+				if stop {
+					return 1
+				}
 			}
 			for _, p := range path {
 				reaches[p] = verdict
+				if verdict == 3 && comp[p] == comp[dst] {
+					count++
+				}
 			}
 		}
 	}
-	return true
+	return count
 }
 
 // assertAcyclic fails if, for any destination, the next hops of the alive
@@ -597,6 +610,25 @@ func (n *testNet) grid(w, h int) {
 			}
 			if y+1 < h {
 				n.connect(i, i+w)
+			}
+		}
+	}
+}
+
+// randomGeometric places count routers uniformly in a unit square and links
+// every pair closer than the radius that gives the wanted mean degree.
+func (n *testNet) randomGeometric(count int, degree float64) {
+	first := n.addNodes(count, false)
+	xs, ys := make([]float64, count), make([]float64, count)
+	for i := range xs {
+		xs[i], ys[i] = n.rng.Float64(), n.rng.Float64()
+	}
+	r2 := degree / (math.Pi * float64(count))
+	for a := range count {
+		for b := a + 1; b < count; b++ {
+			dx, dy := xs[a]-xs[b], ys[a]-ys[b]
+			if dx*dx+dy*dy < r2 {
+				n.connect(first+a, first+b)
 			}
 		}
 	}

@@ -16,35 +16,84 @@ type request struct {
 	sentAt time.Time
 	due    time.Time // next retry (origin) or when the record is dropped
 	tries  uint8
-	origin bool // this router is starved and asked
+	origin bool   // this router is starved and asked
+	target uint16 // slot+1 of the neighbour our last request went to
+	// askers are the neighbour slots the request came from: they get the
+	// answer (our route with the new seqno) as soon as it arrives.
+	askers []uint16
+}
+
+func (q *request) addAsker(slot int) {
+	for _, s := range q.askers {
+		if int(s) == slot {
+			return
+		}
+	}
+	q.askers = append(q.askers, uint16(slot))
+}
+
+// answerRequests sends d's route, whenever it changes, to the neighbours
+// that asked for a new seqno: it may be feasible for them even with the old
+// one. Once the route has the seqno they asked for, the request is done.
+func (r *Router) answerRequests(d uint32) {
+	q := r.requests[d]
+	dst := &r.dests[d]
+	if q == nil || dst.selNb == 0 {
+		return
+	}
+	for _, slot := range q.askers {
+		if int(slot) < len(r.nbrs) {
+			r.enqueueSlot(int(slot), d)
+		}
+	}
+	if !newer(q.seqno, dst.selSeqno) {
+		delete(r.requests, d)
+	}
 }
 
 // requestSeqno asks neighbour slot (the best one announcing an unfeasible
 // route) to have destination d's source bump its seqno past our
 // feasibility distance. At most one request per destination goes out per
-// Config.RequestTimeout.
+// Config.RequestTimeout, unless the best neighbour to ask changed: the
+// last one may have asked into a failure it had not noticed yet.
 func (r *Router) requestSeqno(now time.Time, d uint32, slot int) {
 	dst := &r.dests[d]
 	want := dst.fdSeqno + 1
 	q := r.requests[d]
 	if q != nil && !newer(want, q.seqno) && now.Before(q.sentAt.Add(r.cfg.RequestTimeout)) {
-		return
-	}
-	tries := uint8(1)
-	if q != nil && q.origin && q.seqno == want {
-		if int(q.tries) > r.cfg.RequestRetries {
-			return // given up until the feasibility distance moves
+		switch {
+		case !q.origin:
+			// A request we forwarded a moment ago asks for the same: it
+			// stands for ours, and from now on we retry it.
+			q.origin, q.tries, q.target = true, 1, uint16(slot+1)
+			q.due = q.sentAt.Add(r.cfg.RequestTimeout)
+			return
+		case int(q.target) == slot+1 || now.Before(q.sentAt.Add(r.cfg.RequestTimeout/4)):
+			return
 		}
-		tries = q.tries + 1
+		q.tries = 0
 	}
+	tries := 1
+	if q != nil && q.origin && q.seqno == want {
+		tries = int(q.tries) + 1
+	}
+	// The wait doubles with every try up to RequestInterval, and stays
+	// there: while a neighbour announces a route, the destination is
+	// reachable, and asking now and then is cheaper than staying cut off
+	// because an answer got lost.
 	r.sendSeqnoRequest(slot, dst.id, want, maxRequestHops)
-	r.requests[d] = &request{
+	next := &request{
 		seqno:  want,
 		sentAt: now,
-		due:    now.Add(r.cfg.RequestTimeout << (tries - 1)),
-		tries:  tries,
+		due:    now.Add(min(r.cfg.RequestTimeout<<min(tries-1, 16), r.cfg.RequestInterval)),
+		tries:  uint8(min(tries, 255)),
 		origin: true,
+		target: uint16(slot + 1),
 	}
+	if q != nil {
+		next.askers = q.askers
+	}
+	r.requests[d] = next
 }
 
 func (r *Router) sendSeqnoRequest(slot int, id NodeID, seqno uint16, hops uint8) {
@@ -64,7 +113,7 @@ func (r *Router) retryRequests(now time.Time) {
 	slices.Sort(due) // map order is random; the output must not be
 	for _, d := range due {
 		q := r.requests[d]
-		if !q.origin || int(q.tries) > r.cfg.RequestRetries {
+		if !q.origin {
 			delete(r.requests, d)
 			continue
 		}
@@ -75,9 +124,6 @@ func (r *Router) retryRequests(now time.Time) {
 		}
 		q.sentAt = time.Time{} // let requestSeqno send
 		r.requestSeqno(now, d, slot)
-		if q := r.requests[d]; q != nil && !q.due.After(now) {
-			delete(r.requests, d) // retries exhausted
-		}
 	}
 }
 
@@ -147,6 +193,7 @@ func (r *Router) handleSeqnoRequest(now time.Time, slot int, m *message) {
 	}
 	q := r.requests[d]
 	if q != nil && !newer(m.seqno, q.seqno) && now.Before(q.sentAt.Add(r.cfg.RequestTimeout)) {
+		q.addAsker(slot) // it gets the answer the first request brings
 		r.counters.Rejected[RejectRequestDuplicate]++
 		return
 	}
@@ -174,7 +221,15 @@ func (r *Router) handleSeqnoRequest(now time.Time, slot int, m *message) {
 		if newer(m.seqno, q.seqno) {
 			q.seqno = m.seqno
 		}
+		q.addAsker(slot)
 		return
 	}
-	r.requests[d] = &request{seqno: m.seqno, sentAt: now, due: now.Add(r.cfg.RequestTimeout)}
+	// The record outlives the duplicate window: it must still be there,
+	// to pass the answer on, when the answer comes back from the source.
+	q = &request{seqno: m.seqno, sentAt: now, due: now.Add(r.cfg.RequestInterval)}
+	if old := r.requests[d]; old != nil {
+		q.askers = old.askers
+	}
+	q.addAsker(slot)
+	r.requests[d] = q
 }

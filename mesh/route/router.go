@@ -52,11 +52,14 @@ type Config struct {
 	ParentHysteresis uint16
 	// RequestTimeout is how long a seqno request waits for its answer
 	// before it is sent again (doubling each time), and how long a
-	// forwarded request suppresses duplicates. Default 300 ms.
+	// forwarded request suppresses duplicates. Default 250 ms.
 	RequestTimeout time.Duration
-	// RequestRetries is how many times a starved router asks for a seqno
-	// before it waits for the next route change. Default 4.
-	RequestRetries int
+	// RequestInterval is the longest wait between the seqno requests of a
+	// router that stays starved (the wait doubles from RequestTimeout up to
+	// it), and how long a forwarded request is remembered to pass its
+	// answer back. Requests are not acknowledged, so a lost one costs
+	// this much at most. Default 1 s.
+	RequestInterval time.Duration
 	// SourceGCTime is how long an unreachable destination's feasibility
 	// distance is kept before it is forgotten. Default 3 min.
 	SourceGCTime time.Duration
@@ -98,8 +101,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	setDefault(&cfg.Hysteresis, HopCost/4)
 	setDefault(&cfg.UpdateThreshold, HopCost/4)
 	setDefault(&cfg.ParentHysteresis, HopCost/2)
-	setDefault(&cfg.RequestTimeout, 300*time.Millisecond)
-	setDefault(&cfg.RequestRetries, 4)
+	setDefault(&cfg.RequestTimeout, 250*time.Millisecond)
+	setDefault(&cfg.RequestInterval, time.Second)
 	setDefault(&cfg.SourceGCTime, 3*time.Minute)
 	setDefault(&cfg.MaxPacket, 1200)
 	setDefault(&cfg.UpdateWindow, 16)
@@ -110,7 +113,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("route config: dead hellos %d: want 1 to 16", cfg.DeadHellos)
 	case cfg.MaxPacket < 64 || cfg.MaxPacket > 65535:
 		return cfg, fmt.Errorf("route config: max packet %d: want 64 to 65535", cfg.MaxPacket)
-	case cfg.UpdateWindow < 1, cfg.RequestRetries < 0, cfg.MaxRoutes < 1,
+	case cfg.UpdateWindow < 1, cfg.RequestInterval < 0, cfg.MaxRoutes < 1,
 		cfg.RequestTimeout < 0, cfg.SourceGCTime < 0, cfg.BatchDelay < 0:
 		return cfg, errors.New("route config: a negative or zero limit")
 	}
@@ -253,12 +256,12 @@ func (r *Router) Receive(now time.Time, from LinkID, packet []byte) ([]Send, err
 		return nil, fmt.Errorf("route: link %d: %w", from, err)
 	}
 	r.counters.Rejected[RejectUnknownTLV] += uint64(unknown)
+	countPacket(&r.counters.Received, packet)
 	nb := r.nbrs[slot]
 	var serial uint32
 	batch := false
 	for i := range msgs {
 		m := &msgs[i]
-		r.countReceived(m)
 		switch m.typ {
 		case tlvHello:
 			r.handleHello(now, slot, m)
@@ -288,18 +291,16 @@ func (r *Router) Receive(now time.Time, from LinkID, packet []byte) ([]Send, err
 	return r.flush(now), nil
 }
 
-func (r *Router) countReceived(m *message) {
-	t := msgTypeOf(m.typ, m.metric)
-	r.counters.Received[t].Messages++
-}
-
-// msgTypeOf maps a TLV type to its counter; serials count as updates.
+// msgTypeOf maps a TLV type to its counter: serials count as updates,
+// unknown types as nothing (NumMsgTypes).
 func msgTypeOf(t tlvType, metric uint16) MsgType {
 	switch t {
 	case tlvHello:
 		return MsgHello
 	case tlvIHU:
 		return MsgIHU
+	case tlvSerial:
+		return MsgUpdate
 	case tlvUpdate:
 		if metric == MetricInfinity {
 			return MsgRetraction
@@ -312,7 +313,7 @@ func msgTypeOf(t tlvType, metric uint16) MsgType {
 	case tlvSeqnoRequest:
 		return MsgSeqnoRequest
 	}
-	return MsgUpdate
+	return NumMsgTypes
 }
 
 // Tick runs the timers that are due at now: Hellos, missed-Hello checks,

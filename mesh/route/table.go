@@ -135,6 +135,16 @@ func (r *Router) reselect(now time.Time, d uint32) {
 	}
 	dst := &r.dests[d]
 	oldNb := dst.selNb
+	// While neighbours wait for a newer seqno through us, routes that have
+	// it win over better-looking ones that do not: only they answer the
+	// request, and the newer seqno reaches the starved part of the mesh
+	// along the requests' path instead of by a flood.
+	var want uint16
+	wanting := false
+	if q := r.requests[d]; q != nil && len(q.askers) > 0 {
+		want, wanting = q.seqno, true
+	}
+	fresh := false
 	var best, unfeasible uint16
 	bestMetric, curMetric, unfeasibleMetric := MetricInfinity, MetricInfinity, MetricInfinity
 	for slot, nb := range r.nbrs {
@@ -155,6 +165,14 @@ func (r *Router) reselect(now time.Time, d uint32) {
 				unfeasible, unfeasibleMetric = id, m
 			}
 			continue
+		}
+		isFresh := wanting && !newer(want, e.seqno)
+		if fresh && !isFresh {
+			continue
+		}
+		if isFresh && !fresh {
+			fresh = true
+			best, bestMetric, curMetric = 0, MetricInfinity, MetricInfinity
 		}
 		if id == oldNb {
 			curMetric = m
@@ -183,10 +201,14 @@ func (r *Router) reselect(now time.Time, d uint32) {
 	}
 }
 
-// announce updates what is announced for d after selection, and queues the
-// update for the neighbours that must hear it: all of them when the
-// announcement changed, the old and new next hop when only the poisoned
-// reverse moved.
+// announce updates what is announced for d after selection and queues the
+// update for the neighbours that must hear it. A change of reachability or
+// of the metric goes to every neighbour. A new seqno alone goes only to the
+// neighbours that asked for it: the rest of the mesh has no use for it (an
+// old seqno is as loop-free as a new one, and leaves feasibility
+// distances looser), and announcing it everywhere would flood the whole
+// mesh for every seqno request. A new next hop alone concerns the old and
+// the new next hop (the poisoned reverse).
 func (r *Router) announce(d uint32, oldNb uint16) {
 	dst := &r.dests[d]
 	if dst.selNb == 0 {
@@ -196,24 +218,28 @@ func (r *Router) announce(d uint32, oldNb uint16) {
 		}
 		return
 	}
-	if dst.advMetric == MetricInfinity || dst.advSeqno != dst.selSeqno ||
-		absDiff(dst.selMetric, dst.advMetric) >= max(r.cfg.UpdateThreshold, dst.advMetric/16) {
+	wide := dst.advMetric == MetricInfinity ||
+		absDiff(dst.selMetric, dst.advMetric) >= max(r.cfg.UpdateThreshold, dst.advMetric/16)
+	if wide || dst.advSeqno != dst.selSeqno {
 		dst.advSeqno, dst.advMetric = dst.selSeqno, dst.selMetric
+		// The feasibility distance must be at least as good as anything
+		// announced, so it moves before the announcement leaves.
 		switch {
 		case dst.fdMetric == MetricInfinity || newer(dst.advSeqno, dst.fdSeqno):
 			dst.fdSeqno, dst.fdMetric = dst.advSeqno, dst.advMetric
 		case dst.advSeqno == dst.fdSeqno && dst.advMetric < dst.fdMetric:
 			dst.fdMetric = dst.advMetric
 		}
-		r.enqueueAll(d)
-		return
 	}
-	if dst.selNb != oldNb {
+	if wide {
+		r.enqueueAll(d)
+	} else if dst.selNb != oldNb {
 		if oldNb != 0 {
 			r.enqueueSlot(int(oldNb-1), d)
 		}
 		r.enqueueSlot(int(dst.selNb-1), d)
 	}
+	r.answerRequests(d)
 }
 
 func absDiff(a, b uint16) uint16 {

@@ -275,31 +275,42 @@ func (r *Router) appendBatch(now time.Time, slot int, b []byte, limit int) []byt
 	return b
 }
 
-// countSent adds a packet to the sent counters, by the types it carries.
-func (r *Router) countSent(b []byte) {
-	c := &r.counters
-	c.ControlPackets++
-	c.ControlBytes += uint64(len(b))
+// countPacket adds a well-formed control packet to per-type counters, by
+// the types it carries.
+func countPacket(counts *[NumMsgTypes]MsgCount, b []byte) {
 	var seen [NumMsgTypes]bool
 	for off := 1; off+tlvHeaderLen <= len(b); {
 		typ, n := tlvType(b[off]), int(b[off+1])
+		if off+tlvHeaderLen+n > len(b) {
+			return
+		}
 		var metric uint16
-		if typ == tlvUpdate {
+		if typ == tlvUpdate && n >= updateBodyLen {
 			metric = uint16(b[off+5])<<8 | uint16(b[off+6])
 		}
 		t := msgTypeOf(typ, metric)
+		if t == NumMsgTypes {
+			off += tlvHeaderLen + n
+			continue
+		}
 		count := uint64(1)
 		if typ == tlvAck {
 			count = uint64(n / ackSerialLen)
 		}
-		c.Sent[t].Bytes += uint64(tlvHeaderLen + n)
+		counts[t].Bytes += uint64(tlvHeaderLen + n)
 		if typ != tlvSerial {
-			c.Sent[t].Messages += count
+			counts[t].Messages += count
 			if !seen[t] {
 				seen[t] = true
-				c.Sent[t].Packets++
+				counts[t].Packets++
 			}
 		}
 		off += tlvHeaderLen + n
 	}
+}
+
+func (r *Router) countSent(b []byte) {
+	r.counters.ControlPackets++
+	r.counters.ControlBytes += uint64(len(b))
+	countPacket(&r.counters.Sent, b)
 }
