@@ -49,9 +49,10 @@ type neighbour struct {
 	ackDue    time.Time // when queued acks go even without other traffic
 	lastBatch time.Time // when the last update batch went
 	serial    uint32
-	queue     destQueue // destinations to announce, in order
-	queued    []uint64  // bitset over destination indices: in queue
-	inflight  []flight  // unacknowledged update batches, oldest first
+	queue     destQueue  // destinations to announce, in order
+	reqs      []seqnoReq // seqno requests to send
+	queued    []uint64   // bitset over destination indices: in queue
+	inflight  []flight   // unacknowledged update batches, oldest first
 	srtt      time.Duration
 	rttvar    time.Duration
 	backoff   uint8
@@ -71,6 +72,14 @@ type flight struct {
 	serial uint32
 	sentAt time.Time
 	dests  []uint32
+	reqs   []seqnoReq
+}
+
+// seqnoReq is a seqno request waiting to go on a link, or in flight.
+type seqnoReq struct {
+	dest  NodeID
+	seqno uint16
+	hops  uint8
 }
 
 // entry returns the route the neighbour announced for destination d.
@@ -367,6 +376,7 @@ func (r *Router) revive(slot int) {
 func (r *Router) clearStream(nb *neighbour) {
 	nb.queue = destQueue{}
 	nb.queued = nil
+	nb.reqs = nil
 	nb.inflight = nil
 	nb.acks = nil
 }

@@ -32,6 +32,8 @@ type testNet struct {
 	configure func(i int, cfg *Config)
 	// check runs after every event, for invariants such as loop freedom.
 	check func()
+	// tap sees every control packet sent, and whether the link lost it.
+	tap func(from, to int, packet []byte, lost bool)
 
 	// Data traffic outcomes.
 	sent, delivered, expired, noRoute, lost int
@@ -293,7 +295,11 @@ func (n *testNet) send(from int, sends []Send) {
 		if e == nil {
 			n.t.Fatalf("node %d sent on unknown link %d", from, s.Link)
 		}
-		if lat, ok := n.transit(e); ok {
+		lat, ok := n.transit(e)
+		if n.tap != nil {
+			n.tap(from, peer, s.Packet, !ok)
+		}
+		if ok {
 			n.push(&event{at: n.now.Add(lat), kind: evDeliver, node: peer, link: l, packet: s.Packet})
 		}
 	}

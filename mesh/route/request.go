@@ -96,9 +96,24 @@ func (r *Router) requestSeqno(now time.Time, d uint32, slot int) {
 	r.requests[d] = next
 }
 
+// sendSeqnoRequest queues a seqno request on a link. Requests travel in
+// the link's acknowledged batches: on a long path a lost request would
+// otherwise cost the asker a whole retry interval, a lost batch costs one
+// retransmission timeout on one hop.
 func (r *Router) sendSeqnoRequest(slot int, id NodeID, seqno uint16, hops uint8) {
-	nb := r.nbrs[slot]
-	nb.out = appendSeqnoRequest(nb.out, seqno, hops, id)
+	r.nbrs[slot].queueRequest(seqnoReq{dest: id, seqno: seqno, hops: hops})
+}
+
+func (nb *neighbour) queueRequest(q seqnoReq) {
+	for i := range nb.reqs {
+		if nb.reqs[i].dest == q.dest {
+			if newer(q.seqno, nb.reqs[i].seqno) || q.seqno == nb.reqs[i].seqno && q.hops > nb.reqs[i].hops {
+				nb.reqs[i] = q
+			}
+			return
+		}
+	}
+	nb.reqs = append(nb.reqs, q)
 }
 
 // retryRequests asks again for the destinations still starved when their
@@ -192,7 +207,7 @@ func (r *Router) handleSeqnoRequest(now time.Time, slot int, m *message) {
 		return
 	}
 	q := r.requests[d]
-	if q != nil && !newer(m.seqno, q.seqno) && now.Before(q.sentAt.Add(r.cfg.RequestTimeout)) {
+	if q != nil && !newer(m.seqno, q.seqno) && now.Before(q.sentAt.Add(r.cfg.RequestTimeout/2)) {
 		q.addAsker(slot) // it gets the answer the first request brings
 		r.counters.Rejected[RejectRequestDuplicate]++
 		return

@@ -359,7 +359,7 @@ func (r *Router) Deadline() time.Time {
 		if len(nb.acks) > 0 {
 			d = earliest(d, nb.ackDue)
 		}
-		if !nb.dead && nb.queue.len() > 0 && len(nb.inflight) < r.cfg.UpdateWindow {
+		if !nb.dead && (nb.queue.len() > 0 || len(nb.reqs) > 0) && len(nb.inflight) < r.cfg.UpdateWindow {
 			d = earliest(d, nb.lastBatch.Add(r.cfg.BatchDelay))
 		}
 	}

@@ -185,8 +185,9 @@ func (r *Router) StateBytes() int {
 		}
 		n += nbBytes + cap(nb.routes)*entryBytes + cap(nb.queue.items)*4 + cap(nb.queued)*8
 		n += cap(nb.out) + cap(nb.acks)*4 + cap(nb.inflight)*flightBytes
+		n += cap(nb.reqs) * int(unsafe.Sizeof(seqnoReq{}))
 		for _, f := range nb.inflight {
-			n += cap(f.dests) * 4
+			n += cap(f.dests)*4 + cap(f.reqs)*int(unsafe.Sizeof(seqnoReq{}))
 		}
 	}
 	n += len(r.requests) * (requestBytes + mapEntryBytes)

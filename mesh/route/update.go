@@ -171,6 +171,9 @@ func (r *Router) checkRetransmit(now time.Time, nb *neighbour) {
 				r.enqueue(nb, d)
 			}
 		}
+		for _, q := range f.reqs {
+			nb.queueRequest(q)
+		}
 	}
 	nb.inflight = kept
 	if late {
@@ -193,7 +196,7 @@ func (r *Router) flushLink(now time.Time, slot int, sends []Send) []Send {
 		if len(ctl) == 0 && !updates && !(acksDue && len(nb.acks) > 0) {
 			break
 		}
-		b := make([]byte, 1, min(limit, 1+len(ctl)+4*len(nb.acks)+8+serialLen+updateLen*nb.queue.len()))
+		b := make([]byte, 1, min(limit, 1+len(ctl)+4*len(nb.acks)+8+serialLen+updateLen*nb.queue.len()+(tlvHeaderLen+seqnoReqLen)*len(nb.reqs)))
 		b[0] = controlMagic
 		for len(ctl) > 0 {
 			n := tlvHeaderLen + int(ctl[1])
@@ -231,11 +234,11 @@ func (r *Router) flushLink(now time.Time, slot int, sends []Send) []Send {
 // the last batch or there is a full packet's worth. Changes arriving in a
 // burst thus share packets, while a lone change goes at once.
 func (r *Router) batchDue(now time.Time, nb *neighbour) bool {
-	if nb.dead || nb.queue.len() == 0 || len(nb.inflight) >= r.cfg.UpdateWindow {
+	if nb.dead || nb.queue.len() == 0 && len(nb.reqs) == 0 || len(nb.inflight) >= r.cfg.UpdateWindow {
 		return false
 	}
 	full := (r.cfg.MaxPacket - 1 - tlvHeaderLen - serialBodyLen) / (tlvHeaderLen + updateBodyLen)
-	return nb.queue.len() >= full || !now.Before(nb.lastBatch.Add(r.cfg.BatchDelay))
+	return len(nb.reqs) > 0 || nb.queue.len() >= full || !now.Before(nb.lastBatch.Add(r.cfg.BatchDelay))
 }
 
 // queueAck queues the ack of a received batch; it goes with the next packet
@@ -255,6 +258,16 @@ func (r *Router) appendBatch(now time.Time, slot int, b []byte, limit int) []byt
 	serialAt := len(b)
 	nb.serial++
 	b = appendSerial(b, nb.serial)
+	var reqs []seqnoReq
+	for len(nb.reqs) > 0 && limit-len(b) >= tlvHeaderLen+seqnoReqLen {
+		q := nb.reqs[0]
+		nb.reqs = nb.reqs[1:]
+		b = appendSeqnoRequest(b, q.seqno, q.hops, q.dest)
+		reqs = append(reqs, q)
+	}
+	if len(nb.reqs) == 0 {
+		nb.reqs = nil
+	}
 	var dests []uint32
 	for nb.queue.len() > 0 && limit-len(b) >= updateLen {
 		d := nb.queue.pop()
@@ -266,11 +279,11 @@ func (r *Router) appendBatch(now time.Time, slot int, b []byte, limit int) []byt
 		b = appendUpdate(b, flags, seqno, metric, r.dests[d].id)
 		dests = append(dests, d)
 	}
-	if len(dests) == 0 {
+	if len(dests) == 0 && len(reqs) == 0 {
 		nb.serial--
 		return b[:serialAt]
 	}
-	nb.inflight = append(nb.inflight, flight{serial: nb.serial, sentAt: now, dests: dests})
+	nb.inflight = append(nb.inflight, flight{serial: nb.serial, sentAt: now, dests: dests, reqs: reqs})
 	nb.lastBatch = now
 	return b
 }
