@@ -19,6 +19,7 @@ type testNet struct {
 	now      time.Time
 	rng      *rand.Rand
 	nodes    []*testNode
+	xs       []float64 // x coordinates of a random geometric mesh
 	edges    map[[2]int]*testEdge
 	edgeList []*testEdge
 	byLink   map[LinkID]*testEdge
@@ -629,6 +630,7 @@ func (n *testNet) randomGeometric(count int, degree float64) {
 	for i := range xs {
 		xs[i], ys[i] = n.rng.Float64(), n.rng.Float64()
 	}
+	n.xs = append(n.xs[:first], xs...)
 	r2 := degree / (math.Pi * float64(count))
 	for a := range count {
 		for b := a + 1; b < count; b++ {

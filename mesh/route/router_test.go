@@ -486,23 +486,50 @@ func TestSteadyOverhead(t *testing.T) {
 	}
 }
 
-// FuzzReceive feeds arbitrary packets to a router with a live link: it
-// must never panic, whatever the bytes.
+// FuzzReceive feeds a router with two live links (one to a leaf) a
+// sequence of arbitrary packets, each framed as length, link and time step,
+// with ticks in between: whatever the bytes, it must not panic, and it
+// must keep its own announcement and its deadline sane.
 func FuzzReceive(f *testing.F) {
-	f.Add(encodePacket(sampleMessages()))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := New(Config{ID: testID(0)}, epoch)
+	frame := func(link, step byte, pkt []byte) []byte {
+		return append([]byte{byte(len(pkt)), link, step}, pkt...)
+	}
+	seed := frame(0, 5, encodePacket(sampleMessages()))
+	b := appendSerial([]byte{controlMagic}, 9)
+	b = appendUpdate(b, 0, 3, 0, testID(1))
+	b = appendUpdate(b, 0, 3, 256, testID(7))
+	seed = append(seed, frame(0, 1, b)...)
+	seed = append(seed, frame(1, 200, appendSeqnoRequest([]byte{controlMagic}, 5, 3, testID(7)))...)
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		at := epoch
+		r, err := New(Config{ID: testID(0)}, at)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.LinkUp(epoch, 1, testID(1), false)
-		r.LinkUp(epoch, 2, testID(2), true)
-		for _, l := range []LinkID{1, 2} {
-			r.Receive(epoch, l, b)
-			r.Tick(epoch.Add(5 * time.Second))
+		r.LinkUp(at, 1, testID(1), false)
+		r.LinkUp(at, 2, testID(2), true)
+		for len(in) >= 3 {
+			n, link, step := int(in[0]), LinkID(1+in[1]%2), time.Duration(in[2])*10*time.Millisecond
+			in = in[3:]
+			pkt := in[:min(n, len(in))]
+			in = in[len(pkt):]
+			if IsData(pkt) {
+				r.Forward(at, link, pkt)
+			} else {
+				r.Receive(at, link, pkt)
+			}
+			at = at.Add(step)
+			r.Tick(at)
+			if r.Deadline().Before(at) && len(r.requests) == 0 {
+				t.Fatalf("deadline %v is before now %v", r.Deadline(), at)
+			}
 		}
-		if IsData(b) {
-			r.Forward(epoch, 1, b)
+		if _, ok := r.Route(r.id); ok {
+			t.Fatal("a route to the router itself")
+		}
+		if r.StateBytes() <= 0 {
+			t.Fatal("no state")
 		}
 	})
 }
