@@ -67,6 +67,7 @@ func (r *Router) requestSeqno(now time.Time, d uint32, slot int) {
 			// stands for ours, and from now on we retry it.
 			q.origin, q.tries, q.target = true, 1, uint16(slot+1)
 			q.due = q.sentAt.Add(r.cfg.RequestTimeout)
+			r.requestDue(q.due)
 			return
 		case int(q.target) == slot+1 || now.Before(q.sentAt.Add(r.cfg.RequestTimeout/4)):
 			return
@@ -94,6 +95,15 @@ func (r *Router) requestSeqno(now time.Time, d uint32, slot int) {
 		next.askers = q.askers
 	}
 	r.requests[d] = next
+	r.requestDue(next.due)
+}
+
+// requestDue notes that a request record is due at t, so that Deadline and
+// retryRequests need not look at every record on every call.
+func (r *Router) requestDue(t time.Time) {
+	if r.nextRequest.IsZero() || t.Before(r.nextRequest) {
+		r.nextRequest = t
+	}
 }
 
 // sendSeqnoRequest queues a seqno request on a link. Requests travel in
@@ -119,10 +129,16 @@ func (nb *neighbour) queueRequest(q seqnoReq) {
 // retryRequests asks again for the destinations still starved when their
 // request times out, and drops the records of forwarded requests.
 func (r *Router) retryRequests(now time.Time) {
+	if r.nextRequest.IsZero() || now.Before(r.nextRequest) {
+		return
+	}
+	r.nextRequest = time.Time{}
 	var due []uint32
 	for d, q := range r.requests {
 		if !now.Before(q.due) {
 			due = append(due, d)
+		} else {
+			r.requestDue(q.due)
 		}
 	}
 	slices.Sort(due) // map order is random; the output must not be
@@ -247,4 +263,5 @@ func (r *Router) handleSeqnoRequest(now time.Time, slot int, m *message) {
 	}
 	q.addAsker(slot)
 	r.requests[d] = q
+	r.requestDue(q.due)
 }

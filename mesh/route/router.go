@@ -157,8 +157,11 @@ type Router struct {
 	parent int
 
 	requests map[uint32]*request
-	nextGC   time.Time
-	counters Counters
+	// nextRequest is the earliest due time among requests (zero: none);
+	// it may be early, never late.
+	nextRequest time.Time
+	nextGC      time.Time
+	counters    Counters
 
 	msgs []message // scratch for decoding
 }
@@ -363,8 +366,8 @@ func (r *Router) Deadline() time.Time {
 			d = earliest(d, nb.lastBatch.Add(r.cfg.BatchDelay))
 		}
 	}
-	for _, q := range r.requests {
-		d = earliest(d, q.due)
+	if !r.nextRequest.IsZero() {
+		d = earliest(d, r.nextRequest)
 	}
 	return d
 }
