@@ -14,6 +14,7 @@ const (
 	MsgAck
 	MsgRouteRequest
 	MsgSeqnoRequest
+	// NumMsgTypes is the number of types, for arrays indexed by them.
 	NumMsgTypes
 )
 
@@ -60,6 +61,8 @@ const (
 	// RejectRequestUnroutable: a seqno request with no hops left or no
 	// route to forward it on.
 	RejectRequestUnroutable
+	// NumRejectReasons is the number of reasons, for arrays indexed by
+	// them.
 	NumRejectReasons
 )
 

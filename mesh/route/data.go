@@ -24,6 +24,7 @@ type DropReason uint8
 
 // The drop reasons.
 const (
+	// DropNone: the packet was not dropped.
 	DropNone DropReason = iota
 	// DropTTLExpired: the packet ran out of hops, which in a loop-free
 	// mesh means a transient loop (or a path longer than its TTL).

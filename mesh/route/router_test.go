@@ -533,3 +533,22 @@ func FuzzReceive(f *testing.F) {
 		}
 	})
 }
+
+// TestNearestHub: every node finds the hub closest to it from the flag the
+// hubs set in their own announcements.
+func TestNearestHub(t *testing.T) {
+	n := newTestNet(t, 1)
+	n.configure = func(i int, cfg *Config) { cfg.Hub = i == 0 || i == 8 }
+	n.line(9)
+	n.runUntil(10*time.Second, "full reachability", n.fullyReachable)
+	for i, node := range n.nodes {
+		want := n.nodes[0].id
+		if i > 4 {
+			want = n.nodes[8].id
+		}
+		got, ok := node.r.NearestHub()
+		if !ok || (i != 4 && got.Dest != want) || !got.Hub {
+			t.Errorf("node %d: nearest hub %+v, %v; want %s", i, got, ok, want)
+		}
+	}
+}
