@@ -146,13 +146,22 @@ const (
 // missed heartbeats mean the consumer is gone.
 var pullHeartbeat = 5 * time.Second
 
+// pullMaxBytes bounds what one stream's pull asks the server for. The
+// three streams share one connection, and a server whose output to a
+// connection exceeds its max_pending (64 MiB by default) cuts it off as a
+// slow consumer: every message then in flight waits out AckWait before
+// it is delivered again, stalling ingest for tens of seconds. Pulling by
+// message count alone asked for 2 × BatchSize state-log messages of 100
+// changes, about 40 MiB a stream, and hit that limit under load.
+const pullMaxBytes = 8 << 20
+
 // pull passes the messages of cons to msgs until ctx ends. A consumer that
 // disappears (deleted by an operator, lost with a server's state) is
 // created again: it then delivers the stream from its start, and the
 // store skips what it already holds.
 func (s *Service) pull(ctx context.Context, st ingestStream, cons jetstream.Consumer, msgs chan<- jetstream.Msg) {
 	for ctx.Err() == nil {
-		it, err := cons.Messages(jetstream.PullMaxMessages(2*s.cfg.BatchSize),
+		it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(2*s.cfg.BatchSize, pullMaxBytes),
 			jetstream.PullExpiry(2*pullHeartbeat+time.Second), jetstream.PullHeartbeat(pullHeartbeat),
 			jetstream.WithMessagesErrOnMissingHeartbeat(true))
 		if err == nil {
