@@ -30,7 +30,7 @@ type Lab struct {
 // Host is one namespace.
 type Host struct {
 	lab  *Lab
-	Name string // the namespace's name, as ip netns knows it
+	Name string // the namespace's name, as ip netns knows it; "" for the root one
 	ifs  int    // interfaces made in it, to name the next one
 }
 
@@ -115,10 +115,27 @@ func (l *Lab) Add(name string) (*Host, error) {
 	return h, nil
 }
 
+// Root is the namespace this process runs in, so that a test can reach a
+// host of the lab over a link of its own (its HTTP API, say). Links to it
+// are removed with the other end's namespace; their interfaces here are
+// named after the lab, never veth<n>.
+func (l *Lab) Root() *Host { return &Host{lab: l} }
+
+// ipIn returns ip(8) arguments that act inside h.
+func (h *Host) ipIn(args ...string) []string {
+	if h.Name == "" {
+		return args
+	}
+	return append([]string{"-n", h.Name}, args...)
+}
+
 // Connect joins a and b by a veth pair with addresses 10.213.n.1 (a) and
 // 10.213.n.2 (b) on a /30, n counting the lab's links from 0, and brings
 // both ends up.
 func (l *Lab) Connect(a, b *Host) (Link, error) {
+	if a.Name == b.Name {
+		return Link{}, fmt.Errorf("netns: a link from %q to itself", a.Name)
+	}
 	l.mu.Lock()
 	n := l.links
 	if n >= maxLinks {
@@ -131,11 +148,18 @@ func (l *Lab) Connect(a, b *Host) (Link, error) {
 	b.ifs++
 	l.mu.Unlock()
 
+	// Made under a temporary name in the root namespace and then moved,
+	// since the final names repeat across namespaces. An end in the root
+	// namespace keeps its temporary name.
+	tmpA, tmpB := fmt.Sprintf("%s%da", l.prefix, n), fmt.Sprintf("%s%db", l.prefix, n)
 	lk := Link{A: a, B: b, AIface: fmt.Sprintf("veth%d", ai), BIface: fmt.Sprintf("veth%d", bi),
 		AAddr: netip.AddrFrom4([4]byte{10, 213, byte(n), 1}), BAddr: netip.AddrFrom4([4]byte{10, 213, byte(n), 2})}
-	// Made under a temporary name in the root namespace and then moved,
-	// since the final names repeat across namespaces.
-	tmpA, tmpB := fmt.Sprintf("%s%da", l.prefix, n), fmt.Sprintf("%s%db", l.prefix, n)
+	if a.Name == "" {
+		lk.AIface = tmpA
+	}
+	if b.Name == "" {
+		lk.BIface = tmpB
+	}
 	if err := ip("link", "add", tmpA, "type", "veth", "peer", "name", tmpB); err != nil {
 		return Link{}, err
 	}
@@ -144,12 +168,13 @@ func (l *Lab) Connect(a, b *Host) (Link, error) {
 		host       *Host
 		addr       netip.Addr
 	}{{tmpA, lk.AIface, a, lk.AAddr}, {tmpB, lk.BIface, b, lk.BAddr}} {
-		steps := [][]string{
-			{"link", "set", end.tmp, "netns", end.host.Name},
-			{"-n", end.host.Name, "link", "set", end.tmp, "name", end.iface},
-			{"-n", end.host.Name, "addr", "add", end.addr.String() + "/30", "dev", end.iface},
-			{"-n", end.host.Name, "link", "set", end.iface, "up"},
+		var steps [][]string
+		if end.host.Name != "" {
+			steps = append(steps, []string{"link", "set", end.tmp, "netns", end.host.Name},
+				end.host.ipIn("link", "set", end.tmp, "name", end.iface))
 		}
+		steps = append(steps, end.host.ipIn("addr", "add", end.addr.String()+"/30", "dev", end.iface),
+			end.host.ipIn("link", "set", end.iface, "up"))
 		for _, s := range steps {
 			if err := ip(s...); err != nil {
 				return Link{}, err
@@ -166,16 +191,19 @@ func (lk Link) SetUp(up bool) error {
 	if up {
 		state = "up"
 	}
-	if err := ip("-n", lk.A.Name, "link", "set", lk.AIface, state); err != nil {
+	if err := ip(lk.A.ipIn("link", "set", lk.AIface, state)...); err != nil {
 		return err
 	}
-	return ip("-n", lk.B.Name, "link", "set", lk.BIface, state)
+	return ip(lk.B.ipIn("link", "set", lk.BIface, state)...)
 }
 
 // Command returns a command that runs name with args inside the host's
 // namespace. ip netns exec replaces itself with the program, so the
 // command's process is the program's and killing it kills the program.
 func (h *Host) Command(name string, args ...string) *exec.Cmd {
+	if h.Name == "" {
+		return exec.Command(name, args...)
+	}
 	return exec.Command("ip", append([]string{"netns", "exec", h.Name, name}, args...)...)
 }
 

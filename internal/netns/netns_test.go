@@ -124,6 +124,24 @@ func TestLinksCarryTrafficOnlyBetweenTheirEnds(t *testing.T) {
 	if err := askFrom(hosts[0], bc.BAddr.String()+":7000"); err == nil {
 		t.Error("a reached c, two links away, without a relay")
 	}
+	// The test's own namespace reaches a host over a link of its own.
+	ra, err := lab.Connect(lab.Root(), hosts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoA := hosts[0].Command(os.Args[0])
+	echoA.Env = append(os.Environ(), "NETNS_TEST_ROLE=echo", "NETNS_TEST_ADDR="+ra.BAddr.String()+":7000")
+	if err := echoA.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = echoA.Process.Kill(); _ = echoA.Wait() })
+	if err := ask(ra.BAddr.String() + ":7000"); err != nil {
+		t.Errorf("the root namespace cannot reach a over their link: %v", err)
+	}
+	if _, err := lab.Connect(hosts[0], hosts[0]); err == nil {
+		t.Error("a link from a host to itself was made")
+	}
+
 	if err := ab.SetUp(false); err != nil {
 		t.Fatal(err)
 	}
