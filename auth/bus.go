@@ -17,7 +17,7 @@ import (
 // BusServices are the services that get an identity on the bus. The auth
 // service's identity is the one the NATS server knows itself (it answers
 // auth callout for everybody else); the others are admitted by auth.
-var BusServices = []string{ServiceName, "registry", "edge", "history", "gateway"}
+var BusServices = []string{ServiceName, "registry", "edge", "history", "gateway", "border"}
 
 // busCredentialPrefix starts the text form of a bus credential and names
 // its version, so a later format can be told apart.

@@ -68,15 +68,21 @@ var verbCallers = map[string][]string{
 var registryCallers = map[string][]string{
 	"devices.list":    {"gateway"},
 	"devices.get":     {"gateway"},
-	"devices.put":     {"edge"},
+	"devices.put":     {"edge", "border"},
 	"entities.list":   {"gateway"},
 	"entities.get":    {"gateway"},
-	"entities.put":    {"edge"},
-	"entities.remove": {"edge"},
+	"entities.put":    {"edge", "border"},
+	"entities.remove": {"edge", "border"},
 	"devices.update":  {"gateway"},
 	"rooms.list":      {"gateway"},
 	"rooms.create":    {"gateway"},
 	"rooms.remove":    {"gateway"},
+}
+
+// borderCallers says which services may call each verb of the mesh border
+// (mesh/border's VerbTopology).
+var borderCallers = map[string][]string{
+	"topology": {"gateway"},
 }
 
 // historyCallers says which services may call each history verb.
@@ -106,6 +112,12 @@ func registryBuckets(home string) []string {
 func edgeBuckets(home string) []string {
 	return []string{"hm_" + home + "_discovery", "hm_" + home + "_mqtt_retained",
 		"hm_" + home + "_mqtt_sessions", "hm_" + home + "_mqtt_inflight"}
+}
+
+// borderBuckets are the mesh border's buckets: what it learned of each
+// agent (mesh/border's AgentsBucket).
+func borderBuckets(home string) []string {
+	return []string{"hm_" + home + "_mesh_agents"}
 }
 
 // jsAPI is the JetStream API prefix.
@@ -204,6 +216,19 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 		p.Publish = append(p.Publish, rpc("registry", service, registryCallers)...)
 		p.Publish = append(p.Publish, rpc(ServiceName, service, verbCallers)...)
 		p.Responses = true
+	case "border":
+		// The mesh border is the edge of the mesh: it registers agents'
+		// devices, reports their states, serves the home's commands (and
+		// answers only those of mesh devices) and its own verbs.
+		p.Subscribe = append(p.Subscribe, bus.CommandWildcard(home), bus.ServiceSubject("border", ">"))
+		p.Publish = append(p.Publish, bus.Prefix+"."+home+".report.>")
+		p.Publish = append(p.Publish, streamSubjects(reportsStream(home))...)
+		for _, b := range borderBuckets(home) {
+			p.Publish = append(p.Publish, bucketSubjects(b)...)
+		}
+		p.Publish = append(p.Publish, rpc("registry", service, registryCallers)...)
+		p.Publish = append(p.Publish, rpc(ServiceName, service, verbCallers)...)
+		p.Responses = true
 	case "history":
 		// History stores what the home's streams carry: it declares them
 		// (the registry's too, as every process that consumes them does)
@@ -223,6 +248,7 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 		p.Publish = append(p.Publish, bus.CommandWildcard(home))
 		p.Publish = append(p.Publish, rpc("history", service, historyCallers)...)
 		p.Publish = append(p.Publish, rpc("registry", service, registryCallers)...)
+		p.Publish = append(p.Publish, rpc("border", service, borderCallers)...)
 		p.Publish = append(p.Publish, rpc(ServiceName, service, verbCallers)...)
 	default:
 		return BusPermissions{}, homemesh.Invalid("service", "unknown service %q (known: %s)", service, strings.Join(BusServices, ", "))

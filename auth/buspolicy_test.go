@@ -157,3 +157,40 @@ func TestHistoryPermissionsAreItsOwn(t *testing.T) {
 		}
 	}
 }
+
+// TestBorderPermissionsAreItsOwn checks the mesh border's bus identity: it
+// registers and reports for mesh devices, serves commands and its own verbs,
+// keeps its one bucket, and calls nothing else of the registry.
+func TestBorderPermissionsAreItsOwn(t *testing.T) {
+	p, err := ServiceBusPermissions(testHome, "border")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		bus.ServiceSubject("registry", "devices.put"), bus.ServiceSubject("registry", "entities.put"),
+		"hm." + testHome + ".report.>", "$JS.API.STREAM.INFO.REPORTS_" + testHome,
+		"$KV.hm_" + testHome + "_mesh_agents.>",
+	} {
+		if !slices.Contains(p.Publish, want) {
+			t.Errorf("border may not publish %s", want)
+		}
+	}
+	for _, deny := range []string{
+		bus.ServiceSubject("registry", "entities.list"), bus.CommandWildcard(testHome), bus.StateWildcard(testHome),
+		"$KV.hm_" + testHome + "_discovery.>",
+	} {
+		if slices.Contains(p.Publish, deny) {
+			t.Errorf("border may publish %s", deny)
+		}
+	}
+	if !slices.Contains(p.Subscribe, bus.CommandWildcard(testHome)) || !slices.Contains(p.Subscribe, "hm.svc.border.>") || !p.Responses {
+		t.Errorf("border cannot serve commands and its verbs: %v", p)
+	}
+	gw, err := ServiceBusPermissions(testHome, "gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(gw.Publish, bus.ServiceSubject("border", "topology")) {
+		t.Error("the gateway may not ask the border for the topology")
+	}
+}
