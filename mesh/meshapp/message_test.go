@@ -1,0 +1,225 @@
+package meshapp
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/homemesh/homemesh"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func ptr[T any](v T) *T { return &v }
+
+var at = time.Date(2026, 11, 29, 20, 15, 0, 123000000, time.UTC)
+
+// examples holds one message of each type, as an agent or hub builds it,
+// with values of the types Decode produces so that they compare equal.
+var examples = map[string]Message{
+	"announce": &Announce{
+		Device: DeviceInfo{Name: "Hall sensor", Manufacturer: "homemesh", Model: "agent", SWVersion: "1.2.0"},
+		Entities: []Entity{
+			{
+				UniqueID: "temperature", Kind: homemesh.KindSensor, Name: "Temperature",
+				DeviceClass: "temperature", Unit: "°C", StateClass: "measurement",
+				State: &Reading{Value: 21.5, Available: true, Time: at},
+			},
+			{
+				UniqueID: "light", Kind: homemesh.KindLight, Name: "Ceiling",
+				Caps:  homemesh.Capabilities{ColorModes: []string{"brightness"}, Commands: []string{"turn_on", "turn_off", "toggle"}},
+				State: &Reading{Value: "on", Attributes: map[string]any{"brightness": 128.0}, Available: true},
+			},
+			{
+				UniqueID: "thermostat", Kind: homemesh.KindClimate,
+				Caps: homemesh.Capabilities{HVACModes: []string{"off", "heat"}, MinTemp: ptr(7.0), MaxTemp: ptr(30.0), TempStep: 0.5},
+			},
+		},
+	},
+	"state":   &State{UniqueID: "door", Reading: Reading{Value: "off", Attributes: map[string]any{"battery": 87.0}, Available: true, Time: at}},
+	"command": &Command{ID: 18446744073709551615, UniqueID: "light", Name: "turn_on", Params: map[string]any{"brightness": 128.0, "rgb_color": []any{255.0, 0.0, 10.0}}},
+	"result":  &Result{ID: 7, Error: "brightness: must be 0 to 255"},
+	"resync":  &Resync{},
+}
+
+func TestGoldenRoundTrip(t *testing.T) {
+	for name, m := range examples {
+		t.Run(name, func(t *testing.T) {
+			b, err := Encode(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", "golden", name+".json")
+			var pretty bytes.Buffer
+			if err := json.Indent(&pretty, b, "", "  "); err != nil {
+				t.Fatal(err)
+			}
+			pretty.WriteByte('\n')
+			if *update {
+				if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(string(want), pretty.String()); diff != "" {
+				t.Errorf("encoding differs from %s (-want +got), run with -update if intended:\n%s", path, diff)
+			}
+			if !bytes.HasPrefix(b, []byte(`{"type":"`+string(m.MessageType())+`"`)) {
+				t.Errorf("encoding does not start with the type: %s", b)
+			}
+			// The golden file, indented as a person would write it, must
+			// decode to the message.
+			got, err := Decode(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(m, got); diff != "" {
+				t.Errorf("decoded golden file differs (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	long := strings.Repeat("a", MaxIDLen+1)
+	manyEntities := `{"type":"announce","device":{"name":"x"},"entities":[` +
+		strings.TrimSuffix(strings.Repeat(`{"unique_id":"a","kind":"switch"},`, MaxEntities+1), ",") + `]}`
+	tests := []struct {
+		name, in, field string
+	}{
+		{"not JSON", `{"type":`, "message"},
+		{"not an object", `[1]`, "message"},
+		{"null", `null`, "message"},
+		{"trailing data", `{"type":"resync"} {}`, "message"},
+		{"no type", `{}`, "type"},
+		{"type not a string", `{"type":1}`, "type"},
+		{"unknown type", `{"type":"reboot"}`, "type"},
+		{"unknown field", `{"type":"resync","please":true}`, "please"},
+		{"field in another case", `{"type":"state","Unique_ID":"a","value":1,"available":true}`, "unique_id"},
+		{"missing unique_id", `{"type":"state","value":1,"available":true}`, "unique_id"},
+		{"empty unique_id", `{"type":"state","unique_id":"","value":1,"available":true}`, "unique_id"},
+		{"unique_id too long", `{"type":"state","unique_id":"` + long + `","value":1,"available":true}`, "unique_id"},
+		{"unique_id bad characters", `{"type":"state","unique_id":"Door 1","value":1,"available":true}`, "unique_id"},
+		{"missing value", `{"type":"state","unique_id":"a","available":true}`, "value"},
+		{"object value", `{"type":"state","unique_id":"a","value":{"x":1},"available":true}`, "value"},
+		{"long string value", `{"type":"state","unique_id":"a","value":"` + strings.Repeat("v", MaxValueLen+1) + `","available":true}`, "value"},
+		{"missing available", `{"type":"state","unique_id":"a","value":1}`, "available"},
+		{"available not a boolean", `{"type":"state","unique_id":"a","value":1,"available":"yes"}`, "available"},
+		{"bad time", `{"type":"state","unique_id":"a","value":1,"available":true,"time":"yesterday"}`, "time"},
+		{"attributes not an object", `{"type":"state","unique_id":"a","value":1,"available":true,"attributes":[]}`, "attributes"},
+		{"command without id", `{"type":"command","unique_id":"a","command":"turn_on"}`, "id"},
+		{"negative id", `{"type":"command","id":-1,"unique_id":"a","command":"turn_on"}`, "id"},
+		{"fractional id", `{"type":"command","id":1.5,"unique_id":"a","command":"turn_on"}`, "id"},
+		{"exponent id", `{"type":"command","id":1e3,"unique_id":"a","command":"turn_on"}`, "id"},
+		{"id past uint64", `{"type":"command","id":18446744073709551616,"unique_id":"a","command":"turn_on"}`, "id"},
+		{"missing command", `{"type":"command","id":1,"unique_id":"a"}`, "command"},
+		{"bad command", `{"type":"command","id":1,"unique_id":"a","command":"Turn On"}`, "command"},
+		{"params not an object", `{"type":"command","id":1,"unique_id":"a","command":"turn_on","params":"x"}`, "params"},
+		{"long error", `{"type":"result","id":1,"error":"` + strings.Repeat("e", MaxErrorLen+1) + `"}`, "error"},
+		{"no device", `{"type":"announce","entities":[]}`, "device"},
+		{"no device name", `{"type":"announce","device":{},"entities":[]}`, "device.name"},
+		{"control character in name", `{"type":"announce","device":{"name":"a\u0007"},"entities":[]}`, "device.name"},
+		{"long model", `{"type":"announce","device":{"name":"a","model":"` + strings.Repeat("m", MaxTextLen+1) + `"},"entities":[]}`, "device.model"},
+		{"unknown device field", `{"type":"announce","device":{"name":"a","id":"x"},"entities":[]}`, "device.id"},
+		{"no entities", `{"type":"announce","device":{"name":"a"}}`, "entities"},
+		{"entities not an array", `{"type":"announce","device":{"name":"a"},"entities":{}}`, "entities"},
+		{"too many entities", manyEntities, "entities"},
+		{"entity not an object", `{"type":"announce","device":{"name":"a"},"entities":[1]}`, "entities[0]"},
+		{"entity without kind", `{"type":"announce","device":{"name":"a"},"entities":[{"unique_id":"a"}]}`, "entities[0].kind"},
+		{"unknown kind", `{"type":"announce","device":{"name":"a"},"entities":[{"unique_id":"a","kind":"toaster"}]}`, "entities[0].kind"},
+		{"duplicate unique_id", `{"type":"announce","device":{"name":"a"},"entities":[{"unique_id":"a","kind":"switch"},{"unique_id":"a","kind":"light"}]}`, "entities[1].unique_id"},
+		{"unknown capability", `{"type":"announce","device":{"name":"a"},"entities":[{"unique_id":"a","kind":"light","capabilities":{"colour_modes":[]}}]}`, "entities[0].capabilities.colour_modes"},
+		{"capability of wrong type", `{"type":"announce","device":{"name":"a"},"entities":[{"unique_id":"a","kind":"climate","capabilities":{"min_temp":"cold"}}]}`, "entities[0].capabilities.min_temp"},
+		{"bad command in capabilities", `{"type":"announce","device":{"name":"a"},"entities":[{"unique_id":"a","kind":"light","capabilities":{"commands":["turn_on","Off!"]}}]}`, "entities[0].capabilities.commands[1]"},
+		{"state without available", `{"type":"announce","device":{"name":"a"},"entities":[{"unique_id":"a","kind":"switch","state":{"value":"on"}}]}`, "entities[0].state.available"},
+		{"unknown state field", `{"type":"announce","device":{"name":"a"},"entities":[{"unique_id":"a","kind":"switch","state":{"value":"on","available":true,"x":1}}]}`, "entities[0].state.x"},
+		{"too big", `{"type":"resync","pad":"` + strings.Repeat(" ", MaxMessageSize) + `"}`, "message"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Decode([]byte(tt.in))
+			if err == nil {
+				t.Fatalf("decoded %#v, want an error naming %s", m, tt.field)
+			}
+			if homemesh.ErrorKind(err) != homemesh.KindInvalid || homemesh.ErrorField(err) != tt.field {
+				t.Errorf("error %q has kind %s, field %q; want invalid, %q", err, homemesh.ErrorKind(err), homemesh.ErrorField(err), tt.field)
+			}
+		})
+	}
+}
+
+func TestEncodeValidates(t *testing.T) {
+	tests := []struct {
+		name  string
+		m     Message
+		field string
+	}{
+		{"nil", nil, "type"},
+		{"no unique_id", &State{Reading: Reading{Value: 1, Available: true}}, "unique_id"},
+		{"value not scalar", &State{UniqueID: "a", Reading: Reading{Value: []int{1}}}, "value"},
+		{"NaN value", &State{UniqueID: "a", Reading: Reading{Value: nan()}}, "value"},
+		{"unencodable param", &Command{UniqueID: "a", Name: "turn_on", Params: map[string]any{"x": make(chan int)}}, "command"},
+		{"entity without kind", &Announce{Device: DeviceInfo{Name: "x"}, Entities: []Entity{{UniqueID: "a"}}}, "entities[0].kind"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := Encode(tt.m)
+			if err == nil {
+				t.Fatalf("encoded %s, want an error naming %s", b, tt.field)
+			}
+			if homemesh.ErrorField(err) != tt.field {
+				t.Errorf("error %q names %q, want %q", err, homemesh.ErrorField(err), tt.field)
+			}
+		})
+	}
+}
+
+func nan() float64 { var zero float64; return zero / zero }
+
+func TestEncodeAcceptsGoNumbers(t *testing.T) {
+	// Entities written in Go report ints; they travel as JSON numbers and
+	// decode as float64.
+	b, err := Encode(&State{UniqueID: "count", Reading: Reading{Value: 42, Available: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := m.(*State).Value; v != 42.0 {
+		t.Errorf("value %#v, want 42.0", v)
+	}
+}
+
+func TestMaxEntitiesFit(t *testing.T) {
+	// A device with the most entities, each with a state and names of a
+	// usual length, fits one message. (At every field's limit it would
+	// not: Encode then refuses it, and the agent learns before sending.)
+	a := &Announce{Device: DeviceInfo{Name: strings.Repeat("n", MaxTextLen)}}
+	for i := range MaxEntities {
+		a.Entities = append(a.Entities, Entity{
+			UniqueID: "temperature_" + string(rune('a'+i/26/26%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i%26)),
+			Kind:     homemesh.KindSensor, Name: "Temperature of room 123", DeviceClass: "temperature", Unit: "°C",
+			StateClass: "measurement", State: &Reading{Value: 21.25, Available: true, Time: at},
+		})
+	}
+	b, err := Encode(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d entities: %d bytes", MaxEntities, len(b))
+	if _, err := Decode(b); err != nil {
+		t.Fatal(err)
+	}
+}
