@@ -1,0 +1,202 @@
+package meshnode
+
+import (
+	"errors"
+	"time"
+
+	"github.com/homemesh/homemesh/mesh/link"
+	"github.com/homemesh/homemesh/mesh/route"
+)
+
+// onSend seals a payload from Send end to end and routes what comes out.
+func (n *Node) onSend(now time.Time, o outgoing) {
+	msgs, err := n.e2e.Seal(now, o.dst, o.payload)
+	if err != nil {
+		if errors.Is(err, link.ErrUnknownPeer) {
+			n.c.reject(RejectUnknownDestination, 1)
+		} else {
+			n.c.reject(RejectSealFailed, 1)
+		}
+		n.log.Warn("mesh send refused", "peer", o.dst.String(), "err", err)
+		return
+	}
+	for _, m := range msgs {
+		n.originate(now, o.dst, m)
+	}
+}
+
+// originate wraps an end-to-end message for dst in a route data packet and
+// sends it towards dst, or queues it until there is a route.
+func (n *Node) originate(now time.Time, dst route.NodeID, msg []byte) {
+	h := route.DataHeader{Src: n.self.ID, Dst: dst, TTL: route.DefaultTTL, Flow: n.flow(dst)}
+	packet := route.AppendData(make([]byte, 0, route.DataHeaderLen+len(msg)), h, msg)
+	if _, ok := n.router.NextHop(dst); !ok {
+		n.pending.add(now, dst, packet, &n.c)
+		return
+	}
+	n.route(now, packet)
+}
+
+// flow is the flow id of this node's packets to dst: one flow per pair of
+// end points, so relays could keep a flow's packets on one path, salted so
+// that it reveals nothing a relay does not already see.
+func (n *Node) flow(dst route.NodeID) uint32 {
+	h := n.flowSalt
+	for _, b := range dst {
+		h = h*16777619 ^ uint32(b)
+	}
+	return h
+}
+
+// route hands an originated packet to the router and sends it on.
+func (n *Node) route(now time.Time, packet []byte) {
+	dec, err := n.router.Forward(now, 0, packet)
+	if err != nil {
+		n.log.Error("mesh originate", "err", err)
+		return
+	}
+	if dec.Action == route.ActionForward {
+		if l := n.links[dec.Link]; l != nil && l.up {
+			n.sealOn(now, l, dec.Packet)
+		}
+	}
+}
+
+// onData handles a data packet that arrived on link l: deliver it here, or
+// forward it to the next hop.
+func (n *Node) onData(now time.Time, l *peerLink, packet []byte) {
+	dec, err := n.router.Forward(now, l.id, packet)
+	if err != nil {
+		n.c.reject(RejectDataMalformed, 1)
+		return
+	}
+	switch dec.Action {
+	case route.ActionDeliver:
+		_, msg, _ := route.ParseData(dec.Packet)
+		n.deliver(now, dec.Header.Src, msg)
+	case route.ActionForward:
+		next := n.links[dec.Link]
+		if next == nil || !next.up {
+			return
+		}
+		if n.forwardHook != nil {
+			n.forwardHook(dec.Packet)
+		}
+		n.sealOn(now, next, dec.Packet)
+	}
+	// Drops are counted by the router, by reason.
+}
+
+// deliver opens an end-to-end message from src and hands its plaintext to
+// OnMessage.
+func (n *Node) deliver(now time.Time, src route.NodeID, msg []byte) {
+	send, plain, err := n.e2e.Open(now, src, msg)
+	for _, m := range send {
+		n.originate(now, src, m)
+	}
+	if err != nil {
+		n.c.reject(RejectE2E, 1)
+		n.log.Debug("mesh end-to-end message refused", "peer", src.String(), "err", err)
+		return
+	}
+	if plain == nil {
+		return
+	}
+	peer, ok := n.e2e.Peer(src)
+	if !ok {
+		// Open returns plaintext only on a channel whose peer was verified.
+		n.c.reject(RejectE2E, 1)
+		return
+	}
+	n.learnKey(peer)
+	n.c.delivered++
+	n.delivered = append(n.delivered, delivery{from: peer, payload: plain})
+}
+
+// routeQueue holds originated packets waiting for a route, per destination,
+// within the maxRouteQueue bounds.
+type routeQueue struct {
+	byDst   map[route.NodeID]*dstQueue
+	packets int
+	bytes   int
+}
+
+type dstQueue struct {
+	packets [][]byte
+	since   time.Time // when the oldest packet was queued
+}
+
+func (q *routeQueue) add(now time.Time, dst route.NodeID, packet []byte, c *nodeCounters) {
+	dq := q.byDst[dst]
+	if dq == nil {
+		if q.packets >= maxRouteQueue || q.bytes+len(packet) > maxRouteQueueBytes {
+			c.reject(RejectNoRoute, 1)
+			return
+		}
+		dq = &dstQueue{since: now}
+		q.byDst[dst] = dq
+	}
+	if len(dq.packets) >= maxRouteQueuePerDst || q.packets >= maxRouteQueue || q.bytes+len(packet) > maxRouteQueueBytes {
+		// The oldest goes: what is sent last is the most current.
+		if len(dq.packets) == 0 {
+			c.reject(RejectNoRoute, 1)
+			return
+		}
+		q.packets--
+		q.bytes -= len(dq.packets[0])
+		dq.packets = dq.packets[1:]
+		c.reject(RejectNoRoute, 1)
+	}
+	dq.packets = append(dq.packets, packet)
+	q.packets++
+	q.bytes += len(packet)
+}
+
+func (q *routeQueue) remove(dst route.NodeID) [][]byte {
+	dq := q.byDst[dst]
+	if dq == nil {
+		return nil
+	}
+	delete(q.byDst, dst)
+	q.packets -= len(dq.packets)
+	for _, p := range dq.packets {
+		q.bytes -= len(p)
+	}
+	return dq.packets
+}
+
+// expiry returns when the oldest queue times out (zero: none).
+func (q *routeQueue) expiry() time.Time {
+	var d time.Time
+	for _, dq := range q.byDst {
+		if t := dq.since.Add(maxRouteWait); d.IsZero() || t.Before(d) {
+			d = t
+		}
+	}
+	return d
+}
+
+// retryRouteQueue sends the queued packets whose destination has a route.
+func (n *Node) retryRouteQueue(now time.Time) {
+	if n.pending.packets == 0 {
+		return
+	}
+	for dst := range n.pending.byDst {
+		if _, ok := n.router.NextHop(dst); ok {
+			for _, p := range n.pending.remove(dst) {
+				n.route(now, p)
+			}
+		}
+	}
+}
+
+// expireRouteQueue drops the queues that waited maxRouteWait in vain.
+func (n *Node) expireRouteQueue(now time.Time) {
+	for dst, dq := range n.pending.byDst {
+		if !now.Before(dq.since.Add(maxRouteWait)) {
+			dropped := n.pending.remove(dst)
+			n.c.reject(RejectNoRoute, uint64(len(dropped)))
+			n.log.Debug("mesh no route", "peer", dst.String(), "dropped", len(dropped))
+		}
+	}
+}

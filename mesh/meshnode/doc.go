@@ -1,0 +1,83 @@
+// Package meshnode is the mesh node runtime: the real, networked node that
+// the device agent (homemesh agent) and the hub's border run. It composes
+// the sans-IO packages mesh/route (routing) and mesh/link (Noise links and
+// end-to-end channels) over one UDP socket.
+//
+// # Using it
+//
+//	n, err := meshnode.New(meshnode.Config{
+//		Identity: id, Verifier: v, Listen: ":4790",
+//		Peers:     []string{"192.0.2.10:4790"},
+//		OnMessage: func(from link.Peer, payload []byte) { … },
+//		KeyOf:     registryKeys,
+//	})
+//	go n.Run(ctx)
+//	err = n.Send(hubID, payload)
+//
+// Send seals a payload end to end for its destination and routes it over
+// any number of hops; OnMessage receives what arrives for this node, with
+// the source's verified certificate identity. Topology is a snapshot of
+// the neighbours, routes and counters for the API and metrics.
+//
+// # How it runs
+//
+// One goroutine owns the state (the route.Router, one link.Session per
+// neighbour address, the link.E2E) under a lock that Topology and
+// NearestHub take briefly. It is woken by datagrams (a reader goroutine per
+// socket hands them over a channel), by a timer set to the earliest
+// deadline of the router, the sessions, the end-to-end channels, the
+// redials and the beacons, and by Send, which queues. Datagrams are
+// written and OnMessage called after each event, without the lock.
+//
+// A link is a Noise session with a neighbour's UDP address. It comes up
+// (router.LinkUp) when the session is established and the peer's
+// certificate verified: the neighbour's node id and role come from its
+// certificate, never from anything it says, so no node can claim another's
+// id. It goes down (router.LinkDown) when the session dies or the router
+// declares the neighbour dead after missed Hellos; configured Peers are
+// then redialled with exponential backoff (100 ms to 30 s). Neighbours are
+// found through the configured Peers and through beacons, sent every
+// BeaconInterval to a multicast group on the named interfaces:
+//
+//	0xB1 | node id [8] | port u16 | home length u8 | home
+//
+// A beacon is not signed; it only makes the receiver dial the sender's
+// address at the given port (at most once per BeaconInterval per node id,
+// and at most 10 a second in all), and the handshake decides.
+//
+// # Link payloads
+//
+// Every link payload starts with a byte that says what it is:
+//
+//	0xC1  route control packet (mesh/route), for the router
+//	0xD1  route data packet, whose payload is an end-to-end message
+//	0xE1  link start: the sender's 8-byte session epoch
+//
+// A data packet is delivered here (its end-to-end message opened and the
+// plaintext passed to OnMessage), forwarded to the next hop's link, or
+// dropped (counted by the router, by reason). The link start message is
+// sent once when a side's link comes up: a neighbour that restarts with
+// the same address and key is taken by the surviving side's session as a
+// rekey, and the new epoch tells it to start the link afresh in the
+// router, so the restarted neighbour gets the full table.
+//
+// # Bounds and refusals
+//
+// Nothing a peer sends can crash the node or make it hold unbounded
+// state. Sessions are capped (MaxLinks); handshakes from addresses that are
+// not configured peers are answered at most 50 a second and at most 16 at
+// a time while they are incomplete; Send's queue, the queue of packets
+// waiting for a route (10 s at most) and the learned keys are bounded.
+// Every datagram, frame, packet or message refused is counted under its
+// reason: the node's own reasons in Counters.Rejected, the link and
+// end-to-end layers' in Counters.Link and Counters.E2E (replayed, forged,
+// foreign home …), the router's in Counters.Route.
+//
+// # State
+//
+// With a StateDir the router's seqno is written (to a temporary file,
+// synced and renamed) whenever it changes, before any packet carrying it
+// goes out, and read back by New, so that a restarted node's routes are
+// feasible at once. A file that cannot be read is logged and ignored: the
+// network then asks for a newer seqno, which costs a round trip.
+package meshnode
