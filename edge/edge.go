@@ -178,7 +178,7 @@ func (d *Devices) Run(ctx context.Context) error {
 	// Allow bursts from thousands of devices without the client dropping
 	// messages as a slow consumer.
 	_ = msgSub.SetPendingLimits(1<<20, 512<<20)
-	cmdSub, err := d.bus.Handle(bus.CommandWildcard(d.cfg.Home), "edge", d.handleCommand)
+	cmdSub, err := d.bus.NATS().QueueSubscribe(bus.CommandWildcard(d.cfg.Home), "edge", d.onCommand)
 	if err != nil {
 		_ = msgSub.Unsubscribe()
 		return fmt.Errorf("edge: serve commands: %w", err)
@@ -681,6 +681,48 @@ func (d *Devices) applyRecord(e jetstream.KeyValueEntry) {
 			d.bind(rec.Key, &binding{cfg: c, entityID: rec.EntityID, deviceID: rec.DeviceID, owner: rec.Owner})
 		}
 	}
+}
+
+// onCommand answers a command unless it is for a mesh device that no MQTT
+// config announced: the mesh border answers those, and a "not found" from
+// here would race its answer.
+func (d *Devices) onCommand(m *nats.Msg) {
+	if _, device, entity, ok := bus.SplitCommandSubject(m.Subject); ok {
+		if meshDevice(device) {
+			d.mu.RLock()
+			b := d.byEntity[entity]
+			d.mu.RUnlock()
+			if b == nil || b.deviceID != device {
+				return
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := d.handleCommand(ctx, m)
+	if m.Reply == "" {
+		if err != nil {
+			d.log.Warn("command failed", "subject", m.Subject, "err", err)
+		}
+		return
+	}
+	d.bus.Reply(m, resp, err)
+}
+
+// meshDevice reports whether device has the form of a mesh device id
+// (mesh/meshapp's DeviceID: "mesh-" and a node id's 16 lower-case hex
+// digits). Services do not import one another, so the form is spelt here.
+func meshDevice(device string) bool {
+	hex, ok := strings.CutPrefix(device, "mesh-")
+	if !ok || len(hex) != 16 {
+		return false
+	}
+	for i := 0; i < len(hex); i++ {
+		if c := hex[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *Devices) handleCommand(ctx context.Context, m *nats.Msg) (any, error) {

@@ -252,3 +252,22 @@ func TestDiscoveryOwnership(t *testing.T) {
 	f.mqttAs("cred-b", allowB, bTopic, "")
 	hmtest.WaitFor(t, 10*time.Second, "B's entity removed by B", func() bool { _, ok := f.entity("b_plug"); return !ok })
 }
+
+// TestEdgeLeavesMeshCommandsToTheBorder: commands for mesh devices are the
+// mesh border's to answer; the edge answers only those of its own devices.
+func TestEdgeLeavesMeshCommandsToTheBorder(t *testing.T) {
+	f := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	device := "mesh-0123456789abcdef"
+	err := f.conn.Request(ctx, bus.CommandSubject(home, device, device+"-relay"),
+		homemesh.Command{HomeID: home, EntityID: device + "-relay", Name: "turn_on"}, nil)
+	if homemesh.ErrorKind(err) != homemesh.KindUnavailable {
+		t.Errorf("the edge answered a mesh device's command: %v", err)
+	}
+	err = f.conn.Request(context.Background(), bus.CommandSubject(home, "lamp", "lamp_light"),
+		homemesh.Command{HomeID: home, EntityID: "lamp_light", Name: "turn_on"}, nil)
+	if homemesh.ErrorKind(err) != homemesh.KindNotFound {
+		t.Errorf("an unknown MQTT entity: %v, want not found", err)
+	}
+}
