@@ -49,7 +49,7 @@ const (
 	// seqno); the router jumps past it.
 	RejectOwnID
 	// RejectDeadNeighbour: updates from a neighbour this router holds dead
-	// (it missed too many Hellos); they are not acknowledged, so they come
+	// (it was silent too long); they are not acknowledged, so they come
 	// again once its Hellos do.
 	RejectDeadNeighbour
 	// RejectNotRouter: route updates sent to a leaf, which holds no routes.
@@ -104,8 +104,14 @@ type Counters struct {
 	RouteChanges uint64
 	// Retransmits counts update batches sent again after an ack timeout.
 	Retransmits uint64
-	// NeighboursLost counts neighbours declared dead after missed Hellos.
+	// NeighboursLost counts neighbours declared dead after a silence.
 	NeighboursLost uint64
+	// Probes counts probes sent to neighbours whose Hellos were overdue
+	// or to which a delivery failed.
+	Probes uint64
+	// DeliveryFailures counts the host's reports of undeliverable frames
+	// that made a neighbour suspect.
+	DeliveryFailures uint64
 	// The data plane: packets delivered here, originated here, relayed,
 	// and dropped because the TTL ran out (a loop indicator), because
 	// there was no route (a blackhole), or because a leaf was asked to

@@ -56,11 +56,23 @@
 // IHU returns it, so each side knows both directions and the link cost is
 // txcost × rxcost / 256 (256 for a perfect link). Routes use a moving
 // average of that cost that moves only when it leaves a ±25 % band, so that
-// measurement noise neither floods updates nor makes routes flap. A
-// neighbour is dead when DeadHellos (3) Hellos in a row are overdue (each
-// gets 1/16 of an interval of slack); it revives on its next Hello, when
-// both sides exchange their tables again. LinkDown drops a neighbour at
-// once.
+// measurement noise neither floods updates nor makes routes flap.
+//
+// A neighbour is dead when nothing (Hello, ack, anything) has come from it
+// for DeadHellos (3) of its Hello intervals less half a one: 2.5 s at 1 s
+// Hellos, so that a failure is noticed within 2.5 s plus a link latency of
+// the dead node's last packet, under the 3 s that three missed Hellos
+// would take. Lost Hellos alone must not kill a live neighbour, so once a
+// Hello is overdue (by 1/16 of an interval) the neighbour is probed every
+// quarter interval with an empty update batch (a Serial alone), which it
+// acknowledges at once: it is declared dead only if two Hellos in a row
+// and every probe in between, or its answers, are lost. A host whose link
+// layer reports a frame it could not deliver (a radio MAC without an
+// acknowledgement after its retries) calls DeliveryFailed: the neighbour
+// is probed at once and every 1/16 interval and is dead after a quarter
+// interval without an answer. A dead neighbour revives on its next Hello,
+// when both sides exchange their tables again. LinkDown drops a neighbour
+// at once.
 //
 // # Updates: incremental and acknowledged
 //
@@ -138,14 +150,16 @@
 //
 // # Timers
 //
-//	timer                 default   what happens
-//	HelloInterval         1 s       IHU and Hello on every link
-//	DeadHellos × Hello    3 s       (+1/16 Hello of slack) neighbour dead
-//	retransmission        RTO       srtt + 4 rttvar, doubling per timeout
-//	BatchDelay            10 ms     gap between update batches, ack delay
-//	RequestTimeout        250 ms    first seqno request retry
-//	RequestInterval       1 s       later retries; forwarded request memory
-//	SourceGCTime          3 min     unreachable destination forgotten
+//	timer                     default  what happens
+//	HelloInterval             1 s      IHU and Hello on every link
+//	Hello × 17/16             1.06 s   silence: probe, then every Hello/4
+//	(DeadHellos − ½) × Hello  2.5 s    silence: neighbour dead
+//	Hello / 4                 250 ms   failed delivery: dead (probes every Hello/16)
+//	retransmission            RTO      srtt + 4 rttvar, doubling per timeout
+//	BatchDelay                10 ms    gap between update batches, ack delay
+//	RequestTimeout            250 ms   first seqno request retry
+//	RequestInterval           1 s      later retries; forwarded request memory
+//	SourceGCTime              3 min    unreachable destination forgotten
 //
 // # Roles and security
 //

@@ -11,7 +11,7 @@ type neighbour struct {
 	link LinkID
 	peer NodeID
 	leaf bool // the peer is a leaf
-	// dead is set when the peer missed Config.DeadHellos Hellos in a row;
+	// dead is set when nothing was heard from the peer for deadAfter;
 	// its routes are dropped and nothing but Hellos is sent until it is
 	// heard again.
 	dead bool
@@ -25,7 +25,15 @@ type neighbour struct {
 	interval  time.Duration // the peer's Hello interval, from its Hellos
 	lastHello time.Time
 	missDue   time.Time // when the next Hello counts as missed
-	missed    int
+	// lastHeard is when the last packet of any kind came from the peer;
+	// probeDue is when the next probe may go while it is silent.
+	lastHeard time.Time
+	probeDue  time.Time
+	probe     bool // a probe is due with the next flush
+	// suspectSince is when the host reported a frame to the peer
+	// undeliverable (zero: not suspect); unless the peer is heard from
+	// after it, it is dead suspectTime later.
+	suspectSince time.Time
 	// rxcost is measured here, txcost is the peer's rxcost from its IHU,
 	// cost is the link's ETX cost as routes use it; smoothed is a moving
 	// average of the measured cost, in sixteenths (0: none yet).
@@ -136,6 +144,7 @@ func (r *Router) addNeighbour(now time.Time, l LinkID, peer NodeID, peerLeaf boo
 		peer:       peer,
 		leaf:       peerLeaf,
 		upAt:       now,
+		lastHeard:  now,
 		history:    0xFFFF,
 		interval:   hello,
 		missDue:    now.Add(hello + helloTolerance(hello)),
@@ -235,7 +244,6 @@ func (r *Router) handleHello(now time.Time, slot int, m *message) {
 		}
 	}
 	nb.lastHello = now
-	nb.missed = 0
 	nb.missDue = now.Add(interval + helloTolerance(interval))
 	nb.rxcost = rxcostOf(nb.history)
 	r.updateCost(now, slot)
@@ -249,8 +257,8 @@ func (r *Router) handleIHU(slot int, rxcost uint16) {
 	}
 }
 
-// checkHellos counts the Hellos that are overdue and declares the
-// neighbour dead after Config.DeadHellos of them.
+// checkHellos counts the Hellos that are overdue into the reception
+// history, which is what the link's cost is measured from.
 func (r *Router) checkHellos(now time.Time, slot int) {
 	nb := r.nbrs[slot]
 	if nb.dead || now.Before(nb.missDue) {
@@ -259,15 +267,87 @@ func (r *Router) checkHellos(now time.Time, slot int) {
 	for !now.Before(nb.missDue) {
 		nb.history <<= 1
 		nb.expected++
-		nb.missed++
 		nb.missDue = nb.missDue.Add(nb.interval)
-		if nb.missed >= r.cfg.DeadHellos {
-			r.declareDead(now, slot)
-			return
-		}
 	}
 	nb.rxcost = rxcostOf(nb.history)
 	r.updateCost(now, slot)
+}
+
+// deadAfter is how long a neighbour may stay silent before it is dead:
+// Config.DeadHellos of its Hello intervals less half a one. The last Hello
+// is not waited for in full because the silence has been checked by then:
+// from the first overdue Hello on, the neighbour is probed every
+// probeEvery, and a live one answers each probe within a round trip. So a
+// neighbour that dies is noticed within that time of its last packet, and
+// a live one is declared dead only if two Hellos in a row and every probe
+// in between are lost.
+func (r *Router) deadAfter(nb *neighbour) time.Duration {
+	return time.Duration(r.cfg.DeadHellos)*nb.interval - nb.interval/2
+}
+
+// probeEvery is the time between the probes of a silent neighbour.
+func probeEvery(interval time.Duration) time.Duration { return interval / 4 }
+
+// suspectTime is how long a neighbour the link layer could not deliver to
+// has to answer a probe before it is dead; it is probed every
+// suspectProbeEvery meanwhile.
+func suspectTime(interval time.Duration) time.Duration { return interval / 4 }
+
+func suspectProbeEvery(interval time.Duration) time.Duration { return interval / 16 }
+
+// nextProbe is when a silent neighbour is probed next: once a Hello is
+// overdue (with the same slack a Hello gets), then every probeEvery; a
+// suspect one at once, then every suspectProbeEvery.
+func nextProbe(nb *neighbour) time.Time {
+	first := nb.lastHeard.Add(nb.interval + helloTolerance(nb.interval))
+	if !nb.suspectSince.IsZero() {
+		first = nb.suspectSince
+	}
+	if nb.probeDue.After(first) {
+		return nb.probeDue
+	}
+	return first
+}
+
+// deadAt is when a neighbour that stays silent is declared dead.
+func (r *Router) deadAt(nb *neighbour) time.Time {
+	at := nb.lastHeard.Add(r.deadAfter(nb))
+	if !nb.suspectSince.IsZero() {
+		at = earliest(at, nb.suspectSince.Add(suspectTime(nb.interval)))
+	}
+	return at
+}
+
+// checkLiveness declares a neighbour dead after deadAfter of silence (or
+// suspectTime after a failed delivery), and probes it while it is silent.
+// A probe is an update batch, which the peer acknowledges: an empty one (a
+// Serial alone) unless an update batch goes anyway (see flushLink), so it
+// needs nothing new on the wire.
+func (r *Router) checkLiveness(now time.Time, slot int) {
+	nb := r.nbrs[slot]
+	if nb.dead {
+		return
+	}
+	if !now.Before(r.deadAt(nb)) {
+		r.declareDead(now, slot)
+		return
+	}
+	if !now.Before(nextProbe(nb)) {
+		nb.probe = true
+		every := probeEvery(nb.interval)
+		if !nb.suspectSince.IsZero() {
+			every = suspectProbeEvery(nb.interval)
+		}
+		nb.probeDue = now.Add(every)
+		r.counters.Probes++
+	}
+}
+
+// noteHeard records a packet from the neighbour: it is alive, whatever was
+// suspected.
+func (nb *neighbour) noteHeard(now time.Time) {
+	nb.lastHeard = now
+	nb.suspectSince = time.Time{}
 }
 
 // rxcostOf is the ETX estimator of RFC 8966 Appendix A.2.2: 256 divided by
@@ -341,6 +421,7 @@ func (r *Router) declareDead(now time.Time, slot int) {
 	nb := r.nbrs[slot]
 	nb.dead = true
 	nb.heard = false
+	nb.suspectSince = time.Time{}
 	r.counters.NeighboursLost++
 	nb.cost = MetricInfinity
 	nb.rxcost = MetricInfinity

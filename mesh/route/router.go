@@ -36,8 +36,10 @@ type Config struct {
 	// HelloInterval is how often a Hello (with an IHU) goes on every link.
 	// Default 1 s; it must lie between 10 ms and 10 min.
 	HelloInterval time.Duration
-	// DeadHellos is how many Hellos in a row may be missed before the
-	// neighbour is dead. Default 3.
+	// DeadHellos sets how long a neighbour may stay silent before it is
+	// dead: DeadHellos of its Hello intervals less half a one. While a
+	// Hello is overdue the neighbour is probed, so that lost Hellos alone
+	// do not kill it. Default 3 (2.5 s at 1 s Hellos); at least 2.
 	DeadHellos int
 	// Hysteresis is how much better (in metric units) another route must be
 	// before the router switches to it. Default HopCost/4.
@@ -109,8 +111,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	setDefault(&cfg.BatchDelay, 10*time.Millisecond)
 	setDefault(&cfg.MaxRoutes, 1<<16)
 	switch {
-	case cfg.DeadHellos < 1 || cfg.DeadHellos > 16:
-		return cfg, fmt.Errorf("route config: dead hellos %d: want 1 to 16", cfg.DeadHellos)
+	case cfg.DeadHellos < 2 || cfg.DeadHellos > 16:
+		return cfg, fmt.Errorf("route config: dead hellos %d: want 2 to 16", cfg.DeadHellos)
 	case cfg.MaxPacket < 64 || cfg.MaxPacket > 65535:
 		return cfg, fmt.Errorf("route config: max packet %d: want 64 to 65535", cfg.MaxPacket)
 	case cfg.UpdateWindow < 1, cfg.RequestInterval < 0, cfg.MaxRoutes < 1,
@@ -242,6 +244,30 @@ func (r *Router) LinkDown(now time.Time, l LinkID) []Send {
 	return r.flush(now)
 }
 
+// DeliveryFailed tells the router that the link layer gave up on a frame
+// to the neighbour on l: a radio MAC got no acknowledgement after all its
+// retries. That hints that the neighbour is gone long before its Hellos
+// are missed, but a burst of interference looks the same, so the router
+// checks: it probes the neighbour at once and then every 1/16 of a Hello
+// interval, and declares it dead unless it hears from it within a quarter
+// of an interval. A host whose links acknowledge nothing (plain UDP) never
+// calls it and relies on the Hellos alone.
+func (r *Router) DeliveryFailed(now time.Time, l LinkID) []Send {
+	slot, ok := r.links[l]
+	if !ok {
+		return nil
+	}
+	nb := r.nbrs[slot]
+	if nb.dead || !nb.suspectSince.IsZero() {
+		return nil
+	}
+	r.counters.DeliveryFailures++
+	nb.suspectSince = now
+	nb.probeDue = now
+	r.checkLiveness(now, slot)
+	return r.flush(now)
+}
+
 // Receive handles a control packet received on a link and returns the
 // packets to send in response. A packet that does not parse, or comes on a
 // link that is not up, is refused whole with an error (and counted);
@@ -261,6 +287,7 @@ func (r *Router) Receive(now time.Time, from LinkID, packet []byte) ([]Send, err
 	r.counters.Rejected[RejectUnknownTLV] += uint64(unknown)
 	countPacket(&r.counters.Received, packet)
 	nb := r.nbrs[slot]
+	nb.noteHeard(now)
 	var serial uint32
 	batch := false
 	for i := range msgs {
@@ -320,13 +347,15 @@ func msgTypeOf(t tlvType, metric uint16) MsgType {
 }
 
 // Tick runs the timers that are due at now: Hellos, missed-Hello checks,
-// update retransmissions, seqno request retries and garbage collection.
+// probes of silent neighbours and their deaths, update retransmissions,
+// seqno request retries and garbage collection.
 func (r *Router) Tick(now time.Time) []Send {
 	for slot, nb := range r.nbrs {
 		if nb == nil {
 			continue
 		}
 		r.checkHellos(now, slot)
+		r.checkLiveness(now, slot)
 		if !now.Before(nb.nextHello) {
 			r.queueHello(nb)
 			nb.nextHello = nb.nextHello.Add(r.cfg.HelloInterval)
@@ -355,6 +384,8 @@ func (r *Router) Deadline() time.Time {
 		d = earliest(d, nb.nextHello)
 		if !nb.dead {
 			d = earliest(d, nb.missDue)
+			d = earliest(d, nextProbe(nb))
+			d = earliest(d, r.deadAt(nb))
 		}
 		if len(nb.inflight) > 0 {
 			d = earliest(d, nb.inflight[0].sentAt.Add(nb.rto()))

@@ -16,6 +16,7 @@ func TestConfigValidation(t *testing.T) {
 		{"leaf hub", Config{ID: testID(1), Leaf: true, Hub: true}, "leaf cannot be a hub"},
 		{"hello too short", Config{ID: testID(1), HelloInterval: time.Millisecond}, "hello interval"},
 		{"dead hellos", Config{ID: testID(1), DeadHellos: 20}, "dead hellos"},
+		{"one dead hello", Config{ID: testID(1), DeadHellos: 1}, "dead hellos"},
 		{"tiny packets", Config{ID: testID(1), MaxPacket: 10}, "max packet"},
 		{"negative window", Config{ID: testID(1), UpdateWindow: -1}, "negative"},
 	} {
@@ -78,9 +79,10 @@ func hello(r *Router, at time.Time, seqno uint16) {
 	r.Receive(at, 1, b)
 }
 
-// TestDeadAfterMissedHellos: a neighbour is dead once three Hellos in a
-// row are overdue, not before, and comes back with its next Hello.
-func TestDeadAfterMissedHellos(t *testing.T) {
+// TestDeadAfterSilence: a neighbour is dead once it has been silent for
+// two and a half Hello intervals, not before, and comes back with its next
+// Hello.
+func TestDeadAfterSilence(t *testing.T) {
 	r := linkedPair(t)
 	at := epoch
 	for s := range uint16(5) {
@@ -88,16 +90,16 @@ func TestDeadAfterMissedHellos(t *testing.T) {
 		hello(r, at, s)
 	}
 	last := at
-	r.Tick(last.Add(3*time.Second - time.Millisecond))
+	r.Tick(last.Add(2500*time.Millisecond - time.Millisecond))
 	if n := r.Neighbours()[0]; n.Dead {
-		t.Fatal("dead before three Hellos were overdue")
+		t.Fatal("dead before 2.5 s of silence")
 	}
-	if d := r.Deadline(); d.After(last.Add(3*time.Second + time.Second/16)) {
-		t.Errorf("deadline %v is after the third missed Hello", d.Sub(last))
+	if d := r.Deadline(); d.After(last.Add(2500 * time.Millisecond)) {
+		t.Errorf("deadline %v is after 2.5 s of silence", d.Sub(last))
 	}
-	r.Tick(last.Add(3*time.Second + time.Second/16))
+	r.Tick(last.Add(2500 * time.Millisecond))
 	if n := r.Neighbours()[0]; !n.Dead {
-		t.Fatal("alive after three missed Hellos")
+		t.Fatal("alive after 2.5 s of silence")
 	}
 	if c := r.Counters(); c.NeighboursLost != 1 {
 		t.Errorf("neighbours lost = %d", c.NeighboursLost)
@@ -105,6 +107,72 @@ func TestDeadAfterMissedHellos(t *testing.T) {
 	hello(r, last.Add(4*time.Second), 9)
 	if n := r.Neighbours()[0]; n.Dead || n.Cost != HopCost {
 		t.Errorf("after a Hello the neighbour is %+v, want alive at cost %d", n, HopCost)
+	}
+}
+
+// probeSerials returns the serials of the probes (packets carrying a
+// Serial and no update) among sends.
+func probeSerials(t *testing.T, sends []Send) []uint32 {
+	t.Helper()
+	var serials []uint32
+	for _, snd := range sends {
+		msgs, _, err := decodeControl(snd.Packet, nil)
+		if err != nil {
+			t.Fatalf("router sent a bad packet: %v", err)
+		}
+		var serial uint32
+		probe := false
+		for _, m := range msgs {
+			switch m.typ {
+			case tlvSerial:
+				serial, probe = m.serial, true
+			case tlvUpdate, tlvSeqnoRequest:
+				probe = false
+			}
+		}
+		if probe {
+			serials = append(serials, serial)
+		}
+	}
+	return serials
+}
+
+// TestProbesKeepLossyNeighbour: once a Hello is overdue the silent
+// neighbour is probed, and as long as it acknowledges the probes it stays
+// alive however many Hellos are lost. An answer counts as hearing from
+// it, so the next probe waits for the next overdue Hello.
+func TestProbesKeepLossyNeighbour(t *testing.T) {
+	r := linkedPair(t)
+	hello(r, epoch, 0)
+	at := epoch
+	probes := 0
+	for at.Before(epoch.Add(10 * time.Second)) {
+		at = r.Deadline()
+		serials := probeSerials(t, r.Tick(at))
+		if len(serials) > 0 {
+			if first := epoch.Add(time.Second + time.Second/16); probes == 0 && at.Before(first) {
+				t.Errorf("probed at %v, before the first Hello was overdue", at.Sub(epoch))
+			}
+			probes += len(serials)
+			// The peer answers every probe a round trip later.
+			r.Receive(at.Add(20*time.Millisecond), 1, appendAcks([]byte{controlMagic}, serials))
+		}
+		if n := r.Neighbours()[0]; n.Dead {
+			t.Fatalf("declared dead at %v although it answered every probe", at.Sub(epoch))
+		}
+	}
+	// Ten seconds of lost Hellos: a probe per Hello interval.
+	if probes < 8 || probes > 10 {
+		t.Errorf("%d probes in 10 s of lost Hellos, want about 9", probes)
+	}
+	if c := r.Counters(); c.Probes != uint64(probes) {
+		t.Errorf("counted %d probes, sent %d", c.Probes, probes)
+	}
+	// A Hello ends the probing.
+	hello(r, at.Add(time.Millisecond), 1)
+	at = at.Add(time.Millisecond)
+	if serials := probeSerials(t, r.Tick(at.Add(time.Second))); len(serials) > 0 {
+		t.Errorf("probed %v after a Hello", time.Second)
 	}
 }
 
@@ -285,4 +353,48 @@ func linkAt(e *testEdge, node int) LinkID {
 		return e.la
 	}
 	return e.lb
+}
+
+// TestDeliveryFailedProbes: a failed delivery makes the neighbour suspect:
+// it is probed at once, stays alive if it answers, and is dead a quarter
+// of a Hello interval later if it does not.
+func TestDeliveryFailedProbes(t *testing.T) {
+	r := linkedPair(t)
+	hello(r, epoch, 0)
+	at := epoch.Add(100 * time.Millisecond)
+	serials := probeSerials(t, r.DeliveryFailed(at, 1))
+	if len(serials) != 1 {
+		t.Fatalf("%d probes after a failed delivery, want 1 at once", len(serials))
+	}
+	r.Receive(at.Add(30*time.Millisecond), 1, appendAcks([]byte{controlMagic}, serials))
+	r.Tick(at.Add(time.Second / 2))
+	if n := r.Neighbours()[0]; n.Dead {
+		t.Fatal("dead although it answered the probe")
+	}
+
+	// Now it fails again and stays silent.
+	at = epoch.Add(600 * time.Millisecond)
+	probes := len(probeSerials(t, r.DeliveryFailed(at, 1)))
+	if len(r.DeliveryFailed(at.Add(time.Millisecond), 1)) != 0 {
+		t.Error("a second report while suspect sent something")
+	}
+	for {
+		next := r.Deadline()
+		if next.After(at.Add(time.Second / 4)) {
+			t.Fatalf("next deadline %v after the suspicion, want one at %v", next.Sub(at), time.Second/4)
+		}
+		probes += len(probeSerials(t, r.Tick(next)))
+		if r.Neighbours()[0].Dead {
+			if d := next.Sub(at); d != time.Second/4 {
+				t.Errorf("dead %v after the failed delivery, want %v", d, time.Second/4)
+			}
+			break
+		}
+	}
+	if probes != 4 {
+		t.Errorf("%d probes in a quarter second of suspicion, want 4", probes)
+	}
+	if c := r.Counters(); c.DeliveryFailures != 2 || c.NeighboursLost != 1 {
+		t.Errorf("counters: %d delivery failures, %d neighbours lost; want 2 and 1", c.DeliveryFailures, c.NeighboursLost)
+	}
 }

@@ -191,6 +191,7 @@ func (r *Router) flushLink(now time.Time, slot int, sends []Send) []Send {
 	limit := r.cfg.MaxPacket
 	ctl := nb.out
 	acksDue := len(nb.acks) > 0 && !now.Before(nb.ackDue)
+	serial := nb.serial
 	for {
 		updates := r.batchDue(now, nb)
 		if len(ctl) == 0 && !updates && !(acksDue && len(nb.acks) > 0) {
@@ -221,6 +222,17 @@ func (r *Router) flushLink(now time.Time, slot int, sends []Send) []Send {
 		}
 		r.countSent(b)
 		sends = append(sends, Send{Link: nb.link, Packet: b})
+	}
+	if nb.probe && !nb.dead {
+		// A batch that went answers as well as a probe; else an empty
+		// batch goes on its own (one Serial per packet).
+		if nb.serial == serial {
+			nb.serial++
+			b := appendSerial([]byte{controlMagic}, nb.serial)
+			r.countSent(b)
+			sends = append(sends, Send{Link: nb.link, Packet: b})
+		}
+		nb.probe = false
 	}
 	nb.out = nb.out[:0]
 	if len(nb.acks) == 0 {
