@@ -56,6 +56,11 @@ type Config struct {
 	// as a radio MAC does; control frames are never retransmitted, so the
 	// routing sees the raw loss.
 	Retries int
+	// LinkFeedback makes the links report a data frame that found no
+	// receiver after every retry (--link-feedback) to the sending router,
+	// as a radio MAC's missing acknowledgements do; the router then probes
+	// the neighbour instead of waiting for its Hellos to stop.
+	LinkFeedback bool
 	// TTL is data packets' initial TTL (--ttl); 0 means the routing
 	// core's default, or 255 in a network whose paths to the hubs are too
 	// long for it.
@@ -103,6 +108,7 @@ func DefaultConfig() Config {
 		Payload:        32,
 		Probe:          100 * time.Millisecond,
 		Retries:        3,
+		LinkFeedback:   true,
 		Settle:         20 * time.Second,
 		Steady:         60 * time.Second,
 		Timeout:        2 * time.Minute,

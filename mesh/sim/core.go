@@ -79,6 +79,8 @@ type routerTotals struct {
 	SeqnoBumps     uint64            `json:"seqno_bumps"`
 	Retransmits    uint64            `json:"retransmits"`
 	NeighboursLost uint64            `json:"neighbours_lost"`
+	Probes         uint64            `json:"probes"`
+	DeliveryFails  uint64            `json:"delivery_failures"`
 	DataTTLExpired uint64            `json:"data_ttl_expired"`
 	DataNoRoute    uint64            `json:"data_no_route"`
 }
@@ -95,6 +97,8 @@ func (t *routerTotals) add(r *route.Router) {
 	t.SeqnoBumps += c.SeqnoBumps
 	t.Retransmits += c.Retransmits
 	t.NeighboursLost += c.NeighboursLost
+	t.Probes += c.Probes
+	t.DeliveryFails += c.DeliveryFailures
 	t.DataTTLExpired += c.DataTTLExpired
 	t.DataNoRoute += c.DataNoRoute
 }

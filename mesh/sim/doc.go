@@ -15,9 +15,12 @@
 // its link as is and sees the link's raw loss; data packets, which the
 // routers forward hop by hop with Router.Forward, are retransmitted a few
 // times per hop as a radio MAC would (Config.Retries), so that the
-// delivery ratio measures the routing rather than the radio. A link layer
-// that wraps frames in sessions fits in where frames are sent and
-// received.
+// delivery ratio measures the routing rather than the radio. Like a radio
+// MAC, a link reports a data frame that found no receiver after every
+// retry (a dead node, a cut link) to the sending router, which then probes
+// that neighbour instead of waiting for its Hellos to stop
+// (Config.LinkFeedback; off, only the Hellos tell). A link layer that
+// wraps frames in sessions fits in where frames are sent and received.
 //
 // # How a run goes
 //

@@ -217,8 +217,9 @@ func (s *sim) trueCosts() []int64 {
 }
 
 // measureConverged records, at the end of the steady phase, the routes'
-// stretch against Dijkstra on the true metric, the routing state's size
-// and the routes per node.
+// stretch against Dijkstra on the true metric (of the paths packets take,
+// and of the metrics the routers hold), the routing state's size and the
+// routes per node.
 func (s *sim) measureConverged() {
 	costs := s.trueCosts()
 	index := make(map[route.NodeID]int, len(s.nodes))
@@ -244,7 +245,7 @@ func (s *sim) measureConverged() {
 	perSource := max(1, pathStretchPairs/len(sources))
 	cost := func(l int) int64 { return costs[l] }
 	usable := func(l int) bool { return !s.cut[l] }
-	var stretch, pathStretch []float64
+	var ratio, pathStretch []float64
 	var routes, missing int
 	s.m.routesMin = len(s.nodes)
 	for _, src := range sources {
@@ -264,7 +265,7 @@ func (s *sim) measureConverged() {
 			if !ok {
 				continue
 			}
-			stretch = append(stretch, float64(m)/float64(dist[d]))
+			ratio = append(ratio, float64(m)/float64(dist[d]))
 		}
 		for v := range s.nodes {
 			if v != src && dist[v] != Unreachable {
@@ -282,7 +283,7 @@ func (s *sim) measureConverged() {
 			}
 		}
 	}
-	s.m.stretch = Summarize(stretch)
+	s.m.metricRatio = Summarize(ratio)
 	s.m.pathStretch = Summarize(pathStretch)
 	s.m.routesSampled = len(sources)
 	s.m.routesMean = float64(routes) / float64(len(sources))

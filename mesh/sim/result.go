@@ -34,6 +34,7 @@ type metrics struct {
 	dataHops        uint64
 	misdelivered    uint64
 	rejected        uint64 // control packets a router returned an error for
+	undelivered     uint64 // data frames the links reported undeliverable
 	badLink         uint64 // sends on a link the router does not have
 	timerSpins      uint64
 
@@ -44,14 +45,14 @@ type metrics struct {
 	steadyEndCtrl        ctrlSnapshot
 	scenarioCtrl         ctrlSnapshot
 
-	stretch, pathStretch Summary
-	routesSampled        int
-	routesMean           float64
-	routesMin            int
-	missingRoutes        int
-	stateBytesMean       float64
-	stateBytesMax        int
-	heapBytes            uint64
+	metricRatio, pathStretch Summary
+	routesSampled            int
+	routesMean               float64
+	routesMin                int
+	missingRoutes            int
+	stateBytesMean           float64
+	stateBytesMax            int
+	heapBytes                uint64
 
 	// routers sums the counters of routers that were killed; the live
 	// ones are added at the end.
@@ -94,8 +95,12 @@ type Result struct {
 	DetectionS Summary `json:"detection_s"`
 	// Undetected counts watched links whose neighbour did not notice the
 	// failure within the timeout.
-	Undetected int     `json:"undetected"`
-	RecoveryS  Summary `json:"recovery_s"`
+	Undetected int `json:"undetected"`
+	// SpuriousDeaths counts neighbours declared dead that had not failed:
+	// the routers' deaths beyond the detected failures (loss alone
+	// silenced them).
+	SpuriousDeaths int64   `json:"spurious_deaths"`
+	RecoveryS      Summary `json:"recovery_s"`
 	// Unrecovered counts broken flows with connected ends that had no
 	// packet delivered within the timeout or by the end of the run.
 	Unrecovered int `json:"unrecovered"`
@@ -118,10 +123,19 @@ type Result struct {
 	OverheadByType             map[string]float64 `json:"overhead_bps_per_node_by_type"`
 	OverheadScenarioBpsPerNode float64            `json:"overhead_scenario_bps_per_node"`
 
-	StretchP99     float64 `json:"stretch_p99"`
-	Stretch        Summary `json:"stretch"`
-	PathStretchP99 float64 `json:"path_stretch_p99"`
-	PathStretch    Summary `json:"path_stretch"`
+	// StretchP99 and Stretch are the route stretch: the true cost (the
+	// oracle's metric) of the path packets take, hop by hop along the
+	// routers' next hops, over the cheapest path's (Dijkstra); never below
+	// 1. Sampled pairs of a sample of sources.
+	StretchP99 float64 `json:"stretch_p99"`
+	Stretch    Summary `json:"stretch"`
+	// MetricRatioP99 and MetricRatio compare the metric the routers hold
+	// with the cheapest path's true cost: stretch and the link cost
+	// estimates' error together (below 1 where Hellos happened to get
+	// through more often than the loss rate says), for every route of the
+	// sampled sources.
+	MetricRatioP99 float64 `json:"metric_ratio_p99"`
+	MetricRatio    Summary `json:"metric_ratio"`
 	// MissingRoutes counts (sampled source, reachable destination) pairs
 	// without a route after convergence.
 	MissingRoutes int `json:"missing_routes"`
@@ -143,15 +157,18 @@ type Result struct {
 	// Routers sums every router's own counters over the run.
 	Routers routerTotals `json:"routers"`
 
-	Restarts        int     `json:"restarts"`
-	Probes          uint64  `json:"probes"`
-	DataHops        uint64  `json:"data_hops"`
-	Misdelivered    uint64  `json:"misdelivered"`
-	RejectedControl uint64  `json:"rejected_control"`
-	BadLinkSends    uint64  `json:"bad_link_sends"`
-	TimerSpins      uint64  `json:"timer_spins"`
-	Events          uint64  `json:"events"`
-	VirtualS        float64 `json:"virtual_s"`
+	Restarts        int    `json:"restarts"`
+	Probes          uint64 `json:"probes"`
+	DataHops        uint64 `json:"data_hops"`
+	Misdelivered    uint64 `json:"misdelivered"`
+	RejectedControl uint64 `json:"rejected_control"`
+	// UndeliveredFrames counts data frames the links reported to their
+	// sender as unacknowledged after every retry (--link-feedback).
+	UndeliveredFrames uint64  `json:"undelivered_frames"`
+	BadLinkSends      uint64  `json:"bad_link_sends"`
+	TimerSpins        uint64  `json:"timer_spins"`
+	Events            uint64  `json:"events"`
+	VirtualS          float64 `json:"virtual_s"`
 
 	// Host is what the run cost the simulator's process; it varies from
 	// run to run.
@@ -188,6 +205,7 @@ type Params struct {
 	Payload       int     `json:"payload"`
 	Probe         string  `json:"probe"`
 	Retries       int     `json:"retries"`
+	LinkFeedback  bool    `json:"link_feedback"`
 	TTL           int     `json:"ttl"`
 	Settle        string  `json:"settle"`
 	Steady        string  `json:"steady"`
@@ -205,7 +223,7 @@ func (s *sim) result() *Result {
 			Scenario: c.Scenario, Seed: c.Seed, Duration: c.Duration.String(),
 			KillInterval: c.KillInterval.String(), Downtime: c.Downtime.String(), Churn: c.Churn,
 			PartitionTime: c.PartitionTime.String(), Flows: len(s.flows), FlowInterval: c.FlowInterval.String(),
-			Payload: c.Payload, Probe: c.Probe.String(), Retries: c.Retries, TTL: int(s.ttl),
+			Payload: c.Payload, Probe: c.Probe.String(), Retries: c.Retries, LinkFeedback: c.LinkFeedback, TTL: int(s.ttl),
 			Settle: c.Settle.String(), Steady: c.Steady.String(), Timeout: c.Timeout.String(),
 			ReachDests: len(s.reach.dests),
 		},
@@ -224,10 +242,10 @@ func (s *sim) result() *Result {
 		Sent:                 m.sent,
 		Delivered:            m.delivered,
 		Lost:                 map[string]uint64{},
-		Stretch:              m.stretch,
-		StretchP99:           round4(m.stretch.P99),
-		PathStretch:          m.pathStretch,
-		PathStretchP99:       round4(m.pathStretch.P99),
+		Stretch:              m.pathStretch,
+		StretchP99:           round4(m.pathStretch.P99),
+		MetricRatio:          m.metricRatio,
+		MetricRatioP99:       round4(m.metricRatio.P99),
 		MissingRoutes:        m.missingRoutes,
 		RouteBytesPerNode:    math.Round(m.stateBytesMean),
 		RouteBytesMax:        m.stateBytesMax,
@@ -244,6 +262,7 @@ func (s *sim) result() *Result {
 		DataHops:             m.dataHops,
 		Misdelivered:         m.misdelivered,
 		RejectedControl:      m.rejected,
+		UndeliveredFrames:    m.undelivered,
 		BadLinkSends:         m.badLink,
 		TimerSpins:           m.timerSpins,
 		Events:               s.events,
@@ -257,6 +276,7 @@ func (s *sim) result() *Result {
 			res.Routers.add(s.nodes[v].r)
 		}
 	}
+	res.SpuriousDeaths = int64(res.Routers.NeighboursLost) - int64(len(m.detection))
 	ecc := 0
 	for _, d := range s.topo.Hops(s.topo.Hubs...) {
 		ecc = max(ecc, d)

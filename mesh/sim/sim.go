@@ -376,6 +376,9 @@ func (s *sim) sendFrame(n, p int, b uint32, data bool) {
 		}
 		if try+1 == tries {
 			s.dropFrame(b, data, dropLoss)
+			if data {
+				s.reportUndelivered(n, p, s.now+delay+int64(link.Latency)+int64(time.Millisecond))
+			}
 			return
 		}
 		delay += 2*int64(link.Latency) + int64(time.Millisecond)
@@ -391,11 +394,13 @@ func (s *sim) arrive(e event) {
 	data := route.IsData(buf)
 	if !nd.alive {
 		s.dropFrame(e.arg, data, dropDeadHop)
+		s.undeliverable(n, int(e.port), data)
 		return
 	}
 	link := s.topo.Ports(n)[e.port].Link
 	if s.cut[link] {
 		s.dropFrame(e.arg, data, dropCut)
+		s.undeliverable(n, int(e.port), data)
 		return
 	}
 	if e.epoch != s.epoch[link] || !s.session[n][e.port] {
@@ -416,6 +421,41 @@ func (s *sim) arrive(e event) {
 	if nd.watched > 0 {
 		s.checkWatches(n)
 	}
+}
+
+// undeliverable reports a data frame that reached n's port p but no
+// receiver (a dead node, a cut link) to its sender, once the sender's link
+// layer would have given up: no acknowledgement for the first try, a
+// round trip after it arrived, nor for any retry.
+func (s *sim) undeliverable(n, p int, data bool) {
+	if !data {
+		return
+	}
+	lat := int64(s.topo.Links[s.topo.Ports(n)[p].Link].Latency)
+	giveUp := lat + int64(time.Millisecond) + int64(s.cfg.Retries)*(2*lat+int64(time.Millisecond))
+	s.reportUndelivered(s.topo.Ports(n)[p].Peer, int(s.peerPort[n][p]), s.now+giveUp)
+}
+
+// reportUndelivered tells node n's router at time at that a data frame on
+// its port p went unacknowledged, if the links report that and the link
+// session is still the one the frame went on.
+func (s *sim) reportUndelivered(n, p int, at int64) {
+	if !s.cfg.LinkFeedback {
+		return
+	}
+	link := s.topo.Ports(n)[p].Link
+	ep := s.epoch[link]
+	s.m.undelivered++
+	s.at(at, func() {
+		if !s.nodes[n].alive || !s.session[n][p] || s.epoch[link] != ep {
+			return
+		}
+		s.transmit(n, s.nodes[n].r.DeliveryFailed(s.clock(), linkID(p)))
+		s.rearm(int32(n), false)
+		if s.nodes[n].watched > 0 {
+			s.checkWatches(n)
+		}
+	})
 }
 
 // Run runs the simulation cfg describes and returns its measurements.
