@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/pprof"
 	"time"
 
 	"github.com/homemesh/homemesh"
@@ -54,18 +53,12 @@ the run and dropped afterwards) and the history service, then:
 It prints one JSON object and fails when the store holds other than what
 JetStream accepted.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			stopProfile, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
 			}
+			defer func() { err = errors.Join(err, stopProfile()) }()
 			cfg.Log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			res, err := bench.History(cmd.Context(), cfg)
 			// A run that failed after publishing still prints what it
@@ -116,21 +109,14 @@ destination and how long they take.
   --target mqtt  publishes to --broker and counts what one subscriber on
                  the broker receives (how Mosquitto is measured).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			cfg.QoS = byte(qos)
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+			stopProfile, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
 			}
+			defer func() { err = errors.Join(err, stopProfile()) }()
 			var res bench.Result
-			var err error
 			switch target {
 			case "hub":
 				res, err = benchHub(cmd.Context(), cfg, stderr)

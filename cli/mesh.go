@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -59,8 +60,7 @@ virtual links with latency and loss, deterministically: the same flags and
 
 It prints one JSON object with --json, else a summary.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var err error
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			if cfg.Loss, err = sim.ParseLoss(loss); err != nil {
 				return homemesh.Invalid("loss", "%v", err)
 			}
@@ -70,17 +70,11 @@ It prints one JSON object with --json, else a summary.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+			stopProfile, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
 			}
+			defer func() { err = errors.Join(err, stopProfile()) }()
 			start := time.Now()
 			res, err := sim.Run(cfg)
 			if err != nil {
@@ -117,6 +111,7 @@ It prints one JSON object with --json, else a summary.`,
 	f.IntVar(&cfg.Payload, "payload", cfg.Payload, "data packet payload bytes")
 	f.DurationVar(&cfg.Probe, "probe", cfg.Probe, "probe interval of a flow a failure broke: the resolution of recovery_s")
 	f.IntVar(&cfg.Retries, "retries", cfg.Retries, "link-layer retransmissions of a lost data frame (control frames get none)")
+	f.BoolVar(&cfg.LinkFeedback, "link-feedback", cfg.LinkFeedback, "links report data frames unacknowledged after every retry to the sender's router, as a radio MAC does")
 	f.IntVar(&cfg.TTL, "ttl", cfg.TTL, "initial TTL of data packets (0: the routing default, or 255 where paths are longer)")
 	f.DurationVar(&cfg.Settle, "settle", cfg.Settle, "time between cold-start reachability and the steady measurement")
 	f.DurationVar(&cfg.Steady, "steady", cfg.Steady, "length of the steady measurement (overhead, stretch, memory)")
@@ -158,6 +153,27 @@ func printMeshSummary(w io.Writer, r *sim.Result) error {
 		r.Host.WallS, r.VirtualS, r.Host.MaxRSSBytes>>20)
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// startCPUProfile starts writing a CPU profile to path (the --cpuprofile
+// flag; "" for none) and returns the function that stops it and closes the
+// file.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, homemesh.Invalid("cpuprofile", "%v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, homemesh.Invalid("cpuprofile", "%v", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 // peakRSS returns the process's peak resident set size where the system
