@@ -41,6 +41,7 @@ var verbCallers = map[string][]string{
 	VerbCreatePairing:         {"gateway"},
 	VerbClaimPairing:          {"gateway"},
 	VerbAuthenticateCert:      {"edge"},
+	VerbMeshHubCert:           {"border"},
 	VerbPasskeyRegisterBegin:  {"gateway"},
 	VerbPasskeyRegisterFinish: {"gateway"},
 	VerbPasskeyLoginBegin:     {"gateway"},

@@ -38,6 +38,7 @@ const (
 	VerbCreatePairing    = "pairing_create"
 	VerbClaimPairing     = "pairing_claim"
 	VerbAuthenticateCert = "mqtt_authenticate_cert"
+	VerbMeshHubCert      = "mesh_hub_cert"
 	VerbAuditAppend      = "audit_append"
 	VerbRevocations      = "revocations"
 	VerbAuditList        = "audit_list"
@@ -345,9 +346,28 @@ func (c *Client) CreatePairing(ctx context.Context, accessToken, name string, al
 // without, an MQTT credential. An unknown, spent or expired code is
 // KindPermission; too many attempts from source are KindRateLimited.
 func (c *Client) ClaimPairing(ctx context.Context, code, csr, source string) (PairingClaim, error) {
+	return c.Claim(ctx, ClaimRequest{Code: code, CSR: csr, Source: source})
+}
+
+// Claim spends a setup code as ClaimPairing does, and with req.MeshKey
+// returns a mesh node certificate of role req.MeshRole (router or leaf)
+// for that key, with the home's hubs. A malformed key or role is
+// KindInvalid naming mesh_key or mesh_role, and leaves the code unspent.
+func (c *Client) Claim(ctx context.Context, req ClaimRequest) (PairingClaim, error) {
 	var pc PairingClaim
-	err := c.conn.Request(ctx, subject(VerbClaimPairing), claimPairingRequest{Code: code, CSR: csr, Source: source}, &pc)
+	err := c.conn.Request(ctx, subject(VerbClaimPairing), claimPairingRequest{
+		Code: req.Code, CSR: req.CSR, MeshKey: req.MeshKey, MeshRole: req.MeshRole, Source: req.Source}, &pc)
 	return pc, err
+}
+
+// MeshHubCert issues the hub's mesh node certificate (role hub) for its
+// static X25519 public key and records the hub, reachable at addresses
+// (UDP host:port), for the claims of mesh agents; a later call for the
+// same key replaces the record. Only the border may call it.
+func (c *Client) MeshHubCert(ctx context.Context, key []byte, addresses []string) (MeshHubCert, error) {
+	var r MeshHubCert
+	err := c.conn.Request(ctx, subject(VerbMeshHubCert), meshHubCertRequest{Key: key, Addresses: addresses}, &r)
+	return r, err
 }
 
 // AuthenticateCert checks a client certificate (DER) that an MQTTS client

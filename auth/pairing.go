@@ -65,17 +65,22 @@ type Pairing struct {
 }
 
 // PairingClaim is what a device receives for a valid setup code: an MQTT
-// credential (Username, Password) when it sent no certificate request, or
-// its certificate and the home CA's (PEM) when it did. Identity is the
-// name the edge knows it by, in either case.
+// credential (Username, Password) when it sent no certificate request, its
+// certificate and the home CA's (PEM) when it did, or, when it sent a mesh
+// key, its mesh node certificate (MeshCertificate), node id, the home CA
+// and the home's hubs. Identity is the name the edge knows it by, or for a
+// mesh node its device id (mesh-<node id>).
 type PairingClaim struct {
-	Identity      string    `json:"identity"`
-	Username      string    `json:"username,omitempty"`
-	Password      string    `json:"password,omitempty"`
-	Certificate   string    `json:"certificate,omitempty"`
-	CACertificate string    `json:"ca_certificate,omitempty"`
-	NotAfter      time.Time `json:"not_after,omitzero"`
-	Allow         []string  `json:"allow"`
+	Identity        string    `json:"identity"`
+	Username        string    `json:"username,omitempty"`
+	Password        string    `json:"password,omitempty"`
+	Certificate     string    `json:"certificate,omitempty"`
+	MeshCertificate string    `json:"mesh_certificate,omitempty"`
+	CACertificate   string    `json:"ca_certificate,omitempty"`
+	NodeID          string    `json:"node_id,omitempty"`
+	NotAfter        time.Time `json:"not_after,omitzero"`
+	MeshHubs        []MeshHub `json:"mesh_hubs,omitempty"`
+	Allow           []string  `json:"allow"`
 }
 
 // pairingRecord is a stored setup code; the key is the code's hash.
@@ -148,6 +153,10 @@ func (s *Service) handleClaimPairing(ctx context.Context, msg *nats.Msg) (any, e
 	}
 	// The request is checked before the code is spent, so a device whose
 	// request is malformed may fix it and try again.
+	mesh, err := parseMeshClaim(req)
+	if err != nil {
+		return fail(err, "bad mesh key or role")
+	}
 	var csr *x509.CertificateRequest
 	if req.CSR != "" {
 		var err error
@@ -179,9 +188,12 @@ func (s *Service) handleClaimPairing(ctx context.Context, msg *nats.Msg) (any, e
 	}
 	audit.Target = rec.Name
 	var claim PairingClaim
-	if csr != nil {
+	switch {
+	case mesh != nil:
+		claim, err = s.issueMeshNodeCertificate(ctx, rec, mesh, now)
+	case csr != nil:
 		claim, err = s.issueDeviceCertificate(ctx, rec, csr, now)
-	} else {
+	default:
 		claim, err = s.issuePairedCredential(ctx, rec)
 	}
 	if err != nil {
@@ -190,7 +202,11 @@ func (s *Service) handleClaimPairing(ctx context.Context, msg *nats.Msg) (any, e
 	audit.Outcome = OutcomeSuccess
 	audit.Actor = claim.Identity
 	audit.Details = map[string]string{"kind": KindPassword}
-	if csr != nil {
+	switch {
+	case mesh != nil:
+		audit.Details["kind"] = KindMeshNode
+		audit.Details["role"] = mesh.role.String()
+	case csr != nil:
 		audit.Details["kind"] = KindCertificate
 	}
 	s.Audit(ctx, audit)

@@ -102,6 +102,7 @@ type Service struct {
 	relyingParty atomic.Pointer[webauthn.WebAuthn] // nil while passkeys are off
 	decoyKey     []byte                            // derives decoy passkeys for user names without any
 	pairKV       jetstream.KeyValue
+	meshKV       jetstream.KeyValue // mesh hubs and paired mesh nodes
 	tokensKV     jetstream.KeyValue // integration tokens, hashed
 
 	audit *audit.Log // the home's audit log, which this service appends to
@@ -231,6 +232,7 @@ func (s *Service) openBuckets(ctx context.Context) error {
 		{&s.revocationsKV, "revocations", "auth per-user token revocations", maxAccessTokenTTL + clockSkew},
 		// Setup codes, hashed; the TTL removes unclaimed ones.
 		{&s.pairKV, "pairings", "auth device setup codes, hashed", PairingTTL},
+		{&s.meshKV, "mesh", "auth mesh hubs and paired mesh nodes", 0},
 	} {
 		if err := open(b.dst, b.name, b.desc, b.ttl); err != nil {
 			return err
@@ -451,6 +453,7 @@ func (s *Service) Run(ctx context.Context) error {
 		VerbCreatePairing:         s.handleCreatePairing,
 		VerbClaimPairing:          s.handleClaimPairing,
 		VerbAuthenticateCert:      s.handleAuthenticateCert,
+		VerbMeshHubCert:           s.handleMeshHubCert,
 		VerbCreateToken:           s.handleCreateToken,
 		VerbListTokens:            s.handleListTokens,
 		VerbDeleteToken:           s.handleDeleteToken,

@@ -162,9 +162,11 @@ type createPairingRequest struct {
 }
 
 type claimPairingRequest struct {
-	Code   string `json:"code"`
-	CSR    string `json:"csr,omitempty"`    // PEM PKCS #10
-	Source string `json:"source,omitempty"` // the claimant's network address
+	Code     string `json:"code"`
+	CSR      string `json:"csr,omitempty"`       // PEM PKCS #10
+	MeshKey  string `json:"mesh_key,omitempty"`  // base64 X25519 public key of a mesh node
+	MeshRole string `json:"mesh_role,omitempty"` // router (default) or leaf
+	Source   string `json:"source,omitempty"`    // the claimant's network address
 }
 
 type certAuthRequest struct {

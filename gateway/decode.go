@@ -326,8 +326,10 @@ func (q *pairingRequest) validate() error {
 
 // pairingClaimRequest is the body of POST /api/v1/pairings/claim.
 type pairingClaimRequest struct {
-	Code string `json:"code"`
-	CSR  string `json:"csr,omitempty"`
+	Code     string `json:"code"`
+	CSR      string `json:"csr,omitempty"`
+	MeshKey  string `json:"mesh_key,omitempty"`  // base64 X25519 public key; auth checks it
+	MeshRole string `json:"mesh_role,omitempty"` // router or leaf; auth checks it
 }
 
 // maxCSR bounds a PEM certificate request.
@@ -342,6 +344,13 @@ func (q *pairingClaimRequest) validate() error {
 	}
 	if len(q.CSR) > maxCSR {
 		return homemesh.Invalid("csr", "must be at most %d bytes", maxCSR)
+	}
+	// A 32-byte key is 44 base64 characters; auth checks the rest.
+	if len(q.MeshKey) > 64 {
+		return homemesh.Invalid("mesh_key", "must be the base64 of a 32-byte X25519 public key")
+	}
+	if q.MeshRole != "" && q.MeshRole != "router" && q.MeshRole != "leaf" {
+		return homemesh.Invalid("mesh_role", "must be router or leaf")
 	}
 	return nil
 }

@@ -425,7 +425,7 @@ func (g *Gateway) claimPairing(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		source = r.RemoteAddr
 	}
-	claim, err := g.auth.ClaimPairing(r.Context(), q.Code, q.CSR, source)
+	claim, err := g.auth.Claim(r.Context(), auth.ClaimRequest{Code: q.Code, CSR: q.CSR, MeshKey: q.MeshKey, MeshRole: q.MeshRole, Source: source})
 	if err != nil {
 		writeError(w, r, g.log, err)
 		return
