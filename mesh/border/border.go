@@ -158,7 +158,7 @@ type Deps struct {
 	HubCert  HubCertifier
 	// NewMesh builds the mesh node; nil: NewMeshNode.
 	NewMesh NewMesh
-	Log      *slog.Logger
+	Log     *slog.Logger
 	// Metrics receives the mesh metrics; nil records none.
 	Metrics prometheus.Registerer
 }
@@ -340,6 +340,11 @@ func (b *Border) Run(ctx context.Context) error {
 		defer wg.Done()
 		b.watchRoutes(ctx)
 	}()
+	// The subscriptions reach the server asynchronously; a command sent
+	// right after Ready must find them.
+	if err := b.deps.Bus.Flush(); err != nil {
+		b.log.Warn("bus flush failed", "err", err)
+	}
 	b.log.Info("mesh border ready", "node_id", b.self.String(), "addr", b.mesh.Addr().String())
 	close(b.ready)
 
