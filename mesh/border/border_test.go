@@ -322,7 +322,7 @@ func (f *fixture) answer(from link.Peer, errText string) *meshapp.Command {
 }
 
 func TestCommandsReachTheAgent(t *testing.T) {
-	f := setup(t, border.Config{CommandTimeout: 300 * time.Millisecond})
+	f := setup(t, border.Config{CommandTimeout: 2 * time.Second})
 	a := f.agent(12)
 	f.mesh.route(a.ID, true)
 	f.deliver(a, plug(21, "off"))
