@@ -57,6 +57,23 @@ type Config struct {
 	// MQTTS is the address of the MQTT-over-TLS listener, whose certificate
 	// the home CA issues; "" disables it.
 	MQTTS string `yaml:"mqtts"`
+	// Mesh is the UDP address of the hub's mesh node, through which mesh
+	// agents (homemesh agent) reach the home's services; "" disables the
+	// mesh border. The mesh is encrypted and admits only nodes certified
+	// by the home CA, so it listens on every interface by default, as MQTT
+	// does.
+	Mesh string `yaml:"mesh"`
+	// MeshPeers lists neighbour addresses (host:port) the hub links with
+	// itself, for agents that cannot find it by multicast; comma-separated
+	// in the flag and the environment.
+	MeshPeers []string `yaml:"mesh_peers"`
+	// MeshMulticast names the network interfaces on which the hub finds
+	// neighbours by UDP multicast beacons (comma-separated); empty: none.
+	MeshMulticast []string `yaml:"mesh_multicast"`
+	// MeshAdvertise lists the addresses (host:port) agents reach the hub
+	// on, which pairing hands them; empty: Mesh, or with an unspecified
+	// host, every address of the machine's interfaces.
+	MeshAdvertise []string `yaml:"mesh_advertise"`
 	// NATS is the URL of an external NATS server or cluster
 	// (nats://host:4222, comma-separated for several). Empty runs an
 	// embedded server inside the process.
@@ -160,6 +177,7 @@ func Default() Config {
 		HTTP:     "127.0.0.1:8080",
 		MQTT:     ":1883",
 		MQTTS:    ":8883",
+		Mesh:     ":4790",
 		LogLevel: "info",
 
 		AccessTokenTTL: "15m",
@@ -197,6 +215,10 @@ func (c *Config) Fields() []Field {
 		f("tls-hosts", "extra comma-separated names for the home CA's server certificates", &c.TLSHosts),
 		f("mqtt", "MQTT listen address (\"\" disables)", &c.MQTT),
 		f("mqtts", "MQTTS listen address (\"\" disables)", &c.MQTTS),
+		f("mesh", "UDP listen address of the hub's mesh node (\"\" disables the mesh border)", &c.Mesh),
+		{Name: "mesh-peers", Env: envName("mesh-peers"), Usage: "comma-separated neighbour addresses (host:port) the hub's mesh node links with", list: &c.MeshPeers},
+		{Name: "mesh-multicast", Env: envName("mesh-multicast"), Usage: "comma-separated interfaces on which the mesh node finds neighbours by multicast", list: &c.MeshMulticast},
+		{Name: "mesh-advertise", Env: envName("mesh-advertise"), Usage: "comma-separated addresses (host:port) agents reach the hub's mesh node on (default: --mesh, or the interfaces' addresses)", list: &c.MeshAdvertise},
 		f("nats", "external NATS URL (empty: embedded)", &c.NATS),
 		f("nats-listen", "let other processes reach the embedded NATS on this address", &c.NATSListen),
 		f("nats-token", "token required on --nats-listen and sent to --nats", &c.NATSToken),
@@ -317,7 +339,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, a := range []struct{ name, addr string }{
-		{"http", c.HTTP}, {"mqtt", c.MQTT}, {"mqtts", c.MQTTS}, {"nats-listen", c.NATSListen}, {"ops", c.Ops},
+		{"http", c.HTTP}, {"mqtt", c.MQTT}, {"mqtts", c.MQTTS}, {"nats-listen", c.NATSListen}, {"ops", c.Ops}, {"mesh", c.Mesh},
 	} {
 		if a.addr == "" {
 			continue
@@ -326,6 +348,17 @@ func (c *Config) Validate() error {
 			return homemesh.Invalid(a.name, "%q is not host:port: %v", a.addr, err)
 		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 			return homemesh.Invalid(a.name, "port %q is not a number from 0 to 65535", port)
+		}
+	}
+	for _, l := range []struct {
+		name  string
+		addrs []string
+	}{{"mesh-peers", c.MeshPeers}, {"mesh-advertise", c.MeshAdvertise}} {
+		for i, a := range l.addrs {
+			host, port, err := net.SplitHostPort(a)
+			if n, perr := strconv.Atoi(port); err != nil || perr != nil || host == "" || n < 1 || n > 65535 {
+				return homemesh.Invalid(l.name, "entry %d (%q) is not host:port with a port from 1 to 65535", i+1, a)
+			}
 		}
 	}
 	if c.NATS != "" && c.NATSListen != "" {

@@ -67,6 +67,10 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"history shard named twice", "history_shards: [a=postgres://h/a, a=postgres://h/b]\n", "history-shards[1].name"},
 		{"history retention tier", "history_retention: [raw=10d, hot=1d]\n", "history-retention"},
 		{"history retention duration", "history_retention: [sensor.raw=soon]\n", "history-retention"},
+		{"mesh address", "mesh: 4790\n", "mesh"},
+		{"mesh peer without port", "mesh_peers: [10.0.0.2]\n", "mesh-peers"},
+		{"mesh peer port 0", "mesh_peers: [\"10.0.0.2:0\"]\n", "mesh-peers"},
+		{"mesh advertised without host", "mesh_advertise: [\":4790\"]\n", "mesh-advertise"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
