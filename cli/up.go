@@ -96,6 +96,9 @@ func printBanner(w io.Writer, data string, n *node.Node) {
 			fmt.Fprintf(w, "  MQTTS: %s (certificate from the home CA)\n", a)
 		}
 	}
+	if b := n.Border(); b != nil {
+		fmt.Fprintf(w, "  Mesh:  %s (UDP; hub node %s)\n", b.Addr(), b.ID())
+	}
 	if u := n.NATSURL(); u != "" {
 		fmt.Fprintf(w, "  NATS:  %s (TLS; each service connects with --nats-credential, see homemesh nats-credential)\n", u)
 	}

@@ -84,7 +84,7 @@ func TestBannerShowsTheAPIScheme(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			data := t.TempDir()
-			args := append([]string{"up", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", ""}, tt.extra...)
+			args := append([]string{"up", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "", "--mesh", "127.0.0.1:0"}, tt.extra...)
 			out, stop := runMain(t, args...)
 			url := awaitLine(t, out, apiLine)
 			awaitReady(t, url, data)

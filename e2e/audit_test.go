@@ -35,7 +35,7 @@ func verifyAudit(t *testing.T, args ...string) (int, string) {
 // is changed in the data directory, refused with that record named.
 func TestAuditLog(t *testing.T) {
 	data := t.TempDir()
-	p := start(t, "up", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
+	p := start(t, "up", "--data", data, "--mesh", "127.0.0.1:0", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
 	api := p.await(t, apiLine) + "/api/v1"
 	code := p.await(t, codeLine)
 	seen.add(code)

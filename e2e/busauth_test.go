@@ -158,7 +158,7 @@ func TestSplitBusPermissions(t *testing.T) {
 // services pass the same callout.
 func TestHubAdmitsSplitServiceOverTLS(t *testing.T) {
 	data := t.TempDir()
-	hubProc := start(t, "up", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "", "--nats-listen", "127.0.0.1:0")
+	hubProc := start(t, "up", "--data", data, "--mesh", "127.0.0.1:0", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "", "--nats-listen", "127.0.0.1:0")
 	natsURL := hubProc.await(t, natsLine)
 	home := hubProc.await(t, homeLine)
 	code := hubProc.await(t, codeLine)

@@ -19,7 +19,7 @@ func TestTakenPortNamesTheFlag(t *testing.T) {
 	taken := ln.Addr().String()
 	for _, tt := range []struct{ flag string }{{"--mqtt"}, {"--http"}, {"--mqtts"}} {
 		t.Run(tt.flag, func(t *testing.T) {
-			args := []string{"up", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0"}
+			args := []string{"up", "--data", t.TempDir(), "--mesh", "127.0.0.1:0", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0"}
 			for i := range args {
 				if args[i] == tt.flag {
 					args[i+1] = taken
@@ -38,7 +38,7 @@ func TestTakenPortNamesTheFlag(t *testing.T) {
 
 func TestOnboardingCodeFileIsPrivate(t *testing.T) {
 	data := t.TempDir()
-	p := start(t, "up", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "")
+	p := start(t, "up", "--data", data, "--mesh", "127.0.0.1:0", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "")
 	code := p.await(t, codeLine)
 	fi, err := os.Stat(filepath.Join(data, "onboarding-code"))
 	if err != nil {

@@ -171,7 +171,7 @@ func allInOne(t *testing.T) *hub {
 	h := &hub{}
 	var p *proc
 	launch := func(t *testing.T) {
-		p = start(t, "up", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
+		p = start(t, "up", "--data", data, "--mesh", "127.0.0.1:0", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0")
 		h.api = p.await(t, apiLine) + "/api/v1"
 		h.mqtt = p.await(t, mqttLine)
 		h.mqtts = p.await(t, tlsLine)

@@ -752,7 +752,7 @@ func TestHistoryKillHub(t *testing.T) {
 	data := t.TempDir()
 	// The hub comes back on the same NATS address, so the publisher's
 	// client reconnects as a device bridge's would.
-	args := []string{"up", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "", "--nats-listen", freeAddr(t)}
+	args := []string{"up", "--data", data, "--mesh", "127.0.0.1:0", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "", "--nats-listen", freeAddr(t)}
 	hub := start(t, args...)
 	natsURL := hub.await(t, natsLine)
 	home := hub.await(t, homeLine)

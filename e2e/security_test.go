@@ -164,7 +164,7 @@ func encodeSegment(t *testing.T, v any) string {
 
 func TestExpiredAccessTokenIsRejected(t *testing.T) {
 	data := t.TempDir()
-	p := start(t, "up", "--data", data, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "", "--access-token-ttl", "1s")
+	p := start(t, "up", "--data", data, "--mesh", "127.0.0.1:0", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtts", "", "--access-token-ttl", "1s")
 	h := &hub{api: p.await(t, apiLine) + "/api/v1", code: p.await(t, codeLine)}
 	seen.add(h.code)
 	tp := onboardOwner(t, h)

@@ -37,6 +37,7 @@ import (
 	"github.com/homemesh/homemesh/gateway"
 	"github.com/homemesh/homemesh/history"
 	"github.com/homemesh/homemesh/internal/ops"
+	"github.com/homemesh/homemesh/mesh/border"
 	"github.com/homemesh/homemesh/registry"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -44,7 +45,7 @@ import (
 // Services lists every service a node can host, in start order: each
 // one's dependencies come before it, so the gateway, which asks all the
 // others, comes last.
-var Services = []string{"auth", "registry", "edge", "history", "gateway"}
+var Services = []string{"auth", "registry", "edge", "history", "border", "gateway"}
 
 // Node is one homemesh process.
 type Node struct {
@@ -79,6 +80,7 @@ type Node struct {
 	authSvc *auth.Service
 	broker  *broker.Broker
 	gw      *gateway.Gateway
+	border  *border.Border
 }
 
 type runner struct {
@@ -109,7 +111,10 @@ func New(cfg config.Config, opts Options, log *slog.Logger) (*Node, error) {
 	}
 	names := opts.Services
 	if len(names) == 0 {
-		names = Services
+		// The hub runs the mesh border unless --mesh turned it off.
+		names = slices.DeleteFunc(slices.Clone(Services), func(s string) bool { return s == "border" && cfg.Mesh == "" })
+	} else if slices.Contains(names, "border") && cfg.Mesh == "" {
+		return nil, homemesh.Invalid("mesh", "the border needs the UDP address of its mesh node")
 	}
 	for _, n := range names {
 		if !slices.Contains(Services, n) {
@@ -147,6 +152,9 @@ func (n *Node) NATSURL() string {
 	}
 	return n.server.ClientURL()
 }
+
+// Border returns the mesh border when this node hosts it.
+func (n *Node) Border() *border.Border { return n.border }
 
 // Gateway returns the API gateway when this node hosts it.
 func (n *Node) Gateway() *gateway.Gateway { return n.gw }
@@ -277,6 +285,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if n.hosts("border") {
+		if err := n.startBorder(conn); err != nil {
+			return err
+		}
+	}
 	if n.hosts("gateway") {
 		c, err := conn("gateway")
 		if err != nil {
@@ -378,6 +391,42 @@ func (n *Node) startEdge(ctx context.Context, conn func(string) (*natsbus.Conn, 
 		return n.broker.Run(ctx)
 	}
 	n.runners = append(n.runners, runner{"edge", devices.Run, devices.Ready()}, runner{"edge-broker", runBroker, n.broker.Ready()})
+	return nil
+}
+
+// startBorder prepares the mesh border. Its node binds its socket once
+// auth has certified the hub, when the services run; the address is tried
+// here so that a taken port stops the start at once.
+func (n *Node) startBorder(conn func(string) (*natsbus.Conn, error)) error {
+	probe, err := net.ListenPacket("udp", n.cfg.Mesh)
+	if err != nil {
+		return takenPort(fmt.Errorf("cannot listen on UDP %s: %w", n.cfg.Mesh, err), "--mesh")
+	}
+	probe.Close()
+	c, err := conn("border")
+	if err != nil {
+		return err
+	}
+	ac := auth.NewClient(c)
+	hubCert := func(ctx context.Context, key []byte, addrs []string) (border.HubCert, error) {
+		r, err := ac.MeshHubCert(ctx, key, addrs)
+		if err != nil {
+			return border.HubCert{}, err
+		}
+		ca, err := x509.ParseCertificate(r.CACertificate)
+		if err != nil {
+			return border.HubCert{}, fmt.Errorf("the home CA certificate from auth: %w", err)
+		}
+		return border.HubCert{Cert: r.Certificate, Roots: []*x509.Certificate{ca}}, nil
+	}
+	n.border, err = border.New(border.Config{
+		Home: n.home.ID, DataDir: filepath.Join(n.cfg.Data, "mesh"), Listen: n.cfg.Mesh,
+		Peers: n.cfg.MeshPeers, Multicast: n.cfg.MeshMulticast, Advertise: n.cfg.MeshAdvertise,
+	}, border.Deps{Bus: c, Registry: registry.NewClient(c, n.home.ID), HubCert: hubCert, Log: n.log, Metrics: n.metrics})
+	if err != nil {
+		return fmt.Errorf("border: %w", err)
+	}
+	n.runners = append(n.runners, runner{"border", n.border.Run, n.border.Ready()})
 	return nil
 }
 

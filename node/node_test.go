@@ -150,3 +150,37 @@ func TestHubPasskeyOriginFollowsTheBoundPort(t *testing.T) {
 		t.Fatalf("log in from %s: %v", origin, err)
 	}
 }
+
+func TestTakenMeshPortNamesTheFlag(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c := nodetest.Config(t.TempDir())
+	c.Mesh = pc.LocalAddr().String()
+	n, err := node.New(c, node.Options{CreateHome: true}, hmtest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = n.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "--mesh") || !strings.Contains(err.Error(), c.Mesh) {
+		t.Fatalf("taken mesh port: %v", err)
+	}
+}
+
+func TestHubRunsTheMeshBorderUnlessTurnedOff(t *testing.T) {
+	n, _ := nodetest.Start(t, nodetest.Config(t.TempDir()), node.Options{CreateHome: true})
+	if n.Border() == nil || n.Border().Addr() == nil || n.Border().Addr().Port == 0 {
+		t.Fatal("the hub runs no mesh border")
+	}
+	c := nodetest.Config(t.TempDir())
+	c.Mesh = ""
+	off, _ := nodetest.Start(t, c, node.Options{CreateHome: true})
+	if off.Border() != nil {
+		t.Error("--mesh \"\" still runs the border")
+	}
+	if _, err := node.New(c, node.Options{Services: []string{"border"}}, hmtest.Logger(t)); homemesh.ErrorField(err) != "mesh" {
+		t.Errorf("serve border without --mesh: %v", err)
+	}
+}

@@ -19,10 +19,10 @@ import (
 const readyTimeout = 30 * time.Second
 
 // Config returns the default configuration with its data under data and
-// its HTTP, MQTT and MQTTS listeners on free loopback ports.
+// its HTTP, MQTT, MQTTS and mesh listeners on free loopback ports.
 func Config(data string) config.Config {
 	c := config.Default()
-	c.Data, c.HTTP, c.MQTT, c.MQTTS = data, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	c.Data, c.HTTP, c.MQTT, c.MQTTS, c.Mesh = data, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	return c
 }
 
