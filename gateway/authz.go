@@ -19,8 +19,8 @@ import (
 type action string
 
 const (
-	// actRead reads devices, entities, rooms, the event stream and the
-	// history, each narrowed to the caller's scope.
+	// actRead reads devices, entities, rooms, the event stream, the
+	// history and the mesh topology, each narrowed to the caller's scope.
 	actRead action = "read"
 	// actCommand sends commands to in-scope entities; see mayCommand for
 	// what guests may never command.

@@ -97,6 +97,8 @@ func newHome(t testing.TB) *home {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	border := serveTopology(t, e.conn, testTopology)
+	t.Cleanup(func() { _ = border.Unsubscribe() })
 	if err := e.conn.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +193,7 @@ var matrix = []matrixRow{
 	{"GET /api/v1/history/events", fixed("GET", "/api/v1/history/events", nil), authedAll, nil},
 	{"POST /api/v1/entities/{id}/commands", fixed("POST", "/api/v1/entities/door_lock/commands", map[string]string{"command": "unlock"}), unlockLock, nil},
 
+	{"GET /api/v1/mesh/topology", fixed("GET", "/api/v1/mesh/topology", nil), authedAll, nil},
 	{"GET /api/v1/rooms", fixed("GET", "/api/v1/rooms", nil), authedAll, nil},
 	{"POST /api/v1/rooms", func(_ *testing.T, _ *home, p string) request {
 		return request{"POST", "/api/v1/rooms", map[string]string{"name": "Room of " + p}}
