@@ -34,6 +34,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		simCommand(stderr), benchCommand(stdout, stderr), keysCommand(stdout, stderr), auditCommand(stdout, stderr),
 		userCommand(stdout, stderr), meshCommand(stdout, stderr))
 	root.AddCommand(natsCredentialCommand(stdout), natsConfigCommand(stdout))
+	root.AddCommand(agentCommand(stdout, stderr))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "homemesh:", describe(err))
 		return 1
