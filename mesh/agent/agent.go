@@ -267,13 +267,16 @@ func (l *loop) checkHub() {
 		return
 	}
 	l.log.Info("nearest hub", "hub", hub.String())
-	l.hub, l.hasHub = hub, true
-	l.announce(hub)
+	// Until the announcement goes out the hub is not taken as known, so
+	// the next poll tries again.
+	if states, ok := l.announce(hub); ok {
+		l.hub, l.hasHub, l.lastSent = hub, true, states
+	}
 }
 
-// announce sends the device, its entities and their states to hub, and
-// takes those states as what the current hub knows.
-func (l *loop) announce(hub route.NodeID) {
+// announce sends the device, its entities and their states to hub and
+// returns those states.
+func (l *loop) announce(hub route.NodeID) (map[string]meshapp.Reading, bool) {
 	now := time.Now()
 	ann := &meshapp.Announce{Device: l.cfg.Device, Entities: make([]meshapp.Entity, len(l.defs))}
 	states := make(map[string]meshapp.Reading, len(l.defs))
@@ -284,12 +287,10 @@ func (l *loop) announce(hub route.NodeID) {
 		ann.Entities[i] = def
 	}
 	if !l.send(hub, ann) {
-		return
+		return nil, false
 	}
 	l.count(func(c *Counters) { c.Announces++ })
-	if l.hasHub && hub == l.hub {
-		l.lastSent = states
-	}
+	return states, true
 }
 
 // reading returns an entity's state, dated now when it has no time, and
@@ -383,7 +384,9 @@ func (l *loop) handle(ctx context.Context, in inbound, commands *sync.WaitGroup)
 	switch m := msg.(type) {
 	case *meshapp.Resync:
 		l.log.Info("hub asked for an announcement", "hub", in.from.ID.String())
-		l.announce(in.from.ID)
+		if states, ok := l.announce(in.from.ID); ok && l.hasHub && in.from.ID == l.hub {
+			l.lastSent = states
+		}
 	case *meshapp.Command:
 		l.count(func(c *Counters) { c.Commands++ })
 		e := l.entities[m.UniqueID]

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -44,9 +43,6 @@ func RunNode(ctx context.Context, cfg NodeConfig) error {
 	p, err := LoadPairing(cfg.StateDir)
 	if err != nil {
 		return err
-	}
-	if !time.Now().Before(p.NotAfter) {
-		return fmt.Errorf("the node certificate expired on %s: pair again with a new setup code", p.NotAfter.Format(time.DateOnly))
 	}
 	v, err := p.Verifier()
 	if err != nil {

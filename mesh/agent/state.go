@@ -119,6 +119,10 @@ func LoadPairing(dir string) (*Pairing, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !time.Now().Before(rec.NotAfter) {
+		return nil, fmt.Errorf("%s: the node certificate expired on %s: pair again with a new setup code (remove the directory first)",
+			dir, rec.NotAfter.Format(time.DateOnly))
+	}
 	p := &Pairing{Home: rec.Home, Key: key, Cert: certs[0].Raw, CA: cas, Hubs: rec.Hubs, NotAfter: rec.NotAfter}
 	if err := p.check(time.Now()); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)

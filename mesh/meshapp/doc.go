@@ -33,7 +33,8 @@
 // Decode refuses anything Encode would not write: an unknown type, an
 // unknown or misspelled field (names match exactly, unlike encoding/json),
 // a missing required field, a value of the wrong JSON type, or one past a
-// limit: MaxMessageSize bytes per message, MaxEntities entities per
+// limit: MaxMessageSize bytes per message (the end-to-end payload limit
+// of mesh/link, just under 64 KiB), MaxEntities entities per
 // device, ids (unique_id, command, device_class, state_class) of at most
 // MaxIDLen characters of [a-z0-9_-], and bounded text, attribute and
 // parameter sizes. Its errors are *homemesh.Error of kind invalid whose

@@ -5,19 +5,22 @@ import (
 	"time"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/mesh/link"
 )
 
 // Limits of the protocol. Decode and Encode refuse anything past them.
 const (
-	MaxMessageSize  = 64 << 10 // bytes of one message, the end-to-end payload limit of mesh/link
-	MaxEntities     = 256      // entities per device
-	MaxIDLen        = 64       // characters of unique_id, command, device_class, state_class
-	MaxTextLen      = 128      // bytes of a name, manufacturer, model, sw_version
-	MaxUnitLen      = 32       // bytes of unit_of_measurement
-	MaxValueLen     = 255      // bytes of a string state value (Home Assistant's limit)
-	MaxAttributes   = 64       // attributes per state, parameters per command
-	MaxAttributeKey = 64       // bytes of an attribute or parameter name
-	MaxErrorLen     = 1024     // bytes of a result's error
+	// MaxMessageSize is the bytes of one message: what one end-to-end
+	// payload holds, just under 64 KiB.
+	MaxMessageSize  = link.MaxE2EPayload
+	MaxEntities     = 256  // entities per device
+	MaxIDLen        = 64   // characters of unique_id, command, device_class, state_class
+	MaxTextLen      = 128  // bytes of a name, manufacturer, model, sw_version
+	MaxUnitLen      = 32   // bytes of unit_of_measurement
+	MaxValueLen     = 255  // bytes of a string state value (Home Assistant's limit)
+	MaxAttributes   = 64   // attributes per state, parameters per command
+	MaxAttributeKey = 64   // bytes of an attribute or parameter name
+	MaxErrorLen     = 1024 // bytes of a result's error
 )
 
 // Type names a message's kind: the value of its "type" field.
