@@ -58,6 +58,11 @@ type Config struct {
 	// MaxLinks bounds the link sessions held at once, established or not.
 	// Default 64.
 	MaxLinks int
+	// Hubs are the hubs this node was told of at pairing. A leaf holds no
+	// routes, so it cannot find a hub itself: NearestHub reports its parent
+	// if that is a hub, else the first of Hubs once it has a parent to
+	// reach it through. Routers find hubs in their routes and ignore Hubs.
+	Hubs []route.NodeID
 	// Log receives the node's log lines; nil discards them.
 	Log *slog.Logger
 	// OnMessage receives each end-to-end payload delivered to this node,

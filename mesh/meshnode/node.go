@@ -371,12 +371,30 @@ func (n *Node) Send(dst route.NodeID, payload []byte) error {
 }
 
 // NearestHub returns the id of the reachable hub with the smallest metric
-// (this node, if it is a hub); false when no hub is reachable.
+// (this node, if it is a hub); false when no hub is reachable. A leaf,
+// which holds no routes, reports its parent if that is a hub, else the
+// first of Config.Hubs while it has a parent.
 func (n *Node) NearestHub() (route.NodeID, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ri, ok := n.router.NearestHub()
-	return ri.Dest, ok
+	if ri, ok := n.router.NearestHub(); ok {
+		return ri.Dest, true
+	}
+	if n.self.Role != link.RoleLeaf {
+		return route.NodeID{}, false
+	}
+	for _, nb := range n.router.Neighbours() {
+		if !nb.Parent || nb.Dead {
+			continue
+		}
+		if l := n.links[nb.Link]; l != nil && l.peer.Role == link.RoleHub {
+			return nb.Peer, true
+		}
+		if len(n.cfg.Hubs) > 0 {
+			return n.cfg.Hubs[0], true
+		}
+	}
+	return route.NodeID{}, false
 }
 
 // Topology returns a snapshot of the node's neighbours, routes and

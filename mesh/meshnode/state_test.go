@@ -112,7 +112,7 @@ func TestTopologySnapshot(t *testing.T) {
 	home := newTestHome(t, "home")
 	hub := startNode(t, home, link.RoleHub, nil)
 	mid := startNode(t, home, link.RoleRouter, func(c *Config) { c.Peers = peersOf(hub) })
-	leaf := startNode(t, home, link.RoleLeaf, func(c *Config) { c.Peers = peersOf(mid) })
+	leaf := startNode(t, home, link.RoleLeaf, func(c *Config) { c.Peers, c.Hubs = peersOf(mid), []route.NodeID{hub.ID()} })
 	sendUntil(t, leaf, hub, []byte("from the leaf"))
 	sendUntil(t, hub, leaf, []byte("to the leaf"))
 
@@ -163,6 +163,9 @@ func TestTopologySnapshot(t *testing.T) {
 		t.Errorf("router's routes %+v, nearest hub %s %v", mt.Routes, id, ok)
 	}
 
+	if id, ok := leaf.NearestHub(); !ok || id != hub.ID() {
+		t.Errorf("leaf's nearest hub %s %v, want the configured hub", id, ok)
+	}
 	lt := leaf.Topology()
 	if len(lt.Neighbours) != 1 || !lt.Neighbours[0].Parent || lt.Neighbours[0].ID != mid.ID() {
 		t.Errorf("leaf's neighbours %+v", lt.Neighbours)
