@@ -44,10 +44,16 @@ func (b *inbox) find(match func(m meshapp.Message) bool) (meshapp.Message, link.
 	return nil, link.Peer{}, false
 }
 
-// TestRunNodeWithAHub runs a paired agent on a real mesh node beside a
-// hub's node on loopback: the agent finds the hub, announces, and obeys
-// the hub's command.
-func TestRunNodeWithAHub(t *testing.T) {
+// testMesh is a home with a hub node running on loopback.
+type testMesh struct {
+	home  *linktest.Home
+	hubID link.Identity
+	hub   *meshnode.Node
+	got   *inbox
+}
+
+func newTestMesh(t *testing.T) *testMesh {
+	t.Helper()
 	home, err := linktest.NewHome("home1", 5, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -56,74 +62,134 @@ func TestRunNodeWithAHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got inbox
-	hub, err := meshnode.New(meshnode.Config{
+	m := &testMesh{home: home, hubID: hubID, got: &inbox{}}
+	m.hub, err = meshnode.New(meshnode.Config{
 		Identity: hubID, Verifier: home.Verifier, Listen: "127.0.0.1:0",
-		Route: route.Config{HelloInterval: 100 * time.Millisecond}, OnMessage: got.add,
+		Route: route.Config{HelloInterval: 100 * time.Millisecond}, OnMessage: m.got.add,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	hmtest.Run(t, "hub", hub.Run)
+	hmtest.Run(t, "hub", m.hub.Run)
+	return m
+}
 
-	// Pair the agent by hand, as Pair would have stored it.
-	agentID, err := home.Identity(link.RoleRouter, linktest.Rand(7))
+// pair stores a pairing of a new router in a state directory, as Pair
+// would have, naming the hub.
+func (m *testMesh) pair(t *testing.T, seed uint64) (string, *Pairing) {
+	t.Helper()
+	id, err := m.home.Identity(link.RoleRouter, linktest.Rand(seed))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hubKey := hubID.Key.PublicKey().Bytes()
-	p := &Pairing{Home: "home1", Key: agentID.Key, Cert: agentID.Cert, CA: []*x509.Certificate{home.CA},
-		Hubs:     []Hub{{NodeID: route.IDFromKey(hubKey).String(), Key: hubKey, Addresses: []string{hub.Addr().String()}}},
+	hubKey := m.hubID.Key.PublicKey().Bytes()
+	p := &Pairing{Home: "home1", Key: id.Key, Cert: id.Cert, CA: []*x509.Certificate{m.home.CA},
+		Hubs:     []Hub{{NodeID: route.IDFromKey(hubKey).String(), Key: hubKey, Addresses: []string{m.hub.Addr().String()}}},
 		NotAfter: time.Now().Add(time.Hour)}
 	if err := p.check(time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := writeKey(dir, agentID.Key); err != nil {
+	if err := writeKey(dir, id.Key); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.save(dir, ""); err != nil {
 		t.Fatal(err)
 	}
+	return dir, p
+}
 
+// runAgent runs RunNode until the test ends.
+func runAgent(t *testing.T, cfg NodeConfig) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- RunNode(ctx, NodeConfig{
-			StateDir: dir, Listen: "127.0.0.1:0", Hello: 100 * time.Millisecond,
-			Agent: Config{Device: meshapp.DeviceInfo{Name: "Porch"}, Entities: []Entity{NewSwitch("light", "light"), NewDoor("door", 1)}},
-		})
-	}()
+	go func() { done <- RunNode(ctx, cfg) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("RunNode: %v", err)
 		}
 	})
+}
 
-	var from link.Peer
-	hmtest.WaitFor(t, 20*time.Second, "the agent's announcement at the hub", func() bool {
-		var ok bool
-		_, from, ok = got.find(func(m meshapp.Message) bool { _, ok := m.(*meshapp.Announce); return ok })
-		return ok
-	})
-	if from.ID != p.NodeID || from.Role != link.RoleRouter {
-		t.Errorf("announcement from %+v, want the agent %s", from, p.NodeID)
-	}
+// commandLight turns the agent's light on from the hub and waits for the
+// result and the new state.
+func (m *testMesh) commandLight(t *testing.T, agent route.NodeID) {
+	t.Helper()
 	cmd, err := meshapp.Encode(&meshapp.Command{ID: 42, UniqueID: "light", Name: "turn_on", Params: map[string]any{"brightness": 100.0}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := hub.Send(p.NodeID, cmd); err != nil {
+	if err := m.hub.Send(agent, cmd); err != nil {
 		t.Fatal(err)
 	}
 	hmtest.WaitFor(t, 20*time.Second, "the result and the light's new state", func() bool {
-		_, _, result := got.find(func(m meshapp.Message) bool { r, ok := m.(*meshapp.Result); return ok && r.ID == 42 && r.Error == "" })
-		_, _, state := got.find(func(m meshapp.Message) bool {
+		_, _, result := m.got.find(func(m meshapp.Message) bool { r, ok := m.(*meshapp.Result); return ok && r.ID == 42 && r.Error == "" })
+		_, _, state := m.got.find(func(m meshapp.Message) bool {
 			s, ok := m.(*meshapp.State)
 			return ok && s.UniqueID == "light" && s.Value == "on" && s.Attributes["brightness"] == 100.0
 		})
 		return result && state
 	})
+}
+
+func (m *testMesh) awaitAnnounce(t *testing.T, agent route.NodeID) {
+	t.Helper()
+	var from link.Peer
+	hmtest.WaitFor(t, 20*time.Second, "the agent's announcement at the hub", func() bool {
+		var ok bool
+		_, from, ok = m.got.find(func(m meshapp.Message) bool { _, ok := m.(*meshapp.Announce); return ok })
+		return ok
+	})
+	if from.ID != agent || from.Role != link.RoleRouter {
+		t.Errorf("announcement from %+v, want the agent %s", from, agent)
+	}
+}
+
+var testEntities = func() []Entity { return []Entity{NewSwitch("light", "light"), NewDoor("door", 1)} }
+
+// TestRunNodeWithAHub runs a paired agent on a real mesh node beside a
+// hub's node on loopback: the agent links with the hub its pairing named,
+// announces, and obeys the hub's command.
+func TestRunNodeWithAHub(t *testing.T) {
+	m := newTestMesh(t)
+	dir, p := m.pair(t, 7)
+	runAgent(t, NodeConfig{
+		StateDir: dir, Listen: "127.0.0.1:0", Hello: 100 * time.Millisecond,
+		Agent: Config{Device: meshapp.DeviceInfo{Name: "Porch"}, Entities: testEntities()},
+	})
+	m.awaitAnnounce(t, p.NodeID)
+	m.commandLight(t, p.NodeID)
+}
+
+// TestRunNodeBehindARouter runs the agent two hops from the hub: it links
+// only with a router, finds the hub through it and is reached end to end
+// across it.
+func TestRunNodeBehindARouter(t *testing.T) {
+	m := newTestMesh(t)
+	relayID, err := m.home.Identity(link.RoleRouter, linktest.Rand(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay, err := meshnode.New(meshnode.Config{
+		Identity: relayID, Verifier: m.home.Verifier, Listen: "127.0.0.1:0", Peers: []string{m.hub.Addr().String()},
+		Route: route.Config{HelloInterval: 100 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hmtest.Run(t, "relay", relay.Run)
+	dir, p := m.pair(t, 9)
+	runAgent(t, NodeConfig{
+		StateDir: dir, Listen: "127.0.0.1:0", Peers: []string{relay.Addr().String()}, Hello: 100 * time.Millisecond,
+		Agent: Config{Device: meshapp.DeviceInfo{Name: "Shed"}, Entities: testEntities()},
+	})
+	m.awaitAnnounce(t, p.NodeID)
+	for _, nb := range m.hub.Topology().Neighbours {
+		if nb.ID == p.NodeID && !nb.Dead {
+			t.Fatal("the agent linked with the hub directly")
+		}
+	}
+	m.commandLight(t, p.NodeID)
 }
