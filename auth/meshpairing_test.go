@@ -343,3 +343,19 @@ func bytesOf(b byte, n int) []byte {
 	}
 	return out
 }
+
+func TestMeshPairingWithoutHubs(t *testing.T) {
+	_, in, tok := onboarded(t)
+	ctx := context.Background()
+	p, err := in.client.CreatePairing(ctx, tok.AccessToken, "first node", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim, err := in.client.Claim(ctx, ClaimRequest{Code: p.Code, MeshKey: base64.StdEncoding.EncodeToString(newMeshKey(t).PublicKey().Bytes()), Source: "192.0.2.1"})
+	if err != nil {
+		t.Fatalf("a claim before any hub registered: %v", err)
+	}
+	if len(claim.MeshHubs) != 0 || claim.MeshCertificate == "" {
+		t.Errorf("claim = %+v", claim)
+	}
+}
