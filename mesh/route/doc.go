@@ -69,8 +69,8 @@
 // and every probe in between, or its answers, are lost. A host whose link
 // layer reports a frame it could not deliver (a radio MAC without an
 // acknowledgement after its retries) calls DeliveryFailed: the neighbour
-// is probed at once and every 1/16 interval and is dead after a quarter
-// interval without an answer. A dead neighbour revives on its next Hello,
+// is probed at once and three times more and is dead after an eighth of
+// an interval (or three round trips, if longer) without an answer. A dead neighbour revives on its next Hello,
 // when both sides exchange their tables again. LinkDown drops a neighbour
 // at once.
 //
@@ -154,7 +154,7 @@
 //	HelloInterval             1 s      IHU and Hello on every link
 //	Hello × 17/16             1.06 s   silence: probe, then every Hello/4
 //	(DeadHellos − ½) × Hello  2.5 s    silence: neighbour dead
-//	Hello / 4                 250 ms   failed delivery: dead (probes every Hello/16)
+//	max(Hello/8, 3 RTT)       125 ms   failed delivery: dead (4 probes)
 //	retransmission            RTO      srtt + 4 rttvar, doubling per timeout
 //	BatchDelay                10 ms    gap between update batches, ack delay
 //	RequestTimeout            250 ms   first seqno request retry

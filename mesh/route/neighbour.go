@@ -289,11 +289,12 @@ func (r *Router) deadAfter(nb *neighbour) time.Duration {
 func probeEvery(interval time.Duration) time.Duration { return interval / 4 }
 
 // suspectTime is how long a neighbour the link layer could not deliver to
-// has to answer a probe before it is dead; it is probed every
-// suspectProbeEvery meanwhile.
-func suspectTime(interval time.Duration) time.Duration { return interval / 4 }
+// has to answer a probe before it is dead: an eighth of a Hello interval,
+// or three measured round trips if that is longer, so that three probes
+// can go and come back. It is probed every suspectProbeEvery meanwhile.
+func suspectTime(nb *neighbour) time.Duration { return max(nb.interval/8, 3*nb.srtt) }
 
-func suspectProbeEvery(interval time.Duration) time.Duration { return interval / 16 }
+func suspectProbeEvery(nb *neighbour) time.Duration { return suspectTime(nb) / 4 }
 
 // nextProbe is when a silent neighbour is probed next: once a Hello is
 // overdue (with the same slack a Hello gets), then every probeEvery; a
@@ -313,7 +314,7 @@ func nextProbe(nb *neighbour) time.Time {
 func (r *Router) deadAt(nb *neighbour) time.Time {
 	at := nb.lastHeard.Add(r.deadAfter(nb))
 	if !nb.suspectSince.IsZero() {
-		at = earliest(at, nb.suspectSince.Add(suspectTime(nb.interval)))
+		at = earliest(at, nb.suspectSince.Add(suspectTime(nb)))
 	}
 	return at
 }
@@ -336,7 +337,7 @@ func (r *Router) checkLiveness(now time.Time, slot int) {
 		nb.probe = true
 		every := probeEvery(nb.interval)
 		if !nb.suspectSince.IsZero() {
-			every = suspectProbeEvery(nb.interval)
+			every = suspectProbeEvery(nb)
 		}
 		nb.probeDue = now.Add(every)
 		r.counters.Probes++

@@ -248,9 +248,9 @@ func (r *Router) LinkDown(now time.Time, l LinkID) []Send {
 // to the neighbour on l: a radio MAC got no acknowledgement after all its
 // retries. That hints that the neighbour is gone long before its Hellos
 // are missed, but a burst of interference looks the same, so the router
-// checks: it probes the neighbour at once and then every 1/16 of a Hello
-// interval, and declares it dead unless it hears from it within a quarter
-// of an interval. A host whose links acknowledge nothing (plain UDP) never
+// checks: it probes the neighbour at once and three times more, and
+// declares it dead unless it hears from it within an eighth of a Hello
+// interval (or three round trips, if longer). A host whose links acknowledge nothing (plain UDP) never
 // calls it and relies on the Hellos alone.
 func (r *Router) DeliveryFailed(now time.Time, l LinkID) []Send {
 	slot, ok := r.links[l]

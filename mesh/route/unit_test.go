@@ -356,8 +356,8 @@ func linkAt(e *testEdge, node int) LinkID {
 }
 
 // TestDeliveryFailedProbes: a failed delivery makes the neighbour suspect:
-// it is probed at once, stays alive if it answers, and is dead a quarter
-// of a Hello interval later if it does not.
+// it is probed at once, stays alive if it answers, and is dead an eighth
+// of a Hello interval later if it does not (round trips being short).
 func TestDeliveryFailedProbes(t *testing.T) {
 	r := linkedPair(t)
 	hello(r, epoch, 0)
@@ -380,19 +380,19 @@ func TestDeliveryFailedProbes(t *testing.T) {
 	}
 	for {
 		next := r.Deadline()
-		if next.After(at.Add(time.Second / 4)) {
-			t.Fatalf("next deadline %v after the suspicion, want one at %v", next.Sub(at), time.Second/4)
+		if next.After(at.Add(time.Second / 8)) {
+			t.Fatalf("next deadline %v after the suspicion, want one at %v", next.Sub(at), time.Second/8)
 		}
 		probes += len(probeSerials(t, r.Tick(next)))
 		if r.Neighbours()[0].Dead {
-			if d := next.Sub(at); d != time.Second/4 {
-				t.Errorf("dead %v after the failed delivery, want %v", d, time.Second/4)
+			if d := next.Sub(at); d != time.Second/8 {
+				t.Errorf("dead %v after the failed delivery, want %v", d, time.Second/8)
 			}
 			break
 		}
 	}
 	if probes != 4 {
-		t.Errorf("%d probes in a quarter second of suspicion, want 4", probes)
+		t.Errorf("%d probes in an eighth of a second of suspicion, want 4", probes)
 	}
 	if c := r.Counters(); c.DeliveryFailures != 2 || c.NeighboursLost != 1 {
 		t.Errorf("counters: %d delivery failures, %d neighbours lost; want 2 and 1", c.DeliveryFailures, c.NeighboursLost)
