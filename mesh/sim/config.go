@@ -61,6 +61,12 @@ type Config struct {
 	// as a radio MAC's missing acknowledgements do; the router then probes
 	// the neighbour instead of waiting for its Hellos to stop.
 	LinkFeedback bool
+	// Hold is how long a source holds a packet it originates while it has
+	// no route to the destination, sending it once it has one (--hold), as
+	// a node does (mesh/meshnode queues up to 64 packets per destination
+	// and 1,024 in all, for up to 10 s); 0 drops it at once. Probes are
+	// never held.
+	Hold time.Duration
 	// TTL is data packets' initial TTL (--ttl); 0 means the routing
 	// core's default, or 255 in a network whose paths to the hubs are too
 	// long for it.
@@ -109,6 +115,7 @@ func DefaultConfig() Config {
 		Probe:          100 * time.Millisecond,
 		Retries:        3,
 		LinkFeedback:   true,
+		Hold:           10 * time.Second,
 		Settle:         20 * time.Second,
 		Steady:         60 * time.Second,
 		Timeout:        2 * time.Minute,
@@ -161,6 +168,8 @@ func (c Config) Validate() error {
 		return homemesh.Invalid("probe", "%v is not positive", c.Probe)
 	case c.Retries < 0 || c.Retries > 15:
 		return homemesh.Invalid("retries", "%d is not between 0 and 15", c.Retries)
+	case c.Hold < 0:
+		return homemesh.Invalid("hold", "%v is negative", c.Hold)
 	case c.TTL < 0 || c.TTL > 255:
 		return homemesh.Invalid("ttl", "%d is not between 0 and 255", c.TTL)
 	case c.Settle < 0:

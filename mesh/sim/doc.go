@@ -19,8 +19,11 @@
 // MAC, a link reports a data frame that found no receiver after every
 // retry (a dead node, a cut link) to the sending router, which then probes
 // that neighbour instead of waiting for its Hellos to stop
-// (Config.LinkFeedback; off, only the Hellos tell). A link layer that
-// wraps frames in sessions fits in where frames are sent and received.
+// (Config.LinkFeedback; off, only the Hellos tell). A source that has no
+// route for a packet it originates holds it until it has one, up to
+// Config.Hold, as a node does (mesh/meshnode); relays drop such packets.
+// A link layer that wraps frames in sessions fits in where frames are
+// sent and received.
 //
 // # How a run goes
 //

@@ -35,6 +35,7 @@ type metrics struct {
 	misdelivered    uint64
 	rejected        uint64 // control packets a router returned an error for
 	undelivered     uint64 // data frames the links reported undeliverable
+	held            uint64 // packets a source held for want of a route
 	badLink         uint64 // sends on a link the router does not have
 	timerSpins      uint64
 
@@ -164,11 +165,14 @@ type Result struct {
 	RejectedControl uint64 `json:"rejected_control"`
 	// UndeliveredFrames counts data frames the links reported to their
 	// sender as unacknowledged after every retry (--link-feedback).
-	UndeliveredFrames uint64  `json:"undelivered_frames"`
-	BadLinkSends      uint64  `json:"bad_link_sends"`
-	TimerSpins        uint64  `json:"timer_spins"`
-	Events            uint64  `json:"events"`
-	VirtualS          float64 `json:"virtual_s"`
+	UndeliveredFrames uint64 `json:"undelivered_frames"`
+	// HeldPackets counts regular packets a source held for want of a
+	// route (--hold); those not sent within the hold are lost as no_route.
+	HeldPackets  uint64  `json:"held_packets"`
+	BadLinkSends uint64  `json:"bad_link_sends"`
+	TimerSpins   uint64  `json:"timer_spins"`
+	Events       uint64  `json:"events"`
+	VirtualS     float64 `json:"virtual_s"`
 
 	// Host is what the run cost the simulator's process; it varies from
 	// run to run.
@@ -206,6 +210,7 @@ type Params struct {
 	Probe         string  `json:"probe"`
 	Retries       int     `json:"retries"`
 	LinkFeedback  bool    `json:"link_feedback"`
+	Hold          string  `json:"hold"`
 	TTL           int     `json:"ttl"`
 	Settle        string  `json:"settle"`
 	Steady        string  `json:"steady"`
@@ -223,7 +228,7 @@ func (s *sim) result() *Result {
 			Scenario: c.Scenario, Seed: c.Seed, Duration: c.Duration.String(),
 			KillInterval: c.KillInterval.String(), Downtime: c.Downtime.String(), Churn: c.Churn,
 			PartitionTime: c.PartitionTime.String(), Flows: len(s.flows), FlowInterval: c.FlowInterval.String(),
-			Payload: c.Payload, Probe: c.Probe.String(), Retries: c.Retries, LinkFeedback: c.LinkFeedback, TTL: int(s.ttl),
+			Payload: c.Payload, Probe: c.Probe.String(), Retries: c.Retries, LinkFeedback: c.LinkFeedback, Hold: c.Hold.String(), TTL: int(s.ttl),
 			Settle: c.Settle.String(), Steady: c.Steady.String(), Timeout: c.Timeout.String(),
 			ReachDests: len(s.reach.dests),
 		},
@@ -263,6 +268,7 @@ func (s *sim) result() *Result {
 		Misdelivered:         m.misdelivered,
 		RejectedControl:      m.rejected,
 		UndeliveredFrames:    m.undelivered,
+		HeldPackets:          m.held,
 		BadLinkSends:         m.badLink,
 		TimerSpins:           m.timerSpins,
 		Events:               s.events,

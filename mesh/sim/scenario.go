@@ -101,6 +101,9 @@ func (s *sim) scenarioEnd() {
 
 // finish takes the last measurements and ends the run.
 func (s *sim) finish() {
+	for n := range s.nodes {
+		s.dropHeld(n)
+	}
 	for f := range s.flows {
 		if s.flows[f].brokenAt >= 0 {
 			s.m.unrecovered++

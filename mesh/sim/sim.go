@@ -65,6 +65,9 @@ type node struct {
 	// watched counts detection watches on this node, so that only a few
 	// nodes pay for the check after each call.
 	watched int32
+	// held are the packets the node originated and holds for want of a
+	// route.
+	held []held
 }
 
 // watch waits for node to notice that the neighbour on port is gone.
@@ -250,6 +253,7 @@ func (s *sim) boot(n int) error {
 func (s *sim) kill(n int) {
 	nd := &s.nodes[n]
 	nd.seqno = nd.r.Seqno()
+	s.dropHeld(n)
 	s.m.routers.add(nd.r)
 	nd.r = nil
 	nd.alive = false
@@ -298,6 +302,9 @@ func (s *sim) tick(n int32) {
 	nd := &s.nodes[n]
 	s.transmit(int(n), nd.r.Tick(s.clock()))
 	s.rearm(n, true)
+	if len(nd.held) > 0 {
+		s.releaseHeld(int(n))
+	}
 	if nd.watched > 0 {
 		s.checkWatches(int(n))
 	}
@@ -418,6 +425,9 @@ func (s *sim) arrive(e event) {
 	}
 	s.transmit(n, sends)
 	s.rearm(e.node, false)
+	if len(nd.held) > 0 {
+		s.releaseHeld(n)
+	}
 	if nd.watched > 0 {
 		s.checkWatches(n)
 	}

@@ -171,8 +171,90 @@ func (s *sim) forward(n int, from route.LinkID, b uint32) {
 	case actDropTTL:
 		s.dropFrame(b, true, dropTTL)
 	default:
+		if from == 0 && s.hold(n, b) {
+			return
+		}
 		s.dropFrame(b, true, dropNoRoute)
 	}
+}
+
+// Bounds of the packets a source holds while it has no route, as
+// mesh/meshnode bounds its queue.
+const (
+	maxHeldPerDst = 64
+	maxHeld       = 1024
+)
+
+// held is a data packet its source holds until it has a route.
+type held struct {
+	buf  uint32
+	flow int32
+	at   int64
+}
+
+// hold keeps the regular packet in b, which node n originated and has no
+// route for, until a route appears or Config.Hold passes; false if it may
+// not (holding is off, a probe, or the bounds are reached).
+func (s *sim) hold(n int, b uint32) bool {
+	if s.cfg.Hold <= 0 {
+		return false
+	}
+	h, _, flags, ok := s.payloadOf(b)
+	if !ok || flags&flagProbe != 0 || int(h.Flow) >= len(s.flows) {
+		return false
+	}
+	nd := &s.nodes[n]
+	same := 0
+	for _, p := range nd.held {
+		if p.flow == int32(h.Flow) {
+			same++
+		}
+	}
+	if same >= maxHeldPerDst || len(nd.held) >= maxHeld {
+		return false
+	}
+	nd.held = append(nd.held, held{buf: b, flow: int32(h.Flow), at: s.now})
+	s.m.held++
+	return true
+}
+
+// releaseHeld sends the packets node n holds whose destination it now has
+// a route to, stamped with the time they leave (so that a recovery counts
+// from when a packet got going, not from when it was made), and drops
+// those held for Config.Hold in vain.
+func (s *sim) releaseHeld(n int) {
+	nd := &s.nodes[n]
+	kept := nd.held[:0]
+	var ready []held
+	for _, p := range nd.held {
+		switch {
+		case s.now-p.at >= int64(s.cfg.Hold):
+			s.dropFrame(p.buf, true, dropNoRoute)
+		case s.hasRoute(n, int(s.flows[p.flow].dst)):
+			ready = append(ready, p)
+		default:
+			kept = append(kept, p)
+		}
+	}
+	nd.held = kept
+	for _, p := range ready {
+		binary.BigEndian.PutUint64(s.bufs[p.buf][route.DataHeaderLen:], uint64(s.now))
+		s.forward(n, 0, p.buf)
+	}
+}
+
+// dropHeld drops every packet node n holds: it died, or the run ends.
+func (s *sim) dropHeld(n int) {
+	nd := &s.nodes[n]
+	for _, p := range nd.held {
+		s.dropFrame(p.buf, true, dropNoRoute)
+	}
+	nd.held = nd.held[:0]
+}
+
+func (s *sim) hasRoute(n, dst int) bool {
+	_, ok := s.nodes[n].r.NextHop(s.nodes[dst].id)
+	return ok
 }
 
 // payloadOf returns the send time and flags the simulator put in the data
