@@ -144,7 +144,7 @@ func (n *Node) readBeacons(bc *beaconConn, rx chan<- datagram, done <-chan struc
 			select {
 			case <-done:
 				return
-			default:
+			case <-time.After(time.Millisecond):
 				continue
 			}
 		}

@@ -50,7 +50,9 @@ type Config struct {
 	// filled from Identity and Seqno from StateDir.
 	Route route.Config
 	// Link tunes the link layer (MTU, rekeying, handshake timers …);
-	// Identity and Verifier are filled from this Config.
+	// Identity and Verifier are filled from this Config, and MaxE2EQueue
+	// (payloads held per destination while its end-to-end handshake runs)
+	// defaults to 256 rather than link's 16.
 	Link link.Config
 	// StateDir is the directory where the routing seqno is persisted, so a
 	// restarted node's routes win at once; "" means not persisted.
@@ -94,6 +96,9 @@ const (
 	// Diffie-Hellman operations and perhaps a certificate check.
 	acceptRate  = 50
 	acceptBurst = 50
+	// defaultE2EQueue is link.Config.MaxE2EQueue unless Config.Link sets
+	// it.
+	defaultE2EQueue = 256
 	// maxSendQueue bounds Send calls waiting for the node goroutine.
 	maxSendQueue = 4096
 	// maxRouteQueue bounds data packets originated here that wait for a

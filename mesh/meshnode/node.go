@@ -109,6 +109,12 @@ func New(cfg Config) (*Node, error) {
 	now := time.Now()
 	lc := s.Link
 	lc.Identity, lc.Verifier = s.Identity, s.Verifier
+	if lc.MaxE2EQueue == 0 {
+		// An agent sends its announcement and then its states at once to
+		// a hub it has no channel with yet; link's default of 16 would
+		// drop the announcement, the oldest, to keep the states.
+		lc.MaxE2EQueue = defaultE2EQueue
+	}
 	ep, err := link.New(lc, now)
 	if err != nil {
 		return nil, fmt.Errorf("meshnode: %w", err)
@@ -286,12 +292,13 @@ func (n *Node) read(conn *net.UDPConn, rx chan<- datagram, done <-chan struct{})
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// ICMP errors reported on the socket and the like: not fatal.
+			// ICMP errors reported on the socket and the like: not fatal,
+			// but a socket that keeps failing must not spin a core.
 			n.log.Debug("mesh read", "err", err)
 			select {
 			case <-done:
 				return
-			default:
+			case <-time.After(time.Millisecond):
 				continue
 			}
 		}
@@ -544,9 +551,12 @@ func (n *Node) onTimer(now time.Time) {
 // afterEvent persists a changed seqno before anything that carries it goes
 // out, and sends what waited for a route that now exists.
 func (n *Node) afterEvent(now time.Time) {
-	if n.router.Seqno() != n.seqno {
+	if s := n.router.Seqno(); s != n.seqno {
 		if err := n.persistSeqno(); err != nil {
+			// Logged once per seqno: the node keeps routing, and after a
+			// restart the network asks for a newer seqno.
 			n.log.Error("mesh seqno not persisted", "err", err)
+			n.seqno = s
 		}
 	}
 	n.retryRouteQueue(now)
