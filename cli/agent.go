@@ -36,7 +36,15 @@ var agentFlagNames = map[string]string{"ca_fingerprint": "ca-fingerprint", "mesh
 func flagError(err error) error {
 	var he *homemesh.Error
 	if errors.As(err, &he) && he.Kind == homemesh.KindInvalid {
-		if name, ok := agentFlagNames[he.Field]; ok {
+		name, ok := agentFlagNames[he.Field]
+		// The node's list settings name the entry ("peers[1]"); the flag
+		// is repeated instead.
+		for prefix, flag := range map[string]string{"peers[": "peer", "multicast[": "multicast"} {
+			if strings.HasPrefix(he.Field, prefix) {
+				name, ok = flag, true
+			}
+		}
+		if ok {
 			c := *he
 			c.Field = name
 			return &c

@@ -7,7 +7,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,11 +19,21 @@ import (
 	"time"
 
 	"github.com/homemesh/homemesh/internal/hmtest"
+	"github.com/homemesh/homemesh/mesh/agent"
+	"github.com/homemesh/homemesh/mesh/link"
+	"github.com/homemesh/homemesh/mesh/link/linktest"
+	"github.com/homemesh/homemesh/mesh/route"
 )
 
 // Bad flags are errors naming the flag, before anything runs.
 func TestAgentRejectsBadFlags(t *testing.T) {
 	state := t.TempDir()
+	paired := pairedState(t)
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -40,6 +52,8 @@ func TestAgentRejectsBadFlags(t *testing.T) {
 		{[]string{"agent", "run", "--state", state, "--simulate", "switch", "--hello", "1ms"}, "homemesh: hello:"},
 		{[]string{"agent", "run", "--state", state, "--simulate", "switch"}, "homemesh: state: " + state + ": not paired: run `homemesh agent pair"},
 		{[]string{"agent", "run", "--state", state, "--simulate", "switch", "--peer", "x"}, "homemesh: state:"},
+		{[]string{"agent", "run", "--state", paired, "--simulate", "switch", "--listen", "127.0.0.1:0", "--peer", "192.0.2.1"}, "homemesh: peer:"},
+		{[]string{"agent", "run", "--state", paired, "--simulate", "switch", "--listen", taken.LocalAddr().String()}, "homemesh: listen: " + taken.LocalAddr().String() + " is taken"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := Main(context.Background(), tc.args, &stdout, &stderr)
@@ -173,4 +187,33 @@ func TestAgentPairsAndRunsWithTheHub(t *testing.T) {
 	hmtest.WaitFor(t, 30*time.Second, "the switch to be on", func() bool {
 		return a.do("GET", "/entities/"+entityID, nil, &e) == 200 && e.State.Value == "on"
 	})
+}
+
+// pairedState writes a state directory as homemesh agent pair leaves it,
+// for a home made here, with no hubs.
+func pairedState(t *testing.T) string {
+	t.Helper()
+	home, err := linktest.NewHome("home1", 3, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := home.Identity(link.RoleRouter, linktest.Rand(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	nodeID := route.IDFromKey(id.Key.PublicKey().Bytes())
+	rec, _ := json.Marshal(map[string]any{"home": "home1", "node_id": nodeID.String(), "role": "router",
+		"not_after": time.Now().Add(time.Hour), "hubs": []any{}})
+	for name, data := range map[string][]byte{
+		agent.KeyFile:     id.Key.Bytes(),
+		agent.CertFile:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.Cert}),
+		agent.CAFile:      pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: home.CA.Raw}),
+		agent.PairingFile: rec,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
 
+	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/mesh/meshnode"
 	"github.com/homemesh/homemesh/mesh/route"
 )
@@ -68,6 +71,9 @@ func RunNode(ctx context.Context, cfg NodeConfig) error {
 		StateDir: cfg.StateDir, Log: log,
 		OnMessage: a.Deliver, KeyOf: p.KeyOf,
 	})
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return homemesh.Invalid("listen", "%s is taken by another program: choose another address", cfg.Listen)
+	}
 	if err != nil {
 		return err
 	}
