@@ -98,3 +98,14 @@ func TestRerouteAroundKilledNode(t *testing.T) {
 		t.Errorf("src never took the stopped node's link down: %+v", c)
 	}
 }
+
+func TestLargePayloadOverThreeHops(t *testing.T) {
+	home := newTestHome(t, "home")
+	nodes := line(t, home, 4)
+	big := make([]byte, link.MaxE2EPayload)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	sendUntil(t, nodes[3], nodes[0], big)
+	sendUntil(t, nodes[0], nodes[3], big[:40000])
+}

@@ -262,6 +262,26 @@ func TestRelayCannotReadOrAlter(t *testing.T) {
 	tamper = false
 	mu.Unlock()
 	sendUntil(t, src, dst, []byte("unaltered again"))
+
+	// A relay that re-attributes a message to itself: the source id is
+	// bound into the end-to-end authentication.
+	relay.setForwardHook(func(p []byte) {
+		if h, _, err := route.ParseData(p); err == nil && h.Dst == dst.ID() {
+			id := relay.ID()
+			copy(p[1:9], id[:])
+		}
+	})
+	before = dst.Topology().Counters
+	reattributed := []byte("from someone else")
+	if err := src.Send(dst.ID(), reattributed); err != nil {
+		t.Fatal(err)
+	}
+	hmtest.WaitFor(t, waitLong, "the re-attributed message refused", func() bool {
+		return dst.Topology().Counters.Rejected[RejectE2E] > before.Rejected[RejectE2E]
+	})
+	if dst.got(src.ID(), reattributed) || dst.got(relay.ID(), reattributed) {
+		t.Fatal("a re-attributed message was delivered")
+	}
 }
 
 // injectOnLink seals payload onto n's up link to peer, as a node that
