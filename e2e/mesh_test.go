@@ -2,17 +2,14 @@ package e2e
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"net/http"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/internal/hmtest"
-	"github.com/homemesh/homemesh/mesh/link"
+	"github.com/homemesh/homemesh/mesh/agent"
 	"github.com/homemesh/homemesh/mesh/meshapp"
 	"github.com/homemesh/homemesh/mesh/meshnode"
 	"github.com/homemesh/homemesh/mesh/route"
@@ -37,100 +34,75 @@ func waitLong(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// meshClaim is what claiming a setup code with a mesh key returns.
-type meshClaim struct {
-	Identity        string `json:"identity"`
-	MeshCertificate string `json:"mesh_certificate"`
-	CACertificate   string `json:"ca_certificate"`
-	NodeID          string `json:"node_id"`
-	MeshHubs        []struct {
-		NodeID    string   `json:"node_id"`
-		Key       []byte   `json:"key"`
-		Addresses []string `json:"addresses"`
-	} `json:"mesh_hubs"`
+// meshEntity is an entity as the API shows it, with the time its state
+// was last reported.
+type meshEntity struct {
+	entity
+	State struct {
+		Value     any       `json:"value"`
+		Available bool      `json:"available"`
+		UpdatedAt time.Time `json:"updated_at"`
+	} `json:"state"`
 }
 
-// meshAgent is a mesh node paired through the API. A relay only routes;
-// a sensor also speaks the agent protocol: a thermometer that reports a
-// rising value every few hundred milliseconds and a relay that obeys the
-// hub.
+// meshAgent is a `homemesh agent` running in the test: paired through the
+// claim endpoint, with simulated entities.
 type meshAgent struct {
-	name   string
-	node   *meshnode.Node
-	hub    route.NodeID
-	stop   context.CancelFunc
-	done   chan struct{}
-	sensor bool
-
-	mu    sync.Mutex
-	temp  float64
-	relay string
+	name string
+	node *meshnode.Node
+	hub  route.NodeID
+	stop context.CancelFunc
+	done chan struct{}
 }
 
-// pairAgent pairs a new mesh node with the home through the claim
-// endpoint and starts it, linked to peers.
-func pairAgent(t *testing.T, api, token, home, name string, sensor bool, peers ...string) *meshAgent {
+// pairAgent pairs a new mesh agent with the home through the API, as
+// `homemesh agent pair` does, and runs it with a thermometer and a switch,
+// linked to peers only.
+func pairAgent(t *testing.T, api, token, name string, peers ...string) *meshAgent {
 	t.Helper()
-	key, err := link.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var pairing struct{ Code string }
 	if code := call(t, "POST", api+"/pairings", token, map[string]string{"name": name}, &pairing); code != http.StatusCreated {
 		t.Fatalf("create a pairing for %s = %d", name, code)
 	}
-	var claim meshClaim
-	body := map[string]string{"code": pairing.Code, "mesh_key": base64.StdEncoding.EncodeToString(key.PublicKey().Bytes()), "mesh_role": "router"}
-	if code := call(t, "POST", api+"/pairings/claim", "", body, &claim); code != http.StatusOK && code != http.StatusCreated {
-		t.Fatalf("claim for %s = %d", name, code)
-	}
-	certBlock, _ := pem.Decode([]byte(claim.MeshCertificate))
-	caBlock, _ := pem.Decode([]byte(claim.CACertificate))
-	if certBlock == nil || caBlock == nil || len(claim.MeshHubs) != 1 {
-		t.Fatalf("claim for %s: %+v", name, claim)
-	}
-	ca, err := x509.ParseCertificate(caBlock.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := link.Identity{Key: key, Cert: certBlock.Bytes}
-	hubID, err := route.ParseNodeID(claim.MeshHubs[0].NodeID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if meshapp.DeviceID(route.IDFromKey(key.PublicKey().Bytes())) != claim.Identity {
-		t.Fatalf("claim identity %q is not the node's device id", claim.Identity)
-	}
-	a := &meshAgent{name: name, hub: hubID, sensor: sensor, temp: 20, relay: "off", done: make(chan struct{})}
-	verifier, err := link.NewVerifier([]*x509.Certificate{ca}, home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hubKey := claim.MeshHubs[0].Key
-	a.node, err = meshnode.New(meshnode.Config{
-		Identity: id, Verifier: verifier, Listen: "127.0.0.1:0", Peers: peers,
-		Log:       hmtest.Logger(t).With("agent", name),
-		OnMessage: a.onMessage,
-		KeyOf: func(id route.NodeID) ([]byte, bool) {
-			if id == hubID {
-				return hubKey, true
-			}
-			return nil, false
-		},
-	})
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
+	seen.add(pairing.Code)
+	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	a.stop = cancel
+	p, err := agent.Pair(ctx, agent.PairConfig{HubURL: strings.TrimSuffix(api, "/api/v1"), Code: pairing.Code, StateDir: dir})
+	if err != nil {
+		cancel()
+		t.Fatalf("pair %s: %v", name, err)
+	}
+	if len(p.Hubs) != 1 {
+		cancel()
+		t.Fatalf("%s's pairing lists hubs %+v, want the one hub", name, p.Hubs)
+	}
+	hub, err := route.ParseNodeID(p.Hubs[0].NodeID)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	a := &meshAgent{name: name, hub: hub, stop: cancel, done: make(chan struct{})}
+	ready := make(chan *meshnode.Node, 1)
 	go func() {
 		defer close(a.done)
-		if err := a.node.Run(ctx); err != nil {
-			t.Errorf("%s: %v", name, err)
+		err := agent.RunNode(ctx, agent.NodeConfig{
+			StateDir: dir, Listen: "127.0.0.1:0", Peers: peers,
+			Agent: agent.Config{
+				Device:       meshapp.DeviceInfo{Name: name, Manufacturer: "homemesh", Model: "e2e"},
+				Entities:     []agent.Entity{agent.NewTemperature("temperature", 1), agent.NewSwitch("relay", homemesh.KindSwitch)},
+				PollInterval: 100 * time.Millisecond, TelemetryInterval: 300 * time.Millisecond,
+			},
+			Log:   hmtest.Logger(t).With("agent", name),
+			Ready: func(n *meshnode.Node) { ready <- n },
+		})
+		if err != nil && ctx.Err() == nil {
+			t.Errorf("agent %s: %v", name, err)
 		}
 	}()
-	if sensor {
-		go a.report(ctx)
+	select {
+	case a.node = <-ready:
+	case <-a.done:
+		t.Fatalf("agent %s stopped", name)
 	}
 	t.Cleanup(a.kill)
 	return a
@@ -143,81 +115,7 @@ func (a *meshAgent) kill() {
 
 func (a *meshAgent) id() route.NodeID { return a.node.ID() }
 
-// send encodes m and sends it to the hub end to end.
-func (a *meshAgent) send(m meshapp.Message) {
-	payload, err := meshapp.Encode(m)
-	if err == nil {
-		err = a.node.Send(a.hub, payload)
-	}
-	_ = err // a stopped node; the test notices what does not arrive
-}
-
-func (a *meshAgent) announce() {
-	a.mu.Lock()
-	temp, relay := a.temp, a.relay
-	a.mu.Unlock()
-	a.send(&meshapp.Announce{
-		Device: meshapp.DeviceInfo{Name: a.name, Manufacturer: "homemesh", Model: "e2e"},
-		Entities: []meshapp.Entity{
-			{UniqueID: "temperature", Kind: homemesh.KindSensor, DeviceClass: "temperature", Unit: "°C", StateClass: "measurement",
-				State: &meshapp.Reading{Value: temp, Available: true}},
-			{UniqueID: "relay", Kind: homemesh.KindSwitch, Caps: homemesh.Capabilities{Commands: []string{"turn_on", "turn_off"}},
-				State: &meshapp.Reading{Value: relay, Available: true}},
-		},
-	})
-}
-
-// report announces once and then sends a rising temperature; a hub that
-// does not know the agent yet asks it to resync.
-func (a *meshAgent) report(ctx context.Context) {
-	a.announce()
-	t := time.NewTicker(300 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		a.mu.Lock()
-		a.temp += 0.5
-		temp := a.temp
-		a.mu.Unlock()
-		a.send(&meshapp.State{UniqueID: "temperature", Reading: meshapp.Reading{Value: temp, Available: true, Time: time.Now().UTC()}})
-	}
-}
-
-// onMessage obeys the hub, and only the hub.
-func (a *meshAgent) onMessage(from link.Peer, payload []byte) {
-	if !a.sensor || from.Role != link.RoleHub {
-		return
-	}
-	msg, err := meshapp.Decode(payload)
-	if err != nil {
-		return
-	}
-	switch m := msg.(type) {
-	case *meshapp.Resync:
-		a.announce()
-	case *meshapp.Command:
-		res := &meshapp.Result{ID: m.ID}
-		a.mu.Lock()
-		switch {
-		case m.UniqueID != "relay":
-			res.Error = "no such actuator"
-		case m.Name == "turn_on":
-			a.relay = "on"
-		case m.Name == "turn_off":
-			a.relay = "off"
-		default:
-			res.Error = "unknown command"
-		}
-		relay := a.relay
-		a.mu.Unlock()
-		a.send(res)
-		a.send(&meshapp.State{UniqueID: "relay", Reading: meshapp.Reading{Value: relay, Available: true, Time: time.Now().UTC()}})
-	}
-}
+func (a *meshAgent) addr() string { return a.node.Addr().String() }
 
 // nextHopToHub is the neighbour through which a sends to the hub.
 func (a *meshAgent) nextHopToHub() (route.NodeID, bool) {
@@ -229,12 +127,14 @@ func (a *meshAgent) nextHopToHub() (route.NodeID, bool) {
 	return route.NodeID{}, false
 }
 
-// TestMeshSensorThreeHopsAway is the mesh's end-to-end check: an agent's
-// sensor three hops from the hub, paired through the API, appears in the
-// API and obeys a command; when the relay in the middle of its path dies
-// the mesh reroutes it by itself and its readings keep arriving.
+// TestMeshSensorThreeHopsAway is the mesh's end-to-end check: the sensor
+// of an agent three hops from the hub, paired through the API like every
+// node, appears in the API and obeys a command; when the relay in the
+// middle of its path dies the mesh reroutes it by itself and its readings
+// keep arriving.
 //
-// The nodes form a ladder, linked only through configured peers:
+// Five agents (each `homemesh agent` with a thermometer and a switch) and
+// the hub form a ladder, linked only through configured peers:
 //
 //	hub ── a1 ── b1 ── sensor
 //	 │     │     │      │
@@ -247,31 +147,32 @@ func TestMeshSensorThreeHopsAway(t *testing.T) {
 		t.Fatalf("onboard = %d", code)
 	}
 	tok := login(t, api)
-	hubAddr, home := n.Border().Addr().String(), n.Home().ID
+	hubAddr := n.Border().Addr().String()
 
-	a1 := pairAgent(t, api, tok, home, "a1", false, hubAddr)
-	a2 := pairAgent(t, api, tok, home, "a2", false, hubAddr, a1.node.Addr().String())
-	b1 := pairAgent(t, api, tok, home, "b1", false, a1.node.Addr().String())
-	b2 := pairAgent(t, api, tok, home, "b2", false, a2.node.Addr().String(), b1.node.Addr().String())
-	sensor := pairAgent(t, api, tok, home, "sensor", true, b1.node.Addr().String(), b2.node.Addr().String())
+	a1 := pairAgent(t, api, tok, "a1", hubAddr)
+	a2 := pairAgent(t, api, tok, "a2", hubAddr, a1.addr())
+	b1 := pairAgent(t, api, tok, "b1", a1.addr())
+	b2 := pairAgent(t, api, tok, "b2", a2.addr(), b1.addr())
+	sensor := pairAgent(t, api, tok, "sensor", b1.addr(), b2.addr())
 	relays := map[route.NodeID]*meshAgent{b1.id(): b1, b2.id(): b2}
 
 	// The sensor appears in the API, with its readings.
 	device := meshapp.DeviceID(sensor.id())
 	tempID, relayID := meshapp.EntityID(sensor.id(), "temperature"), meshapp.EntityID(sensor.id(), "relay")
-	var temp entity
+	var temp meshEntity
 	waitLong(t, "the sensor's temperature in the API", func() bool {
 		return call(t, "GET", api+"/entities/"+tempID, tok, nil, &temp) == http.StatusOK && temp.State.Available && temp.State.Value != nil
 	})
-	if temp.DeviceID != device || temp.Kind != "sensor" {
+	if _, ok := temp.State.Value.(float64); temp.DeviceID != device || temp.Kind != "sensor" || !ok {
 		t.Fatalf("temperature entity = %+v", temp)
 	}
-	first := temp.State.Value.(float64)
-	waitLong(t, "a newer reading", func() bool {
-		temp = getEntity(t, api, tok, tempID)
-		v, _ := temp.State.Value.(float64)
-		return v > first
-	})
+	reading := func() time.Time {
+		var e meshEntity
+		call(t, "GET", api+"/entities/"+tempID, tok, nil, &e)
+		return e.State.UpdatedAt
+	}
+	first := temp.State.UpdatedAt
+	waitLong(t, "a newer reading", func() bool { return reading().After(first) })
 
 	// It is three hops away: the hub's route to it costs at least three
 	// links, and it reaches the hub through b1 or b2.
@@ -320,12 +221,10 @@ func TestMeshSensorThreeHopsAway(t *testing.T) {
 	// obeys.
 	dead := relays[hop]
 	dead.kill()
-	temp = getEntity(t, api, tok, tempID)
-	atKill, _ := temp.State.Value.(float64)
+	atKill := reading()
 	waitLong(t, "readings through the other relay", func() bool {
-		v, _ := getEntity(t, api, tok, tempID).State.Value.(float64)
 		next, ok := sensor.nextHopToHub()
-		return v >= atKill+2 && ok && next != dead.id()
+		return ok && next != dead.id() && reading().After(atKill.Add(time.Second))
 	})
 	command("turn_off", "off")
 	if e := getEntity(t, api, tok, tempID); !e.State.Available {
