@@ -206,7 +206,7 @@ func (r *Router) handleSeqnoRequest(now time.Time, slot int, m *message) {
 		r.counters.Rejected[RejectNotRouter]++
 		return
 	}
-	d, ok := r.index[m.dest]
+	d, ok := r.index.get(r.dests, m.dest)
 	if !ok {
 		r.counters.Rejected[RejectRequestUnroutable]++
 		return

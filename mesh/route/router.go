@@ -148,7 +148,7 @@ type Router struct {
 	// dests holds every known destination; index 0 is this node. Slots
 	// of forgotten destinations are reused (free).
 	dests []dest
-	index map[NodeID]uint32
+	index destIndex
 	free  []uint32
 
 	// nbrs holds the neighbours by slot (nil: free); links maps the
@@ -181,7 +181,7 @@ func New(cfg Config, now time.Time) (*Router, error) {
 		seqno:    cfg.Seqno + 1,
 		rng:      rand.New(rand.NewPCG(cfg.Seed, idSeed(cfg.ID))),
 		start:    now,
-		index:    map[NodeID]uint32{},
+		index:    newDestIndex(rand.NewPCG(cfg.Seed^indexKeySalt, idSeed(cfg.ID)).Uint64()),
 		links:    map[LinkID]int{},
 		parent:   -1,
 		requests: map[uint32]*request{},
@@ -198,6 +198,10 @@ func New(cfg Config, now time.Time) (*Router, error) {
 	r.dests[0].advMetric = 0
 	return r, nil
 }
+
+// indexKeySalt sets the destination index's key apart from the router's
+// random source, which draws from the same seed.
+const indexKeySalt = 0x6d65736820696478
 
 func idSeed(id NodeID) uint64 {
 	var s uint64

@@ -47,7 +47,7 @@ func (r *Router) NextHop(dst NodeID) (LinkID, bool) {
 		}
 		return r.nbrs[r.parent].link, true
 	}
-	d, ok := r.index[dst]
+	d, ok := r.index.get(r.dests, dst)
 	if !ok || d == 0 {
 		return 0, false
 	}
@@ -72,7 +72,7 @@ func (r *Router) Routes() []RouteInfo {
 
 // Route returns the route to dst, as Routes lists it.
 func (r *Router) Route(dst NodeID) (RouteInfo, bool) {
-	d, ok := r.index[dst]
+	d, ok := r.index.get(r.dests, dst)
 	if !ok || d == 0 {
 		return RouteInfo{}, false
 	}
@@ -158,8 +158,8 @@ func (r *Router) Neighbours() []NeighbourInfo {
 }
 
 // Sizes used by StateBytes. mapEntryBytes is the measured cost of one
-// entry of the id index (Go's swiss tables: 13 bytes a slot, at a load
-// between 7/16 and 7/8), see BenchmarkStateBytes.
+// entry of a Go map (swiss tables: 13 bytes a slot, at a load between 7/16
+// and 7/8), for the links and requests; see BenchmarkStateBytes.
 const (
 	destBytes     = int(unsafe.Sizeof(dest{}))
 	entryBytes    = int(unsafe.Sizeof(entry{}))
@@ -177,7 +177,7 @@ const (
 // in the package's benchmark.
 func (r *Router) StateBytes() int {
 	n := int(unsafe.Sizeof(*r))
-	n += cap(r.dests)*destBytes + len(r.index)*mapEntryBytes + cap(r.free)*4
+	n += cap(r.dests)*destBytes + r.index.bytes() + cap(r.free)*4
 	n += cap(r.nbrs)*8 + len(r.links)*mapEntryBytes
 	for _, nb := range r.nbrs {
 		if nb == nil {

@@ -70,7 +70,7 @@ func (r *Router) newDest(id NodeID) uint32 {
 		i = uint32(len(r.dests))
 		r.dests = append(r.dests, d)
 	}
-	r.index[id] = i
+	r.index.put(r.dests, id, i)
 	return i
 }
 
@@ -102,12 +102,12 @@ func (r *Router) handleUpdate(now time.Time, slot int, serial uint32, m *message
 		r.counters.Rejected[RejectLeafRelay]++
 		return
 	}
-	d, ok := r.index[m.dest]
+	d, ok := r.index.get(r.dests, m.dest)
 	if !ok {
 		if m.metric == MetricInfinity {
 			return // a retraction of a route never held
 		}
-		if len(r.index) >= r.cfg.MaxRoutes {
+		if r.index.len() >= r.cfg.MaxRoutes {
 			r.counters.Rejected[RejectTableFull]++
 			return
 		}
@@ -313,7 +313,7 @@ func (r *Router) announcedByAny(d uint32) bool {
 // forget frees destination d's slot for reuse.
 func (r *Router) forget(d uint32) {
 	dst := &r.dests[d]
-	delete(r.index, dst.id)
+	r.index.remove(r.dests, dst.id)
 	delete(r.requests, d)
 	for _, nb := range r.nbrs {
 		if nb == nil {

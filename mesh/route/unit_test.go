@@ -334,7 +334,7 @@ func TestUpdatesSurviveLossAndReordering(t *testing.T) {
 				}
 				_, _, want := tx.advertisedTo(txSlot, uint32(d))
 				got := MetricInfinity
-				if i, ok := rx.index[tx.dests[d].id]; ok {
+				if i, ok := rx.index.get(rx.dests, tx.dests[d].id); ok {
 					got = rxNb.entry(i).metric
 				} else if tx.dests[d].id == rx.id {
 					continue

@@ -100,7 +100,7 @@ func (r *Router) handleRouteRequest(slot int, m *message) {
 	case m.wildcard:
 		r.enqueueDump(slot)
 	default:
-		if d, ok := r.index[m.dest]; ok {
+		if d, ok := r.index.get(r.dests, m.dest); ok {
 			r.enqueue(nb, d)
 		}
 	}
