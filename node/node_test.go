@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -173,6 +174,17 @@ func TestHubRunsTheMeshBorderUnlessTurnedOff(t *testing.T) {
 	n, _ := nodetest.Start(t, nodetest.Config(t.TempDir()), node.Options{CreateHome: true})
 	if n.Border() == nil || n.Border().Addr() == nil || n.Border().Addr().Port == 0 {
 		t.Fatal("the hub runs no mesh border")
+	}
+	resp, err := http.Get("http://" + n.Gateway().Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{"homemesh_mesh_neighbours", "homemesh_mesh_routes", "homemesh_mesh_agents_online", "homemesh_mesh_packets_total"} {
+		if !strings.Contains(string(body), name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
 	}
 	c := nodetest.Config(t.TempDir())
 	c.Mesh = ""
