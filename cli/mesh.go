@@ -76,7 +76,7 @@ It prints one JSON object with --json, else a summary.`,
 			}
 			defer func() { err = errors.Join(err, stopProfile()) }()
 			start := time.Now()
-			res, err := sim.Run(cfg)
+			res, err := sim.Run(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -19,6 +20,7 @@ var epoch = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 type sim struct {
 	cfg  Config
 	topo *Topology
+	ctx  context.Context
 
 	now    int64 // virtual nanoseconds since epoch
 	queue  eventQueue
@@ -212,6 +214,10 @@ func (s *sim) run() {
 		e := s.queue.pop()
 		s.now = e.at
 		s.events++
+		if s.events%(1<<20) == 0 && s.ctx != nil && s.ctx.Err() != nil {
+			s.abort(s.ctx.Err())
+			return
+		}
 		switch e.kind {
 		case evFrame:
 			s.arrive(e)
@@ -468,8 +474,9 @@ func (s *sim) reportUndelivered(n, p int, at int64) {
 	})
 }
 
-// Run runs the simulation cfg describes and returns its measurements.
-func Run(cfg Config) (*Result, error) {
+// Run runs the simulation cfg describes and returns its measurements. A
+// large network takes a while: it stops with ctx's error once ctx ends.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
 	s, err := newSim(cfg)
 	if err != nil {
 		return nil, err
@@ -477,6 +484,7 @@ func Run(cfg Config) (*Result, error) {
 	if err := s.script(); err != nil {
 		return nil, err
 	}
+	s.ctx = ctx
 	s.run()
 	if s.m.err != nil {
 		return nil, s.m.err

@@ -1,7 +1,9 @@
 package sim
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -44,7 +46,7 @@ func TestScenariosAreCorrect(t *testing.T) {
 			if tc.scenario == ScenarioChurn {
 				cfg.Churn = 5
 			}
-			res, err := Run(cfg)
+			res, err := Run(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,7 +92,7 @@ func TestLinkFeedbackShortensOutages(t *testing.T) {
 	run := func(feedback bool) *Result {
 		cfg := smallConfig(60, TopologyRandom, ScenarioKill)
 		cfg.LinkFeedback = feedback
-		res, err := Run(cfg)
+		res, err := Run(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +124,7 @@ func TestHeldPacketsGoOnceRouted(t *testing.T) {
 		cfg := smallConfig(60, TopologyRandom, ScenarioChurn)
 		cfg.Churn = 5
 		cfg.Hold = hold
-		res, err := Run(cfg)
+		res, err := Run(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +150,7 @@ func TestDeterministic(t *testing.T) {
 	run := func(seed uint64) []byte {
 		cfg := smallConfig(40, TopologyRandom, ScenarioKill)
 		cfg.Seed = seed
-		res, err := Run(cfg)
+		res, err := Run(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,11 +193,22 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		if homemesh.ErrorField(err) != flag {
 			t.Errorf("%s: %v", flag, err)
 		}
-		if _, err := Run(cfg); homemesh.ErrorField(err) != flag {
+		if _, err := Run(context.Background(), cfg); homemesh.ErrorField(err) != flag {
 			t.Errorf("Run with bad %s: %v", flag, err)
 		}
 	}
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A run stops with the context's error once the context ends.
+func TestRunStopsWithContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cfg := DefaultConfig()
+	cfg.Nodes = 100
+	if _, err := Run(ctx, cfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run with a cancelled context: %v, want context.Canceled", err)
 	}
 }
