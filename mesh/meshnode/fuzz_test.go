@@ -55,8 +55,6 @@ func FuzzNodeInput(f *testing.F) {
 	home := newTestHome(f, "home")
 	a := newNode(f, home, link.RoleRouter, nil)
 	b := newNode(f, home, link.RoleHub, nil)
-	f.Cleanup(a.closeSockets)
-	f.Cleanup(b.closeSockets)
 	now := time.Now()
 	// A handshake by hand, so that b holds an up link to a.
 	sa, init, err := a.ep.Initiate(now, nil)

@@ -108,6 +108,7 @@ func newNode(t testing.TB, home *testHome, role link.Role, tweak func(*Config)) 
 		t.Fatal(err)
 	}
 	tn.Node = n
+	t.Cleanup(func() { n.Close() }) // a no-op once Run ran
 	return tn
 }
 

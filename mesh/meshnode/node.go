@@ -46,10 +46,9 @@ type Node struct {
 	queue []outgoing
 	wake  chan struct{}
 
-	run     atomic.Int32 // runNew, runRunning, runStopped
-	sentOK  atomic.Uint64
-	busy    atomic.Uint64
-	stopped chan struct{}
+	run    atomic.Int32 // runNew, runRunning, runStopped
+	sentOK atomic.Uint64
+	busy   atomic.Uint64
 
 	// mu guards the state below. The node goroutine holds it while it
 	// handles one event; Topology and NearestHub take it briefly.
@@ -126,7 +125,6 @@ func New(cfg Config) (*Node, error) {
 		ep:      ep,
 		self:    self,
 		wake:    make(chan struct{}, 1),
-		stopped: make(chan struct{}),
 		links:   map[route.LinkID]*peerLink{},
 		byAddr:  map[netip.AddrPort]*peerLink{},
 		dials:   map[netip.AddrPort]*dialState{},
@@ -189,6 +187,16 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// Close releases the sockets of a node that will not run (New succeeded
+// but the caller gave up before Run); Run closes them itself, and Close
+// then does nothing.
+func (n *Node) Close() error {
+	if n.run.CompareAndSwap(runNew, runStopped) {
+		n.closeSockets()
+	}
+	return nil
+}
+
 func (n *Node) closeSockets() {
 	_ = n.conn.Close()
 	for _, bc := range n.mcast {
@@ -207,9 +215,8 @@ func (n *Node) Addr() *net.UDPAddr { return n.addr }
 // A Node runs once.
 func (n *Node) Run(ctx context.Context) error {
 	if !n.run.CompareAndSwap(runNew, runRunning) {
-		return errors.New("meshnode: Run called twice")
+		return errors.New("meshnode: Run called twice, or after Close")
 	}
-	defer close(n.stopped)
 	rx := make(chan datagram, rxQueue)
 	readers := sync.WaitGroup{}
 	done := make(chan struct{})
@@ -222,7 +229,9 @@ func (n *Node) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	n.mu.Lock()
-	n.onTimer(time.Now())
+	start := time.Now()
+	n.onTimer(start)
+	n.afterEvent(start)
 	n.mu.Unlock()
 	lastWasTimer := false
 	for {

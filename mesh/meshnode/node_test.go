@@ -132,3 +132,16 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		t.Error("a node with a certificate its own verifier refuses")
 	}
 }
+
+func TestCloseWithoutRun(t *testing.T) {
+	home := newTestHome(t, "home")
+	n := newNode(t, home, link.RoleRouter, nil)
+	addr := n.Addr().String()
+	n.Close()
+	// The port is free again.
+	again := newNode(t, home, link.RoleRouter, func(c *Config) { c.Listen = addr })
+	if err := n.Run(context.Background()); err == nil {
+		t.Error("Run after Close succeeded")
+	}
+	again.Close()
+}

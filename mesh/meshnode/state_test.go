@@ -83,7 +83,6 @@ func TestCorruptSeqnoFileTolerated(t *testing.T) {
 	if l := logs.String(); !strings.Contains(l, "unreadable") || !strings.Contains(l, seqnoFileName) || !strings.Contains(l, "forty-two") {
 		t.Errorf("the log does not say what is wrong: %s", l)
 	}
-	n.closeSockets()
 }
 
 // TestNeighbourRestartAtSameAddress restarts a node on its old address and
