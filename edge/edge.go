@@ -387,11 +387,17 @@ func (p *publisher) mayChange(b *binding) string {
 }
 
 // refusal says why the config c announced by p must not be bound, or "".
+// No config may name a mesh device.
 // A credential may not announce topics outside its own allow list (or it
 // could have the hub read another device's state, or send commands to
 // another device's topics), nor take over an entity or a device another
 // credential announced.
 func (d *Devices) refusal(p *publisher, c *discovery.Config) string {
+	// Mesh device ids belong to the mesh border, which derives them from
+	// the agents' certificates: an MQTT device must not take one over.
+	if meshDevice(c.Device.ID) {
+		return "the device id is one of a mesh device"
+	}
 	if p == nil {
 		return ""
 	}

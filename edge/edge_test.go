@@ -271,3 +271,18 @@ func TestEdgeLeavesMeshCommandsToTheBorder(t *testing.T) {
 		t.Errorf("an unknown MQTT entity: %v, want not found", err)
 	}
 }
+
+// TestMQTTCannotTakeAMeshDeviceID: a discovery config whose device id has
+// the form of a mesh device's is refused, so an MQTT device cannot
+// overwrite a mesh device's registry record.
+func TestMQTTCannotTakeAMeshDeviceID(t *testing.T) {
+	f := setup(t)
+	// One topic, so the two configs are handled in order.
+	topic := "homeassistant/sensor/x/temp/config"
+	f.mqtt(topic, `{"dev":{"ids":"mesh-0123456789abcdef","name":"Fake"},"uniq_id":"fake_temp","stat_t":"x/t","name":"T"}`)
+	f.mqtt(topic, `{"dev":{"ids":"real","name":"Real"},"uniq_id":"real_temp","stat_t":"x/t","name":"T"}`)
+	hmtest.WaitFor(t, 10*time.Second, "the later config bound", func() bool { _, ok := f.entity("real_temp"); return ok })
+	if _, ok := f.entity("fake_temp"); ok {
+		t.Error("an MQTT config took a mesh device id")
+	}
+}
