@@ -3,6 +3,8 @@ package border
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,8 +28,10 @@ type record struct {
 	// Entities are the agent's entities by unique_id, as it last
 	// announced them; nil until it announced.
 	Entities map[string]entityRecord `json:"entities,omitempty"`
-	// Announced says the entities above are in the registry.
+	// Announced says the entities above are in the registry, as the
+	// announcement whose definitions hash to Digest described them.
 	Announced bool      `json:"announced"`
+	Digest    string    `json:"digest,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
@@ -187,6 +191,24 @@ func (b *Border) handle(ctx context.Context, in inbound) {
 // removes the entities it no longer has, and reports their states.
 func (b *Border) announce(ctx context.Context, a *agent, m *meshapp.Announce, at time.Time) {
 	home := b.cfg.Home
+	digest := definitions(m)
+	b.mu.Lock()
+	same := a.rec.Announced && a.rec.Digest == digest
+	if same {
+		// Agents announce again at every hub change and resync; when
+		// nothing but the states changed, only the states are news.
+		a.down = false
+		for _, e := range m.Entities {
+			a.available[e.UniqueID] = e.State != nil && e.State.Available
+		}
+	}
+	b.mu.Unlock()
+	if same {
+		for _, u := range m.StateUpdates(home, a.id, at) {
+			b.report(u)
+		}
+		return
+	}
 	dev := m.HomemeshDevice(home, a.id)
 	if err := retry(ctx, func() error { _, err := b.deps.Registry.PutDevice(ctx, dev); return err }); err != nil {
 		b.log.Warn("mesh device not registered", "peer", a.id.String(), "device_id", dev.ID, "err", err)
@@ -204,6 +226,10 @@ func (b *Border) announce(ctx context.Context, a *agent, m *meshapp.Announce, at
 	old := a.rec.Entities
 	a.rec.Entities = entities
 	a.rec.Announced = true
+	a.rec.Digest = ""
+	if len(entities) == len(m.Entities) {
+		a.rec.Digest = digest // all registered: the next identical announce is only states
+	}
 	a.down = false
 	a.available = map[string]bool{}
 	for _, e := range m.Entities {
@@ -229,6 +255,19 @@ func (b *Border) announce(ctx context.Context, a *agent, m *meshapp.Announce, at
 	}
 	b.save(ctx, rec)
 	b.log.Info("mesh agent announced", "peer", a.id.String(), "device_id", dev.ID, "entities", len(entities))
+}
+
+// definitions hashes what an announcement defines: the device and its
+// entities without their states.
+func definitions(m *meshapp.Announce) string {
+	defs := meshapp.Announce{Device: m.Device, Entities: make([]meshapp.Entity, len(m.Entities))}
+	for i, e := range m.Entities {
+		e.State = nil
+		defs.Entities[i] = e
+	}
+	data, _ := json.Marshal(defs)
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:16])
 }
 
 // uidOf returns the unique_id of an entity id of agent id.

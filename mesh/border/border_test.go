@@ -275,6 +275,11 @@ func TestAnnounceRegistersTheAgent(t *testing.T) {
 	f.deliver(a, &meshapp.State{UniqueID: "temperature", Reading: meshapp.Reading{Value: 22.0, Available: true}})
 	f.waitState(temp, "updated", func(s homemesh.State) bool { return s.Value == 22.0 })
 
+	// Announcing the same definitions again reports their states.
+	f.deliver(a, plug(23, "on"))
+	f.waitState(temp, "re-announced", func(s homemesh.State) bool { return s.Value == 23.0 })
+	f.waitState(meshapp.EntityID(a.ID, "relay"), "re-announced", func(s homemesh.State) bool { return s.Value == "on" })
+
 	// An announce without the switch removes it.
 	f.deliver(a, &meshapp.Announce{Device: meshapp.DeviceInfo{Name: "Plug"}, Entities: plug(22, "off").Entities[:1]})
 	hmtest.WaitFor(t, 10*time.Second, "the switch removed", func() bool {
