@@ -87,8 +87,20 @@ func (n *Node) onData(now time.Time, l *peerLink, packet []byte) {
 	// Drops are counted by the router, by reason.
 }
 
-// deliver opens an end-to-end message from src and hands its plaintext to
-// OnMessage.
+// End-to-end plaintexts start with a byte that says what they are: an
+// application payload for OnMessage, or a probe that only exists to make
+// the receiver's E2E open a channel (see probe).
+const (
+	e2eApp   = 0x01
+	e2eProbe = 0x02
+)
+
+// MaxPayload is the largest payload Send takes: what an end-to-end message
+// carries, less the byte that says it is an application payload.
+const MaxPayload = link.MaxE2EPayload - 1
+
+// deliver opens an end-to-end message from src and hands an application
+// payload to OnMessage.
 func (n *Node) deliver(now time.Time, src route.NodeID, msg []byte) {
 	send, plain, err := n.e2e.Open(now, src, msg)
 	for _, m := range send {
@@ -97,6 +109,9 @@ func (n *Node) deliver(now time.Time, src route.NodeID, msg []byte) {
 	if err != nil {
 		n.c.reject(RejectE2E, 1)
 		n.log.Debug("mesh end-to-end message refused", "peer", src.String(), "err", err)
+		if errors.Is(err, link.ErrUnknownKey) {
+			n.probe(now, src)
+		}
 		return
 	}
 	if plain == nil {
@@ -109,9 +124,54 @@ func (n *Node) deliver(now time.Time, src route.NodeID, msg []byte) {
 		return
 	}
 	n.learnKey(peer)
-	n.c.delivered++
-	n.delivered = append(n.delivered, delivery{from: peer, payload: plain})
+	switch {
+	case len(plain) > 1 && plain[0] == e2eApp:
+		n.c.delivered++
+		n.delivered = append(n.delivered, delivery{from: peer, payload: plain[1:]})
+	case len(plain) == 1 && plain[0] == e2eProbe:
+	default:
+		n.c.reject(RejectE2EPayload, 1)
+	}
 }
+
+// probe answers a message from src under keys this node does not hold: src
+// still has a channel this node lost (it restarted, or dropped the channel
+// as idle), and src's messages would be refused until src rekeys, minutes
+// later. A probe sealed for src starts a new handshake, which src's channel
+// takes as a rekey. Probes are rate limited per source and in all, since
+// anyone can send frames under unknown keys.
+func (n *Node) probe(now time.Time, src route.NodeID) {
+	if last, ok := n.probes.sent[src]; ok && now.Sub(last) < probeInterval {
+		return
+	}
+	if _, ok := n.lookupKey(src); !ok || !n.probes.bucket.take(now, probeRate, probeRate) {
+		return
+	}
+	if len(n.probes.sent) >= maxProbeSources {
+		clear(n.probes.sent)
+	}
+	n.probes.sent[src] = now
+	msgs, err := n.e2e.Seal(now, src, []byte{e2eProbe})
+	if err != nil {
+		return
+	}
+	n.log.Debug("mesh end-to-end probe", "peer", src.String())
+	for _, m := range msgs {
+		n.originate(now, src, m)
+	}
+}
+
+// probeState rate-limits probes.
+type probeState struct {
+	sent   map[route.NodeID]time.Time
+	bucket tokenBucket
+}
+
+const (
+	probeInterval   = time.Second
+	probeRate       = 20
+	maxProbeSources = 1024
+)
 
 // routeQueue holds originated packets waiting for a route, per destination,
 // within the maxRouteQueue bounds.

@@ -61,6 +61,20 @@
 // rekey, and the new epoch tells it to start the link afresh in the
 // router, so the restarted neighbour gets the full table.
 //
+// # End-to-end payloads
+//
+// The plaintext of every end-to-end message starts with a byte too:
+//
+//	0x01  an application payload (what Send took), for OnMessage
+//	0x02  a probe, never delivered
+//
+// A node that receives a message under end-to-end keys it does not hold
+// (it restarted, and the sender still has the old channel) seals a probe
+// for the sender, at most once a second per sender and 20 a second in
+// all. The probe's handshake is taken by the sender's channel as a rekey,
+// so the sender's messages get through again at once rather than after
+// its next rekey, minutes later.
+//
 // # Bounds and refusals
 //
 // Nothing a peer sends can crash the node or make it hold unbounded

@@ -102,7 +102,7 @@ func TestRerouteAroundKilledNode(t *testing.T) {
 func TestLargePayloadOverThreeHops(t *testing.T) {
 	home := newTestHome(t, "home")
 	nodes := line(t, home, 4)
-	big := make([]byte, link.MaxE2EPayload)
+	big := make([]byte, MaxPayload)
 	for i := range big {
 		big[i] = byte(i * 7)
 	}

@@ -61,6 +61,7 @@ type Node struct {
 	lastLink route.LinkID
 	pending  routeQueue
 	keys     map[route.NodeID][]byte
+	probes   probeState
 	seqno    uint16 // the seqno last persisted
 	flowSalt uint32
 	accepts  tokenBucket
@@ -130,6 +131,7 @@ func New(cfg Config) (*Node, error) {
 		dials:   map[netip.AddrPort]*dialState{},
 		pending: routeQueue{byDst: map[route.NodeID]*dstQueue{}},
 		keys:    map[route.NodeID][]byte{},
+		probes:  probeState{sent: map[route.NodeID]time.Time{}, bucket: tokenBucket{tokens: probeRate, at: now}},
 		accepts: tokenBucket{tokens: acceptBurst, at: now},
 	}
 	n.log = s.Log.With("service", "mesh", "node", self.ID.String())
@@ -350,7 +352,7 @@ func (n *Node) flush() {
 	}
 }
 
-// Send seals payload (1 to link.MaxE2EPayload bytes, just under 64 KiB)
+// Send seals payload (1 to MaxPayload bytes, just under 64 KiB)
 // end to end for dst and routes it. It queues while the end-to-end
 // handshake or the route is missing (up to maxRouteWait). It returns an
 // error for bad input, a stopped node (ErrStopped), or a node so far behind
@@ -365,8 +367,8 @@ func (n *Node) Send(dst route.NodeID, payload []byte) error {
 		return homemesh.Invalid("dst", "is this node")
 	case len(payload) == 0:
 		return homemesh.Invalid("payload", "must not be empty")
-	case len(payload) > link.MaxE2EPayload:
-		return homemesh.Invalid("payload", "%d bytes, at most %d", len(payload), link.MaxE2EPayload)
+	case len(payload) > MaxPayload:
+		return homemesh.Invalid("payload", "%d bytes, at most %d", len(payload), MaxPayload)
 	case n.run.Load() == runStopped:
 		return ErrStopped
 	}
@@ -376,7 +378,10 @@ func (n *Node) Send(dst route.NodeID, payload []byte) error {
 		n.busy.Add(1)
 		return ErrBusy
 	}
-	n.queue = append(n.queue, outgoing{dst: dst, payload: bytes.Clone(payload)})
+	msg := make([]byte, 1+len(payload))
+	msg[0] = e2eApp
+	copy(msg[1:], payload)
+	n.queue = append(n.queue, outgoing{dst: dst, payload: msg})
 	n.qmu.Unlock()
 	n.sentOK.Add(1)
 	select {

@@ -87,13 +87,13 @@ func TestSendRefusesBadInput(t *testing.T) {
 		"zero id":   {route.NodeID{}, []byte("x")},
 		"self":      {n.ID(), []byte("x")},
 		"empty":     {dst, nil},
-		"too large": {dst, make([]byte, link.MaxE2EPayload+1)},
+		"too large": {dst, make([]byte, MaxPayload+1)},
 	} {
 		if err := n.Send(tc.dst, tc.payload); homemesh.ErrorKind(err) != homemesh.KindInvalid {
 			t.Errorf("%s: %v, want an invalid-input error", name, err)
 		}
 	}
-	if err := n.Send(dst, make([]byte, link.MaxE2EPayload)); err != nil {
+	if err := n.Send(dst, make([]byte, MaxPayload)); err != nil {
 		t.Errorf("the largest payload: %v", err)
 	}
 	n.start()

@@ -178,3 +178,21 @@ func TestTopologySnapshot(t *testing.T) {
 		t.Errorf("leaf's counters %+v", c)
 	}
 }
+
+// TestHubRestartReopensEndToEnd restarts the hub with its address and key:
+// the device still holds an end-to-end channel the hub has lost, and its
+// messages must get through again without waiting for a rekey.
+func TestHubRestartReopensEndToEnd(t *testing.T) {
+	home := newTestHome(t, "home")
+	id := home.identity(t, link.RoleHub)
+	hub := startNode(t, home, link.RoleHub, func(c *Config) { c.Identity = id })
+	dev := startNode(t, home, link.RoleRouter, func(c *Config) { c.Peers = peersOf(hub) })
+	sendUntil(t, dev, hub, []byte("before"))
+	sendUntil(t, hub, dev, []byte("reply before"))
+	addr := hub.Addr().String()
+	hub.stop()
+
+	hub = startNode(t, home, link.RoleHub, func(c *Config) { c.Identity, c.Listen = id, addr })
+	sendUntil(t, dev, hub, []byte("after"))
+	sendUntil(t, hub, dev, []byte("reply after"))
+}

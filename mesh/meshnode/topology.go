@@ -115,6 +115,9 @@ const (
 	// RejectE2E: an end-to-end message that E2E refused (the E2E
 	// counters say why).
 	RejectE2E = "e2e_refused"
+	// RejectE2EPayload: an end-to-end plaintext that is neither an
+	// application payload nor a probe.
+	RejectE2EPayload = "e2e_payload"
 	// RejectSendQueueFull: a Send refused because the node goroutine is
 	// behind by maxSendQueue payloads.
 	RejectSendQueueFull = "send_queue_full"
