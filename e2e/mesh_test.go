@@ -140,7 +140,11 @@ func (a *meshAgent) nextHopToHub() (route.NodeID, bool) {
 //	 │     │     │      │
 //	 └──── a2 ── b2 ────┘
 func TestMeshSensorThreeHopsAway(t *testing.T) {
-	n, _ := nodetest.Start(t, nodetest.Config(t.TempDir()), node.Options{CreateHome: true})
+	// With a NATS listener every service, the border included, reaches
+	// the bus through auth with its own permissions.
+	c := nodetest.Config(t.TempDir())
+	c.NATSListen = "127.0.0.1:0"
+	n, _ := nodetest.Start(t, c, node.Options{CreateHome: true})
 	api := "http://" + n.Gateway().Addr().String() + "/api/v1"
 	owner := map[string]string{"code": n.Auth().OnboardingCode(), "username": "owner", "password": "correct horse battery"}
 	if code := call(t, "POST", api+"/onboard", "", owner, nil); code != http.StatusCreated {
