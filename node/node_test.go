@@ -1,8 +1,12 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"net"
 	"net/http"
 	"strings"
@@ -194,5 +198,72 @@ func TestHubRunsTheMeshBorderUnlessTurnedOff(t *testing.T) {
 	}
 	if _, err := node.New(c, node.Options{Services: []string{"border"}}, hmtest.Logger(t)); homemesh.ErrorField(err) != "mesh" {
 		t.Errorf("serve border without --mesh: %v", err)
+	}
+}
+
+// TestServeBorderAlone runs the mesh border as its own process (homemesh
+// serve border) beside a hub without one: it joins the hub's bus with its
+// credential, gets its certificate from the hub's auth, and the hub's
+// gateway serves its topology.
+func TestServeBorderAlone(t *testing.T) {
+	data := t.TempDir()
+	c := nodetest.Config(data)
+	c.NATSListen, c.Mesh = "127.0.0.1:0", ""
+	hub, _ := nodetest.Start(t, c, node.Options{CreateHome: true})
+	if hub.Border() != nil {
+		t.Fatal("the hub runs a border with --mesh \"\"")
+	}
+	cred, err := node.BusCredential(c, "border")
+	if err != nil {
+		t.Fatal(err)
+	}
+	credFile := filepath.Join(t.TempDir(), "border.cred")
+	if err := os.WriteFile(credFile, []byte(cred.Encode()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bc := nodetest.Config(t.TempDir())
+	bc.Home, bc.NATS, bc.NATSCA, bc.NATSCredential = hub.Home().ID, hub.NATSURL(), filepath.Join(data, "ca.crt"), credFile
+	b, _ := nodetest.Start(t, bc, node.Options{Services: []string{"border"}})
+	if b.Border() == nil {
+		t.Fatal("serve border runs no border")
+	}
+
+	base := "http://" + hub.Gateway().Addr().String() + "/api/v1"
+	post := func(path string, body any, out any) int {
+		data, _ := json.Marshal(body)
+		resp, err := http.Post(base+path, "application/json", bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_ = json.NewDecoder(resp.Body).Decode(out)
+		return resp.StatusCode
+	}
+	password := "correct horse battery"
+	if s := post("/onboard", map[string]string{"code": hub.Auth().OnboardingCode(), "username": "owner", "password": password}, &struct{}{}); s != http.StatusCreated {
+		t.Fatalf("onboard: %d", s)
+	}
+	var tokens struct {
+		AccessToken string `json:"access_token"`
+	}
+	if s := post("/auth/login", map[string]string{"username": "owner", "password": password}, &tokens); s != http.StatusOK {
+		t.Fatalf("login: %d", s)
+	}
+	req, _ := http.NewRequest("GET", base+"/mesh/topology", nil)
+	req.Header.Set("Authorization", "Bearer "+tokens.AccessToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var topo struct {
+		Hub     string `json:"hub"`
+		Address string `json:"address"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&topo); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("topology: %d %v", resp.StatusCode, err)
+	}
+	if topo.Hub != b.Border().ID().String() || topo.Address != b.Border().Addr().String() {
+		t.Errorf("topology of hub %s at %s, want %s at %s", topo.Hub, topo.Address, b.Border().ID(), b.Border().Addr())
 	}
 }
