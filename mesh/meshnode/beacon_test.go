@@ -8,68 +8,77 @@ import (
 
 	"github.com/homemesh/homemesh/internal/hmtest"
 	"github.com/homemesh/homemesh/mesh/link"
+	"github.com/homemesh/homemesh/mesh/route"
 )
 
-// multicastInterface returns an up, multicast-capable interface with an
-// IPv4 address, or skips the test.
-func multicastInterface(t *testing.T) (*net.Interface, net.IP) {
+// multicastInterface returns an up, multicast-capable interface and its
+// address of the family (link-local for IPv6), or skips the test.
+func multicastInterface(t *testing.T, v4 bool) (*net.Interface, *net.UDPAddr) {
 	t.Helper()
 	ifaces, err := net.Interfaces()
 	if err != nil {
 		t.Skipf("no interfaces: %v", err)
 	}
 	for _, ifi := range ifaces {
-		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagMulticast == 0 {
+		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagMulticast == 0 || ifi.Flags&net.FlagLoopback != 0 {
 			continue
 		}
-		addrs, _ := ifi.Addrs()
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
-				return &ifi, ipn.IP
-			}
+		if a, err := interfaceAddr(&ifi, v4); err == nil {
+			return &ifi, a
 		}
 	}
-	t.Skip("no multicast-capable interface with an IPv4 address")
+	t.Skip("no multicast-capable interface with an address of the family")
 	return nil, nil
 }
 
-// freeGroup returns a multicast group address on a UDP port that is free.
-func freeGroup(t *testing.T) string {
+// freePort returns a UDP port that is free.
+func freePort(t *testing.T) int {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+	c, err := net.ListenUDP("udp", &net.UDPAddr{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	return fmt.Sprintf("224.0.0.114:%d", c.LocalAddr().(*net.UDPAddr).Port)
+	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 func TestBeaconsFindNeighbours(t *testing.T) {
-	ifi, ip := multicastInterface(t)
-	group := freeGroup(t)
-	home := newTestHome(t, "home")
-	others := newTestHome(t, "others")
-	beaconing := func(c *Config) {
-		c.Listen = net.JoinHostPort(ip.String(), "0")
-		c.Multicast = []string{ifi.Name}
-		c.MulticastGroup = group
-		c.BeaconInterval = 50 * time.Millisecond
-	}
-	a := newNode(t, home, link.RoleHub, beaconing)
-	b := newNode(t, home, link.RoleRouter, beaconing)
-	stranger := newNode(t, others, link.RoleRouter, beaconing)
-	for _, n := range []*testNode{a, b, stranger} {
-		n.start()
-	}
-	hmtest.WaitFor(t, waitLong, "a link found by beacons", func() bool {
-		return a.hasNeighbour(b.ID()) && b.hasNeighbour(a.ID())
-	})
-	sendUntil(t, b, a, []byte("found you"))
-	hmtest.WaitFor(t, waitLong, "the stranger's beacons ignored", func() bool {
-		return a.Topology().Counters.Rejected[RejectBeaconForeign] > 0
-	})
-	if len(stranger.Topology().Neighbours) != 0 {
-		t.Fatal("a stranger linked through beacons")
+	for _, tc := range []struct {
+		name  string
+		v4    bool
+		group string
+	}{
+		{"ipv4", true, "224.0.0.114"},
+		{"ipv6", false, "ff02::114"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ifi, addr := multicastInterface(t, tc.v4)
+			group := net.JoinHostPort(tc.group, fmt.Sprint(freePort(t)))
+			home := newTestHome(t, "home")
+			others := newTestHome(t, "others")
+			beaconing := func(c *Config) {
+				c.Listen = addr.String()
+				c.Multicast = []string{ifi.Name}
+				c.MulticastGroup = group
+				c.BeaconInterval = 50 * time.Millisecond
+			}
+			a := newNode(t, home, link.RoleHub, beaconing)
+			b := newNode(t, home, link.RoleRouter, beaconing)
+			stranger := newNode(t, others, link.RoleRouter, beaconing)
+			for _, n := range []*testNode{a, b, stranger} {
+				n.start()
+			}
+			hmtest.WaitFor(t, waitLong, "a link found by beacons", func() bool {
+				return a.hasNeighbour(b.ID()) && b.hasNeighbour(a.ID())
+			})
+			sendUntil(t, b, a, []byte("found you"))
+			hmtest.WaitFor(t, waitLong, "the stranger's beacons ignored", func() bool {
+				return a.Topology().Counters.Rejected[RejectBeaconForeign] > 0
+			})
+			if len(stranger.Topology().Neighbours) != 0 {
+				t.Fatal("a stranger linked through beacons")
+			}
+		})
 	}
 }
 
@@ -96,5 +105,38 @@ func TestBeaconFormat(t *testing.T) {
 		if _, err := parseBeacon(bad); err == nil {
 			t.Errorf("%s: accepted %x", name, bad)
 		}
+	}
+}
+
+func TestForgedBeaconsBounded(t *testing.T) {
+	ifi, addr := multicastInterface(t, true)
+	group := &net.UDPAddr{IP: net.IPv4(224, 0, 0, 114), Port: freePort(t)}
+	home := newTestHome(t, "home")
+	n := startNode(t, home, link.RoleRouter, func(c *Config) {
+		c.Listen = addr.String()
+		c.Multicast = []string{ifi.Name}
+		c.MulticastGroup = group.String()
+		c.BeaconInterval = time.Hour // so the rate limit, not the interval, decides
+	})
+	sender, err := net.ListenUDP("udp4", &net.UDPAddr{IP: addr.IP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	const forged = 200
+	for i := range forged {
+		// Every beacon names another node, and a port where nobody listens.
+		bc := beacon{ID: route.NodeID{0xEE, byte(i >> 8), byte(i)}, Port: uint16(freePort(t)), Home: "home"}
+		if _, err := sender.WriteToUDP(bc.append(nil), group); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sender.WriteToUDP([]byte{beaconMagic, 1}, group)
+	hmtest.WaitFor(t, waitLong, "the forged beacons rate limited", func() bool {
+		r := n.Topology().Counters.Rejected
+		return r[RejectBeaconRate] > 0 && r[RejectBeaconMalformed] > 0 && r[RejectBeaconRate]+uint64(n.linkCount()) >= forged/2
+	})
+	if held := n.linkCount(); held > beaconDialRate*3 {
+		t.Fatalf("%d sessions dialled for forged beacons", held)
 	}
 }

@@ -204,6 +204,13 @@ func TestReplayedAndForgedFramesRefused(t *testing.T) {
 	}
 }
 
+// linkCount returns the number of link sessions n holds.
+func (n *Node) linkCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.links)
+}
+
 // setForwardHook sets the hook that sees every packet n relays.
 func (n *Node) setForwardHook(hook func([]byte)) {
 	n.mu.Lock()
@@ -370,10 +377,7 @@ func TestHandshakeSprayBounded(t *testing.T) {
 	hmtest.WaitFor(t, waitLong, "the handshakes over the bound refused", func() bool {
 		return target.Topology().Counters.Rejected[RejectHandshakeRate] >= uint64(len(socks)-maxPendingAccepts)
 	})
-	target.mu.Lock()
-	held := len(target.links)
-	target.mu.Unlock()
-	if held > maxPendingAccepts {
+	if held := target.linkCount(); held > maxPendingAccepts {
 		t.Fatalf("%d sessions held for unanswered handshakes, bound %d", held, maxPendingAccepts)
 	}
 }
