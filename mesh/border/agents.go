@@ -54,35 +54,68 @@ type agent struct {
 	lastResync time.Time
 }
 
-// loadAgents reads the agents earlier runs learned, so that their keys are
-// known before they speak.
-func (b *Border) loadAgents(ctx context.Context) error {
-	lister, err := b.kv.ListKeys(ctx)
+// watchAgents loads the agents earlier runs and the home's other border
+// processes learned, so that their keys are known before they speak, and
+// follows what those processes learn later. It returns after the load.
+func (b *Border) watchAgents(ctx context.Context) error {
+	w, err := b.kv.WatchAll(ctx)
 	if err != nil {
-		return fmt.Errorf("border: list agents: %w", err)
+		return fmt.Errorf("border: watch agents: %w", err)
 	}
-	now := time.Now()
-	for k := range lister.Keys() {
-		e, err := b.kv.Get(ctx, k)
-		if err != nil {
-			if errors.Is(err, jetstream.ErrKeyNotFound) {
-				continue
+	loaded := make(chan struct{})
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					close(loaded)
+					continue
+				}
+				if e.Operation() == jetstream.KeyValuePut {
+					b.applyRecord(e.Key(), e.Value())
+				}
 			}
-			return fmt.Errorf("border: read agent %s: %w", k, err)
 		}
-		rec, id, err := parseRecord(k, e.Value())
-		if err != nil {
-			b.log.Error("skipping unreadable agent record", "peer", k, "err", err)
-			continue
-		}
-		a := &agent{id: id, rec: rec, routed: now, available: map[string]bool{}}
-		for uid := range rec.Entities {
+	}()
+	select {
+	case <-loaded:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// applyRecord takes in a stored record that is newer than what this
+// process knows of the agent; its own writes come back as equal, and are
+// ignored.
+func (b *Border) applyRecord(key string, data []byte) {
+	rec, id, err := parseRecord(key, data)
+	if err != nil {
+		b.log.Error("skipping unreadable agent record", "peer", key, "err", err)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a := b.agents[id]
+	if a == nil {
+		a = &agent{id: id, routed: time.Now(), available: map[string]bool{}}
+		b.agents[id] = a
+	} else if !rec.UpdatedAt.After(a.rec.UpdatedAt) {
+		return
+	}
+	a.rec = rec
+	for uid := range rec.Entities {
+		if _, ok := a.available[uid]; !ok {
 			a.available[uid] = true
 		}
-		b.agents[id] = a
-		b.keys.Store(id, rec.Key)
 	}
-	return nil
+	b.keys.Store(id, rec.Key)
 }
 
 // parseRecord decodes the record stored under key, checking that it is
@@ -111,10 +144,16 @@ func parseRecord(key string, data []byte) (record, route.NodeID, error) {
 	return rec, id, nil
 }
 
-// save writes a's record to the bucket. b.mu is not held: the record is
-// a copy.
+// stamp marks a's record as changed now and returns a copy to save.
+// b.mu is held.
+func (a *agent) stamp() record {
+	a.rec.UpdatedAt = time.Now().UTC()
+	return a.rec
+}
+
+// save writes an agent's record to the bucket. b.mu is not held: the
+// record is a copy.
 func (b *Border) save(ctx context.Context, rec record) {
-	rec.UpdatedAt = time.Now().UTC()
 	data, err := json.Marshal(rec)
 	if err == nil {
 		_, err = b.kv.Put(ctx, rec.Node, data)
@@ -168,7 +207,7 @@ func (b *Border) handle(ctx context.Context, in inbound) {
 	a, changed := b.learn(in.from, in.at)
 	if changed {
 		b.mu.Lock()
-		rec := a.rec
+		rec := a.stamp()
 		b.mu.Unlock()
 		b.save(ctx, rec)
 	}
@@ -237,7 +276,7 @@ func (b *Border) announce(ctx context.Context, a *agent, m *meshapp.Announce, at
 			a.available[e.UniqueID] = e.State != nil && e.State.Available
 		}
 	}
-	rec := a.rec
+	rec := a.stamp()
 	b.mu.Unlock()
 	for uid := range old {
 		if _, ok := entities[uid]; ok {

@@ -272,7 +272,9 @@ func (b *Border) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := b.loadAgents(ctx); err != nil {
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if err := b.watchAgents(watchCtx); err != nil {
 		return err
 	}
 	listen, addrs, err := resolveListen(b.cfg.Listen, b.cfg.Advertise)

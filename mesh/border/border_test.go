@@ -537,3 +537,20 @@ func metric(t *testing.T, g prometheus.Gatherer, name string, label ...string) f
 	}
 	return 0
 }
+
+// TestBordersShareWhatTheyLearn runs a second border process of the same
+// home: what the first learns of an agent reaches it through the bucket,
+// so it can command the agent too.
+func TestBordersShareWhatTheyLearn(t *testing.T) {
+	f := setup(t, border.Config{})
+	second := &fixture{t: t, srv: f.srv, conn: f.conn, reg: f.reg, ca: f.ca, dir: t.TempDir()}
+	second.start(border.Config{CommandTimeout: 2 * time.Second})
+
+	a := f.agent(18)
+	f.deliver(a, plug(21, "off"))
+	f.waitState(meshapp.EntityID(a.ID, "relay"), "announced", func(s homemesh.State) bool { return s.Value == "off" })
+	hmtest.WaitFor(t, 10*time.Second, "the second border to learn the agent's key", func() bool {
+		key, ok := second.mesh.cfg.KeyOf(a.ID)
+		return ok && string(key) == string(a.Key)
+	})
+}

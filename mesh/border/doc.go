@@ -42,5 +42,7 @@
 // learned from that certificate, is what the hub needs to open an
 // end-to-end channel to it (Mesh KeyOf); it is kept with the agent's record
 // in the JetStream bucket AgentsBucket, so a restarted hub reaches its
-// agents before they speak again.
+// agents before they speak again. Every border process of the home
+// watches that bucket, so what one learns the others know: any of them
+// can serve a command (the newest record of an agent wins).
 package border
