@@ -64,7 +64,14 @@ var (
 
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	return startCmd(t, exec.Command(binary, args...), args)
+}
+
+// startCmd starts cmd, a homemesh process run with args (which name it in
+// logs), possibly wrapped (in a network namespace, say).
+func startCmd(t *testing.T, cmd *exec.Cmd, args []string) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, done: make(chan struct{})}
 	// Debug level, so that the secret check covers every log line there is.
 	p.cmd.Env = append(os.Environ(), "HOMEMESH_LOG_LEVEL=debug")
 	stdout, err := p.cmd.StdoutPipe()
