@@ -251,11 +251,30 @@ func New(cfg Config, deps Deps) (*Border, error) {
 // Ready is closed once the mesh node is up and commands are served.
 func (b *Border) Ready() <-chan struct{} { return b.ready }
 
-// ID returns the hub's node id (valid once Ready).
-func (b *Border) ID() route.NodeID { return b.self }
+// ID returns the hub's node id; the zero id before Ready.
+func (b *Border) ID() route.NodeID {
+	if !b.isReady() {
+		return route.NodeID{}
+	}
+	return b.self
+}
 
-// Addr returns the mesh node's bound UDP address (valid once Ready).
-func (b *Border) Addr() *net.UDPAddr { return b.mesh.Addr() }
+// Addr returns the mesh node's bound UDP address; nil before Ready.
+func (b *Border) Addr() *net.UDPAddr {
+	if !b.isReady() {
+		return nil
+	}
+	return b.mesh.Addr()
+}
+
+func (b *Border) isReady() bool {
+	select {
+	case <-b.ready:
+		return true
+	default:
+		return false
+	}
+}
 
 // Run starts the mesh node and serves until ctx ends.
 func (b *Border) Run(ctx context.Context) error {

@@ -57,9 +57,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.dropped.Collect(ch)
 	m.commands.Collect(ch)
 	m.resyncs.Collect(ch)
-	select {
-	case <-m.b.ready:
-	default:
+	if !m.b.isReady() {
 		return // no mesh node yet
 	}
 	t := m.b.mesh.Topology()
