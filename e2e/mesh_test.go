@@ -243,3 +243,44 @@ func TestMeshSensorThreeHopsAway(t *testing.T) {
 		t.Errorf("the sensor is unavailable after rerouting: %+v", e)
 	}
 }
+
+// TestMeshHubRestart restarts the hub under a paired agent: the hub keeps
+// its node id (its key is in the data directory), knows the agent from the
+// bucket, and the agent's readings and commands carry on.
+func TestMeshHubRestart(t *testing.T) {
+	data := t.TempDir()
+	c := nodetest.Config(data)
+	n, stop := nodetest.Start(t, c, node.Options{CreateHome: true})
+	api := "http://" + n.Gateway().Addr().String() + "/api/v1"
+	owner := map[string]string{"code": n.Auth().OnboardingCode(), "username": "owner", "password": "correct horse battery"}
+	if code := call(t, "POST", api+"/onboard", "", owner, nil); code != http.StatusCreated {
+		t.Fatalf("onboard = %d", code)
+	}
+	tok := login(t, api)
+	hubID, hubAddr := n.Border().ID(), n.Border().Addr().String()
+	a := pairAgent(t, api, tok, "plug", hubAddr)
+	relayID := meshapp.EntityID(a.id(), "relay")
+	waitLong(t, "the agent's relay in the API", func() bool {
+		return call(t, "GET", api+"/entities/"+relayID, tok, nil, nil) == http.StatusOK
+	})
+
+	stop()
+	// Same data, same mesh address: the agent redials it.
+	c.Mesh, c.HTTP = hubAddr, "127.0.0.1:0"
+	n, _ = nodetest.Start(t, c, node.Options{CreateHome: true})
+	if n.Border().ID() != hubID {
+		t.Fatalf("the hub is node %s after a restart, was %s", n.Border().ID(), hubID)
+	}
+	api = "http://" + n.Gateway().Addr().String() + "/api/v1"
+	tok = login(t, api)
+	tempID := meshapp.EntityID(a.id(), "temperature")
+	restarted := time.Now()
+	waitLong(t, "a reading after the restart", func() bool {
+		var e meshEntity
+		return call(t, "GET", api+"/entities/"+tempID, tok, nil, &e) == http.StatusOK && e.State.UpdatedAt.After(restarted)
+	})
+	waitLong(t, "the relay to obey the restarted hub", func() bool {
+		return call(t, "POST", api+"/entities/"+relayID+"/commands", tok, map[string]string{"command": "turn_on"}, nil) == http.StatusAccepted
+	})
+	waitLong(t, "the relay on", func() bool { return getEntity(t, api, tok, relayID).State.Value == "on" })
+}
