@@ -1,9 +1,9 @@
 package gateway
 
 import (
-	"encoding/json"
 	"net/http"
 
+	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/natsbus"
 )
@@ -14,9 +14,14 @@ import (
 var meshTopologySubject = bus.ServiceSubject("border", "topology")
 
 // meshTopology answers GET /api/v1/mesh/topology with the border's view
-// of the mesh. Which mesh node is which device is device information: a
-// caller whose scope is limited gets the mesh without device ids.
+// of the mesh. Every mesh node is a device (its id names it), so the
+// topology is for callers who may see every device: one whose scope is
+// limited to some rooms or kinds is refused.
 func (g *Gateway) meshTopology(w http.ResponseWriter, r *http.Request, c caller) {
+	if !c.claims.Scope.IsZero() {
+		writeError(w, r, g.log, homemesh.Errorf(homemesh.KindPermission, "the mesh topology shows every device; your access is limited to some of them"))
+		return
+	}
 	var raw natsbus.EncodedJSON
 	req := struct {
 		Home string `json:"home"`
@@ -25,21 +30,5 @@ func (g *Gateway) meshTopology(w http.ResponseWriter, r *http.Request, c caller)
 		writeError(w, r, g.log, err)
 		return
 	}
-	if c.claims.Scope.IsZero() {
-		writeJSONBody(w, http.StatusOK, raw)
-		return
-	}
-	var topo map[string]any
-	if err := json.Unmarshal(raw, &topo); err != nil {
-		writeError(w, r, g.log, err)
-		return
-	}
-	if nodes, ok := topo["nodes"].([]any); ok {
-		for _, n := range nodes {
-			if m, ok := n.(map[string]any); ok {
-				delete(m, "device_id")
-			}
-		}
-	}
-	writeJSON(w, http.StatusOK, topo)
+	writeJSONBody(w, http.StatusOK, raw)
 }
