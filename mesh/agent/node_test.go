@@ -78,7 +78,13 @@ func newTestMesh(t *testing.T) *testMesh {
 // would have, naming the hub.
 func (m *testMesh) pair(t *testing.T, seed uint64) (string, *Pairing) {
 	t.Helper()
-	id, err := m.home.Identity(link.RoleRouter, linktest.Rand(seed))
+	return m.pairAs(t, seed, link.RoleRouter)
+}
+
+// pairAs is pair for a node of the given role.
+func (m *testMesh) pairAs(t *testing.T, seed uint64, role link.Role) (string, *Pairing) {
+	t.Helper()
+	id, err := m.home.Identity(role, linktest.Rand(seed))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,13 +142,18 @@ func (m *testMesh) commandLight(t *testing.T, agent route.NodeID) {
 
 func (m *testMesh) awaitAnnounce(t *testing.T, agent route.NodeID) {
 	t.Helper()
+	m.awaitAnnounceAs(t, agent, link.RoleRouter)
+}
+
+func (m *testMesh) awaitAnnounceAs(t *testing.T, agent route.NodeID, role link.Role) {
+	t.Helper()
 	var from link.Peer
 	hmtest.WaitFor(t, 20*time.Second, "the agent's announcement at the hub", func() bool {
 		var ok bool
 		_, from, ok = m.got.find(func(m meshapp.Message) bool { _, ok := m.(*meshapp.Announce); return ok })
 		return ok
 	})
-	if from.ID != agent || from.Role != link.RoleRouter {
+	if from.ID != agent || from.Role != role {
 		t.Errorf("announcement from %+v, want the agent %s", from, agent)
 	}
 }
@@ -166,7 +177,13 @@ func TestRunNodeWithAHub(t *testing.T) {
 // TestRunNodeBehindARouter runs the agent two hops from the hub: it links
 // only with a router, finds the hub through it and is reached end to end
 // across it.
-func TestRunNodeBehindARouter(t *testing.T) {
+func TestRunNodeBehindARouter(t *testing.T) { runBehindARouter(t, link.RoleRouter) }
+
+// TestLeafBehindARouter is the same for a battery node: a leaf holds no
+// routes, so it reaches the hub its pairing named through its parent.
+func TestLeafBehindARouter(t *testing.T) { runBehindARouter(t, link.RoleLeaf) }
+
+func runBehindARouter(t *testing.T, role link.Role) {
 	m := newTestMesh(t)
 	relayID, err := m.home.Identity(link.RoleRouter, linktest.Rand(8))
 	if err != nil {
@@ -180,16 +197,23 @@ func TestRunNodeBehindARouter(t *testing.T) {
 		t.Fatal(err)
 	}
 	hmtest.Run(t, "relay", relay.Run)
-	dir, p := m.pair(t, 9)
+	dir, p := m.pairAs(t, 9, role)
 	runAgent(t, NodeConfig{
 		StateDir: dir, Listen: "127.0.0.1:0", Peers: []string{relay.Addr().String()}, Hello: 100 * time.Millisecond,
 		Agent: Config{Device: meshapp.DeviceInfo{Name: "Shed"}, Entities: testEntities()},
 	})
-	m.awaitAnnounce(t, p.NodeID)
+	m.awaitAnnounceAs(t, p.NodeID, role)
 	for _, nb := range m.hub.Topology().Neighbours {
 		if nb.ID == p.NodeID && !nb.Dead {
 			t.Fatal("the agent linked with the hub directly")
 		}
 	}
 	m.commandLight(t, p.NodeID)
+}
+
+// An agent's largest message must fit what the node carries end to end.
+func TestMessageLimitIsTheNodePayloadLimit(t *testing.T) {
+	if meshapp.MaxMessageSize != meshnode.MaxPayload {
+		t.Errorf("meshapp.MaxMessageSize = %d, meshnode.MaxPayload = %d", meshapp.MaxMessageSize, meshnode.MaxPayload)
+	}
 }

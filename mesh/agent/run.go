@@ -64,12 +64,20 @@ func RunNode(ctx context.Context, cfg NodeConfig) error {
 	if len(peers) == 0 && len(cfg.Multicast) == 0 {
 		peers = reachable(p.HubAddresses(), log)
 	}
+	// A leaf holds no routes, so it learns of no hub by routing: it reaches
+	// the ones its pairing named through its parent.
+	var hubs []route.NodeID
+	for _, h := range p.Hubs {
+		if id, err := route.ParseNodeID(h.NodeID); err == nil {
+			hubs = append(hubs, id)
+		}
+	}
 	node, err := meshnode.New(meshnode.Config{
 		Identity: p.Identity(), Verifier: v,
 		Listen: cfg.Listen, Peers: peers, Multicast: cfg.Multicast, MulticastGroup: cfg.MulticastGroup,
 		Route:    route.Config{HelloInterval: cfg.Hello},
 		StateDir: cfg.StateDir, Log: log,
-		OnMessage: a.Deliver, KeyOf: p.KeyOf,
+		OnMessage: a.Deliver, KeyOf: p.KeyOf, Hubs: hubs,
 	})
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return homemesh.Invalid("listen", "%s is taken by another program: choose another address", cfg.Listen)

@@ -11,8 +11,10 @@ import (
 // Limits of the protocol. Decode and Encode refuse anything past them.
 const (
 	// MaxMessageSize is the bytes of one message: what one end-to-end
-	// payload holds, just under 64 KiB.
-	MaxMessageSize  = link.MaxE2EPayload
+	// payload holds, just under 64 KiB, less the byte with which the mesh
+	// node marks a payload as an application message
+	// (meshnode.MaxPayload; a test of the agent holds them equal).
+	MaxMessageSize  = link.MaxE2EPayload - 1
 	MaxEntities     = 256  // entities per device
 	MaxIDLen        = 64   // characters of unique_id, command, device_class, state_class
 	MaxTextLen      = 128  // bytes of a name, manufacturer, model, sw_version
