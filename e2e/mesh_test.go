@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/internal/hmtest"
 	"github.com/homemesh/homemesh/mesh/agent"
+	"github.com/homemesh/homemesh/mesh/link"
+	"github.com/homemesh/homemesh/mesh/link/linktest"
 	"github.com/homemesh/homemesh/mesh/meshapp"
 	"github.com/homemesh/homemesh/mesh/meshnode"
 	"github.com/homemesh/homemesh/mesh/route"
@@ -283,4 +286,58 @@ func TestMeshHubRestart(t *testing.T) {
 		return call(t, "POST", api+"/entities/"+relayID+"/commands", tok, map[string]string{"command": "turn_on"}, nil) == http.StatusAccepted
 	})
 	waitLong(t, "the relay on", func() bool { return getEntity(t, api, tok, relayID).State.Value == "on" })
+}
+
+// TestMeshHubRefusesAndCountsForeignNodes has the hub dial a node that
+// claims the hub's home but was certified by another CA: it never gets a
+// link, and the hub's metrics count its certificate as refused (bad_cert).
+// A foreign node dialling the hub learns the hub's certificate first and
+// gives up before showing its own.
+func TestMeshHubRefusesAndCountsForeignNodes(t *testing.T) {
+	const home = "meshhome"
+	other, err := linktest.NewHome(home, 7, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := other.Identity(link.RoleRouter, linktest.Rand(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	intruder, err := meshnode.New(meshnode.Config{Identity: id, Verifier: other.Verifier, Listen: "127.0.0.1:0", Log: hmtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = intruder.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	c := nodetest.Config(t.TempDir())
+	c.Home, c.MeshPeers = home, []string{intruder.Addr().String()}
+	n, _ := nodetest.Start(t, c, node.Options{CreateHome: true})
+	metrics := "http://" + n.Gateway().Addr().String() + "/metrics"
+	waitLong(t, "the hub to count the foreign node's certificate", func() bool {
+		resp, err := http.Get(metrics)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), `homemesh_mesh_frames_rejected_total{reason="bad_cert"}`)
+	})
+	var topo struct{ Links []any }
+	api := "http://" + n.Gateway().Addr().String() + "/api/v1"
+	owner := map[string]string{"code": n.Auth().OnboardingCode(), "username": "owner", "password": "correct horse battery"}
+	if code := call(t, "POST", api+"/onboard", "", owner, nil); code != http.StatusCreated {
+		t.Fatalf("onboard = %d", code)
+	}
+	if code := call(t, "GET", api+"/mesh/topology", login(t, api), nil, &topo); code != http.StatusOK || len(topo.Links) != 0 {
+		t.Errorf("topology = %d with links %v, want none", code, topo.Links)
+	}
+	if len(intruder.Topology().Neighbours) != 0 {
+		t.Error("the foreign node got a link")
+	}
 }
