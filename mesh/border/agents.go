@@ -254,19 +254,26 @@ func (b *Border) announce(ctx context.Context, a *agent, m *meshapp.Announce, at
 		return
 	}
 	entities := make(map[string]entityRecord, len(m.Entities))
+	failed := map[string]bool{}
 	for _, e := range m.HomemeshEntities(home, a.id, at) {
 		if err := retry(ctx, func() error { _, err := b.deps.Registry.PutEntity(ctx, e); return err }); err != nil {
 			b.log.Warn("mesh entity not registered", "peer", a.id.String(), "entity_id", e.ID, "err", err)
+			failed[e.UniqueID] = true
 			continue
 		}
 		entities[e.UniqueID] = entityRecord{Kind: e.Kind, Commands: slices.Clone(e.Capabilities.Commands)}
 	}
 	b.mu.Lock()
 	old := a.rec.Entities
+	for uid := range failed {
+		if e, ok := old[uid]; ok {
+			entities[uid] = e // the registry still holds it as it was
+		}
+	}
 	a.rec.Entities = entities
 	a.rec.Announced = true
 	a.rec.Digest = ""
-	if len(entities) == len(m.Entities) {
+	if len(failed) == 0 {
 		a.rec.Digest = digest // all registered: the next identical announce is only states
 	}
 	a.down = false
@@ -279,6 +286,8 @@ func (b *Border) announce(ctx context.Context, a *agent, m *meshapp.Announce, at
 	rec := a.stamp()
 	b.mu.Unlock()
 	for uid := range old {
+		// An entity still announced whose update failed stays as it was;
+		// the digest left unset makes the next announce try again.
 		if _, ok := entities[uid]; ok {
 			continue
 		}
