@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	mathrand "math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -321,6 +322,22 @@ func (b *Border) Run(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The workers exist before the node runs: it may deliver at once.
+	work := make([]chan inbound, workers)
+	var workWG sync.WaitGroup
+	for i := range work {
+		work[i] = make(chan inbound, workerBuffer)
+		workWG.Add(1)
+		go func(in chan inbound) {
+			defer workWG.Done()
+			for m := range in {
+				b.handle(ctx, m)
+			}
+		}(work[i])
+	}
+	b.inMu.Lock()
+	b.work = work
+	b.inMu.Unlock()
 	var wg sync.WaitGroup
 	meshErr := make(chan error, 1)
 	wg.Add(1)
@@ -331,52 +348,31 @@ func (b *Border) Run(ctx context.Context) error {
 			cancel()
 		}
 	}()
-	b.work = make([]chan inbound, workers)
-	var workWG sync.WaitGroup
-	for i := range b.work {
-		b.work[i] = make(chan inbound, workerBuffer)
-		workWG.Add(1)
-		go func(in chan inbound) {
-			defer workWG.Done()
-			for m := range in {
-				b.handle(ctx, m)
-			}
-		}(b.work[i])
-	}
-	cmdSub, err := b.deps.Bus.NATS().QueueSubscribe(bus.CommandWildcard(b.cfg.Home), queueGroup, b.onCommand)
-	if err != nil {
-		cancel()
-		wg.Wait()
-		return fmt.Errorf("border: serve commands: %w", err)
-	}
-	topoSub, err := b.deps.Bus.Handle(bus.ServiceSubject(ServiceName, VerbTopology), queueGroup, b.handleTopology)
-	if err != nil {
-		_ = cmdSub.Unsubscribe()
-		cancel()
-		wg.Wait()
-		return fmt.Errorf("border: serve %s: %w", VerbTopology, err)
-	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		b.watchRoutes(ctx)
 	}()
-	// The subscriptions reach the server asynchronously; a command sent
-	// right after Ready must find them.
-	if err := b.deps.Bus.Flush(); err != nil {
-		b.log.Warn("bus flush failed", "err", err)
+	subs, serveErr := b.serve(ctx)
+	if serveErr != nil {
+		cancel()
 	}
-	b.log.Info("mesh border ready", "node_id", b.self.String(), "addr", b.mesh.Addr().String())
-	close(b.ready)
-
 	<-ctx.Done()
-	_ = topoSub.Drain()
-	_ = cmdSub.Drain()
+	for _, sub := range subs {
+		_ = sub.Drain()
+	}
+	// Drain returns at once; its callbacks may still run a little.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if !slices.ContainsFunc(subs, (*nats.Subscription).IsValid) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	b.cmdWG.Wait()
 	wg.Wait()
 	b.inMu.Lock()
 	b.closed.Store(true)
-	for _, ch := range b.work {
+	for _, ch := range work {
 		close(ch)
 	}
 	b.inMu.Unlock()
@@ -390,8 +386,29 @@ func (b *Border) Run(ctx context.Context) error {
 	case err := <-meshErr:
 		return fmt.Errorf("border: mesh node: %w", err)
 	default:
-		return nil
+		return serveErr
 	}
+}
+
+// serve subscribes to commands and the topology verb and says the border
+// is ready; Run drains the subscriptions.
+func (b *Border) serve(ctx context.Context) ([]*nats.Subscription, error) {
+	cmdSub, err := b.deps.Bus.NATS().QueueSubscribe(bus.CommandWildcard(b.cfg.Home), queueGroup, func(m *nats.Msg) { b.onCommand(ctx, m) })
+	if err != nil {
+		return nil, fmt.Errorf("border: serve commands: %w", err)
+	}
+	topoSub, err := b.deps.Bus.Handle(bus.ServiceSubject(ServiceName, VerbTopology), queueGroup, b.handleTopology)
+	if err != nil {
+		return []*nats.Subscription{cmdSub}, fmt.Errorf("border: serve %s: %w", VerbTopology, err)
+	}
+	// The subscriptions reach the server asynchronously; a command sent
+	// right after Ready must find them.
+	if err := b.deps.Bus.Flush(); err != nil {
+		b.log.Warn("bus flush failed", "err", err)
+	}
+	b.log.Info("mesh border ready", "node_id", b.self.String(), "addr", b.mesh.Addr().String())
+	close(b.ready)
+	return []*nats.Subscription{cmdSub, topoSub}, nil
 }
 
 // hubCert asks auth for the hub certificate, waiting for an auth process

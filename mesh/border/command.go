@@ -20,16 +20,20 @@ type pending struct {
 	done chan *meshapp.Result
 }
 
-// onCommand receives every command of the home. Those for mesh devices
+// onCommand receives every command of the home, while the border runs
+// (runCtx). Those for mesh devices
 // are served, each on its own goroutine since it waits for an agent;
 // the others belong to the edge and are left unanswered here.
-func (b *Border) onCommand(m *nats.Msg) {
+func (b *Border) onCommand(runCtx context.Context, m *nats.Msg) {
 	_, device, _, ok := bus.SplitCommandSubject(m.Subject)
 	if !ok {
 		return
 	}
 	if _, mesh := meshapp.ParseDeviceID(device); !mesh {
 		return
+	}
+	if runCtx.Err() != nil {
+		return // stopping: another border, or this one restarted, answers
 	}
 	select {
 	case b.cmdSlots <- struct{}{}:
@@ -42,7 +46,8 @@ func (b *Border) onCommand(m *nats.Msg) {
 	go func() {
 		defer b.cmdWG.Done()
 		defer func() { <-b.cmdSlots }()
-		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.CommandTimeout+time.Second)
+		// A stopping border ends the wait: its caller hears why at once.
+		ctx, cancel := context.WithTimeout(runCtx, b.cfg.CommandTimeout+time.Second)
 		defer cancel()
 		err := b.command(ctx, m)
 		b.met.commands.WithLabelValues(outcome(err)).Inc()
