@@ -307,6 +307,17 @@ func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
 // nil). It returns the status code.
 func call(t *testing.T, method, url, token string, body any, out any) int {
 	t.Helper()
+	code, err := request(t, http.DefaultClient, method, url, token, body, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+// request is call over client, returning the error of a request that got
+// no answer. Every body and answer is collected for the secret check.
+func request(t *testing.T, client *http.Client, method, url, token string, body any, out any) (int, error) {
+	t.Helper()
 	var r io.Reader
 	if body != nil {
 		data, _ := json.Marshal(body)
@@ -319,24 +330,22 @@ func call(t *testing.T, method, url, token string, body any, out any) int {
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+		seen.add(token)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	seen.collect(data)
-	if token != "" {
-		seen.add(token)
-	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
 			t.Fatalf("%s %s: %d %s: %v", method, url, resp.StatusCode, data, err)
 		}
 	}
-	return resp.StatusCode
+	return resp.StatusCode, nil
 }
 
 // waitUntil polls cond until it holds or the deadline passes.

@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -225,38 +222,12 @@ func newTLSAPI(t *testing.T, caFile string) *tlsAPI {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}}
 }
 
-// call is the harness's call over this client; a request that fails
-// (the hub not listening yet) counts as status 0.
+// call is the harness's call over this client; a request that got no
+// answer (the hub not listening yet) counts as status 0.
 func (c *tlsAPI) call(t *testing.T, method, url, token string, body, out any) int {
 	t.Helper()
-	var r io.Reader
-	if body != nil {
-		data, _ := json.Marshal(body)
-		seen.collect(data)
-		r = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, url, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-		seen.add(token)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	seen.collect(data)
-	if out != nil && len(data) > 0 && resp.StatusCode < 300 {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s %s: %d %s: %v", method, url, resp.StatusCode, data, err)
-		}
-	}
-	return resp.StatusCode
+	code, _ := request(t, c.client, method, url, token, body, out)
+	return code
 }
 
 // readingWatch polls an entity every 20 ms and keeps the distinct times

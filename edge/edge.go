@@ -620,35 +620,10 @@ func (d *Devices) unbindLocked(key string) {
 // watch loads the stored discovery configs and follows changes other edge
 // instances make. It returns after the initial load.
 func (d *Devices) watch(ctx context.Context) error {
-	w, err := d.kv.WatchAll(ctx)
-	if err != nil {
+	if err := natsbus.FollowKeyValue(ctx, d.kv, d.applyRecord); err != nil {
 		return fmt.Errorf("edge: watch discovery configs: %w", err)
 	}
-	loaded := make(chan struct{})
-	go func() {
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					close(loaded)
-					continue
-				}
-				d.applyRecord(e)
-			}
-		}
-	}()
-	select {
-	case <-loaded:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }
 
 func (d *Devices) applyRecord(e jetstream.KeyValueEntry) {

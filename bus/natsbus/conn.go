@@ -315,3 +315,39 @@ func (c *Conn) Stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstrea
 	}
 	return s, nil
 }
+
+// FollowKeyValue passes every entry of kv to apply, then every change to
+// it, until ctx ends. It returns once the entries stored at the call have
+// been applied, so that a service starts from the bucket's state; apply
+// runs on one goroutine, in order, deletions included.
+func FollowKeyValue(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry)) error {
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	loaded := make(chan struct{})
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil { // the end of the stored entries
+					close(loaded)
+					continue
+				}
+				apply(e)
+			}
+		}
+	}()
+	select {
+	case <-loaded:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

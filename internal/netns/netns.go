@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -21,6 +22,7 @@ import (
 // Close (or the next New with the same prefix) removes them all.
 type Lab struct {
 	prefix string
+	net    byte // the second octet of the lab's addresses, 10.net.0.0/16
 
 	mu    sync.Mutex
 	hosts []*Host
@@ -42,7 +44,7 @@ type Link struct {
 }
 
 // maxLinks bounds the links of a lab: each takes one /30 of the lab's
-// /16 (10.213.0.0/16), counted in the third octet.
+// /16, counted in the third octet.
 const maxLinks = 255
 
 // Available reports nil when this process can build namespaces: it runs
@@ -75,7 +77,12 @@ func New(prefix string) (*Lab, error) {
 			return nil, fmt.Errorf("netns: prefix %q: want lower-case letters or digits", prefix)
 		}
 	}
-	l := &Lab{prefix: prefix}
+	// Labs with different prefixes (tests running at once) mostly get
+	// different /16s out of 10.128.0.0/10, so that the addresses of links
+	// to the root namespace do not clash.
+	h := fnv.New32a()
+	h.Write([]byte(prefix))
+	l := &Lab{prefix: prefix, net: byte(128 + h.Sum32()%64)}
 	if err := l.removeStale(); err != nil {
 		return nil, err
 	}
@@ -129,9 +136,9 @@ func (h *Host) ipIn(args ...string) []string {
 	return append([]string{"-n", h.Name}, args...)
 }
 
-// Connect joins a and b by a veth pair with addresses 10.213.n.1 (a) and
-// 10.213.n.2 (b) on a /30, n counting the lab's links from 0, and brings
-// both ends up.
+// Connect joins a and b by a veth pair with addresses 10.x.n.1 (a) and
+// 10.x.n.2 (b) on a /30, x the lab's and n counting its links from 0, and
+// brings both ends up.
 func (l *Lab) Connect(a, b *Host) (Link, error) {
 	if a.Name == b.Name {
 		return Link{}, fmt.Errorf("netns: a link from %q to itself", a.Name)
@@ -153,7 +160,7 @@ func (l *Lab) Connect(a, b *Host) (Link, error) {
 	// namespace keeps its temporary name.
 	tmpA, tmpB := fmt.Sprintf("%s%da", l.prefix, n), fmt.Sprintf("%s%db", l.prefix, n)
 	lk := Link{A: a, B: b, AIface: fmt.Sprintf("veth%d", ai), BIface: fmt.Sprintf("veth%d", bi),
-		AAddr: netip.AddrFrom4([4]byte{10, 213, byte(n), 1}), BAddr: netip.AddrFrom4([4]byte{10, 213, byte(n), 2})}
+		AAddr: netip.AddrFrom4([4]byte{10, l.net, byte(n), 1}), BAddr: netip.AddrFrom4([4]byte{10, l.net, byte(n), 2})}
 	if a.Name == "" {
 		lk.AIface = tmpA
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/bus/natsbus"
 	"github.com/homemesh/homemesh/mesh/link"
 	"github.com/homemesh/homemesh/mesh/meshapp"
 	"github.com/homemesh/homemesh/mesh/route"
@@ -58,37 +59,15 @@ type agent struct {
 // processes learned, so that their keys are known before they speak, and
 // follows what those processes learn later. It returns after the load.
 func (b *Border) watchAgents(ctx context.Context) error {
-	w, err := b.kv.WatchAll(ctx)
+	err := natsbus.FollowKeyValue(ctx, b.kv, func(e jetstream.KeyValueEntry) {
+		if e.Operation() == jetstream.KeyValuePut {
+			b.applyRecord(e.Key(), e.Value())
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("border: watch agents: %w", err)
 	}
-	loaded := make(chan struct{})
-	go func() {
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					close(loaded)
-					continue
-				}
-				if e.Operation() == jetstream.KeyValuePut {
-					b.applyRecord(e.Key(), e.Value())
-				}
-			}
-		}
-	}()
-	select {
-	case <-loaded:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }
 
 // applyRecord takes in a stored record that is newer than what this
