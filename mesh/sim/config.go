@@ -67,6 +67,11 @@ type Config struct {
 	// and 1,024 in all, for up to 10 s); 0 drops it at once. Probes are
 	// never held.
 	Hold time.Duration
+	// Link runs the real link layer on every virtual link (--link): Noise
+	// sessions between certified nodes, every frame sealed and opened, the
+	// overhead counted on the wire. Node ids are then the hashes of the
+	// nodes' keys.
+	Link bool
 	// TTL is data packets' initial TTL (--ttl); 0 means the routing
 	// core's default, or 255 in a network whose paths to the hubs are too
 	// long for it.

@@ -70,6 +70,12 @@ type ctrlSnapshot struct {
 
 func (s *sim) snapshot() ctrlSnapshot {
 	snap := ctrlSnapshot{at: s.now, bytes: s.m.ctrlBytes, packets: s.m.ctrlPackets, byType: map[string]uint64{}}
+	if s.links != nil {
+		// On the wire: the transport overhead of control packets and
+		// the link layer's own frames too.
+		snap.bytes += s.links.wireBytes
+		snap.byType["link"] = s.links.wireBytes
+	}
 	for v := range s.nodes {
 		if s.nodes[v].alive {
 			addCounters(snap.byType, s.nodes[v].r)
@@ -157,6 +163,8 @@ type Result struct {
 
 	// Routers sums every router's own counters over the run.
 	Routers routerTotals `json:"routers"`
+	// Link is the link layer's account, with --link.
+	Link *LinkResult `json:"link,omitempty"`
 
 	Restarts        int    `json:"restarts"`
 	Probes          uint64 `json:"probes"`
@@ -210,12 +218,41 @@ type Params struct {
 	Probe         string  `json:"probe"`
 	Retries       int     `json:"retries"`
 	LinkFeedback  bool    `json:"link_feedback"`
+	Link          bool    `json:"link"`
 	Hold          string  `json:"hold"`
 	TTL           int     `json:"ttl"`
 	Settle        string  `json:"settle"`
 	Steady        string  `json:"steady"`
 	Timeout       string  `json:"timeout"`
 	ReachDests    int     `json:"reach_dests"`
+}
+
+// LinkResult is what the link layer did over the run, summed over the
+// nodes: every refusal is counted under its reason.
+type LinkResult struct {
+	Handshakes        uint64 `json:"handshakes"`
+	HandshakeFailures uint64 `json:"handshake_failures"`
+	Rekeys            uint64 `json:"rekeys"`
+	FramesSent        uint64 `json:"frames_sent"`
+	BytesSent         uint64 `json:"bytes_sent"`
+	// SessionsClosed counts sessions the link layer closed under a
+	// running link (keys expired, a rekey that never completed).
+	SessionsClosed uint64            `json:"sessions_closed"`
+	Refused        map[string]uint64 `json:"refused"`
+}
+
+func (s *sim) linkResult() *LinkResult {
+	if s.links == nil {
+		return nil
+	}
+	c := s.linkCounters()
+	return &LinkResult{
+		Handshakes: c.HandshakesCompleted, HandshakeFailures: s.links.handshakeFailures, Rekeys: c.Rekeys,
+		FramesSent: c.FramesSent, BytesSent: c.BytesSent, SessionsClosed: s.links.closed,
+		Refused: map[string]uint64{"replayed": c.Replayed, "forged": c.Forged, "bad_cert": c.BadCert,
+			"foreign_home": c.ForeignHome, "unknown_key": c.UnknownKey, "malformed": c.Malformed,
+			"stale_handshake": c.StaleHandshake},
+	}
 }
 
 func (s *sim) result() *Result {
@@ -228,7 +265,7 @@ func (s *sim) result() *Result {
 			Scenario: c.Scenario, Seed: c.Seed, Duration: c.Duration.String(),
 			KillInterval: c.KillInterval.String(), Downtime: c.Downtime.String(), Churn: c.Churn,
 			PartitionTime: c.PartitionTime.String(), Flows: len(s.flows), FlowInterval: c.FlowInterval.String(),
-			Payload: c.Payload, Probe: c.Probe.String(), Retries: c.Retries, LinkFeedback: c.LinkFeedback, Hold: c.Hold.String(), TTL: int(s.ttl),
+			Payload: c.Payload, Probe: c.Probe.String(), Retries: c.Retries, LinkFeedback: c.LinkFeedback, Link: c.Link, Hold: c.Hold.String(), TTL: int(s.ttl),
 			Settle: c.Settle.String(), Steady: c.Steady.String(), Timeout: c.Timeout.String(),
 			ReachDests: len(s.reach.dests),
 		},
@@ -269,6 +306,7 @@ func (s *sim) result() *Result {
 		RejectedControl:      m.rejected,
 		UndeliveredFrames:    m.undelivered,
 		HeldPackets:          m.held,
+		Link:                 s.linkResult(),
 		BadLinkSends:         m.badLink,
 		TimerSpins:           m.timerSpins,
 		Events:               s.events,

@@ -54,6 +54,8 @@ type sim struct {
 
 	watches []watch
 	m       metrics
+	// links is the link layer, with Config.Link; nil without.
+	links *linkState
 }
 
 // node is one router in the simulated network.
@@ -116,6 +118,11 @@ func newSim(cfg Config) (*sim, error) {
 	}
 	for _, h := range topo.Hubs {
 		s.nodes[h].hub = true
+	}
+	if cfg.Link {
+		if err := s.newLinks(); err != nil {
+			return nil, err
+		}
 	}
 	s.ttl = uint8(cfg.TTL)
 	if cfg.TTL == 0 {
@@ -238,13 +245,17 @@ func (s *sim) run() {
 // before.
 func (s *sim) boot(n int) error {
 	nd := &s.nodes[n]
-	r, err := route.New(route.Config{
+	rc := route.Config{
 		ID:            nd.id,
 		Seqno:         nd.seqno,
 		Hub:           nd.hub,
 		HelloInterval: s.cfg.Hello,
 		Seed:          s.cfg.Seed,
-	}, s.clock())
+	}
+	if s.links != nil {
+		rc.MaxPacket = linkMaxPacket
+	}
+	r, err := route.New(rc, s.clock())
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n, err)
 	}
@@ -264,6 +275,9 @@ func (s *sim) kill(n int) {
 	nd.r = nil
 	nd.alive = false
 	clear(s.session[n])
+	if s.links != nil {
+		clear(s.links.sessions[n])
+	}
 	s.timers.remove(int32(n))
 	s.dropWatches(n)
 }
@@ -278,6 +292,11 @@ func (s *sim) linkUp(n, p int) {
 		return
 	}
 	s.epoch[link]++
+	if s.links != nil {
+		if err := s.handshakeLink(n, p, peer, q); err != nil {
+			return
+		}
+	}
 	for _, end := range [2][2]int{{n, p}, {peer, q}} {
 		a, ap := end[0], end[1]
 		other := s.topo.Ports(a)[ap].Peer
@@ -307,6 +326,9 @@ func (s *sim) handshake(n int) {
 func (s *sim) tick(n int32) {
 	nd := &s.nodes[n]
 	s.transmit(int(n), nd.r.Tick(s.clock()))
+	if s.links != nil {
+		s.tickLinks(int(n))
+	}
 	s.rearm(n, true)
 	if len(nd.held) > 0 {
 		s.releaseHeld(int(n))
@@ -321,11 +343,19 @@ func (s *sim) tick(n int32) {
 // millisecond on and counted, so that a bug cannot stall virtual time.
 func (s *sim) rearm(n int32, afterTick bool) {
 	d := s.nodes[n].r.Deadline()
-	if d.IsZero() {
+	var at int64
+	if !d.IsZero() {
+		at = int64(d.Sub(epoch))
+	}
+	if s.links != nil {
+		if l := s.linkDeadline(int(n)); l != 0 && (at == 0 || l < at) {
+			at = l
+		}
+	}
+	if at == 0 {
 		s.timers.remove(n)
 		return
 	}
-	at := int64(d.Sub(epoch))
 	if at <= s.now {
 		at = s.now
 		if afterTick {
@@ -378,6 +408,10 @@ func (s *sim) sendFrame(n, p int, b uint32, data bool) {
 		s.dropFrame(b, data, dropCut)
 		return
 	}
+	if s.links != nil && len(s.bufs[b]) > 0 && !s.sealFrame(n, p, b, data) {
+		s.dropFrame(b, data, dropStale)
+		return
+	}
 	delay := int64(link.Latency)
 	tries := 1
 	if data {
@@ -419,6 +453,22 @@ func (s *sim) arrive(e event) {
 	if e.epoch != s.epoch[link] || !s.session[n][e.port] {
 		s.dropFrame(e.arg, data, dropStale)
 		return
+	}
+	if s.links != nil {
+		pkt, ok := s.openFrame(n, int(e.port), e.arg)
+		if !ok {
+			// A frame of the link layer's own carries no packet; a data
+			// frame the session refused is lost.
+			if data {
+				s.dropFrame(e.arg, true, dropStale)
+			} else {
+				s.release(e.arg)
+			}
+			s.rearm(e.node, false)
+			return
+		}
+		s.bufs[e.arg] = append(s.bufs[e.arg][:0], pkt...)
+		buf = s.bufs[e.arg]
 	}
 	if data {
 		s.forward(n, route.LinkID(e.port+1), e.arg)

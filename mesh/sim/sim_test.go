@@ -50,35 +50,81 @@ func TestScenariosAreCorrect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, _ := json.Marshal(res)
-			t.Logf("%s", b)
-			if res.Loops != 0 || res.TableLoops != 0 {
-				t.Errorf("%d TTL expiries, %d loops in the routing tables", res.Loops, res.TableLoops)
+			checkCorrect(t, res, tc.scenario)
+		})
+	}
+}
+
+// checkCorrect checks the correctness properties every run must have.
+func checkCorrect(t *testing.T, res *Result, scenario string) {
+	t.Helper()
+	b, _ := json.Marshal(res)
+	t.Logf("%s", b)
+	if res.Loops != 0 || res.TableLoops != 0 {
+		t.Errorf("%d TTL expiries, %d loops in the routing tables", res.Loops, res.TableLoops)
+	}
+	if res.ColdStartS == nil {
+		t.Error("never reached full reachability after the cold start")
+	}
+	if !res.ReachableAtEnd || res.AllPairsReachable == nil || !*res.AllPairsReachable {
+		t.Errorf("not every node reaches every other at the end (checked dests: %v, all pairs: %v)", res.ReachableAtEnd, res.AllPairsReachable)
+	}
+	if res.MissingRoutes != 0 {
+		t.Errorf("%d routes missing after convergence", res.MissingRoutes)
+	}
+	if res.DetectionS.N == 0 || res.Undetected != 0 {
+		t.Errorf("detected %d failures, missed %d", res.DetectionS.N, res.Undetected)
+	}
+	if res.SpuriousDeaths != 0 {
+		t.Errorf("%d live neighbours declared dead", res.SpuriousDeaths)
+	}
+	if res.Unrecovered != 0 {
+		t.Errorf("%d broken flows never recovered", res.Unrecovered)
+	}
+	if scenario == ScenarioPartition && (res.MergeS == nil || res.MergesFailed != 0) {
+		t.Errorf("merge: %v, %d merges failed", res.MergeS, res.MergesFailed)
+	}
+	if res.Misdelivered != 0 || res.BadLinkSends != 0 || res.RejectedControl != 0 || res.Lost["rejected"] != 0 {
+		t.Errorf("misdelivered %d, bad link sends %d, rejected control %d, rejected data %d",
+			res.Misdelivered, res.BadLinkSends, res.RejectedControl, res.Lost["rejected"])
+	}
+}
+
+// With the real link layer on every link (Noise sessions between certified
+// nodes, every frame sealed and opened, rekeys) the routing keeps the same
+// properties, no frame of an honest node is refused, and the overhead on
+// the wire includes the link layer's bytes.
+func TestLinkLayerInTheSimulator(t *testing.T) {
+	for _, scenario := range []string{ScenarioKill, ScenarioChurn} {
+		t.Run(scenario, func(t *testing.T) {
+			cfg := smallConfig(40, TopologyRandom, scenario)
+			cfg.Link = true
+			if scenario == ScenarioChurn {
+				cfg.Churn = 5
 			}
-			if res.ColdStartS == nil {
-				t.Error("never reached full reachability after the cold start")
+			res, err := Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !res.ReachableAtEnd || res.AllPairsReachable == nil || !*res.AllPairsReachable {
-				t.Errorf("not every node reaches every other at the end (checked dests: %v, all pairs: %v)", res.ReachableAtEnd, res.AllPairsReachable)
+			checkCorrect(t, res, scenario)
+			l := res.Link
+			if l == nil || l.Handshakes == 0 || l.FramesSent == 0 {
+				t.Fatalf("link layer idle: %+v", l)
 			}
-			if res.MissingRoutes != 0 {
-				t.Errorf("%d routes missing after convergence", res.MissingRoutes)
+			// The run lasts past the 2-minute rekey.
+			if l.Rekeys == 0 {
+				t.Error("no link rekeyed")
 			}
-			if res.DetectionS.N == 0 || res.Undetected != 0 {
-				t.Errorf("detected %d failures, missed %d", res.DetectionS.N, res.Undetected)
+			if l.HandshakeFailures != 0 || l.SessionsClosed != 0 {
+				t.Errorf("%d handshakes failed, %d sessions closed", l.HandshakeFailures, l.SessionsClosed)
 			}
-			if res.SpuriousDeaths != 0 {
-				t.Errorf("%d live neighbours declared dead", res.SpuriousDeaths)
+			for reason, n := range l.Refused {
+				if n != 0 {
+					t.Errorf("%d frames of honest nodes refused as %s", n, reason)
+				}
 			}
-			if res.Unrecovered != 0 {
-				t.Errorf("%d broken flows never recovered", res.Unrecovered)
-			}
-			if tc.scenario == ScenarioPartition && (res.MergeS == nil || res.MergesFailed != 0) {
-				t.Errorf("merge: %v, %d merges failed", res.MergeS, res.MergesFailed)
-			}
-			if res.Misdelivered != 0 || res.BadLinkSends != 0 || res.RejectedControl != 0 || res.Lost["rejected"] != 0 {
-				t.Errorf("misdelivered %d, bad link sends %d, rejected control %d, rejected data %d",
-					res.Misdelivered, res.BadLinkSends, res.RejectedControl, res.Lost["rejected"])
+			if res.OverheadByType["link"] <= 0 {
+				t.Errorf("the overhead leaves out the link layer: %v", res.OverheadByType)
 			}
 		})
 	}
@@ -147,9 +193,10 @@ func TestHeldPacketsGoOnceRouted(t *testing.T) {
 // The same seed gives the same run, figure for figure; another seed gives
 // another.
 func TestDeterministic(t *testing.T) {
-	run := func(seed uint64) []byte {
+	run := func(seed uint64, withLink bool) []byte {
 		cfg := smallConfig(40, TopologyRandom, ScenarioKill)
 		cfg.Seed = seed
+		cfg.Link = withLink
 		res, err := Run(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -161,12 +208,14 @@ func TestDeterministic(t *testing.T) {
 		}
 		return b
 	}
-	a, b := run(3), run(3)
-	if diff := cmp.Diff(string(a), string(b)); diff != "" {
-		t.Fatalf("two runs with seed 3 differ (-first +second):\n%s", diff)
-	}
-	if string(run(4)) == string(a) {
-		t.Fatal("seeds 3 and 4 gave the same run")
+	for _, withLink := range []bool{false, true} {
+		a, b := run(3, withLink), run(3, withLink)
+		if diff := cmp.Diff(string(a), string(b)); diff != "" {
+			t.Fatalf("two runs with seed 3 (link layer %v) differ (-first +second):\n%s", withLink, diff)
+		}
+		if string(run(4, withLink)) == string(a) {
+			t.Fatalf("seeds 3 and 4 gave the same run (link layer %v)", withLink)
+		}
 	}
 }
 
