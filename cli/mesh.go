@@ -112,6 +112,7 @@ It prints one JSON object with --json, else a summary.`,
 	f.DurationVar(&cfg.Probe, "probe", cfg.Probe, "probe interval of a flow a failure broke: the resolution of recovery_s")
 	f.IntVar(&cfg.Retries, "retries", cfg.Retries, "link-layer retransmissions of a lost data frame (control frames get none)")
 	f.BoolVar(&cfg.Link, "link", cfg.Link, "run the real link layer on every link: Noise sessions between certified nodes, every frame sealed and opened")
+	f.BoolVar(&cfg.Attack, "attack", cfg.Attack, "while the scenario runs, replay and forge frames, try to link a node of another CA and announce other nodes' ids (needs --link)")
 	f.BoolVar(&cfg.LinkFeedback, "link-feedback", cfg.LinkFeedback, "links report data frames unacknowledged after every retry to the sender's router, as a radio MAC does")
 	f.DurationVar(&cfg.Hold, "hold", cfg.Hold, "how long a source holds a packet while it has no route, as a node does (0: drop at once)")
 	f.IntVar(&cfg.TTL, "ttl", cfg.TTL, "initial TTL of data packets (0: the routing default, or 255 where paths are longer)")

@@ -72,6 +72,10 @@ type Config struct {
 	// overhead counted on the wire. Node ids are then the hashes of the
 	// nodes' keys.
 	Link bool
+	// Attack runs an attacker while the scenario lasts (--attack, needs
+	// --link): replayed and forged frames, a node of another CA, and an
+	// insider announcing other nodes' ids.
+	Attack bool
 	// TTL is data packets' initial TTL (--ttl); 0 means the routing
 	// core's default, or 255 in a network whose paths to the hubs are too
 	// long for it.
@@ -175,6 +179,8 @@ func (c Config) Validate() error {
 		return homemesh.Invalid("retries", "%d is not between 0 and 15", c.Retries)
 	case c.Hold < 0:
 		return homemesh.Invalid("hold", "%v is negative", c.Hold)
+	case c.Attack && !c.Link:
+		return homemesh.Invalid("attack", "needs --link: the attacks are on the link layer")
 	case c.TTL < 0 || c.TTL > 255:
 		return homemesh.Invalid("ttl", "%d is not between 0 and 255", c.TTL)
 	case c.Settle < 0:

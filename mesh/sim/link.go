@@ -190,6 +190,9 @@ func (s *sim) openFrame(n, p int, b uint32) ([]byte, bool) {
 	if len(delivered) != 1 {
 		return nil, false
 	}
+	if s.attack != nil {
+		s.noteDelivered(n, p, ls.wire[b])
+	}
 	return delivered[0], true
 }
 

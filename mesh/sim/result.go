@@ -165,6 +165,9 @@ type Result struct {
 	Routers routerTotals `json:"routers"`
 	// Link is the link layer's account, with --link.
 	Link *LinkResult `json:"link,omitempty"`
+	// Attack is what the attacker tried and what got through, with
+	// --attack.
+	Attack *AttackResult `json:"attack,omitempty"`
 
 	Restarts        int    `json:"restarts"`
 	Probes          uint64 `json:"probes"`
@@ -219,6 +222,7 @@ type Params struct {
 	Retries       int     `json:"retries"`
 	LinkFeedback  bool    `json:"link_feedback"`
 	Link          bool    `json:"link"`
+	Attack        bool    `json:"attack"`
 	Hold          string  `json:"hold"`
 	TTL           int     `json:"ttl"`
 	Settle        string  `json:"settle"`
@@ -265,7 +269,7 @@ func (s *sim) result() *Result {
 			Scenario: c.Scenario, Seed: c.Seed, Duration: c.Duration.String(),
 			KillInterval: c.KillInterval.String(), Downtime: c.Downtime.String(), Churn: c.Churn,
 			PartitionTime: c.PartitionTime.String(), Flows: len(s.flows), FlowInterval: c.FlowInterval.String(),
-			Payload: c.Payload, Probe: c.Probe.String(), Retries: c.Retries, LinkFeedback: c.LinkFeedback, Link: c.Link, Hold: c.Hold.String(), TTL: int(s.ttl),
+			Payload: c.Payload, Probe: c.Probe.String(), Retries: c.Retries, LinkFeedback: c.LinkFeedback, Link: c.Link, Attack: c.Attack, Hold: c.Hold.String(), TTL: int(s.ttl),
 			Settle: c.Settle.String(), Steady: c.Steady.String(), Timeout: c.Timeout.String(),
 			ReachDests: len(s.reach.dests),
 		},
@@ -307,6 +311,7 @@ func (s *sim) result() *Result {
 		UndeliveredFrames:    m.undelivered,
 		HeldPackets:          m.held,
 		Link:                 s.linkResult(),
+		Attack:               s.attackResult(),
 		BadLinkSends:         m.badLink,
 		TimerSpins:           m.timerSpins,
 		Events:               s.events,

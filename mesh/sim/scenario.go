@@ -68,6 +68,9 @@ func (s *sim) steadyEnd() {
 		s.partitionScenario()
 	}
 	s.at(s.scenarioTo, s.scenarioEnd)
+	if s.attack != nil {
+		s.at(s.now+int64(time.Second), s.attackRound)
+	}
 }
 
 // scenarioEnd stops the traffic and the failures, brings every dead node

@@ -56,6 +56,8 @@ type sim struct {
 	m       metrics
 	// links is the link layer, with Config.Link; nil without.
 	links *linkState
+	// attack is the attacker, with Config.Attack; nil without.
+	attack *attacker
 }
 
 // node is one router in the simulated network.
@@ -121,6 +123,11 @@ func newSim(cfg Config) (*sim, error) {
 	}
 	if cfg.Link {
 		if err := s.newLinks(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Attack {
+		if err := s.newAttacker(); err != nil {
 			return nil, err
 		}
 	}

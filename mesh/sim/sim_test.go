@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/mesh/route"
 )
 
 // smallConfig is a run small and short enough for every CI run.
@@ -235,6 +236,7 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		"ttl":           func(c *Config) { c.TTL = 300 },
 		"kill-interval": func(c *Config) { c.KillInterval = 0 },
 		"hold":          func(c *Config) { c.Hold = -time.Second },
+		"attack":        func(c *Config) { c.Attack = true },
 	} {
 		cfg := DefaultConfig()
 		mutate(&cfg)
@@ -259,5 +261,36 @@ func TestRunStopsWithContext(t *testing.T) {
 	cfg.Nodes = 100
 	if _, err := Run(ctx, cfg); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run with a cancelled context: %v, want context.Canceled", err)
+	}
+}
+
+// An attacker on the links and an insider get nothing through: replayed,
+// forged and foreign-CA frames are refused and counted by the link layer,
+// announcements of other nodes' ids by the routers, and the routing keeps
+// its properties meanwhile.
+func TestAttacksAreRefused(t *testing.T) {
+	cfg := smallConfig(40, TopologyRandom, ScenarioKill)
+	cfg.Link, cfg.Attack = true, true
+	cfg.Loss = 0 // so that every injected hijack reaches its router
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, l := res.Attack, res.Link
+	if a == nil || l == nil || a.Replays == 0 || a.Forgeries == 0 || a.Intruders == 0 || a.Hijacks == 0 {
+		t.Fatalf("the attacker did not run: %+v", a)
+	}
+	if a.ReplaysAccepted+a.ForgeriesAccepted+a.IntrudersLinked != 0 {
+		t.Errorf("attacks got through: %+v", a)
+	}
+	if l.Refused["replayed"] < a.Replays || l.Refused["forged"] < a.Forgeries || l.Refused["bad_cert"] < a.Intruders {
+		t.Errorf("refusals %v do not count the attacks %+v", l.Refused, a)
+	}
+	if got := res.Routers.Rejected[route.RejectForeignOrigin.String()]; got != a.Hijacks {
+		t.Errorf("routers refused %d announcements of other nodes' ids, want the %d sent", got, a.Hijacks)
+	}
+	if res.Loops != 0 || res.TableLoops != 0 || !res.ReachableAtEnd || res.Unrecovered != 0 || res.MissingRoutes != 0 {
+		t.Errorf("the routing suffered: loops %d/%d, reachable %v, unrecovered %d, missing routes %d",
+			res.Loops, res.TableLoops, res.ReachableAtEnd, res.Unrecovered, res.MissingRoutes)
 	}
 }
