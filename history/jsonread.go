@@ -554,11 +554,9 @@ func readEnvelope[P any](data []byte, home string, env *envelope[P], readPayload
 // stateChanges reads a state log's payload, a list of changes. Their
 // values are not copied: they stay in the message.
 func (r *jsonReader) stateChanges(changes *[]stateChangeWire) {
-	if r.peek() != '[' {
-		r.giveUp()
+	if !r.open('[') {
 		return
 	}
-	r.off++
 	*changes = (*changes)[:0]
 	for first := true; r.moreElements(first); first = false {
 		*changes = append(*changes, stateChangeWire{})
@@ -570,11 +568,9 @@ func (r *jsonReader) stateChanges(changes *[]stateChangeWire) {
 }
 
 func (r *jsonReader) stateChange(sc *stateChangeWire) {
-	if r.peek() != '{' {
-		r.giveUp()
+	if !r.open('{') {
 		return
 	}
-	r.off++
 	var seen uint8
 	for first := true; r.moreMembers(first); first = false {
 		switch key := r.key(); string(key) {
@@ -601,11 +597,9 @@ func (r *jsonReader) stateChange(sc *stateChangeWire) {
 }
 
 func (r *jsonReader) state(sc *stateChangeWire) {
-	if r.peek() != '{' {
-		r.giveUp()
+	if !r.open('{') {
 		return
 	}
-	r.off++
 	st := &sc.State
 	var seen uint8
 	for first := true; r.moreMembers(first); first = false {
@@ -632,23 +626,30 @@ func (r *jsonReader) state(sc *stateChangeWire) {
 	}
 }
 
-// telemetry reads a telemetry payload.
-func (r *jsonReader) telemetry(tm *Telemetry) {
-	if r.peek() != '{' {
+// open consumes the opening delimiter c ('{' or '['), or gives up when
+// the next token is something else.
+func (r *jsonReader) open(c byte) bool {
+	if r.peek() != c {
 		r.giveUp()
-		return
+		return false
 	}
 	r.off++
+	return true
+}
+
+// telemetry reads a telemetry payload.
+func (r *jsonReader) telemetry(tm *Telemetry) {
+	if !r.open('{') {
+		return
+	}
 	var seen uint8
 	for first := true; r.moreMembers(first); first = false {
 		switch key := r.key(); string(key) {
 		case "points":
 			r.field(&seen, 1<<0)
-			if r.peek() != '[' {
-				r.giveUp()
+			if !r.open('[') {
 				return
 			}
-			r.off++
 			tm.Points = tm.Points[:0]
 			for first := true; r.moreElements(first); first = false {
 				tm.Points = append(tm.Points, TelemetryPoint{})
@@ -664,11 +665,9 @@ func (r *jsonReader) telemetry(tm *Telemetry) {
 }
 
 func (r *jsonReader) telemetryPoint(tp *TelemetryPoint) {
-	if r.peek() != '{' {
-		r.giveUp()
+	if !r.open('{') {
 		return
 	}
-	r.off++
 	var seen uint8
 	for first := true; r.moreMembers(first); first = false {
 		switch key := r.key(); string(key) {
