@@ -108,6 +108,15 @@ const (
 	maxRouteQueue       = 1024
 	maxRouteQueueBytes  = 4 << 20
 	maxRouteWait        = 10 * time.Second
+	// maxRelayQueue bounds the packets this node relays that wait for a
+	// route: for a moment after a failure a relay may have no feasible
+	// route while it asks for a new seqno. Smaller than the queue of its
+	// own packets and apart from it, so that other nodes' traffic cannot
+	// crowd this node's own out.
+	maxRelayQueuePerDst = 32
+	maxRelayQueue       = 256
+	maxRelayQueueBytes  = 1 << 20
+	maxRelayWait        = 5 * time.Second
 	// maxLearnedKeys bounds the static keys learned from verified
 	// certificates; the cache is emptied when full.
 	maxLearnedKeys = 4096

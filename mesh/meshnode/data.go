@@ -1,7 +1,9 @@
 package meshnode
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/homemesh/homemesh/mesh/link"
@@ -75,16 +77,27 @@ func (n *Node) onData(now time.Time, l *peerLink, packet []byte) {
 		_, msg, _ := route.ParseData(dec.Packet)
 		n.deliver(now, dec.Header.Src, msg)
 	case route.ActionForward:
-		next := n.links[dec.Link]
-		if next == nil || !next.up {
-			return
+		n.sendOn(now, dec)
+	case route.ActionDrop:
+		// Drops are counted by the router, by reason. A packet without a
+		// route waits for one: the packet buffer is the receive
+		// buffer's, so the queue gets a copy.
+		if dec.Reason == route.DropNoRoute {
+			n.relaying.add(now, dec.Header.Dst, bytes.Clone(dec.Packet), &n.c)
 		}
-		if n.forwardHook != nil {
-			n.forwardHook(dec.Packet)
-		}
-		n.sealOn(now, next, dec.Packet)
 	}
-	// Drops are counted by the router, by reason.
+}
+
+// sendOn seals a relayed packet for the next hop the router chose.
+func (n *Node) sendOn(now time.Time, dec route.Decision) {
+	next := n.links[dec.Link]
+	if next == nil || !next.up {
+		return
+	}
+	if n.forwardHook != nil {
+		n.forwardHook(dec.Packet)
+	}
+	n.sealOn(now, next, dec.Packet)
 }
 
 // End-to-end plaintexts start with a byte that says what they are: an
@@ -173,12 +186,23 @@ const (
 	maxProbeSources = 1024
 )
 
-// routeQueue holds originated packets waiting for a route, per destination,
-// within the maxRouteQueue bounds.
+// routeQueue holds data packets waiting for a route, per destination,
+// within its limits: the packets this node originated (a route may not
+// exist yet, or be lost for a moment), or those it relays (after a failure
+// a relay may have no feasible route until a new seqno arrives).
 type routeQueue struct {
+	limits  routeQueueLimits
 	byDst   map[route.NodeID]*dstQueue
 	packets int
 	bytes   int
+}
+
+// routeQueueLimits bound a routeQueue; reject names the counter of the
+// packets it drops.
+type routeQueueLimits struct {
+	perDst, packets, bytes int
+	wait                   time.Duration
+	reject                 string
 }
 
 type dstQueue struct {
@@ -186,26 +210,31 @@ type dstQueue struct {
 	since   time.Time // when the oldest packet was queued
 }
 
+func newRouteQueue(l routeQueueLimits) routeQueue {
+	return routeQueue{limits: l, byDst: map[route.NodeID]*dstQueue{}}
+}
+
 func (q *routeQueue) add(now time.Time, dst route.NodeID, packet []byte, c *nodeCounters) {
+	l := &q.limits
 	dq := q.byDst[dst]
 	if dq == nil {
-		if q.packets >= maxRouteQueue || q.bytes+len(packet) > maxRouteQueueBytes {
-			c.reject(RejectNoRoute, 1)
+		if q.packets >= l.packets || q.bytes+len(packet) > l.bytes {
+			c.reject(l.reject, 1)
 			return
 		}
 		dq = &dstQueue{since: now}
 		q.byDst[dst] = dq
 	}
-	if len(dq.packets) >= maxRouteQueuePerDst || q.packets >= maxRouteQueue || q.bytes+len(packet) > maxRouteQueueBytes {
+	if len(dq.packets) >= l.perDst || q.packets >= l.packets || q.bytes+len(packet) > l.bytes {
 		// The oldest goes: what is sent last is the most current.
 		if len(dq.packets) == 0 {
-			c.reject(RejectNoRoute, 1)
+			c.reject(l.reject, 1)
 			return
 		}
 		q.packets--
 		q.bytes -= len(dq.packets[0])
 		dq.packets = dq.packets[1:]
-		c.reject(RejectNoRoute, 1)
+		c.reject(l.reject, 1)
 	}
 	dq.packets = append(dq.packets, packet)
 	q.packets++
@@ -229,34 +258,54 @@ func (q *routeQueue) remove(dst route.NodeID) [][]byte {
 func (q *routeQueue) expiry() time.Time {
 	var d time.Time
 	for _, dq := range q.byDst {
-		if t := dq.since.Add(maxRouteWait); d.IsZero() || t.Before(d) {
+		if t := dq.since.Add(q.limits.wait); d.IsZero() || t.Before(d) {
 			d = t
 		}
 	}
 	return d
 }
 
-// retryRouteQueue sends the queued packets whose destination has a route.
-func (n *Node) retryRouteQueue(now time.Time) {
-	if n.pending.packets == 0 {
-		return
+// ready removes and returns the queued packets whose destination r now
+// has a route to.
+func (q *routeQueue) ready(r *route.Router) [][]byte {
+	if q.packets == 0 {
+		return nil
 	}
-	for dst := range n.pending.byDst {
-		if _, ok := n.router.NextHop(dst); ok {
-			for _, p := range n.pending.remove(dst) {
-				n.route(now, p)
-			}
+	var out [][]byte
+	for dst := range q.byDst {
+		if _, ok := r.NextHop(dst); ok {
+			out = append(out, q.remove(dst)...)
+		}
+	}
+	return out
+}
+
+// expire drops the queues that waited their limit in vain.
+func (q *routeQueue) expire(now time.Time, c *nodeCounters, log *slog.Logger) {
+	for dst, dq := range q.byDst {
+		if !now.Before(dq.since.Add(q.limits.wait)) {
+			dropped := q.remove(dst)
+			c.reject(q.limits.reject, uint64(len(dropped)))
+			log.Debug("mesh no route", "peer", dst.String(), "dropped", len(dropped), "queue", q.limits.reject)
 		}
 	}
 }
 
-// expireRouteQueue drops the queues that waited maxRouteWait in vain.
-func (n *Node) expireRouteQueue(now time.Time) {
-	for dst, dq := range n.pending.byDst {
-		if !now.Before(dq.since.Add(maxRouteWait)) {
-			dropped := n.pending.remove(dst)
-			n.c.reject(RejectNoRoute, uint64(len(dropped)))
-			n.log.Debug("mesh no route", "peer", dst.String(), "dropped", len(dropped))
+// retryRouteQueues sends the queued packets whose destination has a route.
+func (n *Node) retryRouteQueues(now time.Time) {
+	for _, p := range n.pending.ready(n.router) {
+		n.route(now, p)
+	}
+	for _, p := range n.relaying.ready(n.router) {
+		dec, err := n.router.Reroute(now, p)
+		if err == nil && dec.Action == route.ActionForward {
+			n.sendOn(now, dec)
 		}
 	}
+}
+
+// expireRouteQueues drops the queues that waited their limit in vain.
+func (n *Node) expireRouteQueues(now time.Time) {
+	n.pending.expire(now, &n.c, n.log)
+	n.relaying.expire(now, &n.c, n.log)
 }

@@ -80,8 +80,10 @@
 // Nothing a peer sends can crash the node or make it hold unbounded
 // state. Sessions are capped (MaxLinks); handshakes from addresses that are
 // not configured peers are answered at most 50 a second and at most 16 at
-// a time while they are incomplete; Send's queue, the queue of packets
-// waiting for a route (10 s at most) and the learned keys are bounded.
+// a time while they are incomplete; Send's queue, the queues of packets
+// waiting for a route (originated here: 10 s at most; relayed: 5 s, in a
+// smaller queue of their own, so that other nodes' traffic cannot crowd
+// this node's out) and the learned keys are bounded.
 // Every datagram, frame, packet or message refused is counted under its
 // reason: the node's own reasons in Counters.Rejected, the link and
 // end-to-end layers' in Counters.Link and Counters.E2E (replayed, forged,

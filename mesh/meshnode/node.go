@@ -59,7 +59,10 @@ type Node struct {
 	byAddr   map[netip.AddrPort]*peerLink
 	dials    map[netip.AddrPort]*dialState
 	lastLink route.LinkID
+	// pending holds the packets originated here, relaying those relayed,
+	// while they wait for a route.
 	pending  routeQueue
+	relaying routeQueue
 	keys     map[route.NodeID][]byte
 	probes   probeState
 	seqno    uint16 // the seqno last persisted
@@ -122,17 +125,18 @@ func New(cfg Config) (*Node, error) {
 	self := ep.Self()
 	s.role = self.Role
 	n := &Node{
-		cfg:     s,
-		ep:      ep,
-		self:    self,
-		wake:    make(chan struct{}, 1),
-		links:   map[route.LinkID]*peerLink{},
-		byAddr:  map[netip.AddrPort]*peerLink{},
-		dials:   map[netip.AddrPort]*dialState{},
-		pending: routeQueue{byDst: map[route.NodeID]*dstQueue{}},
-		keys:    map[route.NodeID][]byte{},
-		probes:  probeState{sent: map[route.NodeID]time.Time{}, bucket: tokenBucket{tokens: probeRate, at: now}},
-		accepts: tokenBucket{tokens: acceptBurst, at: now},
+		cfg:      s,
+		ep:       ep,
+		self:     self,
+		wake:     make(chan struct{}, 1),
+		links:    map[route.LinkID]*peerLink{},
+		byAddr:   map[netip.AddrPort]*peerLink{},
+		dials:    map[netip.AddrPort]*dialState{},
+		pending:  newRouteQueue(routeQueueLimits{maxRouteQueuePerDst, maxRouteQueue, maxRouteQueueBytes, maxRouteWait, RejectNoRoute}),
+		relaying: newRouteQueue(routeQueueLimits{maxRelayQueuePerDst, maxRelayQueue, maxRelayQueueBytes, maxRelayWait, RejectRelayNoRoute}),
+		keys:     map[route.NodeID][]byte{},
+		probes:   probeState{sent: map[route.NodeID]time.Time{}, bucket: tokenBucket{tokens: probeRate, at: now}},
+		accepts:  tokenBucket{tokens: acceptBurst, at: now},
 	}
 	n.log = s.Log.With("service", "mesh", "node", self.ID.String())
 	var salt [4]byte
@@ -530,6 +534,7 @@ func (n *Node) deadline() time.Time {
 		}
 	}
 	at(n.pending.expiry())
+	at(n.relaying.expiry())
 	if len(n.mcast) > 0 {
 		at(n.beacons.next)
 	}
@@ -558,7 +563,7 @@ func (n *Node) onTimer(now time.Time) {
 		}
 	}
 	n.dialDue(now)
-	n.expireRouteQueue(now)
+	n.expireRouteQueues(now)
 	n.sendBeacons(now)
 }
 
@@ -573,7 +578,7 @@ func (n *Node) afterEvent(now time.Time) {
 			n.seqno = s
 		}
 	}
-	n.retryRouteQueue(now)
+	n.retryRouteQueues(now)
 }
 
 func (n *Node) persistSeqno() error {

@@ -127,6 +127,9 @@ const (
 	// RejectNoRoute: an originated packet dropped after waiting
 	// maxRouteWait for a route, or beyond the route queue's bounds.
 	RejectNoRoute = "no_route"
+	// RejectRelayNoRoute: a relayed packet dropped after waiting
+	// maxRelayWait for a route, or beyond the relay queue's bounds.
+	RejectRelayNoRoute = "relay_no_route"
 	// RejectSealFailed: a packet for a link whose session could not
 	// seal it (keys expired while a rekey runs).
 	RejectSealFailed = "seal_failed"

@@ -103,16 +103,49 @@ func (r *Router) Forward(now time.Time, from LinkID, packet []byte) (Decision, e
 		packet[ttlOffset] = h.TTL
 		dec.Header.TTL = h.TTL
 	}
-	link, ok := r.NextHop(h.Dst)
+	return r.sendOn(dec, from != 0), nil
+}
+
+// sendOn completes a decision on a packet not for this node: forward it to
+// the next hop, or drop it for want of a route. Relayed says whether the
+// packet came from another node, for the counters.
+func (r *Router) sendOn(dec Decision, relayed bool) Decision {
+	link, ok := r.NextHop(dec.Header.Dst)
 	if !ok {
 		r.counters.DataNoRoute++
 		dec.Reason = DropNoRoute
-		return dec, nil
+		return dec
 	}
-	if from != 0 {
+	if relayed {
 		r.counters.DataForwarded++
 	}
 	dec.Action = ActionForward
 	dec.Link = link
-	return dec, nil
+	return dec
+}
+
+// Reroute decides again on a data packet that Forward dropped for want of a
+// route (DropNoRoute) and the host held until the router had one. Its TTL
+// was already decremented here, so it is not again, and its source may be
+// any node: a relay holds packets too, for the moments after a failure
+// while it waits for a feasible route, instead of dropping them. A packet
+// that still has no route is dropped (and counted) as Forward drops it.
+func (r *Router) Reroute(now time.Time, packet []byte) (Decision, error) {
+	h, _, err := ParseData(packet)
+	if err != nil {
+		return Decision{}, err
+	}
+	dec := Decision{Header: h, Packet: packet}
+	if h.Dst == r.id {
+		r.counters.DataDelivered++
+		dec.Action = ActionDeliver
+		return dec, nil
+	}
+	relayed := h.Src != r.id
+	if relayed && r.cfg.Leaf {
+		r.counters.DataNotRouter++
+		dec.Reason = DropNotRouter
+		return dec, nil
+	}
+	return r.sendOn(dec, relayed), nil
 }

@@ -371,6 +371,9 @@ func TestLeafNeverRelays(t *testing.T) {
 	if err != nil || dec.Action != ActionDrop || dec.Reason != DropNotRouter {
 		t.Fatalf("a leaf asked to relay: %+v, %v", dec, err)
 	}
+	if dec, _ := leaf.r.Reroute(n.now, pkt); dec.Action != ActionDrop || dec.Reason != DropNotRouter {
+		t.Fatalf("a leaf asked to send on another node's held packet: %+v", dec)
+	}
 	// A leaf announcing someone else is refused by its router.
 	e := n.edges[edgeKey(3, 0)]
 	b := appendSerial([]byte{controlMagic}, 1<<30)

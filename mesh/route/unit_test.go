@@ -253,6 +253,39 @@ func TestForward(t *testing.T) {
 	}
 }
 
+// TestRerouteHeldPacket: a relay that had no route for a packet holds it,
+// and once a route appears Reroute sends it on without spending another
+// hop of its TTL.
+func TestRerouteHeldPacket(t *testing.T) {
+	n := newTestNet(t, 1)
+	n.line(3)
+	n.runUntil(5*time.Second, "full reachability", n.fullyReachable)
+	a, b, c := n.nodes[0], n.nodes[1], n.nodes[2]
+	linkAB, linkBC := n.edges[edgeKey(0, 1)], n.edges[edgeKey(1, 2)]
+
+	n.disconnect(1, 2)
+	pkt := AppendData(nil, DataHeader{Src: a.id, Dst: c.id, TTL: 5, Flow: 1}, []byte("x"))
+	dec, err := b.r.Forward(n.now, linkAB.lb, pkt)
+	if err != nil || dec.Action != ActionDrop || dec.Reason != DropNoRoute {
+		t.Fatalf("relay without a route: %+v, %v", dec, err)
+	}
+	if dec, _ := b.r.Reroute(n.now, dec.Packet); dec.Action != ActionDrop || dec.Reason != DropNoRoute {
+		t.Fatalf("reroute while still without a route: %+v", dec)
+	}
+	linkBC = n.connect(1, 2)
+	n.runUntil(5*time.Second, "full reachability", n.fullyReachable)
+	dec, err = b.r.Reroute(n.now, pkt)
+	if err != nil || dec.Action != ActionForward || dec.Link != linkBC.la || dec.Header.TTL != 4 {
+		t.Fatalf("reroute once the route is back: %+v, %v (link B-C %d)", dec, err, linkBC.la)
+	}
+	if dec, _ := b.r.Reroute(n.now, AppendData(nil, DataHeader{Src: a.id, Dst: b.id, TTL: 1}, nil)); dec.Action != ActionDeliver {
+		t.Errorf("a held packet for the relay itself: %+v", dec)
+	}
+	if _, err := b.r.Reroute(n.now, []byte{controlMagic}); err == nil {
+		t.Error("a control packet was rerouted as data")
+	}
+}
+
 // TestSeqnoRequestsDeduplicated: a router forwards one request per
 // destination and seqno per RequestTimeout, answers the rest once the
 // answer is in, and a source bumps its seqno once for any number of

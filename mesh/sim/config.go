@@ -67,6 +67,12 @@ type Config struct {
 	// and 1,024 in all, for up to 10 s); 0 drops it at once. Probes are
 	// never held.
 	Hold time.Duration
+	// RelayHold is how long a relay holds a packet it has no route for,
+	// sending it on once it has one (--relay-hold), as a node does
+	// (mesh/meshnode: up to 32 packets per destination and 256 in all,
+	// for up to 5 s); 0 drops it at once. A relay's route is lost for a
+	// moment after a failure, while it waits for a feasible one.
+	RelayHold time.Duration
 	// Link runs the real link layer on every virtual link (--link): Noise
 	// sessions between certified nodes, every frame sealed and opened, the
 	// overhead counted on the wire. Node ids are then the hashes of the
@@ -125,6 +131,7 @@ func DefaultConfig() Config {
 		Retries:        3,
 		LinkFeedback:   true,
 		Hold:           10 * time.Second,
+		RelayHold:      5 * time.Second,
 		Settle:         20 * time.Second,
 		Steady:         60 * time.Second,
 		Timeout:        2 * time.Minute,
@@ -179,6 +186,8 @@ func (c Config) Validate() error {
 		return homemesh.Invalid("retries", "%d is not between 0 and 15", c.Retries)
 	case c.Hold < 0:
 		return homemesh.Invalid("hold", "%v is negative", c.Hold)
+	case c.RelayHold < 0:
+		return homemesh.Invalid("relay-hold", "%v is negative", c.RelayHold)
 	case c.Attack && !c.Link:
 		return homemesh.Invalid("attack", "needs --link: the attacks are on the link layer")
 	case c.TTL < 0 || c.TTL > 255:

@@ -19,9 +19,16 @@ const (
 	actDropTTL
 )
 
-// decide asks r what to do with a data packet received on from.
-func decide(r *route.Router, now time.Time, from route.LinkID, pkt []byte) (action, route.LinkID, []byte, error) {
-	d, err := r.Forward(now, from, pkt)
+// decide asks r what to do with a data packet received on from, or held
+// here for want of a route when resumed is set.
+func decide(r *route.Router, now time.Time, from route.LinkID, pkt []byte, resumed bool) (action, route.LinkID, []byte, error) {
+	var d route.Decision
+	var err error
+	if resumed {
+		d, err = r.Reroute(now, pkt)
+	} else {
+		d, err = r.Forward(now, from, pkt)
+	}
 	if err != nil {
 		return actDrop, 0, nil, err
 	}

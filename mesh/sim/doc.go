@@ -21,7 +21,8 @@
 // that neighbour instead of waiting for its Hellos to stop
 // (Config.LinkFeedback; off, only the Hellos tell). A source that has no
 // route for a packet it originates holds it until it has one, up to
-// Config.Hold, as a node does (mesh/meshnode); relays drop such packets.
+// Config.Hold, and a relay up to Config.RelayHold, as a node does
+// (mesh/meshnode).
 // A link layer that wraps frames in sessions fits in where frames are
 // sent and received.
 //

@@ -36,6 +36,7 @@ type metrics struct {
 	rejected        uint64 // control packets a router returned an error for
 	undelivered     uint64 // data frames the links reported undeliverable
 	held            uint64 // packets a source held for want of a route
+	relayHeld       uint64 // packets a relay held for want of a route
 	badLink         uint64 // sends on a link the router does not have
 	timerSpins      uint64
 
@@ -179,11 +180,15 @@ type Result struct {
 	UndeliveredFrames uint64 `json:"undelivered_frames"`
 	// HeldPackets counts regular packets a source held for want of a
 	// route (--hold); those not sent within the hold are lost as no_route.
-	HeldPackets  uint64  `json:"held_packets"`
-	BadLinkSends uint64  `json:"bad_link_sends"`
-	TimerSpins   uint64  `json:"timer_spins"`
-	Events       uint64  `json:"events"`
-	VirtualS     float64 `json:"virtual_s"`
+	HeldPackets uint64 `json:"held_packets"`
+	// RelayHeldPackets counts regular packets a relay held for want of a
+	// route (--relay-hold); those not sent on within it are lost as
+	// no_route.
+	RelayHeldPackets uint64  `json:"relay_held_packets"`
+	BadLinkSends     uint64  `json:"bad_link_sends"`
+	TimerSpins       uint64  `json:"timer_spins"`
+	Events           uint64  `json:"events"`
+	VirtualS         float64 `json:"virtual_s"`
 
 	// Host is what the run cost the simulator's process; it varies from
 	// run to run.
@@ -224,6 +229,7 @@ type Params struct {
 	Link          bool    `json:"link"`
 	Attack        bool    `json:"attack"`
 	Hold          string  `json:"hold"`
+	RelayHold     string  `json:"relay_hold"`
 	TTL           int     `json:"ttl"`
 	Settle        string  `json:"settle"`
 	Steady        string  `json:"steady"`
@@ -269,7 +275,7 @@ func (s *sim) result() *Result {
 			Scenario: c.Scenario, Seed: c.Seed, Duration: c.Duration.String(),
 			KillInterval: c.KillInterval.String(), Downtime: c.Downtime.String(), Churn: c.Churn,
 			PartitionTime: c.PartitionTime.String(), Flows: len(s.flows), FlowInterval: c.FlowInterval.String(),
-			Payload: c.Payload, Probe: c.Probe.String(), Retries: c.Retries, LinkFeedback: c.LinkFeedback, Link: c.Link, Attack: c.Attack, Hold: c.Hold.String(), TTL: int(s.ttl),
+			Payload: c.Payload, Probe: c.Probe.String(), Retries: c.Retries, LinkFeedback: c.LinkFeedback, Link: c.Link, Attack: c.Attack, Hold: c.Hold.String(), RelayHold: c.RelayHold.String(), TTL: int(s.ttl),
 			Settle: c.Settle.String(), Steady: c.Steady.String(), Timeout: c.Timeout.String(),
 			ReachDests: len(s.reach.dests),
 		},
@@ -310,6 +316,7 @@ func (s *sim) result() *Result {
 		RejectedControl:      m.rejected,
 		UndeliveredFrames:    m.undelivered,
 		HeldPackets:          m.held,
+		RelayHeldPackets:     m.relayHeld,
 		Link:                 s.linkResult(),
 		Attack:               s.attackResult(),
 		BadLinkSends:         m.badLink,

@@ -71,8 +71,8 @@ type node struct {
 	// watched counts detection watches on this node, so that only a few
 	// nodes pay for the check after each call.
 	watched int32
-	// held are the packets the node originated and holds for want of a
-	// route.
+	// held are the packets the node originated or relayed and holds for
+	// want of a route.
 	held []held
 }
 
@@ -478,7 +478,7 @@ func (s *sim) arrive(e event) {
 		buf = s.bufs[e.arg]
 	}
 	if data {
-		s.forward(n, route.LinkID(e.port+1), e.arg)
+		s.forward(n, route.LinkID(e.port+1), e.arg, false)
 		return
 	}
 	sends, err := nd.r.Receive(s.clock(), route.LinkID(e.port+1), buf)

@@ -163,31 +163,37 @@ func TestLinkFeedbackShortensOutages(t *testing.T) {
 	}
 }
 
-// A source holds what it originates while it has no route, as a node
-// does, and sends it once it has one: fewer packets are lost to missing
-// routes than when they are dropped at once, and nothing breaks.
+// A source holds what it originates while it has no route, and a relay
+// what it relays, as a node does, and sends it once it has one: fewer
+// packets are lost to missing routes than when they are dropped at once,
+// and nothing breaks.
 func TestHeldPacketsGoOnceRouted(t *testing.T) {
-	run := func(hold time.Duration) *Result {
-		cfg := smallConfig(60, TopologyRandom, ScenarioChurn)
-		cfg.Churn = 5
-		cfg.Hold = hold
+	run := func(hold, relayHold time.Duration) *Result {
+		cfg := smallConfig(100, TopologyRandom, ScenarioChurn)
+		cfg.Churn = 10
+		cfg.Hold, cfg.RelayHold = hold, relayHold
 		res, err := Run(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if res.Loops != 0 || res.TableLoops != 0 || res.Unrecovered != 0 || !res.ReachableAtEnd || res.Misdelivered != 0 {
-			t.Fatalf("hold %v: loops %d/%d, unrecovered %d, reachable at the end %v, misdelivered %d",
-				hold, res.Loops, res.TableLoops, res.Unrecovered, res.ReachableAtEnd, res.Misdelivered)
+			t.Fatalf("hold %v, relay hold %v: loops %d/%d, unrecovered %d, reachable at the end %v, misdelivered %d",
+				hold, relayHold, res.Loops, res.TableLoops, res.Unrecovered, res.ReachableAtEnd, res.Misdelivered)
 		}
 		return res
 	}
-	held, dropped := run(10*time.Second), run(0)
-	if held.HeldPackets == 0 || dropped.HeldPackets != 0 {
-		t.Errorf("held %d packets with a hold, %d without", held.HeldPackets, dropped.HeldPackets)
+	both, sources, dropped := run(10*time.Second, 5*time.Second), run(10*time.Second, 0), run(0, 0)
+	if sources.HeldPackets == 0 || dropped.HeldPackets != 0 || sources.RelayHeldPackets != 0 {
+		t.Errorf("sources held %d packets with a hold, %d without; relays held %d without a relay hold",
+			sources.HeldPackets, dropped.HeldPackets, sources.RelayHeldPackets)
 	}
-	if held.Lost["no_route"] >= dropped.Lost["no_route"] || held.Delivered <= dropped.Delivered {
+	if sources.Lost["no_route"] >= dropped.Lost["no_route"] || sources.Delivered <= dropped.Delivered {
 		t.Errorf("with a hold: %d lost to missing routes, %d delivered; without: %d, %d",
-			held.Lost["no_route"], held.Delivered, dropped.Lost["no_route"], dropped.Delivered)
+			sources.Lost["no_route"], sources.Delivered, dropped.Lost["no_route"], dropped.Delivered)
+	}
+	if both.RelayHeldPackets == 0 || both.Lost["no_route"] >= sources.Lost["no_route"] || both.Delivered <= sources.Delivered {
+		t.Errorf("with a relay hold: relays held %d, %d lost to missing routes, %d delivered; without: %d, %d",
+			both.RelayHeldPackets, both.Lost["no_route"], both.Delivered, sources.Lost["no_route"], sources.Delivered)
 	}
 }
 

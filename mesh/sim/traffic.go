@@ -140,14 +140,17 @@ func (s *sim) originate(f int, flags byte) {
 		TTL:  s.ttl,
 		Flow: uint32(f),
 	}, s.payload)
-	s.forward(int(fl.src), 0, i)
+	s.forward(int(fl.src), 0, i, false)
 }
 
 // forward lets node n's router decide on the data packet in buffer b,
-// received on link from (0: originated here).
-func (s *sim) forward(n int, from route.LinkID, b uint32) {
-	s.m.dataHops++
-	act, link, pkt, err := decide(s.nodes[n].r, s.clock(), from, s.bufs[b])
+// received on link from (0: originated here), or held here for want of a
+// route when resumed is set.
+func (s *sim) forward(n int, from route.LinkID, b uint32, resumed bool) {
+	if !resumed {
+		s.m.dataHops++
+	}
+	act, link, pkt, err := decide(s.nodes[n].r, s.clock(), from, s.bufs[b], resumed)
 	if err != nil {
 		s.dropFrame(b, true, dropError)
 		return
@@ -171,64 +174,88 @@ func (s *sim) forward(n int, from route.LinkID, b uint32) {
 	case actDropTTL:
 		s.dropFrame(b, true, dropTTL)
 	default:
-		if from == 0 && s.hold(n, b) {
+		if !resumed && s.hold(n, b, from != 0) {
 			return
 		}
 		s.dropFrame(b, true, dropNoRoute)
 	}
 }
 
-// Bounds of the packets a source holds while it has no route, as
-// mesh/meshnode bounds its queue.
+// Bounds of the packets a node holds while it has no route, as
+// mesh/meshnode bounds its queues: one for the packets it originated, one
+// for those it relays.
 const (
-	maxHeldPerDst = 64
-	maxHeld       = 1024
+	maxHeldPerDst      = 64
+	maxHeld            = 1024
+	maxRelayHeldPerDst = 32
+	maxRelayHeld       = 256
 )
 
-// held is a data packet its source holds until it has a route.
+// held is a data packet a node holds until it has a route.
 type held struct {
-	buf  uint32
-	flow int32
-	at   int64
+	buf     uint32
+	flow    int32
+	at      int64
+	relayed bool
 }
 
-// hold keeps the regular packet in b, which node n originated and has no
-// route for, until a route appears or Config.Hold passes; false if it may
-// not (holding is off, a probe, or the bounds are reached).
-func (s *sim) hold(n int, b uint32) bool {
-	if s.cfg.Hold <= 0 {
+// holdLimit is how long a node holds a packet it originated, or relays.
+func (s *sim) holdLimit(relayed bool) time.Duration {
+	if relayed {
+		return s.cfg.RelayHold
+	}
+	return s.cfg.Hold
+}
+
+// hold keeps the regular packet in b, which node n originated or relays
+// and has no route for, until a route appears or the hold passes; false if
+// it may not (holding is off, a probe, or the bounds are reached).
+func (s *sim) hold(n int, b uint32, relayed bool) bool {
+	if s.holdLimit(relayed) <= 0 {
 		return false
 	}
 	h, _, flags, ok := s.payloadOf(b)
 	if !ok || flags&flagProbe != 0 || int(h.Flow) >= len(s.flows) {
 		return false
 	}
+	perDst, total := maxHeldPerDst, maxHeld
+	if relayed {
+		perDst, total = maxRelayHeldPerDst, maxRelayHeld
+	}
+	dst := s.flows[h.Flow].dst
 	nd := &s.nodes[n]
-	same := 0
+	same, all := 0, 0
 	for _, p := range nd.held {
-		if p.flow == int32(h.Flow) {
-			same++
+		if p.relayed == relayed {
+			all++
+			if s.flows[p.flow].dst == dst {
+				same++
+			}
 		}
 	}
-	if same >= maxHeldPerDst || len(nd.held) >= maxHeld {
+	if same >= perDst || all >= total {
 		return false
 	}
-	nd.held = append(nd.held, held{buf: b, flow: int32(h.Flow), at: s.now})
-	s.m.held++
+	nd.held = append(nd.held, held{buf: b, flow: int32(h.Flow), at: s.now, relayed: relayed})
+	if relayed {
+		s.m.relayHeld++
+	} else {
+		s.m.held++
+	}
 	return true
 }
 
 // releaseHeld sends the packets node n holds whose destination it now has
 // a route to, stamped with the time they leave (so that a recovery counts
-// from when a packet got going, not from when it was made), and drops
-// those held for Config.Hold in vain.
+// from when a packet got going again, not from when it was made), and
+// drops those held in vain for as long as they may be.
 func (s *sim) releaseHeld(n int) {
 	nd := &s.nodes[n]
 	kept := nd.held[:0]
 	var ready []held
 	for _, p := range nd.held {
 		switch {
-		case s.now-p.at >= int64(s.cfg.Hold):
+		case s.now-p.at >= int64(s.holdLimit(p.relayed)):
 			s.dropFrame(p.buf, true, dropNoRoute)
 		case s.hasRoute(n, int(s.flows[p.flow].dst)):
 			ready = append(ready, p)
@@ -239,7 +266,7 @@ func (s *sim) releaseHeld(n int) {
 	nd.held = kept
 	for _, p := range ready {
 		binary.BigEndian.PutUint64(s.bufs[p.buf][route.DataHeaderLen:], uint64(s.now))
-		s.forward(n, 0, p.buf)
+		s.forward(n, 0, p.buf, p.relayed)
 	}
 }
 
