@@ -114,6 +114,7 @@ It prints one JSON object with --json, else a summary.`,
 	f.BoolVar(&cfg.Link, "link", cfg.Link, "run the real link layer on every link: Noise sessions between certified nodes, every frame sealed and opened")
 	f.BoolVar(&cfg.Attack, "attack", cfg.Attack, "while the scenario runs, replay and forge frames, try to link a node of another CA and announce other nodes' ids (needs --link)")
 	f.BoolVar(&cfg.LinkFeedback, "link-feedback", cfg.LinkFeedback, "links report data frames unacknowledged after every retry to the sender's router, as a radio MAC does")
+	f.BoolVar(&cfg.Salvage, "salvage", cfg.Salvage, "with --link-feedback, links give an undelivered data packet back to the router, which sends it again another way")
 	f.DurationVar(&cfg.Hold, "hold", cfg.Hold, "how long a source holds a packet while it has no route, as a node does (0: drop at once)")
 	f.DurationVar(&cfg.RelayHold, "relay-hold", cfg.RelayHold, "how long a relay holds a packet while it has no route, as a node does (0: drop at once)")
 	f.IntVar(&cfg.TTL, "ttl", cfg.TTL, "initial TTL of data packets (0: the routing default, or 255 where paths are longer)")

@@ -272,6 +272,21 @@ func (r *Router) DeliveryFailed(now time.Time, l LinkID) []Send {
 	return r.flush(now)
 }
 
+// InDoubt reports whether the neighbour on link l is in doubt: a frame to
+// it went unacknowledged (DeliveryFailed) and it has not answered the
+// probes yet, or it is dead, or l is not a link. A host whose link gave a
+// data packet back undelivered holds it until its route no longer leads
+// to a neighbour in doubt: it then either goes another way or, the
+// neighbour having answered, the same way again.
+func (r *Router) InDoubt(l LinkID) bool {
+	slot, ok := r.links[l]
+	if !ok {
+		return true
+	}
+	nb := r.nbrs[slot]
+	return nb.dead || !nb.suspectSince.IsZero()
+}
+
 // Receive handles a control packet received on a link and returns the
 // packets to send in response. A packet that does not parse, or comes on a
 // link that is not up, is refused whole with an error (and counted);

@@ -395,14 +395,20 @@ func TestDeliveryFailedProbes(t *testing.T) {
 	r := linkedPair(t)
 	hello(r, epoch, 0)
 	at := epoch.Add(100 * time.Millisecond)
+	if r.InDoubt(1) || !r.InDoubt(2) {
+		t.Errorf("in doubt: a live neighbour %v, a link that is not one %v", r.InDoubt(1), r.InDoubt(2))
+	}
 	serials := probeSerials(t, r.DeliveryFailed(at, 1))
 	if len(serials) != 1 {
 		t.Fatalf("%d probes after a failed delivery, want 1 at once", len(serials))
 	}
+	if !r.InDoubt(1) {
+		t.Error("not in doubt after a failed delivery")
+	}
 	r.Receive(at.Add(30*time.Millisecond), 1, appendAcks([]byte{controlMagic}, serials))
 	r.Tick(at.Add(time.Second / 2))
-	if n := r.Neighbours()[0]; n.Dead {
-		t.Fatal("dead although it answered the probe")
+	if n := r.Neighbours()[0]; n.Dead || r.InDoubt(1) {
+		t.Fatalf("dead %v, in doubt %v, although it answered the probe", n.Dead, r.InDoubt(1))
 	}
 
 	// Now it fails again and stays silent.
@@ -418,6 +424,9 @@ func TestDeliveryFailedProbes(t *testing.T) {
 		}
 		probes += len(probeSerials(t, r.Tick(next)))
 		if r.Neighbours()[0].Dead {
+			if !r.InDoubt(1) {
+				t.Error("a dead neighbour is not in doubt")
+			}
 			if d := next.Sub(at); d != time.Second/8 {
 				t.Errorf("dead %v after the failed delivery, want %v", d, time.Second/8)
 			}

@@ -61,6 +61,11 @@ type Config struct {
 	// as a radio MAC's missing acknowledgements do; the router then probes
 	// the neighbour instead of waiting for its Hellos to stop.
 	LinkFeedback bool
+	// Salvage makes such a link give the undelivered packet back to the
+	// router (--salvage, with --link-feedback), as a radio MAC that gives
+	// up on a frame does: the packet goes again once the route leads to a
+	// neighbour not in doubt, instead of being lost with the dead one.
+	Salvage bool
 	// Hold is how long a source holds a packet it originates while it has
 	// no route to the destination, sending it once it has one (--hold), as
 	// a node does (mesh/meshnode queues up to 64 packets per destination
@@ -130,6 +135,7 @@ func DefaultConfig() Config {
 		Probe:          100 * time.Millisecond,
 		Retries:        3,
 		LinkFeedback:   true,
+		Salvage:        true,
 		Hold:           10 * time.Second,
 		RelayHold:      5 * time.Second,
 		Settle:         20 * time.Second,

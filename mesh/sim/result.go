@@ -37,6 +37,7 @@ type metrics struct {
 	undelivered     uint64 // data frames the links reported undeliverable
 	held            uint64 // packets a source held for want of a route
 	relayHeld       uint64 // packets a relay held for want of a route
+	salvaged        uint64 // packets the links gave back undelivered
 	badLink         uint64 // sends on a link the router does not have
 	timerSpins      uint64
 
@@ -184,11 +185,14 @@ type Result struct {
 	// RelayHeldPackets counts regular packets a relay held for want of a
 	// route (--relay-hold); those not sent on within it are lost as
 	// no_route.
-	RelayHeldPackets uint64  `json:"relay_held_packets"`
-	BadLinkSends     uint64  `json:"bad_link_sends"`
-	TimerSpins       uint64  `json:"timer_spins"`
-	Events           uint64  `json:"events"`
-	VirtualS         float64 `json:"virtual_s"`
+	RelayHeldPackets uint64 `json:"relay_held_packets"`
+	// SalvagedPackets counts regular packets the links gave back to their
+	// sender's router undelivered (--salvage), to go again.
+	SalvagedPackets uint64  `json:"salvaged_packets"`
+	BadLinkSends    uint64  `json:"bad_link_sends"`
+	TimerSpins      uint64  `json:"timer_spins"`
+	Events          uint64  `json:"events"`
+	VirtualS        float64 `json:"virtual_s"`
 
 	// Host is what the run cost the simulator's process; it varies from
 	// run to run.
@@ -226,6 +230,7 @@ type Params struct {
 	Probe         string  `json:"probe"`
 	Retries       int     `json:"retries"`
 	LinkFeedback  bool    `json:"link_feedback"`
+	Salvage       bool    `json:"salvage"`
 	Link          bool    `json:"link"`
 	Attack        bool    `json:"attack"`
 	Hold          string  `json:"hold"`
@@ -275,7 +280,7 @@ func (s *sim) result() *Result {
 			Scenario: c.Scenario, Seed: c.Seed, Duration: c.Duration.String(),
 			KillInterval: c.KillInterval.String(), Downtime: c.Downtime.String(), Churn: c.Churn,
 			PartitionTime: c.PartitionTime.String(), Flows: len(s.flows), FlowInterval: c.FlowInterval.String(),
-			Payload: c.Payload, Probe: c.Probe.String(), Retries: c.Retries, LinkFeedback: c.LinkFeedback, Link: c.Link, Attack: c.Attack, Hold: c.Hold.String(), RelayHold: c.RelayHold.String(), TTL: int(s.ttl),
+			Payload: c.Payload, Probe: c.Probe.String(), Retries: c.Retries, LinkFeedback: c.LinkFeedback, Salvage: c.Salvage, Link: c.Link, Attack: c.Attack, Hold: c.Hold.String(), RelayHold: c.RelayHold.String(), TTL: int(s.ttl),
 			Settle: c.Settle.String(), Steady: c.Steady.String(), Timeout: c.Timeout.String(),
 			ReachDests: len(s.reach.dests),
 		},
@@ -317,6 +322,7 @@ func (s *sim) result() *Result {
 		UndeliveredFrames:    m.undelivered,
 		HeldPackets:          m.held,
 		RelayHeldPackets:     m.relayHeld,
+		SalvagedPackets:      m.salvaged,
 		Link:                 s.linkResult(),
 		Attack:               s.attackResult(),
 		BadLinkSends:         m.badLink,

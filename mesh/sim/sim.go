@@ -429,9 +429,10 @@ func (s *sim) sendFrame(n, p int, b uint32, data bool) {
 			break
 		}
 		if try+1 == tries {
-			s.dropFrame(b, data, dropLoss)
 			if data {
-				s.reportUndelivered(n, p, s.now+delay+int64(link.Latency)+int64(time.Millisecond))
+				s.reportUndelivered(n, p, s.now+delay+int64(link.Latency)+int64(time.Millisecond), b, dropLoss)
+			} else {
+				s.dropFrame(b, false, dropLoss)
 			}
 			return
 		}
@@ -447,14 +448,12 @@ func (s *sim) arrive(e event) {
 	buf := s.bufs[e.arg]
 	data := route.IsData(buf)
 	if !nd.alive {
-		s.dropFrame(e.arg, data, dropDeadHop)
-		s.undeliverable(n, int(e.port), data)
+		s.undeliverable(n, int(e.port), e.arg, data, dropDeadHop)
 		return
 	}
 	link := s.topo.Ports(n)[e.port].Link
 	if s.cut[link] {
-		s.dropFrame(e.arg, data, dropCut)
-		s.undeliverable(n, int(e.port), data)
+		s.undeliverable(n, int(e.port), e.arg, data, dropCut)
 		return
 	}
 	if e.epoch != s.epoch[link] || !s.session[n][e.port] {
@@ -496,35 +495,50 @@ func (s *sim) arrive(e event) {
 	}
 }
 
-// undeliverable reports a data frame that reached n's port p but no
-// receiver (a dead node, a cut link) to its sender, once the sender's link
-// layer would have given up: no acknowledgement for the first try, a
-// round trip after it arrived, nor for any retry.
-func (s *sim) undeliverable(n, p int, data bool) {
+// undeliverable handles the frame in buffer b that reached n's port p but
+// no receiver (a dead node, a cut link): a data frame is reported to its
+// sender once the sender's link layer would have given up (no
+// acknowledgement for the first try, a round trip after it arrived, nor
+// for any retry); why is what it is lost to if it goes no further.
+func (s *sim) undeliverable(n, p int, b uint32, data bool, why dropReason) {
 	if !data {
+		s.dropFrame(b, false, why)
 		return
 	}
 	lat := int64(s.topo.Links[s.topo.Ports(n)[p].Link].Latency)
 	giveUp := lat + int64(time.Millisecond) + int64(s.cfg.Retries)*(2*lat+int64(time.Millisecond))
-	s.reportUndelivered(s.topo.Ports(n)[p].Peer, int(s.peerPort[n][p]), s.now+giveUp)
+	s.reportUndelivered(s.topo.Ports(n)[p].Peer, int(s.peerPort[n][p]), s.now+giveUp, b, why)
 }
 
-// reportUndelivered tells node n's router at time at that a data frame on
-// its port p went unacknowledged, if the links report that and the link
-// session is still the one the frame went on.
-func (s *sim) reportUndelivered(n, p int, at int64) {
+// reportUndelivered tells node n's router at time at that the data frame
+// in buffer b, sent on its port p, went unacknowledged, if the links
+// report that and the link session is still the one the frame went on;
+// with Config.Salvage the link also gives the packet back to be sent
+// again. What goes no further is lost to why.
+func (s *sim) reportUndelivered(n, p int, at int64, b uint32, why dropReason) {
 	if !s.cfg.LinkFeedback {
+		s.dropFrame(b, true, why)
 		return
 	}
 	link := s.topo.Ports(n)[p].Link
 	ep := s.epoch[link]
 	s.m.undelivered++
+	keep := s.cfg.Salvage && s.salvageable(b)
+	if !keep {
+		s.dropFrame(b, true, why)
+	}
 	s.at(at, func() {
 		if !s.nodes[n].alive || !s.session[n][p] || s.epoch[link] != ep {
+			if keep {
+				s.dropFrame(b, true, why)
+			}
 			return
 		}
 		s.transmit(n, s.nodes[n].r.DeliveryFailed(s.clock(), linkID(p)))
 		s.rearm(int32(n), false)
+		if keep {
+			s.salvage(n, b, why)
+		}
 		if s.nodes[n].watched > 0 {
 			s.checkWatches(n)
 		}

@@ -197,6 +197,36 @@ func TestHeldPacketsGoOnceRouted(t *testing.T) {
 	}
 }
 
+// A link that gives an undelivered data packet back lets the router send
+// it again another way once it has probed the silent neighbour: far fewer
+// packets are lost to dead relays than when the link only reports the
+// loss, and the routing's properties hold.
+func TestSalvagedPacketsGoAnotherWay(t *testing.T) {
+	run := func(salvage bool) *Result {
+		cfg := smallConfig(100, TopologyRandom, ScenarioChurn)
+		cfg.Churn = 10
+		cfg.Seed = 4
+		cfg.Salvage = salvage
+		res, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Loops != 0 || res.TableLoops != 0 || res.Unrecovered != 0 || !res.ReachableAtEnd || res.Misdelivered != 0 {
+			t.Fatalf("salvage %v: loops %d/%d, unrecovered %d, reachable at the end %v, misdelivered %d",
+				salvage, res.Loops, res.TableLoops, res.Unrecovered, res.ReachableAtEnd, res.Misdelivered)
+		}
+		return res
+	}
+	with, without := run(true), run(false)
+	if with.SalvagedPackets == 0 || without.SalvagedPackets != 0 {
+		t.Errorf("salvaged %d packets with salvage on, %d with it off", with.SalvagedPackets, without.SalvagedPackets)
+	}
+	if 4*with.Lost["dead_next_hop"] >= without.Lost["dead_next_hop"] || with.Delivered <= without.Delivered {
+		t.Errorf("with salvage: %d lost to dead relays, %d delivered; without: %d, %d",
+			with.Lost["dead_next_hop"], with.Delivered, without.Lost["dead_next_hop"], without.Delivered)
+	}
+}
+
 // The same seed gives the same run, figure for figure; another seed gives
 // another.
 func TestDeterministic(t *testing.T) {

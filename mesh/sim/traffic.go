@@ -245,6 +245,52 @@ func (s *sim) hold(n int, b uint32, relayed bool) bool {
 	return true
 }
 
+// salvageable reports whether the data packet in b may be given back to
+// its sender's router when its link fails to deliver it: regular packets
+// may, probes may not (they measure when the path is restored).
+func (s *sim) salvageable(b uint32) bool {
+	_, _, flags, ok := s.payloadOf(b)
+	return ok && flags&flagProbe == 0
+}
+
+// salvage takes back the data packet in b, which node n's link failed to
+// deliver, as a radio MAC that gives up on a frame hands it back to the
+// routing: it goes again at once if the route now leads to a neighbour
+// not in doubt, or else waits like a packet without a route (within the
+// same bounds) until the router has probed the silent neighbour and kept
+// or replaced it. What cannot wait is lost to why.
+func (s *sim) salvage(n int, b uint32, why dropReason) {
+	h, _, _, ok := s.payloadOf(b)
+	if !ok {
+		s.dropFrame(b, true, why)
+		return
+	}
+	s.m.salvaged++
+	if s.canSend(n, h.Dst) {
+		s.restamp(b)
+		s.forward(n, 0, b, true)
+		return
+	}
+	if !s.hold(n, b, h.Src != s.nodes[n].id) {
+		s.dropFrame(b, true, why)
+	}
+}
+
+// canSend reports whether node n has a route to dst whose next hop is not
+// in doubt.
+func (s *sim) canSend(n int, dst route.NodeID) bool {
+	r := s.nodes[n].r
+	l, ok := r.NextHop(dst)
+	return ok && !r.InDoubt(l)
+}
+
+// restamp sets the send time in the data packet in b to now: a packet that
+// waited counts from when it got going again, not from when it was made,
+// so that the recovery times stay those of the routing.
+func (s *sim) restamp(b uint32) {
+	binary.BigEndian.PutUint64(s.bufs[b][route.DataHeaderLen:], uint64(s.now))
+}
+
 // releaseHeld sends the packets node n holds whose destination it now has
 // a route to, stamped with the time they leave (so that a recovery counts
 // from when a packet got going again, not from when it was made), and
@@ -257,7 +303,7 @@ func (s *sim) releaseHeld(n int) {
 		switch {
 		case s.now-p.at >= int64(s.holdLimit(p.relayed)):
 			s.dropFrame(p.buf, true, dropNoRoute)
-		case s.hasRoute(n, int(s.flows[p.flow].dst)):
+		case s.canSend(n, s.nodes[s.flows[p.flow].dst].id):
 			ready = append(ready, p)
 		default:
 			kept = append(kept, p)
@@ -265,8 +311,8 @@ func (s *sim) releaseHeld(n int) {
 	}
 	nd.held = kept
 	for _, p := range ready {
-		binary.BigEndian.PutUint64(s.bufs[p.buf][route.DataHeaderLen:], uint64(s.now))
-		s.forward(n, 0, p.buf, p.relayed)
+		s.restamp(p.buf)
+		s.forward(n, 0, p.buf, true)
 	}
 }
 
@@ -277,11 +323,6 @@ func (s *sim) dropHeld(n int) {
 		s.dropFrame(p.buf, true, dropNoRoute)
 	}
 	nd.held = nd.held[:0]
-}
-
-func (s *sim) hasRoute(n, dst int) bool {
-	_, ok := s.nodes[n].r.NextHop(s.nodes[dst].id)
-	return ok
 }
 
 // payloadOf returns the send time and flags the simulator put in the data
