@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ func meshSimCommand(stdout, stderr io.Writer) *cobra.Command {
 		loss, latency string
 		asJSON        bool
 		cpuProfile    string
+		progress      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -76,6 +78,15 @@ It prints one JSON object with --json, else a summary.`,
 			}
 			defer func() { err = errors.Join(err, stopProfile()) }()
 			start := time.Now()
+			if progress {
+				stderr := cmd.ErrOrStderr()
+				cfg.Progress = func(p sim.Progress) {
+					var ms runtime.MemStats
+					runtime.ReadMemStats(&ms)
+					fmt.Fprintf(stderr, "mesh sim: %.1f s virtual, %d M events, %.1f GiB heap, %s wall\n",
+						p.Virtual.Seconds(), p.Events>>20, float64(ms.HeapAlloc)/(1<<30), time.Since(start).Round(time.Second))
+				}
+			}
 			res, err := sim.Run(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -124,6 +135,7 @@ It prints one JSON object with --json, else a summary.`,
 	f.IntVar(&cfg.ReachDests, "reach-dests", cfg.ReachDests, "destinations whose reachability from every node is checked (all nodes in smaller networks)")
 	f.IntVar(&cfg.StretchSources, "stretch-sources", cfg.StretchSources, "sources whose routes are compared with Dijkstra (all nodes in smaller networks)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	f.BoolVar(&progress, "progress", false, "report how far the run has got on standard error now and then (for long runs)")
 	return cmd
 }
 

@@ -108,6 +108,19 @@ type Config struct {
 	// Dijkstra (--stretch-sources): all nodes when the network is no
 	// larger, else a sample.
 	StretchSources int
+
+	// Progress, if set, is called about every progressInterval of wall
+	// time with how far the run has got, for a person watching a long
+	// run; it must not touch the simulation.
+	Progress func(Progress)
+}
+
+const progressInterval = 30 * time.Second
+
+// Progress is how far a run has got.
+type Progress struct {
+	Virtual time.Duration // virtual time since the start
+	Events  uint64        // events handled so far
 }
 
 // DefaultConfig returns the configuration of the target run: 1,000

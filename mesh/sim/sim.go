@@ -27,6 +27,8 @@ type sim struct {
 	timers *timerHeap
 	stop   bool
 	events uint64
+	// reported is when Config.Progress was last called (wall clock).
+	reported time.Time
 
 	nodes    []node
 	peerPort [][]int32 // peerPort[n][p]: the port at the far end of n's port p
@@ -228,9 +230,17 @@ func (s *sim) run() {
 		e := s.queue.pop()
 		s.now = e.at
 		s.events++
-		if s.events%(1<<20) == 0 && s.ctx != nil && s.ctx.Err() != nil {
-			s.abort(s.ctx.Err())
-			return
+		if s.events%(1<<16) == 0 {
+			if s.ctx != nil && s.ctx.Err() != nil {
+				s.abort(s.ctx.Err())
+				return
+			}
+			// The wall clock only paces the reports: nothing simulated
+			// depends on it.
+			if s.cfg.Progress != nil && time.Since(s.reported) >= progressInterval {
+				s.reported = time.Now()
+				s.cfg.Progress(Progress{Virtual: time.Duration(s.now), Events: s.events})
+			}
 		}
 		switch e.kind {
 		case evFrame:

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -328,5 +329,31 @@ func TestAttacksAreRefused(t *testing.T) {
 	if res.Loops != 0 || res.TableLoops != 0 || !res.ReachableAtEnd || res.Unrecovered != 0 || res.MissingRoutes != 0 {
 		t.Errorf("the routing suffered: loops %d/%d, reachable %v, unrecovered %d, missing routes %d",
 			res.Loops, res.TableLoops, res.ReachableAtEnd, res.Unrecovered, res.MissingRoutes)
+	}
+}
+
+// A run reports its progress to a watcher without changing: the figures
+// are those of the same run unwatched.
+func TestProgressReported(t *testing.T) {
+	cfg := smallConfig(40, TopologyRandom, ScenarioKill)
+	var reports []Progress
+	cfg.Progress = func(p Progress) { reports = append(reports, p) }
+	watched, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Progress = nil
+	plain, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reports) == 0 || reports[0].Virtual <= 0 || reports[0].Events == 0 {
+		t.Fatalf("progress reports %+v", reports)
+	}
+	watched.Host, plain.Host = Host{}, Host{}
+	a, _ := json.Marshal(watched)
+	b, _ := json.Marshal(plain)
+	if !bytes.Equal(a, b) {
+		t.Error("watching the run changed its figures")
 	}
 }
