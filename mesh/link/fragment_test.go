@@ -21,7 +21,7 @@ func TestFragmentRoundTrip(t *testing.T) {
 	for _, mtu := range []int{MinMTU, DefaultMTU, 9000} {
 		tweak := func(c *Config) { c.MTU = mtu }
 		sa, sb := connect(t, t0, home.node(t, RoleRouter, tweak), home.node(t, RoleRouter, tweak), true)
-		for _, n := range []int{0, 1, mtu - wholeOverhead, mtu - wholeOverhead + 1, 5000, MaxPayload - 1, MaxPayload} {
+		for _, n := range []int{0, 1, MaxWhole(mtu), MaxWhole(mtu) + 1, 5000, MaxPayload - 1, MaxPayload} {
 			t.Run(fmt.Sprintf("mtu=%d size=%d", mtu, n), func(t *testing.T) {
 				p := payloadOf(n, uint64(n))
 				frames := seal(t, t0, sa, p)

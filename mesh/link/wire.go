@@ -119,6 +119,11 @@ const (
 	fragmentOverhead = TransportOverhead + fragHeaderLen
 )
 
+// MaxWhole is the largest payload a Session with the given MTU sends in
+// one frame; a larger one is fragmented, and lost whole when any of its
+// fragments is. Routing control packets are sized to it.
+func MaxWhole(mtu int) int { return mtu - wholeOverhead }
+
 // fragment is one piece of a payload too large for one frame.
 type fragment struct {
 	id    uint32 // the sender's id for the payload

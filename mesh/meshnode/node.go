@@ -157,6 +157,15 @@ func New(cfg Config) (*Node, error) {
 		}
 		rc.Seqno = saved
 	}
+	if rc.MaxPacket == 0 {
+		// A full update packet fits one link frame: one of two fragments
+		// lost would lose both.
+		mtu := s.Link.MTU
+		if mtu == 0 {
+			mtu = link.DefaultMTU
+		}
+		rc.MaxPacket = max(64, link.MaxWhole(mtu))
+	}
 	if rc.Seed == 0 {
 		var seed [8]byte
 		_, _ = rand.Read(seed[:])

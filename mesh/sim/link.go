@@ -70,7 +70,7 @@ func (s *sim) newLinks() error {
 }
 
 // linkMaxPacket is the largest route packet that fits one link frame.
-const linkMaxPacket = link.DefaultMTU - link.TransportOverhead - 1
+var linkMaxPacket = link.MaxWhole(link.DefaultMTU)
 
 // handshakeLink runs the Noise handshake between n's port p and its peer's
 // port q, as their link session starts: IK, since each side knows the
