@@ -325,16 +325,22 @@ func serialNumber(key []byte, home string, role Role, notBefore time.Time) *big.
 	return n.Add(n, big.NewInt(1))
 }
 
-// Verifier checks node certificates against the home's CA roots. It is
-// safe for concurrent use and may be shared by every session of a node (or
-// of many simulated nodes of one home). It caches successful signature
-// checks by certificate digest; validity times are checked on every call.
+// Verifier checks node certificates against the home's CA roots and its
+// list of revoked nodes. It is safe for concurrent use and may be shared by
+// every session of a node (or of many simulated nodes of one home): a
+// revocation then applies to all of them. It caches successful signature
+// checks by certificate digest; validity times and revocations are checked
+// on every call.
 type Verifier struct {
 	home  string
 	roots *x509.CertPool
 
 	mu    sync.Mutex
 	cache map[[32]byte]verified
+	// revoked holds the nodes whose certificates are refused although
+	// they still chain to a root: a stolen or retired device keeps a
+	// valid certificate until it expires, so refusal is by list.
+	revoked map[route.NodeID]struct{}
 }
 
 type verified struct {
@@ -362,11 +368,32 @@ func NewVerifier(roots []*x509.Certificate, home string) (*Verifier, error) {
 		}
 		pool.AddCert(r)
 	}
-	return &Verifier{home: home, roots: pool, cache: map[[32]byte]verified{}}, nil
+	return &Verifier{home: home, roots: pool, cache: map[[32]byte]verified{}, revoked: map[route.NodeID]struct{}{}}, nil
 }
 
 // Home returns the home whose nodes v accepts.
 func (v *Verifier) Home() string { return v.home }
+
+// Revoke adds ids to the nodes v refuses: from now on Verify refuses their
+// certificates with ErrRevoked, whatever their validity. A revocation is
+// never lifted; a revoked device pairs again with a new key, hence a new
+// node id. Sessions and channels already established with those nodes are
+// the host's to close.
+func (v *Verifier) Revoke(ids ...route.NodeID) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, id := range ids {
+		v.revoked[id] = struct{}{}
+	}
+}
+
+// Revoked reports whether Revoke was called for id.
+func (v *Verifier) Revoked(id route.NodeID) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.revoked[id]
+	return ok
+}
 
 // Verify checks the DER node certificate der at time now and returns what
 // it says about its holder. It refuses, with an error wrapping
@@ -375,7 +402,8 @@ func (v *Verifier) Home() string { return v.home }
 // parse, is not signed by one of the roots, is outside its validity
 // period (or its CA's), is a CA, has a key usage other than key agreement,
 // has a subject key that is not X25519, or names a node id other than the
-// one its key hashes to.
+// one its key hashes to; and with one wrapping ErrRevoked the certificate
+// of a node passed to Revoke.
 func (v *Verifier) Verify(der []byte, now time.Time) (Peer, error) {
 	if len(der) == 0 || len(der) > maxCertLen {
 		return Peer{}, fmt.Errorf("%w: %d bytes", ErrBadCert, len(der))
@@ -388,7 +416,7 @@ func (v *Verifier) Verify(der []byte, now time.Time) (Peer, error) {
 		if now.Before(c.notBefore) || !now.Before(c.peer.NotAfter) {
 			return Peer{}, fmt.Errorf("%w: outside its validity period", ErrBadCert)
 		}
-		return c.peer, nil
+		return v.notRevoked(c.peer)
 	}
 
 	cert, peer, err := parseNodeCert(der)
@@ -421,7 +449,15 @@ func (v *Verifier) Verify(der []byte, now time.Time) (Peer, error) {
 	}
 	v.cache[digest] = verified{peer: peer, notBefore: notBefore}
 	v.mu.Unlock()
-	return peer, nil
+	return v.notRevoked(peer)
+}
+
+// notRevoked returns p, or ErrRevoked when its node is revoked.
+func (v *Verifier) notRevoked(p Peer) (Peer, error) {
+	if v.Revoked(p.ID) {
+		return Peer{}, fmt.Errorf("%w: node %s", ErrRevoked, p.ID)
+	}
+	return p, nil
 }
 
 // parseNodeCert parses a node certificate and checks everything about it

@@ -202,6 +202,9 @@ func (ch *channel) verifyPeer(now time.Time, cert, static []byte) (Peer, error) 
 	case errors.Is(err, ErrForeignHome):
 		ch.c.inc(cForeignHome)
 		return Peer{}, err
+	case errors.Is(err, ErrRevoked):
+		ch.c.inc(cRevoked)
+		return Peer{}, err
 	case err != nil:
 		ch.c.inc(cBadCert)
 		return Peer{}, err

@@ -21,6 +21,13 @@
 // valid at the given time, is of its home (else ErrForeignHome), and names
 // the node id its key hashes to (else ErrBadCert).
 //
+// A certificate cannot be recalled: a stolen or retired node's stays
+// valid until it expires. The home therefore revokes nodes by id:
+// Verifier.Revoke adds them to the verifier's list, after which Verify
+// refuses their certificates (ErrRevoked, counted as Revoked), E2E refuses
+// to seal for or open from them, and the host closes what it already had
+// with them (E2E.Forget, and its sessions).
+//
 // # Links
 //
 // An Endpoint holds a node's identity and settings. For each neighbour

@@ -82,7 +82,8 @@ func (e *E2E) remove(id route.NodeID) {
 	}
 }
 
-// Seal encrypts payload (1 to MaxE2EPayload bytes) for dst and returns the
+// Seal encrypts payload (1 to MaxE2EPayload bytes) for dst, unless dst is
+// revoked (ErrRevoked), and returns the
 // messages to carry to dst. Without a channel to dst it starts an IK
 // handshake and returns its first message; the payload waits (up to
 // MaxE2EQueue of them) and is returned, sealed, by the Open that
@@ -95,6 +96,9 @@ func (e *E2E) Seal(now time.Time, dst route.NodeID, payload []byte) ([][]byte, e
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(payload), MaxE2EPayload)
 	case dst == e.ep.self.ID:
 		return nil, homemesh.Invalid("dst", "is this node")
+	case e.ep.cfg.Verifier.Revoked(dst):
+		e.c.inc(cRevoked)
+		return nil, fmt.Errorf("%w: %s", ErrRevoked, dst)
 	}
 	p := e.peers[dst]
 	if p == nil {
@@ -140,9 +144,17 @@ func (e *E2E) buffer(payload []byte) []byte {
 // data packet that carried it). It returns messages to send back to src
 // (handshake answers, key confirmations, payloads that waited for the
 // handshake) and the plaintext, if msg carried one. A message that is
-// refused (forged, replayed, from a node other than src, of another home)
-// yields an error and is counted; it changes nothing.
+// refused (forged, replayed, from a node other than src, of another home,
+// from a revoked node) yields an error and is counted; it changes nothing.
 func (e *E2E) Open(now time.Time, src route.NodeID, msg []byte) (send [][]byte, plaintext []byte, err error) {
+	if e.ep.cfg.Verifier.Revoked(src) {
+		// Refused before any Diffie-Hellman: a revoked node must cost
+		// this one as little as it can.
+		e.c.inc(cFramesReceived)
+		e.c.add(cBytesReceived, uint64(len(msg)))
+		e.c.inc(cRevoked)
+		return nil, nil, fmt.Errorf("%w: %s", ErrRevoked, src)
+	}
 	p := e.peers[src]
 	if p == nil {
 		if !IsInit(msg) {
@@ -236,6 +248,11 @@ func (e *E2E) Peer(id route.NodeID) (Peer, bool) {
 	}
 	return p.ch.peer, true
 }
+
+// Forget drops the channel with id, its keys and the payloads it queued,
+// as if it had never existed: used when id is revoked, so that nothing
+// more is sent to or accepted from it under keys agreed before.
+func (e *E2E) Forget(id route.NodeID) { e.remove(id) }
 
 // Len returns the number of end-to-end channels held.
 func (e *E2E) Len() int { return len(e.peers) }

@@ -21,6 +21,9 @@ var (
 	ErrBadCert = homemesh.Errorf(homemesh.KindUnauthenticated, "node certificate refused")
 	// ErrForeignHome: a valid-looking certificate of another home.
 	ErrForeignHome = homemesh.Errorf(homemesh.KindPermission, "node of another home")
+	// ErrRevoked: a valid certificate of a node the home revoked
+	// (Verifier.Revoke), or an end-to-end message to or from one.
+	ErrRevoked = homemesh.Errorf(homemesh.KindPermission, "node revoked")
 	// ErrPeerChanged: a handshake on an existing session or E2E channel
 	// with a static key other than the peer's.
 	ErrPeerChanged = homemesh.Errorf(homemesh.KindUnauthenticated, "handshake from a key other than the peer's")
@@ -254,6 +257,7 @@ const (
 	cForged
 	cBadCert
 	cForeignHome
+	cRevoked
 	cPeerChanged
 	cUnknownKey
 	cMalformed
@@ -280,6 +284,7 @@ type Counters struct {
 	Forged         uint64 // frames and handshake messages that failed authentication
 	BadCert        uint64 // handshakes refused for their certificate
 	ForeignHome    uint64 // handshakes refused because the node belongs to another home
+	Revoked        uint64 // handshakes, and E2E messages and payloads, refused because the node was revoked
 	PeerChanged    uint64 // handshakes from a key other than the session's peer
 	UnknownKey     uint64 // transport frames for a key not (or no longer) held
 	Malformed      uint64 // frames that do not parse
@@ -298,7 +303,7 @@ func countersOf(a *[numCounters]uint64) Counters {
 		PayloadsSent: a[cPayloadsSent], PayloadsDelivered: a[cPayloadsDelivered],
 		HandshakesStarted: a[cHandshakesStarted], HandshakesCompleted: a[cHandshakesCompleted],
 		Rekeys: a[cRekeys], Replayed: a[cReplayed], Forged: a[cForged],
-		BadCert: a[cBadCert], ForeignHome: a[cForeignHome], PeerChanged: a[cPeerChanged],
+		BadCert: a[cBadCert], ForeignHome: a[cForeignHome], Revoked: a[cRevoked], PeerChanged: a[cPeerChanged],
 		UnknownKey: a[cUnknownKey], Malformed: a[cMalformed], StaleHandshake: a[cStaleHandshake],
 		ReassemblyTimeouts: a[cReassemblyTimeouts], ReassemblyEvicted: a[cReassemblyEvicted],
 		QueueDropped: a[cQueueDropped], Closed: a[cClosed],
