@@ -16,6 +16,8 @@ func (n *Node) onSend(now time.Time, o outgoing) {
 	if err != nil {
 		if errors.Is(err, link.ErrUnknownPeer) {
 			n.c.reject(RejectUnknownDestination, 1)
+		} else if errors.Is(err, link.ErrRevoked) {
+			n.c.reject(RejectRevoked, 1)
 		} else {
 			n.c.reject(RejectSealFailed, 1)
 		}

@@ -75,6 +75,18 @@
 // so the sender's messages get through again at once rather than after
 // its next rekey, minutes later.
 //
+// # Revoked nodes
+//
+// Revoke takes the ids of nodes the home revoked (the border learns them
+// from auth and tells its agents). The Verifier refuses their
+// certificates from then on, so they get no link and no end-to-end
+// channel; the node goroutine takes down the links it had with them at
+// once, forgets their end-to-end channels and keys, and drops the packets
+// waiting for a route to them; Send to them fails. A revoked node's
+// certificate is still valid for a node that was not told, which may link
+// with it and relay its packets; end-to-end messages between a revoked
+// node and a node that knows are refused whatever the path.
+//
 // # Bounds and refusals
 //
 // Nothing a peer sends can crash the node or make it hold unbounded

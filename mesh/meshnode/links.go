@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/homemesh/homemesh/mesh/link"
@@ -282,4 +283,56 @@ func (n *Node) lookupKey(id route.NodeID) ([]byte, bool) {
 	}
 	k, ok := n.keys[id]
 	return k, ok
+}
+
+// Revoke makes the node refuse the nodes ids from now on, as the home
+// revoked them: Config.Verifier learns them (a Verifier shared with other
+// nodes refuses them there too), so their handshakes and end-to-end
+// messages are refused, and Send to them fails with link.ErrRevoked. The
+// node goroutine then takes down the links to them at once (counted as
+// RejectRevoked), forgets their end-to-end channels and learned keys, and
+// drops the packets that wait for a route to them. This node's own id is
+// ignored: a node cannot refuse itself, and a revoked node learns nothing
+// useful from its own revocation. Revoke is safe from any goroutine,
+// before, during and after Run.
+func (n *Node) Revoke(ids []route.NodeID) {
+	ids = slices.DeleteFunc(slices.Clone(ids), func(id route.NodeID) bool { return id == n.self.ID })
+	if len(ids) == 0 {
+		return
+	}
+	n.cfg.Verifier.Revoke(ids...)
+	n.qmu.Lock()
+	n.revoking = append(n.revoking, ids...)
+	n.qmu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// onRevoke cuts the node off from the revoked nodes ids, which the
+// verifier already refuses.
+func (n *Node) onRevoke(now time.Time, ids []route.NodeID) {
+	revoked := make(map[route.NodeID]bool, len(ids))
+	for _, id := range ids {
+		revoked[id] = true
+	}
+	for _, l := range n.sortedLinks() {
+		// A session whose link is not up yet may know its peer already
+		// (an IK responder, or keys not confirmed).
+		peer, ok := l.peer, l.up
+		if !ok {
+			peer, ok = l.sess.Peer()
+		}
+		if ok && revoked[peer.ID] {
+			n.log.Warn("mesh link to a revoked node taken down", "peer", peer.ID.String(), "addr", l.addr.String())
+			n.removeLink(now, l, RejectRevoked, nil)
+		}
+	}
+	for id := range revoked {
+		n.e2e.Forget(id)
+		delete(n.keys, id)
+		delete(n.probes.sent, id)
+		n.c.reject(RejectRevoked, uint64(len(n.pending.remove(id))+len(n.relaying.remove(id))))
+	}
 }

@@ -42,9 +42,10 @@ type Node struct {
 
 	// Send hands payloads to the node goroutine through queue; wake tells
 	// it there is something to take.
-	qmu   sync.Mutex
-	queue []outgoing
-	wake  chan struct{}
+	qmu      sync.Mutex
+	queue    []outgoing
+	revoking []route.NodeID // Revoke's ids, for the node goroutine
+	wake     chan struct{}
 
 	run    atomic.Int32 // runNew, runRunning, runStopped
 	sentOK atomic.Uint64
@@ -293,11 +294,14 @@ func (n *Node) Run(ctx context.Context) error {
 			n.mu.Unlock()
 		case <-n.wake:
 			n.qmu.Lock()
-			q := n.queue
-			n.queue = nil
+			q, revoked := n.queue, n.revoking
+			n.queue, n.revoking = nil, nil
 			n.qmu.Unlock()
 			n.mu.Lock()
 			now := time.Now()
+			if len(revoked) > 0 {
+				n.onRevoke(now, revoked)
+			}
 			for _, o := range q {
 				n.onSend(now, o)
 			}
@@ -369,7 +373,8 @@ func (n *Node) flush() {
 // end to end for dst and routes it. It queues while the end-to-end
 // handshake or the route is missing (up to maxRouteWait). It returns an
 // error for bad input, a stopped node (ErrStopped), or a node so far behind
-// that maxSendQueue payloads wait (ErrBusy). Delivery is not confirmed:
+// that maxSendQueue payloads wait (ErrBusy), or a revoked destination
+// (link.ErrRevoked). Delivery is not confirmed:
 // like UDP, a payload may be lost, and a destination whose key is unknown
 // is counted (RejectUnknownDestination) rather than reported.
 func (n *Node) Send(dst route.NodeID, payload []byte) error {
@@ -384,6 +389,8 @@ func (n *Node) Send(dst route.NodeID, payload []byte) error {
 		return homemesh.Invalid("payload", "%d bytes, at most %d", len(payload), MaxPayload)
 	case n.run.Load() == runStopped:
 		return ErrStopped
+	case n.cfg.Verifier.Revoked(dst):
+		return fmt.Errorf("meshnode: send to %s: %w", dst, link.ErrRevoked)
 	}
 	n.qmu.Lock()
 	if len(n.queue) >= maxSendQueue {
@@ -486,7 +493,7 @@ func subCounters(a, b link.Counters) link.Counters {
 		HandshakesStarted:   a.HandshakesStarted - b.HandshakesStarted,
 		HandshakesCompleted: a.HandshakesCompleted - b.HandshakesCompleted,
 		Rekeys:              a.Rekeys - b.Rekeys, Replayed: a.Replayed - b.Replayed, Forged: a.Forged - b.Forged,
-		BadCert: a.BadCert - b.BadCert, ForeignHome: a.ForeignHome - b.ForeignHome,
+		BadCert: a.BadCert - b.BadCert, ForeignHome: a.ForeignHome - b.ForeignHome, Revoked: a.Revoked - b.Revoked,
 		PeerChanged: a.PeerChanged - b.PeerChanged, UnknownKey: a.UnknownKey - b.UnknownKey,
 		Malformed: a.Malformed - b.Malformed, StaleHandshake: a.StaleHandshake - b.StaleHandshake,
 		ReassemblyTimeouts: a.ReassemblyTimeouts - b.ReassemblyTimeouts,

@@ -138,6 +138,10 @@ const (
 	RejectNeighbourDead = "neighbour_dead"
 	// RejectSessionClosed: a link taken down because its session died.
 	RejectSessionClosed = "session_closed"
+	// RejectRevoked: a link taken down, or a packet waiting for a route
+	// dropped or a Send's payload refused, because its peer was revoked
+	// (Node.Revoke).
+	RejectRevoked = "revoked"
 	// RejectBeaconMalformed, RejectBeaconForeign and RejectBeaconRate:
 	// beacons that do not parse, of another home, or over the dial rate.
 	RejectBeaconMalformed = "beacon_malformed"
