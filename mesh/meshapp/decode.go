@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/mesh/route"
 )
 
 // Decode parses one message strictly (see the package comment) and returns
-// it as *Announce, *State, *Command, *Result or *Resync. Its errors are
+// it as *Announce, *State, *Command, *Result, *Resync or *Revoked. Its
+// errors are
 // *homemesh.Error of kind invalid naming the offending field.
 func Decode(b []byte) (Message, error) {
 	if len(b) > MaxMessageSize {
@@ -41,6 +43,8 @@ func Decode(b []byte) (Message, error) {
 		m, err = decodeResult(o)
 	case TypeResync:
 		m, err = &Resync{}, o.done()
+	case TypeRevoked:
+		m, err = decodeRevoked(o)
 	default:
 		return nil, homemesh.Invalid("type", "unknown message type %q", truncate(typ))
 	}
@@ -190,6 +194,31 @@ func decodeResult(o *object) (*Result, error) {
 	}
 	if err := o.str("error", &r.Error, false); err != nil {
 		return nil, err
+	}
+	return r, o.done()
+}
+
+func decodeRevoked(o *object) (*Revoked, error) {
+	raws, err := o.array("nodes", true)
+	if err != nil {
+		return nil, err
+	}
+	if len(raws) > MaxRevoked {
+		return nil, homemesh.Invalid("nodes", "names %d nodes, over the limit of %d", len(raws), MaxRevoked)
+	}
+	r := &Revoked{Nodes: make([]route.NodeID, len(raws))}
+	for i, raw := range raws {
+		field := fmt.Sprintf("nodes[%d]", i)
+		var s string
+		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+			return nil, homemesh.Invalid(field, "must be a string")
+		}
+		id, err := route.ParseNodeID(s)
+		if err != nil || id.String() != s {
+			// Only the lower-case form, so that one id has one spelling.
+			return nil, homemesh.Invalid(field, "must be a node id of 16 lower-case hex digits, not %q", truncate(s))
+		}
+		r.Nodes[i] = id
 	}
 	return r, o.done()
 }

@@ -17,11 +17,16 @@
 //	| command  | hub → agent | id, unique_id, command, params                           |
 //	| result   | agent → hub | id, error ("" or absent: done)                           |
 //	| resync   | hub → agent | (none)                                                   |
+//	| revoked  | hub → agent | nodes ["<node id hex>", …]                               |
 //
 // An agent sends announce when it starts, when a hub sends resync (the hub
 // does not know it, e.g. after a restart) and when its nearest hub changes;
 // state whenever a value changes and periodically as telemetry; result
-// for every command, echoing its id. capabilities is homemesh.Capabilities
+// for every command, echoing its id. A hub sends revoked, listing every
+// node the home revoked (in several messages past MaxRevoked), to each
+// agent it knows when a node is revoked and whenever an agent announces;
+// the agent refuses those nodes from then on and remembers them, and a
+// message only ever adds to that list. capabilities is homemesh.Capabilities
 // with its JSON names; command and params are homemesh.Command's name and
 // params (Home Assistant's service names and fields without the domain).
 // value is a JSON scalar (null, boolean, number or string), as Home
@@ -35,7 +40,9 @@
 // a missing required field, a value of the wrong JSON type, or one past a
 // limit: MaxMessageSize bytes per message (the end-to-end payload limit
 // of mesh/link, just under 64 KiB), MaxEntities entities per
-// device, ids (unique_id, command, device_class, state_class) of at most
+// device, MaxRevoked nodes per revoked message (each node id in its
+// lower-case form, once), ids (unique_id, command, device_class,
+// state_class) of at most
 // MaxIDLen characters of [a-z0-9_-], and bounded text, attribute and
 // parameter sizes. Its errors are *homemesh.Error of kind invalid whose
 // Field is the dotted path of the culprit ("entities[3].unique_id"), so a
@@ -48,7 +55,7 @@
 // from the end-to-end source node id, which the link layer authenticated
 // (DeviceID: "mesh-<node id hex>"), so an agent can only ever speak for its
 // own device. Entities become "<device id>-<unique_id>" (EntityID). An
-// agent accepts command and resync only from a peer whose certificate
-// role is hub; that check belongs to the agent, since this package sees
+// agent accepts command, resync and revoked only from a peer whose
+// certificate role is hub; that check belongs to the agent, since this package sees
 // only bytes.
 package meshapp

@@ -22,6 +22,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte(`{"type":"state","unique_id":"a","value":null,"available":false}`))
 	f.Add([]byte(`{"type":"command","id":0,"unique_id":"a","command":"toggle","params":{}}`))
+	f.Add([]byte(`{"type":"revoked","nodes":["0000000000000000","ffffffffffffffff"]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
 		if err != nil {

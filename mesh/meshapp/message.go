@@ -6,6 +6,7 @@ import (
 
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/mesh/link"
+	"github.com/homemesh/homemesh/mesh/route"
 )
 
 // Limits of the protocol. Decode and Encode refuse anything past them.
@@ -23,6 +24,10 @@ const (
 	MaxAttributes   = 64   // attributes per state, parameters per command
 	MaxAttributeKey = 64   // bytes of an attribute or parameter name
 	MaxErrorLen     = 1024 // bytes of a result's error
+	// MaxRevoked is the node ids one revoked message names: 3000 of
+	// them take 57 KB, within MaxMessageSize. A hub with more to tell
+	// sends several messages.
+	MaxRevoked = 3000
 )
 
 // Type names a message's kind: the value of its "type" field.
@@ -35,9 +40,11 @@ const (
 	TypeCommand  Type = "command"
 	TypeResult   Type = "result"
 	TypeResync   Type = "resync"
+	TypeRevoked  Type = "revoked"
 )
 
-// Message is one of *Announce, *State, *Command, *Result and *Resync.
+// Message is one of *Announce, *State, *Command, *Result, *Resync and
+// *Revoked.
 type Message interface {
 	// MessageType returns the value of the message's "type" field.
 	MessageType() Type
@@ -50,6 +57,7 @@ var (
 	_ Message = (*Command)(nil)
 	_ Message = (*Result)(nil)
 	_ Message = (*Resync)(nil)
+	_ Message = (*Revoked)(nil)
 )
 
 // Announce describes the agent's device and all its entities, with their
@@ -117,6 +125,15 @@ type Result struct {
 // Resync tells an agent that the hub does not know it: it must announce.
 type Resync struct{}
 
+// Revoked names nodes the home revoked: the agent refuses them from then
+// on, and keeps refusing them after a restart. Revocations are never
+// lifted, so a message adds to what the agent knew and never replaces it;
+// a hub sends every revoked node, in as many messages as MaxRevoked
+// requires. Nodes travel as the 16 lower-case hex digits of their ids.
+type Revoked struct {
+	Nodes []route.NodeID `json:"nodes"`
+}
+
 // MessageType returns TypeAnnounce.
 func (*Announce) MessageType() Type { return TypeAnnounce }
 
@@ -131,6 +148,9 @@ func (*Result) MessageType() Type { return TypeResult }
 
 // MessageType returns TypeResync.
 func (*Resync) MessageType() Type { return TypeResync }
+
+// MessageType returns TypeRevoked.
+func (*Revoked) MessageType() Type { return TypeRevoked }
 
 // Encode validates m as Decode would and returns its JSON encoding with
 // the "type" field first.
@@ -172,6 +192,15 @@ func Encode(m Message) ([]byte, error) {
 		body, err = json.Marshal(struct {
 			Type Type `json:"type"`
 		}{m.MessageType()})
+	case *Revoked:
+		nodes := make([]string, len(m.Nodes))
+		for i, id := range m.Nodes {
+			nodes[i] = id.String()
+		}
+		body, err = json.Marshal(struct {
+			Type  Type     `json:"type"`
+			Nodes []string `json:"nodes"`
+		}{m.MessageType(), nodes})
 	default:
 		return nil, homemesh.Invalid("type", "unknown message %T", m)
 	}

@@ -2,8 +2,10 @@ package meshapp
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/mesh/route"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -47,6 +50,7 @@ var examples = map[string]Message{
 	"command": &Command{ID: 18446744073709551615, UniqueID: "light", Name: "turn_on", Params: map[string]any{"brightness": 128.0, "rgb_color": []any{255.0, 0.0, 10.0}}},
 	"result":  &Result{ID: 7, Error: "brightness: must be 0 to 255"},
 	"resync":  &Resync{},
+	"revoked": &Revoked{Nodes: []route.NodeID{{0x3f, 0x2a, 0x91, 0x0c, 0x55, 0x17, 0xe8, 0x4d}, {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0xff}}},
 }
 
 func TestGoldenRoundTrip(t *testing.T) {
@@ -143,6 +147,16 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad command in capabilities", `{"type":"announce","device":{"name":"a"},"entities":[{"unique_id":"a","kind":"light","capabilities":{"commands":["turn_on","Off!"]}}]}`, "entities[0].capabilities.commands[1]"},
 		{"state without available", `{"type":"announce","device":{"name":"a"},"entities":[{"unique_id":"a","kind":"switch","state":{"value":"on"}}]}`, "entities[0].state.available"},
 		{"unknown state field", `{"type":"announce","device":{"name":"a"},"entities":[{"unique_id":"a","kind":"switch","state":{"value":"on","available":true,"x":1}}]}`, "entities[0].state.x"},
+		{"revoked without nodes", `{"type":"revoked"}`, "nodes"},
+		{"revoked nodes not an array", `{"type":"revoked","nodes":"3f2a910c5517e84d"}`, "nodes"},
+		{"revoked nobody", `{"type":"revoked","nodes":[]}`, "nodes"},
+		{"node id not a string", `{"type":"revoked","nodes":[4546]}`, "nodes[0]"},
+		{"node id in upper case", `{"type":"revoked","nodes":["3f2a910c5517e84d","3F2A910C5517E84E"]}`, "nodes[1]"},
+		{"node id too short", `{"type":"revoked","nodes":["3f2a910c"]}`, "nodes[0]"},
+		{"node id not hex", `{"type":"revoked","nodes":["3f2a910c5517e84g"]}`, "nodes[0]"},
+		{"node named twice", `{"type":"revoked","nodes":["3f2a910c5517e84d","3f2a910c5517e84d"]}`, "nodes[1]"},
+		{"too many revoked", revokedList(MaxRevoked + 1), "nodes"},
+		{"unknown revoked field", `{"type":"revoked","nodes":["3f2a910c5517e84d"],"reason":"stolen"}`, "reason"},
 		{"too big", `{"type":"resync","pad":"` + strings.Repeat(" ", MaxMessageSize) + `"}`, "message"},
 	}
 	for _, tt := range tests {
@@ -170,6 +184,8 @@ func TestEncodeValidates(t *testing.T) {
 		{"NaN value", &State{UniqueID: "a", Reading: Reading{Value: nan()}}, "value"},
 		{"unencodable param", &Command{UniqueID: "a", Name: "turn_on", Params: map[string]any{"x": make(chan int)}}, "command"},
 		{"entity without kind", &Announce{Device: DeviceInfo{Name: "x"}, Entities: []Entity{{UniqueID: "a"}}}, "entities[0].kind"},
+		{"revoked nobody", &Revoked{}, "nodes"},
+		{"revoked twice", &Revoked{Nodes: []route.NodeID{{1}, {2}, {1}}}, "nodes[2]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +215,43 @@ func TestEncodeAcceptsGoNumbers(t *testing.T) {
 	}
 	if v := m.(*State).Value; v != 42.0 {
 		t.Errorf("value %#v, want 42.0", v)
+	}
+}
+
+// revokedList is a revoked message naming n distinct nodes.
+func revokedList(n int) string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf(`"%016x"`, uint64(i)*0x9e3779b97f4a7c15)
+	}
+	return `{"type":"revoked","nodes":[` + strings.Join(ids, ",") + `]}`
+}
+
+func TestMaxRevokedFit(t *testing.T) {
+	r := &Revoked{}
+	for i := range MaxRevoked {
+		var id route.NodeID
+		binary.BigEndian.PutUint64(id[:], uint64(i)*0x9e3779b97f4a7c15)
+		r.Nodes = append(r.Nodes, id)
+	}
+	b, err := Encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d nodes: %d bytes of %d", MaxRevoked, len(b), MaxMessageSize)
+	if string(b) != revokedList(MaxRevoked) {
+		t.Fatal("the encoding differs from the test's")
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Message(r), got); diff != "" {
+		t.Errorf("round trip differs (-want +got):\n%s", diff)
+	}
+	r.Nodes = append(r.Nodes, route.NodeID{1})
+	if _, err := Encode(r); homemesh.ErrorField(err) != "nodes" {
+		t.Errorf("one node more: %v, want an error naming nodes", err)
 	}
 }
 

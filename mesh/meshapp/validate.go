@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/mesh/route"
 )
 
 // validate checks the limits of the package comment; the decoder has
@@ -108,6 +109,23 @@ func (r *Result) validate() error {
 }
 
 func (*Resync) validate() error { return nil }
+
+func (r *Revoked) validate() error {
+	switch {
+	case len(r.Nodes) == 0:
+		return homemesh.Invalid("nodes", "must name at least one node")
+	case len(r.Nodes) > MaxRevoked:
+		return homemesh.Invalid("nodes", "names %d nodes, over the limit of %d", len(r.Nodes), MaxRevoked)
+	}
+	seen := make(map[route.NodeID]int, len(r.Nodes))
+	for i, id := range r.Nodes {
+		if j, dup := seen[id]; dup {
+			return homemesh.Invalid(fmt.Sprintf("nodes[%d]", i), "%s is also nodes[%d]", id, j)
+		}
+		seen[id] = i
+	}
+	return nil
+}
 
 // ValidID reports whether s can be a unique_id or command name: 1 to
 // MaxIDLen characters of [a-z0-9_-].
