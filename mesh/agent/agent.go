@@ -41,6 +41,8 @@ type Node interface {
 	ID() route.NodeID
 	Send(dst route.NodeID, payload []byte) error
 	NearestHub() (route.NodeID, bool)
+	// Revoke makes the node refuse the nodes ids from now on.
+	Revoke(ids []route.NodeID)
 	Run(ctx context.Context) error
 }
 
@@ -58,6 +60,10 @@ type Config struct {
 	TelemetryInterval time.Duration
 	// CommandTimeout bounds one command. Default 10 s.
 	CommandTimeout time.Duration
+	// StateDir is where the nodes the home revoked are kept (RevokedFile),
+	// so that a restarted agent refuses them before any hub repeats it;
+	// "" keeps them in memory only.
+	StateDir string
 	// Log receives the agent's log lines; nil discards them.
 	Log *slog.Logger
 }
@@ -91,8 +97,10 @@ type inbound struct {
 // Counters count what an Agent did and refused.
 type Counters struct {
 	Announces, States, Commands, Results uint64
-	// Refused counts messages dropped, by reason: "not_hub" (a command
-	// or resync from a peer whose role is not hub), "malformed",
+	// Revoked is how many nodes the agent knows the home revoked.
+	Revoked uint64
+	// Refused counts messages dropped, by reason: "not_hub" (a command,
+	// resync or revoked from a peer whose role is not hub), "malformed",
 	// "wrong_direction", "busy" (the inbox or the command slots were full),
 	// "send" (the node refused a payload).
 	Refused map[string]uint64
@@ -197,6 +205,7 @@ type loop struct {
 	hasHub   bool
 	lastSent map[string]meshapp.Reading // what the current hub was last told
 	results  chan sendTo                // from command goroutines
+	revoked  map[route.NodeID]bool      // what hubs said the home revoked
 }
 
 // sendTo is a message for one hub, produced off the loop.
@@ -210,13 +219,30 @@ type sendTo struct {
 
 // Run runs node and the agent until ctx ends, then waits for commands in
 // flight and returns nil, or the node's error if it stopped by itself.
+// The nodes kept in StateDir as revoked are refused before node runs; a
+// list that cannot be read stops Run with an error naming the file, since
+// running without it would admit them.
 func (a *Agent) Run(ctx context.Context, node Node) error {
+	l := &loop{Agent: a, node: node, lastSent: map[string]meshapp.Reading{}, results: make(chan sendTo, maxCommandsInFlight),
+		revoked: map[route.NodeID]bool{}}
+	if a.cfg.StateDir != "" {
+		ids, err := loadRevoked(a.cfg.StateDir)
+		if err != nil {
+			return fmt.Errorf("%w (remove it to start anyway: the hub sends the list again)", err)
+		}
+		for _, id := range ids {
+			l.revoked[id] = true
+		}
+		if len(ids) > 0 {
+			node.Revoke(ids)
+			a.count(func(c *Counters) { c.Revoked = uint64(len(ids)) })
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	nodeErr := make(chan error, 1)
 	go func() { nodeErr <- node.Run(ctx) }()
 
-	l := &loop{Agent: a, node: node, lastSent: map[string]meshapp.Reading{}, results: make(chan sendTo, maxCommandsInFlight)}
 	var commands sync.WaitGroup
 	defer commands.Wait()
 	poll := time.NewTicker(a.cfg.PollInterval)
@@ -368,10 +394,10 @@ func (l *loop) handle(ctx context.Context, in inbound, commands *sync.WaitGroup)
 		return
 	}
 	switch msg.(type) {
-	case *meshapp.Command, *meshapp.Resync:
+	case *meshapp.Command, *meshapp.Resync, *meshapp.Revoked:
 		if in.from.Role != link.RoleHub {
-			// Only hubs, the borders to the home's services, may command
-			// or ask; the certificate's role says who is one.
+			// Only hubs, the borders to the home's services, may command,
+			// ask or revoke; the certificate's role says who is one.
 			l.log.Warn("mesh message from a node that is not a hub refused", "peer", in.from.ID.String(),
 				"role", in.from.Role.String(), "type", string(msg.MessageType()))
 			l.refuse("not_hub")
@@ -382,6 +408,8 @@ func (l *loop) handle(ctx context.Context, in inbound, commands *sync.WaitGroup)
 		return
 	}
 	switch m := msg.(type) {
+	case *meshapp.Revoked:
+		l.revoke(in.from.ID, m)
 	case *meshapp.Resync:
 		l.log.Info("hub asked for an announcement", "hub", in.from.ID.String())
 		if states, ok := l.announce(in.from.ID); ok && l.hasHub && in.from.ID == l.hub {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -31,11 +32,12 @@ type sent struct {
 // fakeNode is a Node whose nearest hub the test sets and whose sends it
 // reads.
 type fakeNode struct {
-	t   *testing.T
-	mu  sync.Mutex
-	hub route.NodeID
-	ok  bool
-	out []sent
+	t       *testing.T
+	mu      sync.Mutex
+	hub     route.NodeID
+	ok      bool
+	out     []sent
+	revoked [][]route.NodeID // each Revoke's ids
 }
 
 func (n *fakeNode) ID() route.NodeID { return self }
@@ -55,6 +57,21 @@ func (n *fakeNode) NearestHub() (route.NodeID, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.hub, n.ok
+}
+
+func (n *fakeNode) Revoke(ids []route.NodeID) {
+	n.mu.Lock()
+	n.revoked = append(n.revoked, slices.Clone(ids))
+	n.mu.Unlock()
+}
+
+// takeRevoked returns the ids of every Revoke since the last call.
+func (n *fakeNode) takeRevoked() [][]route.NodeID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := n.revoked
+	n.revoked = nil
+	return out
 }
 
 func (n *fakeNode) Run(ctx context.Context) error {

@@ -15,7 +15,8 @@
 //	| ca.crt       | the home CA (PEM): the mesh's trust root                  |
 //	| pairing.json | home, node id, role, expiry and the home's hubs          |
 //
-// pairing.json is written last, so a directory is paired exactly when it
+// and, once a hub told it of any, revoked-nodes (RevokedFile): the nodes
+// the home revoked, one id per line. pairing.json is written last, so a directory is paired exactly when it
 // exists. The setup code is a bearer secret: whoever presents it first
 // gets a certificate of the home. Pair therefore sends it only to a hub
 // it has authenticated: over HTTPS, with the hub's CA given by the person
@@ -37,10 +38,14 @@
 //     TelemetryInterval sends every state, so that a hub that lost an
 //     announcement asks for it again;
 //   - carries out commands, with a timeout, and answers each with a
-//     result, followed by the entity's new state.
+//     result, followed by the entity's new state;
+//   - refuses, from the moment a hub says so (revoked), the nodes the home
+//     revoked: its node takes down its links and channels with them and
+//     refuses them since (Node.Revoke), and the list is kept in the state
+//     directory and applied before the node runs at the next start.
 //
-// Command and resync are accepted only from peers whose certificate role
-// is hub: the link layer has verified that certificate, so a router or
+// Command, resync and revoked are accepted only from peers whose
+// certificate role is hub: the link layer has verified that certificate, so a router or
 // leaf of the home cannot command another node's entities. Announce,
 // state and result travel the other way and are dropped when received.
 //

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/pem"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/homemesh/homemesh/mesh/link"
 	"github.com/homemesh/homemesh/mesh/link/linktest"
 	"github.com/homemesh/homemesh/mesh/meshapp"
+	"github.com/homemesh/homemesh/mesh/route"
 )
 
 // FuzzParsePEMCerts feeds certificate files (ca.crt, node.crt, --ca) to
@@ -36,6 +38,25 @@ func FuzzParsePEMCerts(f *testing.F) {
 	})
 }
 
+// FuzzParseRevoked feeds the revoked nodes file to its parser: it must
+// not panic, and what it accepts it writes back byte for byte.
+func FuzzParseRevoked(f *testing.F) {
+	f.Add(formatRevoked([]route.NodeID{{1}, {0xff, 2}}))
+	f.Add([]byte("0100000000000000\n0100000000000000\n"))
+	f.Add([]byte("0100000000000000"))
+	f.Add([]byte("01000000000000AA\n"))
+	f.Add([]byte("\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ids, err := parseRevoked(b)
+		if err != nil {
+			return
+		}
+		if out := formatRevoked(ids); !bytes.Equal(out, b) {
+			t.Fatalf("%q parsed to %v, written back as %q", b, ids, out)
+		}
+	})
+}
+
 // FuzzHandle feeds a hub's messages to an agent: nothing may panic, and
 // nothing from a node that is not a hub may be acted on.
 func FuzzHandle(f *testing.F) {
@@ -43,6 +64,7 @@ func FuzzHandle(f *testing.F) {
 		&meshapp.Command{ID: 1, UniqueID: "switch", Name: "turn_on"},
 		&meshapp.Command{ID: 2, UniqueID: "switch", Name: "fly"},
 		&meshapp.Resync{},
+		&meshapp.Revoked{Nodes: []route.NodeID{{1}, self}},
 	} {
 		b, _ := meshapp.Encode(m)
 		f.Add(b, uint8(link.RoleHub))
@@ -55,13 +77,14 @@ func FuzzHandle(f *testing.F) {
 			t.Fatal(err)
 		}
 		n := &fakeNode{t: t}
-		l := &loop{Agent: a, node: n, hub: hubA, hasHub: true, lastSent: map[string]meshapp.Reading{}, results: make(chan sendTo, maxCommandsInFlight)}
+		l := &loop{Agent: a, node: n, hub: hubA, hasHub: true, lastSent: map[string]meshapp.Reading{}, results: make(chan sendTo, maxCommandsInFlight),
+			revoked: map[route.NodeID]bool{}}
 		ctx, cancel := context.WithCancel(context.Background())
 		var commands sync.WaitGroup
 		l.handle(ctx, inbound{from: link.Peer{ID: hubA, Home: "home1", Role: link.Role(role)}, payload: payload}, &commands)
 		commands.Wait()
 		cancel()
-		if link.Role(role) != link.RoleHub && (len(n.take()) > 0 || len(l.results) > 0 || sw.State().Value != "off") {
+		if link.Role(role) != link.RoleHub && (len(n.take()) > 0 || len(l.results) > 0 || sw.State().Value != "off" || len(n.takeRevoked()) > 0) {
 			t.Fatalf("a %v peer was obeyed: %q", link.Role(role), payload)
 		}
 	})

@@ -56,6 +56,7 @@ func RunNode(ctx context.Context, cfg NodeConfig) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.Agent.Log = log
+	cfg.Agent.StateDir = cfg.StateDir
 	a, err := New(cfg.Agent)
 	if err != nil {
 		return err
