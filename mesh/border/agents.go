@@ -60,8 +60,11 @@ type agent struct {
 // follows what those processes learn later. It returns after the load.
 func (b *Border) watchAgents(ctx context.Context) error {
 	err := natsbus.FollowKeyValue(ctx, b.kv, func(e jetstream.KeyValueEntry) {
-		if e.Operation() == jetstream.KeyValuePut {
+		switch e.Operation() {
+		case jetstream.KeyValuePut:
 			b.applyRecord(e.Key(), e.Value())
+		case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
+			b.forgetRecord(e.Key())
 		}
 	})
 	if err != nil {
@@ -81,6 +84,9 @@ func (b *Border) applyRecord(key string, data []byte) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.revoked[id] {
+		return // a border that has not heard of the revocation yet wrote it
+	}
 	a := b.agents[id]
 	if a == nil {
 		a = &agent{id: id, routed: time.Now(), available: map[string]bool{}}
@@ -95,6 +101,19 @@ func (b *Border) applyRecord(key string, data []byte) {
 		}
 	}
 	b.keys.Store(id, rec.Key)
+}
+
+// forgetRecord forgets an agent whose record was deleted: a border does
+// that when the agent's node is revoked.
+func (b *Border) forgetRecord(key string) {
+	id, err := route.ParseNodeID(key)
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	delete(b.agents, id)
+	b.mu.Unlock()
+	b.keys.Delete(id)
 }
 
 // parseRecord decodes the record stored under key, checking that it is
@@ -143,10 +162,14 @@ func (b *Border) save(ctx context.Context, rec record) {
 }
 
 // learn records the verified identity of a message's source, returning
-// its agent, and whether its record changed (a new agent, or a new key).
+// its agent, and whether its record changed (a new agent, or a new key);
+// nil for a revoked node.
 func (b *Border) learn(from link.Peer, at time.Time) (*agent, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.revoked[from.ID] {
+		return nil, false
+	}
 	a := b.agents[from.ID]
 	changed := false
 	if a == nil {
@@ -184,6 +207,11 @@ func (b *Border) handle(ctx context.Context, in inbound) {
 		return
 	}
 	a, changed := b.learn(in.from, in.at)
+	if a == nil {
+		// Delivered before the node learned of the revocation.
+		b.met.dropped.WithLabelValues("revoked").Inc()
+		return
+	}
 	if changed {
 		b.mu.Lock()
 		rec := a.stamp()
@@ -194,6 +222,8 @@ func (b *Border) handle(ctx context.Context, in inbound) {
 	switch m := msg.(type) {
 	case *meshapp.Announce:
 		b.announce(ctx, a, m, in.at)
+		// An agent that was away when a node was revoked learns it now.
+		b.sendRevoked(a.id)
 	case *meshapp.State:
 		b.state(a, m, in.at)
 	case *meshapp.Result:

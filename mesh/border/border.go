@@ -128,6 +128,9 @@ type Mesh interface {
 	Send(dst route.NodeID, payload []byte) error
 	// Topology is a snapshot, safe from any goroutine.
 	Topology() Topology
+	// Revoke makes the node refuse the nodes ids from now on and cut
+	// what it had with them; safe from any goroutine.
+	Revoke(ids []route.NodeID)
 }
 
 // MeshConfig is what a Mesh is built from.
@@ -157,6 +160,9 @@ type Deps struct {
 	Bus      *natsbus.Conn
 	Registry Registry
 	HubCert  HubCertifier
+	// Revocations lists and announces the nodes the home revoked; nil:
+	// none is ever revoked (tests that are not about revocation).
+	Revocations Revocations
 	// NewMesh builds the mesh node; nil: NewMeshNode.
 	NewMesh NewMesh
 	Log     *slog.Logger
@@ -181,7 +187,9 @@ type Border struct {
 	agents map[route.NodeID]*agent
 	// keys is KeyOf's view of the agents' static keys: read on the mesh
 	// node's goroutine, so it never waits for mu.
-	keys    sync.Map // route.NodeID → []byte
+	keys sync.Map // route.NodeID → []byte
+	// revoked holds the nodes the home revoked: never again an agent.
+	revoked map[route.NodeID]bool
 	pending map[uint64]*pending
 	nextID  atomic.Uint64
 	// closed is set once the workers stopped; OnMessage then drops.
@@ -234,6 +242,7 @@ func New(cfg Config, deps Deps) (*Border, error) {
 		cfg: cfg, deps: deps, log: log.With("service", ServiceName, "home_id", cfg.Home),
 		ready:    make(chan struct{}),
 		agents:   map[route.NodeID]*agent{},
+		revoked:  map[route.NodeID]bool{},
 		pending:  map[uint64]*pending{},
 		cmdSlots: make(chan struct{}, maxCommands),
 	}
@@ -294,6 +303,17 @@ func (b *Border) Run(ctx context.Context) error {
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
+	// The revoked nodes are known before any agent record is taken in or
+	// any packet arrives: none of them gets in, even for a moment.
+	revoked, revokeEvents, err := b.startRevocations(watchCtx)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	for _, id := range revoked {
+		b.revoked[id] = true
+	}
+	b.mu.Unlock()
 	if err := b.watchAgents(watchCtx); err != nil {
 		return err
 	}
@@ -309,6 +329,7 @@ func (b *Border) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("border: mesh trust roots: %w", err)
 	}
+	verifier.Revoke(revoked...)
 	b.mesh, err = b.deps.NewMesh(MeshConfig{
 		Identity: link.Identity{Key: key, Cert: hc.Cert}, Verifier: verifier,
 		Listen: listen, Peers: b.cfg.Peers, Multicast: b.cfg.Multicast, MulticastGroup: b.cfg.MulticastGroup,
@@ -352,6 +373,14 @@ func (b *Border) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		b.watchRoutes(ctx)
+	}()
+	// Records of agents revoked while no border ran are deleted now, and
+	// their entities marked unavailable.
+	b.dropRevokedAgents(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.watchRevocations(ctx, revokeEvents)
 	}()
 	subs, serveErr := b.serve(ctx)
 	if serveErr != nil {

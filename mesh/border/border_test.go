@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,8 +38,9 @@ type fakeMesh struct {
 	id   route.NodeID
 	sent chan sent
 
-	mu   sync.Mutex
-	topo border.Topology
+	mu      sync.Mutex
+	topo    border.Topology
+	revoked []route.NodeID // every id passed to Revoke
 }
 
 type sent struct {
@@ -60,6 +62,18 @@ func (m *fakeMesh) Send(dst route.NodeID, payload []byte) error {
 	}
 	m.sent <- sent{dst, msg}
 	return nil
+}
+
+func (m *fakeMesh) Revoke(ids []route.NodeID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.revoked = append(m.revoked, ids...)
+}
+
+func (m *fakeMesh) isRevoked(id route.NodeID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Contains(m.revoked, id)
 }
 
 func (m *fakeMesh) Topology() border.Topology {
@@ -95,6 +109,7 @@ type fixture struct {
 	ca      *linktest.Home
 	dir     string
 	metrics *prometheus.Registry
+	revs    *fakeRevocations // nil: the border gets none
 
 	mesh   *fakeMesh
 	border *border.Border
@@ -114,7 +129,7 @@ func setup(t *testing.T, cfg border.Config) *fixture {
 		t.Fatal(err)
 	}
 	conn := bustest.Conn(t, srv)
-	f := &fixture{t: t, srv: srv, conn: conn, reg: registry.NewClient(conn, home), ca: ca, dir: t.TempDir()}
+	f := &fixture{t: t, srv: srv, conn: conn, reg: registry.NewClient(conn, home), ca: ca, dir: t.TempDir(), revs: &fakeRevocations{}}
 	hmtest.WaitFor(t, 10*time.Second, "registry", func() bool { _, err := f.reg.Devices(context.Background()); return err == nil })
 	f.start(cfg)
 	return f
@@ -127,9 +142,13 @@ func (f *fixture) start(cfg border.Config) {
 	cfg.Home, cfg.DataDir, cfg.Listen = home, f.dir, "127.0.0.1:0"
 	bconn := bustest.Conn(t, f.srv)
 	f.metrics = prometheus.NewRegistry()
+	var revs border.Revocations
+	if f.revs != nil {
+		revs = f.revs
+	}
 	b, err := border.New(cfg, border.Deps{
 		Bus: bconn, Registry: registry.NewClient(bconn, home), Log: hmtest.Logger(t), Metrics: f.metrics,
-		HubCert: f.hubCert,
+		HubCert: f.hubCert, Revocations: revs,
 		NewMesh: func(mc border.MeshConfig) (border.Mesh, error) {
 			f.mesh = &fakeMesh{cfg: mc, id: route.IDFromKey(mc.Identity.Key.PublicKey().Bytes()), sent: make(chan sent, 64)}
 			return f.mesh, nil

@@ -84,6 +84,10 @@ func (b *Border) command(ctx context.Context, m *nats.Msg) error {
 	if !ok || meshapp.DeviceID(node) != device {
 		return homemesh.Errorf(homemesh.KindNotFound, "entity %q is not a mesh entity of device %q", entity, device)
 	}
+	if b.isRevoked(node) {
+		return &homemesh.Error{Op: "border.command", Kind: homemesh.KindPermission,
+			Message: "the mesh node of device " + device + " was revoked"}
+	}
 	b.mu.Lock()
 	a := b.agents[node]
 	var ent entityRecord

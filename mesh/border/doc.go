@@ -22,6 +22,13 @@
 //   - An agent whose route has been gone for longer than Grace has its
 //     entities marked unavailable; when the route comes back they return
 //     to what the agent last said, and the agent is asked to resync.
+//   - Nodes the home revoked (Revocations: auth's list, and its event
+//     for each new one) are refused by the hub's node from its start and
+//     cut off at once when revoked later; their agents' records are
+//     deleted and their entities marked unavailable, commands for them
+//     refused, and every known agent is sent the whole list (revoked),
+//     as is each agent that announces, so that one away at the time
+//     learns it later.
 //   - VerbTopology answers with the mesh as this hub sees it (Topology):
 //     the gateway serves it as GET /api/v1/mesh/topology.
 //   - Prometheus metrics (prefix homemesh_mesh_) describe the node:

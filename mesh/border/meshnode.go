@@ -74,6 +74,7 @@ func convertTopology(nt meshnode.Topology) Topology {
 		add(t.Counters.Rejected, prefix+"forged", lc.Forged)
 		add(t.Counters.Rejected, prefix+"bad_cert", lc.BadCert)
 		add(t.Counters.Rejected, prefix+"foreign_home", lc.ForeignHome)
+		add(t.Counters.Rejected, prefix+"revoked", lc.Revoked)
 		add(t.Counters.Rejected, prefix+"peer_changed", lc.PeerChanged)
 		add(t.Counters.Rejected, prefix+"unknown_key", lc.UnknownKey)
 		add(t.Counters.Rejected, prefix+"malformed", lc.Malformed)
