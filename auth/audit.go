@@ -37,6 +37,7 @@ const (
 	AuditCommand            = "command"
 	AuditCommandDenied      = "command_denied"
 	AuditDeviceThrottled    = "device_throttled"
+	AuditMeshNodeRevoked    = "mesh_node_revoked"
 )
 
 // Audit outcomes.

@@ -42,6 +42,9 @@ var verbCallers = map[string][]string{
 	VerbClaimPairing:          {"gateway"},
 	VerbAuthenticateCert:      {"edge"},
 	VerbMeshHubCert:           {"border"},
+	VerbMeshNodes:             {"gateway"},
+	VerbMeshRevokeNode:        {"gateway"},
+	VerbMeshRevoked:           {"border"},
 	VerbPasskeyRegisterBegin:  {"gateway"},
 	VerbPasskeyRegisterFinish: {"gateway"},
 	VerbPasskeyLoginBegin:     {"gateway"},
@@ -220,8 +223,10 @@ func ServiceBusPermissions(home, service string) (BusPermissions, error) {
 	case "border":
 		// The mesh border is the edge of the mesh: it registers agents'
 		// devices, reports their states, serves the home's commands (and
-		// answers only those of mesh devices) and its own verbs.
-		p.Subscribe = append(p.Subscribe, bus.CommandWildcard(home), bus.ServiceSubject("border", ">"))
+		// answers only those of mesh devices) and its own verbs. It hears
+		// of revoked mesh nodes, to cut them off at once.
+		p.Subscribe = append(p.Subscribe, bus.CommandWildcard(home), bus.ServiceSubject("border", ">"),
+			bus.EventSubject(home, EventMeshNodeRevoked))
 		p.Publish = append(p.Publish, bus.Prefix+"."+home+".report.>")
 		p.Publish = append(p.Publish, streamSubjects(reportsStream(home))...)
 		for _, b := range borderBuckets(home) {

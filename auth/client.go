@@ -16,6 +16,7 @@ import (
 
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/bus/natsbus"
+	"github.com/homemesh/homemesh/mesh/route"
 )
 
 // ServiceName is the name of the auth service on the bus.
@@ -39,6 +40,9 @@ const (
 	VerbClaimPairing     = "pairing_claim"
 	VerbAuthenticateCert = "mqtt_authenticate_cert"
 	VerbMeshHubCert      = "mesh_hub_cert"
+	VerbMeshNodes        = "mesh_nodes"
+	VerbMeshRevokeNode   = "mesh_node_revoke"
+	VerbMeshRevoked      = "mesh_revoked"
 	VerbAuditAppend      = "audit_append"
 	VerbRevocations      = "revocations"
 	VerbAuditList        = "audit_list"
@@ -78,6 +82,11 @@ const EventCredentialRevoked = "credential_revoked"
 // verifiers stop accepting them at once. Its envelope payload is a
 // Revocation.
 const EventTokensRevoked = "tokens_revoked"
+
+// EventMeshNodeRevoked is published on bus.EventSubject(home,
+// EventMeshNodeRevoked) when a paired mesh node is revoked, so the border
+// cuts it off at once and tells the agents. It is a MeshNodeRevokedEvent.
+const EventMeshNodeRevoked = "mesh_node_revoked"
 
 // Roles known to the service. The owner is created by onboarding.
 const (
@@ -368,6 +377,53 @@ func (c *Client) MeshHubCert(ctx context.Context, key []byte, addresses []string
 	var r MeshHubCert
 	err := c.conn.Request(ctx, subject(VerbMeshHubCert), meshHubCertRequest{Key: key, Addresses: addresses}, &r)
 	return r, err
+}
+
+// MeshNodes lists the paired mesh nodes, revoked ones included, in node id
+// order, acting as the bearer of accessToken (owner or admin). It fetches
+// as many pages as there are.
+func (c *Client) MeshNodes(ctx context.Context, accessToken string) (MeshNodes, error) {
+	out := MeshNodes{Nodes: []MeshNode{}}
+	after := ""
+	for {
+		var r meshNodesReply
+		if err := c.conn.Request(ctx, subject(VerbMeshNodes), meshNodesRequest{bearer: bearer{accessToken}, After: after}, &r); err != nil {
+			return MeshNodes{}, err
+		}
+		out.Nodes = append(out.Nodes, r.Nodes...)
+		if !r.More || len(r.Nodes) == 0 {
+			return out, nil
+		}
+		after = r.Nodes[len(r.Nodes)-1].NodeID
+	}
+}
+
+// RevokeMeshNode revokes the paired mesh node nodeID (16 hex digits) at
+// once, acting as the bearer of accessToken (owner or admin), and
+// announces it with an EventMeshNodeRevoked event so the border cuts it
+// off. Its key can never pair again. A malformed id is KindInvalid naming
+// node_id, an unknown one KindNotFound; revoking a revoked node succeeds.
+func (c *Client) RevokeMeshNode(ctx context.Context, accessToken, nodeID string) error {
+	return c.conn.Request(ctx, subject(VerbMeshRevokeNode), meshRevokeNodeRequest{bearer: bearer{accessToken}, NodeID: nodeID}, nil)
+}
+
+// MeshRevoked returns the ids of every revoked mesh node, sorted. Only the
+// border may call it. An id the service sends that does not parse is an
+// error, rather than a revocation silently dropped.
+func (c *Client) MeshRevoked(ctx context.Context) ([]route.NodeID, error) {
+	var r MeshRevoked
+	if err := c.conn.Request(ctx, subject(VerbMeshRevoked), struct{}{}, &r); err != nil {
+		return nil, err
+	}
+	ids := make([]route.NodeID, 0, len(r.Nodes))
+	for _, s := range r.Nodes {
+		id, err := route.ParseNodeID(s)
+		if err != nil {
+			return nil, fmt.Errorf("mesh revocation list: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 // AuthenticateCert checks a client certificate (DER) that an MQTTS client

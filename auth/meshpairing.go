@@ -84,13 +84,17 @@ type meshHubRecord struct {
 }
 
 // meshNodeRecord is a node certificate issued by a claim, keyed
-// "node.<id>", so the home knows which mesh nodes it paired.
+// "node.<id>", so the home knows which mesh nodes it paired. Revoking a
+// node keeps its record, marked, for the revocation list and to refuse
+// its key a new claim.
 type meshNodeRecord struct {
-	Name      string    `json:"name"`
-	Role      string    `json:"role"`
-	NotAfter  time.Time `json:"not_after"`
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by"`
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	NotAfter  time.Time  `json:"not_after"`
+	CreatedAt time.Time  `json:"created_at"`
+	CreatedBy string     `json:"created_by"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	RevokedBy string     `json:"revoked_by,omitempty"` // user ID
 }
 
 // ParseMeshKey decodes the base64 of a mesh node's static X25519 public key
@@ -191,11 +195,19 @@ func (s *Service) issueMeshNodeCertificate(ctx context.Context, rec pairingRecor
 		return PairingClaim{}, err
 	}
 	nr := meshNodeRecord{Name: rec.Name, Role: mc.role.String(), NotAfter: notAfter, CreatedAt: now, CreatedBy: rec.CreatedBy}
-	data, _ := json.Marshal(nr)
-	// Put, not Create: a node that pairs again with the same key (a new
-	// setup code after a lost state dir) gets a new certificate.
-	if _, err := s.meshKV.Put(ctx, "node."+id.String(), data); err != nil {
-		return PairingClaim{}, unavailable("store mesh node", err)
+	// A node that pairs again with the same key (a new setup code after a
+	// lost state dir) gets a new certificate, unless it was revoked: the
+	// claim checked that before spending the code, and the compare-and-set
+	// keeps a revocation made since from being overwritten.
+	err = casUpdate(ctx, s.meshKV, meshNodePrefix+id.String(), "read mesh node", "store mesh node", func(cur []byte, exists bool) ([]byte, error) {
+		var old meshNodeRecord
+		if exists && json.Unmarshal(cur, &old) == nil && old.RevokedAt != nil {
+			return nil, errMeshKeyRevoked
+		}
+		return json.Marshal(nr)
+	})
+	if err != nil {
+		return PairingClaim{}, err
 	}
 	identity := meshIdentity(id)
 	s.Audit(ctx, AuditEntry{Action: AuditCertificateIssued, Outcome: OutcomeSuccess, Actor: systemCreator, Target: identity,

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/mesh/route"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -156,6 +157,15 @@ func (s *Service) handleClaimPairing(ctx context.Context, msg *nats.Msg) (any, e
 	mesh, err := parseMeshClaim(req)
 	if err != nil {
 		return fail(err, "bad mesh key or role")
+	}
+	if mesh != nil {
+		revoked, err := s.meshNodeRevoked(ctx, route.IDFromKey(mesh.key.Bytes()))
+		if err != nil {
+			return nil, err
+		}
+		if revoked {
+			return fail(errMeshKeyRevoked, "mesh key of a revoked node")
+		}
 	}
 	var csr *x509.CertificateRequest
 	if req.CSR != "" {
