@@ -40,6 +40,8 @@ const (
 	actManageDevices action = "manage_devices"
 	// actManagePairings creates setup codes that let devices join.
 	actManagePairings action = "manage_pairings"
+	// actManageMeshNodes lists the paired mesh nodes and revokes them.
+	actManageMeshNodes action = "manage_mesh_nodes"
 	// actCreateTokens creates long-lived integration tokens, never above
 	// the creator's own role and scope (auth checks that).
 	actCreateTokens action = "create_tokens"
@@ -68,6 +70,7 @@ var policy = map[action][]string{
 	actManageRooms:       admins,
 	actManageDevices:     admins,
 	actManagePairings:    admins,
+	actManageMeshNodes:   admins,
 	actCreateTokens:      {auth.RoleOwner, auth.RoleAdmin, auth.RoleMember},
 	actOwnTokens:         everyone,
 	actReadAudit:         admins,
@@ -89,6 +92,8 @@ var eventRoles = map[string][]string{
 	registry.EventDeviceRemoved: everyone,
 	// Which MQTT credentials exist is the business of those who manage them.
 	auth.EventCredentialRevoked: admins,
+	// So are the mesh nodes paired and revoked.
+	auth.EventMeshNodeRevoked: admins,
 }
 
 // storedEventRoles says which roles may read stored events of kind in the

@@ -195,6 +195,10 @@ var matrix = []matrixRow{
 
 	// Every mesh node is a device: the topology is for unlimited scopes.
 	{"GET /api/v1/mesh/topology", fixed("GET", "/api/v1/mesh/topology", nil), [8]int{401, 401, allowed, allowed, allowed, allowed, 403, 403}, nil},
+	{"GET /api/v1/mesh/nodes", fixed("GET", "/api/v1/mesh/nodes", nil), adminsOnly, nil},
+	{"DELETE /api/v1/mesh/nodes/{id}", func(t *testing.T, h *home, p string) request {
+		return request{"DELETE", "/api/v1/mesh/nodes/" + pairMeshNode(t, h.conn, h.tokens[pOwner], "spare "+p, "matrix-"+slug(p)), nil}
+	}, adminsOnly, nil},
 	{"GET /api/v1/rooms", fixed("GET", "/api/v1/rooms", nil), authedAll, nil},
 	{"POST /api/v1/rooms", func(_ *testing.T, _ *home, p string) request {
 		return request{"POST", "/api/v1/rooms", map[string]string{"name": "Room of " + p}}

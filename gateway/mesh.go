@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/auth"
 	"github.com/homemesh/homemesh/bus"
 	"github.com/homemesh/homemesh/bus/natsbus"
 )
@@ -31,4 +32,28 @@ func (g *Gateway) meshTopology(w http.ResponseWriter, r *http.Request, c caller)
 		return
 	}
 	writeJSONBody(w, http.StatusOK, raw)
+}
+
+// listMeshNodes answers GET /api/v1/mesh/nodes with the paired mesh nodes,
+// revoked ones included, in node id order.
+func (g *Gateway) listMeshNodes(w http.ResponseWriter, r *http.Request, c caller) {
+	nodes, err := g.auth.MeshNodes(r.Context(), c.token)
+	g.reply(w, r, nodes, err)
+}
+
+// revokeMeshNode answers DELETE /api/v1/mesh/nodes/{id}: the node is cut
+// off at once and its key may never pair again.
+func (g *Gateway) revokeMeshNode(w http.ResponseWriter, r *http.Request, c caller) {
+	id, err := auth.ParseMeshNodeID("id", r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	if err := g.auth.RevokeMeshNode(r.Context(), c.token, id.String()); err != nil {
+		writeError(w, r, g.log, err)
+		return
+	}
+	g.log.Info("mesh node revoked", "node", id.String(), "user", c.claims.Username)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
 }

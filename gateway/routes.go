@@ -38,6 +38,8 @@ func (g *Gateway) routesTable(ops http.Handler) {
 	g.handle("GET /api/v1/entities/{id}/history", g.authed(actRead, g.entityHistory))
 	g.handle("GET /api/v1/history/events", g.authed(actRead, g.historyEvents))
 	g.handle("GET /api/v1/mesh/topology", g.authed(actRead, g.meshTopology))
+	g.handle("GET /api/v1/mesh/nodes", g.authed(actManageMeshNodes, g.listMeshNodes))
+	g.handle("DELETE /api/v1/mesh/nodes/{id}", g.authed(actManageMeshNodes, g.revokeMeshNode))
 	g.handle("GET /api/v1/rooms", g.authed(actRead, g.listRooms))
 	g.handle("POST /api/v1/rooms", g.authed(actManageRooms, g.createRoom))
 	g.handle("DELETE /api/v1/rooms/{id}", g.authed(actManageRooms, g.deleteRoom))
