@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"crypto/x509"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -215,5 +217,81 @@ func runBehindARouter(t *testing.T, role link.Role) {
 func TestMessageLimitIsTheNodePayloadLimit(t *testing.T) {
 	if meshapp.MaxMessageSize != meshnode.MaxPayload {
 		t.Errorf("meshapp.MaxMessageSize = %d, meshnode.MaxPayload = %d", meshapp.MaxMessageSize, meshnode.MaxPayload)
+	}
+}
+
+// TestRunNodeObeysRevoked runs the agent behind a relay; the hub revokes
+// the relay: the agent's node takes its link to the relay down at once,
+// keeps the list in the state directory, and refuses the relay after a
+// restart too.
+func TestRunNodeObeysRevoked(t *testing.T) {
+	m := newTestMesh(t)
+	relayID, err := m.home.Identity(link.RoleRouter, linktest.Rand(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay, err := meshnode.New(meshnode.Config{
+		Identity: relayID, Verifier: m.home.Verifier, Listen: "127.0.0.1:0", Peers: []string{m.hub.Addr().String()},
+		Route: route.Config{HelloInterval: 100 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hmtest.Run(t, "relay", relay.Run)
+	dir, p := m.pair(t, 11)
+	nodes := make(chan *meshnode.Node, 2)
+	run := func() func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- RunNode(ctx, NodeConfig{
+				StateDir: dir, Listen: "127.0.0.1:0", Peers: []string{relay.Addr().String()}, Hello: 100 * time.Millisecond,
+				Agent: Config{Device: meshapp.DeviceInfo{Name: "Gate"}, Entities: testEntities()},
+				Ready: func(n *meshnode.Node) { nodes <- n },
+			})
+		}()
+		stop := func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("RunNode: %v", err)
+			}
+		}
+		t.Cleanup(func() {
+			if ctx.Err() == nil {
+				stop()
+			}
+		})
+		return stop
+	}
+	stop := run()
+	node := <-nodes
+	m.awaitAnnounce(t, p.NodeID)
+
+	msg, err := meshapp.Encode(&meshapp.Revoked{Nodes: []route.NodeID{relay.ID()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.hub.Send(p.NodeID, msg); err != nil {
+		t.Fatal(err)
+	}
+	hmtest.WaitFor(t, 20*time.Second, "the agent's link to the relay down", func() bool {
+		return node.Topology().Counters.Rejected[meshnode.RejectRevoked] > 0
+	})
+	b, err := os.ReadFile(filepath.Join(dir, RevokedFile))
+	if err != nil || string(b) != relay.ID().String()+"\n" {
+		t.Fatalf("%s: %q, %v", RevokedFile, b, err)
+	}
+
+	// Restarted, the agent refuses the relay from the first handshake.
+	stop()
+	run()
+	node = <-nodes
+	hmtest.WaitFor(t, 20*time.Second, "the relay's certificate refused", func() bool {
+		return node.Topology().Counters.Link.Revoked > 0
+	})
+	for _, nb := range node.Topology().Neighbours {
+		if nb.ID == relay.ID() {
+			t.Fatal("the restarted agent linked with the revoked relay")
+		}
 	}
 }
