@@ -38,7 +38,7 @@ func newMetrics(b *Border) *metrics {
 		packetsDropped: prometheus.NewDesc(ns+"packets_dropped_total",
 			"Data packets the hub node dropped, by reason.", []string{"reason"}, nil),
 		framesRejected: prometheus.NewDesc(ns+"frames_rejected_total",
-			"Frames the hub node refused, by reason: replayed, forged, bad_cert (e.g. of another CA), foreign_home, … (e2e_ and route_ prefixes for those layers).", []string{"reason"}, nil),
+			"Frames the hub node refused, by reason: replayed, forged, bad_cert (e.g. of another CA), foreign_home, revoked, … (e2e_ and route_ prefixes for those layers).", []string{"reason"}, nil),
 	}
 }
 
