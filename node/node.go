@@ -422,7 +422,10 @@ func (n *Node) startBorder(conn func(string) (*natsbus.Conn, error)) error {
 	n.border, err = border.New(border.Config{
 		Home: n.home.ID, DataDir: filepath.Join(n.cfg.Data, "mesh"), Listen: n.cfg.Mesh,
 		Peers: n.cfg.MeshPeers, Multicast: n.cfg.MeshMulticast, Advertise: n.cfg.MeshAdvertise,
-	}, border.Deps{Bus: c, Registry: registry.NewClient(c, n.home.ID), HubCert: hubCert, Log: n.log, Metrics: n.metrics})
+	}, border.Deps{
+		Bus: c, Registry: registry.NewClient(c, n.home.ID), HubCert: hubCert, Log: n.log, Metrics: n.metrics,
+		Revocations: meshRevocations{conn: c, auth: ac, home: n.home.ID, log: n.log},
+	})
 	if err != nil {
 		return fmt.Errorf("border: %w", err)
 	}
