@@ -341,3 +341,78 @@ func TestMeshHubRefusesAndCountsForeignNodes(t *testing.T) {
 		t.Error("the foreign node got a link")
 	}
 }
+
+// TestMeshRevokedNodeIsCutOff revokes a paired node through the API: the
+// hub refuses it and marks its entities unavailable, the agents it
+// reaches are told and drop their links with it, and the others go on.
+//
+//	hub ── thief
+//	 │      │
+//	 └──── door
+func TestMeshRevokedNodeIsCutOff(t *testing.T) {
+	c := nodetest.Config(t.TempDir())
+	n, _ := nodetest.Start(t, c, node.Options{CreateHome: true})
+	base := "http://" + n.Gateway().Addr().String()
+	api := base + "/api/v1"
+	owner := map[string]string{"code": n.Auth().OnboardingCode(), "username": "owner", "password": "correct horse battery"}
+	if code := call(t, "POST", api+"/onboard", "", owner, nil); code != http.StatusCreated {
+		t.Fatalf("onboard = %d", code)
+	}
+	tok := login(t, api)
+	hubAddr := n.Border().Addr().String()
+	thief := pairAgent(t, api, tok, "thief", hubAddr)
+	door := pairAgent(t, api, tok, "door", hubAddr, thief.addr())
+	thiefRelay, doorRelay := meshapp.EntityID(thief.id(), "relay"), meshapp.EntityID(door.id(), "relay")
+	waitLong(t, "both agents' relays available in the API", func() bool {
+		var a, b meshEntity
+		return call(t, "GET", api+"/entities/"+thiefRelay, tok, nil, &a) == http.StatusOK && a.State.Available &&
+			call(t, "GET", api+"/entities/"+doorRelay, tok, nil, &b) == http.StatusOK && b.State.Available
+	})
+	waitLong(t, "the link door ─ thief", func() bool {
+		for _, nb := range door.node.Topology().Neighbours {
+			if nb.ID == thief.id() && !nb.Dead {
+				return true
+			}
+		}
+		return false
+	})
+
+	if code := call(t, "DELETE", api+"/mesh/nodes/"+thief.id().String(), tok, nil, nil); code != http.StatusNoContent {
+		t.Fatalf("DELETE /mesh/nodes/%s = %d", thief.id(), code)
+	}
+	waitLong(t, "the thief's relay unavailable", func() bool {
+		var e meshEntity
+		return call(t, "GET", api+"/entities/"+thiefRelay, tok, nil, &e) == http.StatusOK && !e.State.Available
+	})
+	if code := call(t, "POST", api+"/entities/"+thiefRelay+"/commands", tok, map[string]string{"command": "turn_on"}, nil); code != http.StatusForbidden {
+		t.Errorf("command to the revoked node's relay = %d, want %d", code, http.StatusForbidden)
+	}
+	waitLong(t, "the door agent to drop its link with the thief", func() bool {
+		return door.node.Topology().Counters.Rejected[meshnode.RejectRevoked] > 0
+	})
+	// The thief keeps dialling the hub and is refused, as the metrics say.
+	waitLong(t, "the hub to refuse the thief's handshakes", func() bool {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), `homemesh_mesh_frames_rejected_total{reason="revoked"}`)
+	})
+	// The thief was told nothing: its links die when the others' Hellos
+	// stop coming.
+	waitLong(t, "the thief without links", func() bool {
+		for _, nb := range thief.node.Topology().Neighbours {
+			if !nb.Dead {
+				return false
+			}
+		}
+		return true
+	})
+	// The door is unaffected.
+	waitLong(t, "the door's relay to obey", func() bool {
+		return call(t, "POST", api+"/entities/"+doorRelay+"/commands", tok, map[string]string{"command": "turn_on"}, nil) == http.StatusAccepted
+	})
+	waitLong(t, "the door's relay on", func() bool { return getEntity(t, api, tok, doorRelay).State.Value == "on" })
+}
