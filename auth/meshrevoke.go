@@ -151,15 +151,7 @@ func (s *Service) handleMeshNodes(ctx context.Context, msg *nats.Msg) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	start, _ := slices.BinarySearch(ids, req.After)
-	if start < len(ids) && ids[start] == req.After {
-		start++
-	}
-	ids = ids[start:]
-	more := len(ids) > meshNodePage
-	if more {
-		ids = ids[:meshNodePage]
-	}
+	ids, more := pageAfter(ids, req.After, meshNodePage)
 	out := []MeshNode{}
 	for _, id := range ids {
 		r, found, err := s.meshNode(ctx, id)

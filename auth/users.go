@@ -207,15 +207,7 @@ func (s *Service) handleListUsers(ctx context.Context, msg *nats.Msg) (any, erro
 	}
 	// One page per reply, in name order: each user may carry a scope of a
 	// few kilobytes, and a reply must stay under the bus's message size.
-	start, _ := slices.BinarySearch(names, req.After)
-	if start < len(names) && names[start] == req.After {
-		start++
-	}
-	names = names[start:]
-	more := len(names) > userPage
-	if more {
-		names = names[:userPage]
-	}
+	names, more := pageAfter(names, req.After, userPage)
 	out := []User{}
 	for _, name := range names {
 		u, found, err := s.getUser(ctx, name)
@@ -565,4 +557,18 @@ func removeName(set []string, name string) ([]string, error) {
 		return nil, errLastOwner
 	}
 	return set, nil
+}
+
+// pageAfter returns the page of at most size sorted keys that follows
+// after ("" for the first page), and whether more follow it.
+func pageAfter(keys []string, after string, size int) ([]string, bool) {
+	start, _ := slices.BinarySearch(keys, after)
+	if start < len(keys) && keys[start] == after {
+		start++
+	}
+	keys = keys[start:]
+	if len(keys) > size {
+		return keys[:size], true
+	}
+	return keys, false
 }
