@@ -82,6 +82,10 @@ type Counters struct {
 	MessagesSent, MessagesDelivered uint64
 	// LinksUp and LinksDown count links brought up and taken down.
 	LinksUp, LinksDown uint64
+	// Unreachable counts the kernel's reports (ICMP, on Linux) that a
+	// neighbour's address had nobody listening, each taken as a failed
+	// delivery to that neighbour.
+	Unreachable uint64
 	// Rejected counts what the node itself refused or dropped, by reason
 	// (see the Reject constants); reasons never seen are absent.
 	Rejected map[string]uint64
