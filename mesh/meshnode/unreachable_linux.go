@@ -39,7 +39,10 @@ func unreachableAddrs(conn *net.UDPConn) []netip.AddrPort {
 	var out []netip.AddrPort
 	buf := make([]byte, 512)
 	oob := make([]byte, 512)
-	_ = raw.Read(func(fd uintptr) bool {
+	// Control, not Read: Read would wait for the read lock, which the
+	// reading goroutine holds while it waits for a datagram, and the
+	// error queue is read without blocking anyway.
+	_ = raw.Control(func(fd uintptr) {
 		for range maxErrQueueDrain {
 			_, oobn, _, from, err := unix.Recvmsg(int(fd), buf, oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
 			if err != nil {
@@ -49,7 +52,6 @@ func unreachableAddrs(conn *net.UDPConn) []netip.AddrPort {
 				out = append(out, a)
 			}
 		}
-		return true
 	})
 	return out
 }
