@@ -87,6 +87,17 @@
 // with it and relay its packets; end-to-end messages between a revoked
 // node and a node that knows are refused whatever the path.
 //
+// # Dead neighbours
+//
+// The router declares a neighbour dead when it has been silent for 2.5
+// Hello intervals. On Linux the node also asks for the ICMP errors its
+// datagrams draw (IP_RECVERR): a neighbour whose process stopped has its
+// port answered with "port unreachable", which the node passes to the
+// router as a failed delivery (Router.DeliveryFailed), so the neighbour is
+// probed at once and declared dead within a fraction of a Hello interval
+// unless it answers. ICMP can be forged, so it never kills a neighbour by
+// itself.
+//
 // # Bounds and refusals
 //
 // Nothing a peer sends can crash the node or make it hold unbounded
