@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,7 +33,9 @@ import (
 // reports every 100 ms; the test kills (SIGKILL) the relay in the middle
 // of the active path, measures how long the hub hears nothing from the
 // sensor, restarts the relay, waits for the short path to come back and
-// kills the next relay on it, for a second figure. It needs root (CI runs
+// kills the next relay on it, for a second figure; then it freezes
+// (SIGSTOP) a relay, which goes silent without its kernel reporting its
+// port closed, as a relay that loses power does. It needs root (CI runs
 // as root) and skips elsewhere.
 func TestMeshAcrossNamespaces(t *testing.T) {
 	if err := netns.Available(); err != nil {
@@ -177,15 +180,15 @@ func TestMeshAcrossNamespaces(t *testing.T) {
 		return c.call(t, "GET", api+"/entities/"+sensor, tok, nil, &e) == http.StatusOK && e.State.Available && e.State.Value != nil
 	})
 
-	// outage kills relay and returns the longest the hub went without a
-	// reading of the sensor, from just before the kill until readings
-	// arrive over the long path.
-	outage := func(relay string) time.Duration {
+	// outage makes relay fail and returns the longest the hub went
+	// without a reading of the sensor, from just before the failure until
+	// readings arrive over the long path.
+	outage := func(relay string, fail func(string)) time.Duration {
 		t.Helper()
 		w := watchReadings(t, c, api+"/entities/"+sensor, tok)
 		time.Sleep(time.Second) // readings before the kill, to see their pace
 		killedAt := time.Now()
-		kill(relay)
+		fail(relay)
 		waitLong(t, "the hub's route to the sensor over the long path", func() bool {
 			next, _, ok := routeToSensor()
 			return ok && next == agents["b1"].id.String()
@@ -194,13 +197,24 @@ func TestMeshAcrossNamespaces(t *testing.T) {
 		time.Sleep(time.Second)
 		return w.stop(killedAt.Add(-500 * time.Millisecond))
 	}
-	first := outage("a2")
+	first := outage("a2", kill)
 	t.Logf("relay a2 killed: the hub heard nothing from the sensor for %v", first)
 
 	run("a2")
 	waitLong(t, "the short path back once a2 returned", onShortPath)
-	second := outage("a3")
+	second := outage("a3", kill)
 	t.Logf("relay a3 killed: the hub heard nothing from the sensor for %v", second)
+
+	// A killed relay's kernel answers for it: its port is closed, and the
+	// ICMP that says so lets its neighbours probe it at once. A relay that
+	// loses power, or hangs, goes silent instead: frozen, a2 keeps its
+	// port, and its neighbours notice only that it stopped talking.
+	run("a3")
+	waitLong(t, "the short path back once a3 returned", onShortPath)
+	freeze := func(name string) { _ = agents[name].proc.cmd.Process.Signal(syscall.SIGSTOP) }
+	third := outage("a2", freeze)
+	_ = agents["a2"].proc.cmd.Process.Signal(syscall.SIGCONT)
+	t.Logf("relay a2 frozen: the hub heard nothing from the sensor for %v", third)
 }
 
 // tlsAPI calls the hub's API over HTTPS, trusting only the home CA.
