@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/mesh/link"
 	"github.com/homemesh/homemesh/mesh/route"
 )
 
 // Decode parses one message strictly (see the package comment) and returns
-// it as *Announce, *State, *Command, *Result, *Resync or *Revoked. Its
-// errors are
-// *homemesh.Error of kind invalid naming the offending field.
+// it as *Announce, *State, *Command, *Result, *Resync, *Revoked or
+// *Links. Its errors are *homemesh.Error of kind invalid naming the
+// offending field.
 func Decode(b []byte) (Message, error) {
 	if len(b) > MaxMessageSize {
 		return nil, homemesh.Invalid("message", "is %d bytes, over the limit of %d", len(b), MaxMessageSize)
@@ -45,6 +46,8 @@ func Decode(b []byte) (Message, error) {
 		m, err = &Resync{}, o.done()
 	case TypeRevoked:
 		m, err = decodeRevoked(o)
+	case TypeLinks:
+		m, err = decodeLinks(o)
 	default:
 		return nil, homemesh.Invalid("type", "unknown message type %q", truncate(typ))
 	}
@@ -213,14 +216,73 @@ func decodeRevoked(o *object) (*Revoked, error) {
 		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
 			return nil, homemesh.Invalid(field, "must be a string")
 		}
-		id, err := route.ParseNodeID(s)
-		if err != nil || id.String() != s {
-			// Only the lower-case form, so that one id has one spelling.
-			return nil, homemesh.Invalid(field, "must be a node id of 16 lower-case hex digits, not %q", truncate(s))
+		id, err := parseNodeID(field, s)
+		if err != nil {
+			return nil, err
 		}
 		r.Nodes[i] = id
 	}
 	return r, o.done()
+}
+
+// parseNodeID admits only the lower-case form of a node id, so that one
+// id has one spelling.
+func parseNodeID(field, s string) (route.NodeID, error) {
+	id, err := route.ParseNodeID(s)
+	if err != nil || id.String() != s {
+		return route.NodeID{}, homemesh.Invalid(field, "must be a node id of 16 lower-case hex digits, not %q", truncate(s))
+	}
+	return id, nil
+}
+
+func decodeLinks(o *object) (*Links, error) {
+	raws, err := o.array("neighbours", true)
+	if err != nil {
+		return nil, err
+	}
+	if len(raws) > MaxNeighbours {
+		return nil, homemesh.Invalid("neighbours", "lists %d neighbours, over the limit of %d", len(raws), MaxNeighbours)
+	}
+	l := &Links{Neighbours: make([]Neighbour, len(raws))}
+	for i, raw := range raws {
+		no, err := parseObject(fmt.Sprintf("neighbours[%d]", i), raw)
+		if err != nil {
+			return nil, err
+		}
+		if err := decodeNeighbour(no, &l.Neighbours[i]); err != nil {
+			return nil, err
+		}
+	}
+	return l, o.done()
+}
+
+func decodeNeighbour(o *object, nb *Neighbour) error {
+	var id, role string
+	if err := o.str("node_id", &id, true); err != nil {
+		return err
+	}
+	var err error
+	if nb.ID, err = parseNodeID(o.child("node_id"), id); err != nil {
+		return err
+	}
+	if err := o.str("role", &role, true); err != nil {
+		return err
+	}
+	if nb.Role, err = link.ParseRole(role); err != nil {
+		return homemesh.Invalid(o.child("role"), "must be hub, router or leaf, not %q", truncate(role))
+	}
+	for _, f := range []struct {
+		name string
+		dst  *uint16
+	}{{"cost", &nb.Cost}, {"rx_cost", &nb.RxCost}, {"tx_cost", &nb.TxCost}} {
+		if err := o.uint16(f.name, f.dst); err != nil {
+			return err
+		}
+	}
+	if err := o.number("quality", &nb.Quality); err != nil {
+		return err
+	}
+	return o.done()
 }
 
 // capabilityFields lists the JSON names of homemesh.Capabilities, so that
@@ -372,6 +434,31 @@ func (o *object) uint(name string, dst *uint64) error {
 	// digits, so anything else is refused rather than rounded.
 	if len(raw) == 0 || raw[0] < '0' || raw[0] > '9' || json.Unmarshal(raw, dst) != nil {
 		return homemesh.Invalid(o.child(name), "must be an integer from 0 to 2^64-1")
+	}
+	return nil
+}
+
+// uint16 decodes a required integer of 0 to 65535, written in plain
+// digits as Encode writes it.
+func (o *object) uint16(name string, dst *uint16) error {
+	raw, ok := o.take(name)
+	if !ok {
+		return homemesh.Invalid(o.child(name), "is required")
+	}
+	if len(raw) == 0 || raw[0] < '0' || raw[0] > '9' || json.Unmarshal(raw, dst) != nil {
+		return homemesh.Invalid(o.child(name), "must be an integer from 0 to 65535")
+	}
+	return nil
+}
+
+// number decodes a required JSON number.
+func (o *object) number(name string, dst *float64) error {
+	raw, ok := o.take(name)
+	if !ok {
+		return homemesh.Invalid(o.child(name), "is required")
+	}
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) || json.Unmarshal(raw, dst) != nil {
+		return homemesh.Invalid(o.child(name), "must be a number")
 	}
 	return nil
 }

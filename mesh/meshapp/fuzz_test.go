@@ -23,6 +23,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"type":"state","unique_id":"a","value":null,"available":false}`))
 	f.Add([]byte(`{"type":"command","id":0,"unique_id":"a","command":"toggle","params":{}}`))
 	f.Add([]byte(`{"type":"revoked","nodes":["0000000000000000","ffffffffffffffff"]}`))
+	f.Add([]byte(`{"type":"links","neighbours":[]}`))
+	f.Add([]byte(`{"type":"links","neighbours":[{"node_id":"0000000000000000","role":"leaf","cost":0,"rx_cost":65535,"tx_cost":1,"quality":-0}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
 		if err != nil {

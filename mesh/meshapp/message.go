@@ -28,6 +28,10 @@ const (
 	// them take 57 KB, within MaxMessageSize. A hub with more to tell
 	// sends several messages.
 	MaxRevoked = 3000
+	// MaxNeighbours is the neighbours one links message lists: 256 of
+	// them at their longest take 33 KB, within MaxMessageSize, and a
+	// mesh node holds 64 links by default.
+	MaxNeighbours = 256
 )
 
 // Type names a message's kind: the value of its "type" field.
@@ -41,10 +45,11 @@ const (
 	TypeResult   Type = "result"
 	TypeResync   Type = "resync"
 	TypeRevoked  Type = "revoked"
+	TypeLinks    Type = "links"
 )
 
-// Message is one of *Announce, *State, *Command, *Result, *Resync and
-// *Revoked.
+// Message is one of *Announce, *State, *Command, *Result, *Resync,
+// *Revoked and *Links.
 type Message interface {
 	// MessageType returns the value of the message's "type" field.
 	MessageType() Type
@@ -58,6 +63,7 @@ var (
 	_ Message = (*Result)(nil)
 	_ Message = (*Resync)(nil)
 	_ Message = (*Revoked)(nil)
+	_ Message = (*Links)(nil)
 )
 
 // Announce describes the agent's device and all its entities, with their
@@ -134,6 +140,38 @@ type Revoked struct {
 	Nodes []route.NodeID `json:"nodes"`
 }
 
+// Links lists the sender's live neighbours, with the costs and quality
+// of each link as the sender measures them (meshnode.NeighbourInfo), so
+// that a hub can show links it is not part of. It replaces what the
+// sender reported before; an empty list says it has no live link.
+type Links struct {
+	Neighbours []Neighbour `json:"neighbours"`
+}
+
+// Neighbour is one link of the sender. Its JSON names are node_id, role,
+// cost, rx_cost, tx_cost and quality; the node id travels as its 16
+// lower-case hex digits, the role as hub, router or leaf.
+type Neighbour struct {
+	ID   route.NodeID
+	Role link.Role
+	// Cost is the link's ETX cost (route.HopCost for a perfect link);
+	// RxCost is measured by the sender from the neighbour's Hellos,
+	// TxCost by the neighbour from the sender's.
+	Cost, RxCost, TxCost uint16
+	// Quality is route.HopCost / Cost, 0 to 1.
+	Quality float64
+}
+
+// neighbourJSON is Neighbour on the wire.
+type neighbourJSON struct {
+	NodeID  string  `json:"node_id"`
+	Role    string  `json:"role"`
+	Cost    uint16  `json:"cost"`
+	RxCost  uint16  `json:"rx_cost"`
+	TxCost  uint16  `json:"tx_cost"`
+	Quality float64 `json:"quality"`
+}
+
 // MessageType returns TypeAnnounce.
 func (*Announce) MessageType() Type { return TypeAnnounce }
 
@@ -151,6 +189,9 @@ func (*Resync) MessageType() Type { return TypeResync }
 
 // MessageType returns TypeRevoked.
 func (*Revoked) MessageType() Type { return TypeRevoked }
+
+// MessageType returns TypeLinks.
+func (*Links) MessageType() Type { return TypeLinks }
 
 // Encode validates m as Decode would and returns its JSON encoding with
 // the "type" field first.
@@ -201,6 +242,16 @@ func Encode(m Message) ([]byte, error) {
 			Type  Type     `json:"type"`
 			Nodes []string `json:"nodes"`
 		}{m.MessageType(), nodes})
+	case *Links:
+		nbs := make([]neighbourJSON, len(m.Neighbours))
+		for i, nb := range m.Neighbours {
+			nbs[i] = neighbourJSON{NodeID: nb.ID.String(), Role: nb.Role.String(),
+				Cost: nb.Cost, RxCost: nb.RxCost, TxCost: nb.TxCost, Quality: nb.Quality}
+		}
+		body, err = json.Marshal(struct {
+			Type       Type            `json:"type"`
+			Neighbours []neighbourJSON `json:"neighbours"`
+		}{m.MessageType(), nbs})
 	default:
 		return nil, homemesh.Invalid("type", "unknown message %T", m)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/mesh/link"
 	"github.com/homemesh/homemesh/mesh/route"
 )
 
@@ -51,6 +52,11 @@ var examples = map[string]Message{
 	"result":  &Result{ID: 7, Error: "brightness: must be 0 to 255"},
 	"resync":  &Resync{},
 	"revoked": &Revoked{Nodes: []route.NodeID{{0x3f, 0x2a, 0x91, 0x0c, 0x55, 0x17, 0xe8, 0x4d}, {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0xff}}},
+	"links": &Links{Neighbours: []Neighbour{
+		{ID: route.NodeID{0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88}, Role: link.RoleHub, Cost: 256, RxCost: 256, TxCost: 256, Quality: 1},
+		{ID: route.NodeID{0x3f, 0x2a, 0x91, 0x0c, 0x55, 0x17, 0xe8, 0x4d}, Role: link.RoleRouter, Cost: 341, RxCost: 301, TxCost: 290, Quality: 256.0 / 341},
+		{ID: route.NodeID{0xa0, 0, 0, 0, 0, 0, 0, 0x01}, Role: link.RoleLeaf, Cost: 65535, RxCost: 65535, TxCost: 256},
+	}},
 }
 
 func TestGoldenRoundTrip(t *testing.T) {
@@ -157,6 +163,28 @@ func TestDecodeErrors(t *testing.T) {
 		{"node named twice", `{"type":"revoked","nodes":["3f2a910c5517e84d","3f2a910c5517e84d"]}`, "nodes[1]"},
 		{"too many revoked", revokedList(MaxRevoked + 1), "nodes"},
 		{"unknown revoked field", `{"type":"revoked","nodes":["3f2a910c5517e84d"],"reason":"stolen"}`, "reason"},
+		{"links without neighbours", `{"type":"links"}`, "neighbours"},
+		{"neighbours not an array", `{"type":"links","neighbours":{}}`, "neighbours"},
+		{"too many neighbours", linksList(MaxNeighbours+1, "router", 256, "1"), "neighbours"},
+		{"neighbour not an object", `{"type":"links","neighbours":["3f2a910c5517e84d"]}`, "neighbours[0]"},
+		{"neighbour without node_id", links(`"role":"router","cost":256,"rx_cost":256,"tx_cost":256,"quality":1`), "neighbours[0].node_id"},
+		{"neighbour id in upper case", links(`"node_id":"3F2A910C5517E84D","role":"router","cost":256,"rx_cost":256,"tx_cost":256,"quality":1`), "neighbours[0].node_id"},
+		{"neighbour id not a string", links(`"node_id":7,"role":"router","cost":256,"rx_cost":256,"tx_cost":256,"quality":1`), "neighbours[0].node_id"},
+		{"neighbour without role", links(`"node_id":"3f2a910c5517e84d","cost":256,"rx_cost":256,"tx_cost":256,"quality":1`), "neighbours[0].role"},
+		{"unknown role", links(`"node_id":"3f2a910c5517e84d","role":"relay","cost":256,"rx_cost":256,"tx_cost":256,"quality":1`), "neighbours[0].role"},
+		{"role in upper case", links(`"node_id":"3f2a910c5517e84d","role":"Hub","cost":256,"rx_cost":256,"tx_cost":256,"quality":1`), "neighbours[0].role"},
+		{"neighbour without cost", links(`"node_id":"3f2a910c5517e84d","role":"router","rx_cost":256,"tx_cost":256,"quality":1`), "neighbours[0].cost"},
+		{"negative cost", links(`"node_id":"3f2a910c5517e84d","role":"router","cost":-1,"rx_cost":256,"tx_cost":256,"quality":1`), "neighbours[0].cost"},
+		{"cost past 65535", links(`"node_id":"3f2a910c5517e84d","role":"router","cost":65536,"rx_cost":256,"tx_cost":256,"quality":1`), "neighbours[0].cost"},
+		{"fractional rx_cost", links(`"node_id":"3f2a910c5517e84d","role":"router","cost":256,"rx_cost":256.5,"tx_cost":256,"quality":1`), "neighbours[0].rx_cost"},
+		{"tx_cost a string", links(`"node_id":"3f2a910c5517e84d","role":"router","cost":256,"rx_cost":256,"tx_cost":"256","quality":1`), "neighbours[0].tx_cost"},
+		{"neighbour without quality", links(`"node_id":"3f2a910c5517e84d","role":"router","cost":256,"rx_cost":256,"tx_cost":256`), "neighbours[0].quality"},
+		{"quality a string", links(`"node_id":"3f2a910c5517e84d","role":"router","cost":256,"rx_cost":256,"tx_cost":256,"quality":"1"`), "neighbours[0].quality"},
+		{"quality over 1", links(`"node_id":"3f2a910c5517e84d","role":"router","cost":256,"rx_cost":256,"tx_cost":256,"quality":1.5`), "neighbours[0].quality"},
+		{"negative quality", links(`"node_id":"3f2a910c5517e84d","role":"router","cost":256,"rx_cost":256,"tx_cost":256,"quality":-0.1`), "neighbours[0].quality"},
+		{"unknown neighbour field", links(`"node_id":"3f2a910c5517e84d","role":"router","cost":256,"rx_cost":256,"tx_cost":256,"quality":1,"addr":"10.0.0.2:4790"`), "neighbours[0].addr"},
+		{"neighbour listed twice", `{"type":"links","neighbours":[` + neighbour(1, "router", 256, "1") + `,` + neighbour(2, "leaf", 256, "1") + `,` + neighbour(1, "router", 300, "0.85") + `]}`, "neighbours[2].node_id"},
+		{"unknown links field", `{"type":"links","neighbours":[],"from":"3f2a910c5517e84d"}`, "from"},
 		{"too big", `{"type":"resync","pad":"` + strings.Repeat(" ", MaxMessageSize) + `"}`, "message"},
 	}
 	for _, tt := range tests {
@@ -186,6 +214,11 @@ func TestEncodeValidates(t *testing.T) {
 		{"entity without kind", &Announce{Device: DeviceInfo{Name: "x"}, Entities: []Entity{{UniqueID: "a"}}}, "entities[0].kind"},
 		{"revoked nobody", &Revoked{}, "nodes"},
 		{"revoked twice", &Revoked{Nodes: []route.NodeID{{1}, {2}, {1}}}, "nodes[2]"},
+		{"neighbour twice", &Links{Neighbours: []Neighbour{{ID: route.NodeID{1}, Role: link.RoleRouter}, {ID: route.NodeID{1}, Role: link.RoleLeaf}}}, "neighbours[1].node_id"},
+		{"neighbour without role", &Links{Neighbours: []Neighbour{{ID: route.NodeID{1}}}}, "neighbours[0].role"},
+		{"NaN quality", &Links{Neighbours: []Neighbour{{ID: route.NodeID{1}, Role: link.RoleRouter, Quality: nan()}}}, "neighbours[0].quality"},
+		{"quality over 1", &Links{Neighbours: []Neighbour{{ID: route.NodeID{1}, Role: link.RoleRouter, Quality: 1.01}}}, "neighbours[0].quality"},
+		{"too many neighbours", &Links{Neighbours: make([]Neighbour, MaxNeighbours+1)}, "neighbours"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -252,6 +285,59 @@ func TestMaxRevokedFit(t *testing.T) {
 	r.Nodes = append(r.Nodes, route.NodeID{1})
 	if _, err := Encode(r); homemesh.ErrorField(err) != "nodes" {
 		t.Errorf("one node more: %v, want an error naming nodes", err)
+	}
+}
+
+// links is a links message with one neighbour of the given fields.
+func links(fields string) string {
+	return `{"type":"links","neighbours":[{` + fields + `}]}`
+}
+
+// neighbour is the i-th of distinct neighbours, as Encode writes it.
+func neighbour(i int, role string, cost int, quality string) string {
+	return fmt.Sprintf(`{"node_id":"%016x","role":"%s","cost":%d,"rx_cost":%d,"tx_cost":%d,"quality":%s}`,
+		uint64(i)*0x9e3779b97f4a7c15, role, cost, cost, cost, quality)
+}
+
+// linksList is a links message listing n distinct neighbours.
+func linksList(n int, role string, cost int, quality string) string {
+	nbs := make([]string, n)
+	for i := range nbs {
+		nbs[i] = neighbour(i, role, cost, quality)
+	}
+	return `{"type":"links","neighbours":[` + strings.Join(nbs, ",") + `]}`
+}
+
+func TestMaxNeighboursFit(t *testing.T) {
+	// The longest neighbours there can be: the longest role, the largest
+	// costs, and a quality whose shortest decimal form is the longest
+	// (17 significant digits below 1e-5, written without an exponent).
+	const quality = 0.0000012345678901234567
+	l := &Links{}
+	for i := range MaxNeighbours {
+		var id route.NodeID
+		binary.BigEndian.PutUint64(id[:], uint64(i)*0x9e3779b97f4a7c15)
+		l.Neighbours = append(l.Neighbours, Neighbour{ID: id, Role: link.RoleRouter,
+			Cost: 65535, RxCost: 65535, TxCost: 65535, Quality: quality})
+	}
+	b, err := Encode(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d neighbours: %d bytes of %d", MaxNeighbours, len(b), MaxMessageSize)
+	if want := linksList(MaxNeighbours, "router", 65535, "0.0000012345678901234567"); string(b) != want {
+		t.Fatalf("the encoding differs from the test's:\n%.300s\n%.300s", b, want)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Message(l), got); diff != "" {
+		t.Errorf("round trip differs (-want +got):\n%s", diff)
+	}
+	l.Neighbours = append(l.Neighbours, Neighbour{ID: route.NodeID{1}, Role: link.RoleLeaf})
+	if _, err := Encode(l); homemesh.ErrorField(err) != "neighbours" {
+		t.Errorf("one neighbour more: %v, want an error naming neighbours", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/homemesh/homemesh"
+	"github.com/homemesh/homemesh/mesh/link"
 	"github.com/homemesh/homemesh/mesh/route"
 )
 
@@ -123,6 +124,29 @@ func (r *Revoked) validate() error {
 			return homemesh.Invalid(fmt.Sprintf("nodes[%d]", i), "%s is also nodes[%d]", id, j)
 		}
 		seen[id] = i
+	}
+	return nil
+}
+
+func (l *Links) validate() error {
+	if len(l.Neighbours) > MaxNeighbours {
+		return homemesh.Invalid("neighbours", "lists %d neighbours, over the limit of %d", len(l.Neighbours), MaxNeighbours)
+	}
+	seen := make(map[route.NodeID]int, len(l.Neighbours))
+	for i, nb := range l.Neighbours {
+		path := fmt.Sprintf("neighbours[%d]", i)
+		if j, dup := seen[nb.ID]; dup {
+			return homemesh.Invalid(path+".node_id", "%s is also neighbours[%d]", nb.ID, j)
+		}
+		seen[nb.ID] = i
+		switch nb.Role {
+		case link.RoleHub, link.RoleRouter, link.RoleLeaf:
+		default:
+			return homemesh.Invalid(path+".role", "must be hub, router or leaf")
+		}
+		if math.IsNaN(nb.Quality) || nb.Quality < 0 || nb.Quality > 1 {
+			return homemesh.Invalid(path+".quality", "must be a number from 0 to 1")
+		}
 	}
 	return nil
 }
