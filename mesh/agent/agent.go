@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/mesh/link"
 	"github.com/homemesh/homemesh/mesh/meshapp"
+	"github.com/homemesh/homemesh/mesh/meshnode"
 	"github.com/homemesh/homemesh/mesh/route"
 )
 
@@ -43,6 +47,9 @@ type Node interface {
 	NearestHub() (route.NodeID, bool)
 	// Revoke makes the node refuse the nodes ids from now on.
 	Revoke(ids []route.NodeID)
+	// Neighbours lists the node's links, sorted by id; cheap enough to
+	// call at every poll.
+	Neighbours() []meshnode.NeighbourInfo
 	Run(ctx context.Context) error
 }
 
@@ -74,6 +81,14 @@ const (
 	maxCommandsInFlight = 8
 )
 
+// When the agent reports its links: at most once per linksMinInterval,
+// since a flapping link must not flood the hub, and at least once per
+// linksInterval, since the hub forgets a report after three minutes.
+const (
+	linksMinInterval = 5 * time.Second
+	linksInterval    = time.Minute
+)
+
 // Agent speaks for one device on the mesh. Create it with New, hand
 // Deliver to the node as its OnMessage, and run it with Run.
 type Agent struct {
@@ -97,6 +112,8 @@ type inbound struct {
 // Counters count what an Agent did and refused.
 type Counters struct {
 	Announces, States, Commands, Results uint64
+	// Links counts the links messages sent.
+	Links uint64
 	// Revoked is how many nodes the agent knows the home revoked.
 	Revoked uint64
 	// Refused counts messages dropped, by reason: "not_hub" (a command,
@@ -206,6 +223,13 @@ type loop struct {
 	lastSent map[string]meshapp.Reading // what the current hub was last told
 	results  chan sendTo                // from command goroutines
 	revoked  map[route.NodeID]bool      // what hubs said the home revoked
+	// linksSent is each neighbour's cost as the last links message gave
+	// it, linksAt when that message went out; linksDue says the hub must
+	// hear of the links whether they changed or not (it was just
+	// announced to).
+	linksSent map[route.NodeID]uint16
+	linksAt   time.Time
+	linksDue  bool
 }
 
 // sendTo is a message for one hub, produced off the loop.
@@ -251,6 +275,7 @@ func (a *Agent) Run(ctx context.Context, node Node) error {
 	defer telemetry.Stop()
 	a.log.Info("mesh agent running", "node", node.ID().String(), "entities", len(a.defs))
 	l.checkHub()
+	l.checkLinks(time.Now())
 	for {
 		select {
 		case <-ctx.Done():
@@ -273,6 +298,7 @@ func (a *Agent) Run(ctx context.Context, node Node) error {
 		case <-poll.C:
 			l.checkHub()
 			l.pollAll(false)
+			l.checkLinks(time.Now())
 		case <-telemetry.C:
 			l.pollAll(true)
 		}
@@ -297,6 +323,7 @@ func (l *loop) checkHub() {
 	// the next poll tries again.
 	if states, ok := l.announce(hub); ok {
 		l.hub, l.hasHub, l.lastSent = hub, true, states
+		l.linksDue = true
 	}
 }
 
@@ -317,6 +344,74 @@ func (l *loop) announce(hub route.NodeID) (map[string]meshapp.Reading, bool) {
 	}
 	l.count(func(c *Counters) { c.Announces++ })
 	return states, true
+}
+
+// checkLinks sends the node's live links to the hub when it was just
+// announced to, when a neighbour came or went or a link's cost moved by
+// more than a quarter since the last report, or when linksInterval
+// passed; never twice within linksMinInterval.
+func (l *loop) checkLinks(now time.Time) {
+	if !l.hasHub {
+		return
+	}
+	if !l.linksAt.IsZero() && now.Sub(l.linksAt) < linksMinInterval {
+		return
+	}
+	nbs := liveNeighbours(l.node.Neighbours())
+	if !l.linksDue && now.Sub(l.linksAt) < linksInterval && !linksChanged(l.linksSent, nbs) {
+		return
+	}
+	// A failed send is tried again after linksMinInterval, not at every
+	// poll.
+	l.linksAt = now
+	if !l.send(l.hub, &meshapp.Links{Neighbours: nbs}) {
+		return
+	}
+	l.linksDue = false
+	l.linksSent = make(map[route.NodeID]uint16, len(nbs))
+	for _, nb := range nbs {
+		l.linksSent[nb.ID] = nb.Cost
+	}
+	l.count(func(c *Counters) { c.Links++ })
+}
+
+// liveNeighbours returns the links a links message reports: those not
+// declared dead, sorted by id, and past meshapp.MaxNeighbours only the
+// cheapest.
+func liveNeighbours(infos []meshnode.NeighbourInfo) []meshapp.Neighbour {
+	nbs := make([]meshapp.Neighbour, 0, len(infos))
+	for _, nb := range infos {
+		if nb.Dead {
+			continue
+		}
+		nbs = append(nbs, meshapp.Neighbour{ID: nb.ID, Role: nb.Role,
+			Cost: nb.Cost, RxCost: nb.RxCost, TxCost: nb.TxCost, Quality: min(1, max(0, nb.Quality))})
+	}
+	if len(nbs) > meshapp.MaxNeighbours {
+		slices.SortStableFunc(nbs, func(a, b meshapp.Neighbour) int { return cmp.Compare(a.Cost, b.Cost) })
+		nbs = nbs[:meshapp.MaxNeighbours]
+	}
+	slices.SortFunc(nbs, func(a, b meshapp.Neighbour) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	return nbs
+}
+
+// linksChanged reports whether nbs differ from what was last sent: a
+// neighbour came or went, or a link's cost moved by more than a quarter.
+// Smaller moves are the wobble of measured costs, not news.
+func linksChanged(sent map[route.NodeID]uint16, nbs []meshapp.Neighbour) bool {
+	if sent == nil || len(sent) != len(nbs) {
+		return true
+	}
+	for _, nb := range nbs {
+		old, ok := sent[nb.ID]
+		if !ok {
+			return true
+		}
+		if d := int(nb.Cost) - int(old); 4*max(d, -d) > int(old) {
+			return true
+		}
+	}
+	return false
 }
 
 // reading returns an entity's state, dated now when it has no time, and
@@ -414,6 +509,8 @@ func (l *loop) handle(ctx context.Context, in inbound, commands *sync.WaitGroup)
 		l.log.Info("hub asked for an announcement", "hub", in.from.ID.String())
 		if states, ok := l.announce(in.from.ID); ok && l.hasHub && in.from.ID == l.hub {
 			l.lastSent = states
+			l.linksDue = true
+			l.checkLinks(time.Now())
 		}
 	case *meshapp.Command:
 		l.count(func(c *Counters) { c.Commands++ })

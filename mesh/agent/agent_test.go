@@ -13,6 +13,7 @@ import (
 	"github.com/homemesh/homemesh"
 	"github.com/homemesh/homemesh/mesh/link"
 	"github.com/homemesh/homemesh/mesh/meshapp"
+	"github.com/homemesh/homemesh/mesh/meshnode"
 	"github.com/homemesh/homemesh/mesh/route"
 )
 
@@ -29,14 +30,17 @@ type sent struct {
 	Msg meshapp.Message
 }
 
-// fakeNode is a Node whose nearest hub the test sets and whose sends it
-// reads.
+// fakeNode is a Node whose nearest hub and neighbours the test sets and
+// whose sends it reads.
 type fakeNode struct {
 	t       *testing.T
 	mu      sync.Mutex
 	hub     route.NodeID
 	ok      bool
-	out     []sent
+	nbs     []meshnode.NeighbourInfo
+	out     []sent // all but links messages, which most tests need not see
+	links   []sent
+	order   []meshapp.Type   // of every message sent
 	revoked [][]route.NodeID // each Revoke's ids
 }
 
@@ -48,9 +52,39 @@ func (n *fakeNode) Send(dst route.NodeID, payload []byte) error {
 		n.t.Errorf("the agent sent %s, which does not decode: %v", payload, err)
 	}
 	n.mu.Lock()
-	n.out = append(n.out, sent{dst, m})
-	n.mu.Unlock()
+	defer n.mu.Unlock()
+	if m == nil {
+		return nil
+	}
+	n.order = append(n.order, m.MessageType())
+	if m.MessageType() == meshapp.TypeLinks {
+		n.links = append(n.links, sent{dst, m})
+	} else {
+		n.out = append(n.out, sent{dst, m})
+	}
 	return nil
+}
+
+func (n *fakeNode) Neighbours() []meshnode.NeighbourInfo {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.nbs)
+}
+
+func (n *fakeNode) setNeighbours(nbs ...meshnode.NeighbourInfo) {
+	n.mu.Lock()
+	n.nbs = nbs
+	n.mu.Unlock()
+}
+
+// takeLinks returns the links messages sent since the last call, and the
+// types of every message sent since then in their order.
+func (n *fakeNode) takeLinks() ([]sent, []meshapp.Type) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out, order := n.links, n.order
+	n.links, n.order = nil, nil
+	return out, order
 }
 
 func (n *fakeNode) NearestHub() (route.NodeID, bool) {
@@ -349,4 +383,121 @@ func TestNewRefusesBadEntities(t *testing.T) {
 			}
 		})
 	}
+}
+
+// neighbour is a live link of the fake node with the given cost.
+func neighbour(id route.NodeID, role link.Role, cost uint16) meshnode.NeighbourInfo {
+	return meshnode.NeighbourInfo{ID: id, Role: role, Cost: cost, RxCost: cost, TxCost: cost,
+		Quality: min(1, float64(route.HopCost)/float64(cost))}
+}
+
+// reported returns the neighbours' ids and costs in a links message.
+func reported(s sent) map[string]uint16 {
+	out := map[string]uint16{}
+	for _, nb := range s.Msg.(*meshapp.Links).Neighbours {
+		out[nb.ID.String()[:2]+" "+nb.Role.String()] = nb.Cost
+	}
+	return out
+}
+
+func TestAgentReportsLinks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, n, _ := start(t)
+		leaf := route.NodeID{0xd1}
+		dead := neighbour(route.NodeID{0xe1}, link.RoleRouter, 256)
+		dead.Dead = true
+		n.setNeighbours(neighbour(hubA, link.RoleHub, 256), neighbour(router, link.RoleRouter, 300), dead)
+		synctest.Wait()
+		if got, _ := n.takeLinks(); len(got) != 0 {
+			t.Fatalf("reported links without a hub: %+v", got)
+		}
+
+		// Once announced, the hub hears of the live links.
+		n.setHub(hubA, true)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		got, order := n.takeLinks()
+		if len(got) != 1 || got[0].To != hubA {
+			t.Fatalf("after announcing sent links %+v, want one message to the hub", got)
+		}
+		if i := slices.Index(order, meshapp.TypeAnnounce); i < 0 || i > slices.Index(order, meshapp.TypeLinks) {
+			t.Errorf("sent %v, want the links after the announce", order)
+		}
+		want := &meshapp.Links{Neighbours: []meshapp.Neighbour{
+			{ID: hubA, Role: link.RoleHub, Cost: 256, RxCost: 256, TxCost: 256, Quality: 1},
+			{ID: router, Role: link.RoleRouter, Cost: 300, RxCost: 300, TxCost: 300, Quality: 256.0 / 300},
+		}}
+		if diff := cmp.Diff(meshapp.Message(want), got[0].Msg); diff != "" {
+			t.Errorf("links (-want +got):\n%s", diff)
+		}
+
+		// A cost that wobbles by less than a quarter is no news.
+		n.setNeighbours(neighbour(hubA, link.RoleHub, 300), neighbour(router, link.RoleRouter, 350), dead)
+		time.Sleep(20 * time.Second)
+		synctest.Wait()
+		if got, _ := n.takeLinks(); len(got) != 0 {
+			t.Errorf("reported a wobble: %v", reported(got[0]))
+		}
+
+		// A neighbour that comes is reported at once; one that goes right
+		// after waits for the rate limit.
+		n.setNeighbours(neighbour(hubA, link.RoleHub, 300), neighbour(router, link.RoleRouter, 350), neighbour(leaf, link.RoleLeaf, 256))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		got, _ = n.takeLinks()
+		if len(got) != 1 {
+			t.Fatalf("a new neighbour: sent %d links messages, want 1", len(got))
+		}
+		if diff := cmp.Diff(map[string]uint16{"b1 hub": 300, "c1 router": 350, "d1 leaf": 256}, reported(got[0])); diff != "" {
+			t.Errorf("with a new neighbour (-want +got):\n%s", diff)
+		}
+		n.setNeighbours(neighbour(hubA, link.RoleHub, 300), neighbour(router, link.RoleRouter, 350))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got, _ := n.takeLinks(); len(got) != 0 {
+			t.Errorf("reported twice within %v", linksMinInterval)
+		}
+		time.Sleep(linksMinInterval)
+		synctest.Wait()
+		got, _ = n.takeLinks()
+		if len(got) != 1 {
+			t.Fatalf("a neighbour gone: sent %d links messages, want 1", len(got))
+		}
+		if diff := cmp.Diff(map[string]uint16{"b1 hub": 300, "c1 router": 350}, reported(got[0])); diff != "" {
+			t.Errorf("without the leaf (-want +got):\n%s", diff)
+		}
+
+		// A cost that moves by more than a quarter is news.
+		time.Sleep(linksMinInterval)
+		n.setNeighbours(neighbour(hubA, link.RoleHub, 300), neighbour(router, link.RoleRouter, 512))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got, _ := n.takeLinks(); len(got) != 1 || reported(got[0])["c1 router"] != 512 {
+			t.Errorf("after the router's cost rose by half: %+v", got)
+		}
+
+		// Unchanged links are reported every minute.
+		time.Sleep(linksInterval - 2*time.Second)
+		synctest.Wait()
+		if got, _ := n.takeLinks(); len(got) != 0 {
+			t.Errorf("reported unchanged links within a minute: %+v", got)
+		}
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if got, _ := n.takeLinks(); len(got) != 1 {
+			t.Errorf("after a minute sent %d links messages, want 1", len(got))
+		}
+
+		// A new hub hears of them after the announcement.
+		time.Sleep(linksMinInterval)
+		n.setHub(hubB, true)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got, _ := n.takeLinks(); len(got) != 1 || got[0].To != hubB {
+			t.Errorf("after the hub changed: %+v", got)
+		}
+		if c := a.Counters(); c.Links != 6 {
+			t.Errorf("counted %d links messages, want 6", c.Links)
+		}
+	})
 }

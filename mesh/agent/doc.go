@@ -39,6 +39,11 @@
 //     announcement asks for it again;
 //   - carries out commands, with a timeout, and answers each with a
 //     result, followed by the entity's new state;
+//   - reports its node's live links (Node.Neighbours) to the hub in a
+//     links message after each announcement, when a neighbour comes or
+//     goes or a link's cost moves by more than a quarter, and at least
+//     every minute, never twice within 5 s, so that the hub can show
+//     links it is not part of;
 //   - refuses, from the moment a hub says so (revoked), the nodes the home
 //     revoked: its node takes down its links and channels with them and
 //     refuses them since (Node.Revoke), and the list is kept in the state
@@ -47,7 +52,8 @@
 // Command, resync and revoked are accepted only from peers whose
 // certificate role is hub: the link layer has verified that certificate, so a router or
 // leaf of the home cannot command another node's entities. Announce,
-// state and result travel the other way and are dropped when received.
+// state, result and links travel the other way and are dropped when
+// received.
 //
 // Simulated entities (NewTemperature, NewSwitch, NewDoor) make a device
 // without hardware; real ones implement Entity.

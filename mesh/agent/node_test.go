@@ -211,6 +211,15 @@ func runBehindARouter(t *testing.T, role link.Role) {
 		}
 	}
 	m.commandLight(t, p.NodeID)
+	// The hub, which routes through the relay, hears of the agent's link
+	// with it (a leaf's with its parent) from the agent.
+	hmtest.WaitFor(t, 20*time.Second, "the agent's link with the relay reported", func() bool {
+		_, from, ok := m.got.find(func(m meshapp.Message) bool {
+			l, ok := m.(*meshapp.Links)
+			return ok && len(l.Neighbours) == 1 && l.Neighbours[0].ID == relay.ID() && l.Neighbours[0].Role == link.RoleRouter
+		})
+		return ok && from.ID == p.NodeID
+	})
 }
 
 // An agent's largest message must fit what the node carries end to end.
@@ -277,9 +286,14 @@ func TestRunNodeObeysRevoked(t *testing.T) {
 	hmtest.WaitFor(t, 20*time.Second, "the agent's link to the relay down", func() bool {
 		return node.Topology().Counters.Rejected[meshnode.RejectRevoked] > 0
 	})
-	b, err := os.ReadFile(filepath.Join(dir, RevokedFile))
-	if err != nil || string(b) != relay.ID().String()+"\n" {
-		t.Fatalf("%s: %q, %v", RevokedFile, b, err)
+	// The node refuses the relay before the list is written down.
+	var b []byte
+	hmtest.WaitFor(t, 20*time.Second, "the revoked relay kept in "+RevokedFile, func() bool {
+		b, err = os.ReadFile(filepath.Join(dir, RevokedFile))
+		return err == nil
+	})
+	if string(b) != relay.ID().String()+"\n" {
+		t.Fatalf("%s: %q", RevokedFile, b)
 	}
 
 	// Restarted, the agent refuses the relay from the first handshake.

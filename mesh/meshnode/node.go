@@ -502,23 +502,7 @@ func (n *Node) Topology() Topology {
 		ID: n.self.ID, Home: n.self.Home, Role: n.self.Role,
 		Addr: n.addr.String(), Seqno: n.router.Seqno(),
 	}}
-	for _, nb := range n.router.Neighbours() {
-		l := n.links[nb.Link]
-		if l == nil {
-			continue
-		}
-		info := NeighbourInfo{
-			ID: nb.Peer, Addr: l.addr.String(), Role: l.peer.Role,
-			Cost: nb.Cost, RxCost: nb.RxCost, TxCost: nb.TxCost,
-			UpSince: l.upSince, LastHello: nb.LastHello,
-			Dead: nb.Dead, Parent: nb.Parent, Routes: nb.Routes,
-		}
-		if nb.Cost > 0 && nb.Cost != route.MetricInfinity {
-			info.Quality = min(1, float64(route.HopCost)/float64(nb.Cost))
-		}
-		t.Neighbours = append(t.Neighbours, info)
-	}
-	slices.SortFunc(t.Neighbours, func(a, b NeighbourInfo) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	t.Neighbours = n.neighbours()
 	for _, ri := range n.router.Routes() {
 		t.Routes = append(t.Routes, RouteInfo{
 			Dest: ri.Dest, NextHop: ri.NextHop, Metric: ri.Metric, Seqno: ri.Seqno,
@@ -536,6 +520,38 @@ func (n *Node) Topology() Topology {
 		Rejected: n.c.rejectedMap(n.busy.Load()),
 	}
 	return t
+}
+
+// Neighbours returns the node's neighbours as Topology lists them, without
+// the routes and counters, so that an agent can watch its links often. It
+// is safe from any goroutine.
+func (n *Node) Neighbours() []NeighbourInfo {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.neighbours()
+}
+
+// neighbours lists the neighbours, sorted by id. n.mu is held.
+func (n *Node) neighbours() []NeighbourInfo {
+	var out []NeighbourInfo
+	for _, nb := range n.router.Neighbours() {
+		l := n.links[nb.Link]
+		if l == nil {
+			continue
+		}
+		info := NeighbourInfo{
+			ID: nb.Peer, Addr: l.addr.String(), Role: l.peer.Role,
+			Cost: nb.Cost, RxCost: nb.RxCost, TxCost: nb.TxCost,
+			UpSince: l.upSince, LastHello: nb.LastHello,
+			Dead: nb.Dead, Parent: nb.Parent, Routes: nb.Routes,
+		}
+		if nb.Cost > 0 && nb.Cost != route.MetricInfinity {
+			info.Quality = min(1, float64(route.HopCost)/float64(nb.Cost))
+		}
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b NeighbourInfo) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	return out
 }
 
 // subCounters returns a − b field by field: the endpoint's totals minus the
