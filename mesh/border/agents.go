@@ -53,6 +53,15 @@ type agent struct {
 	// available is each entity's availability as the agent last said.
 	available  map[string]bool
 	lastResync time.Time
+	// links is the agent's last report of its links, kept in memory only
+	// (the agent reports again within a minute); nil before the first.
+	links *linksReport
+}
+
+// linksReport is what one links message said, and when it arrived.
+type linksReport struct {
+	at         time.Time
+	neighbours []meshapp.Neighbour
 }
 
 // watchAgents loads the agents earlier runs and the home's other border
@@ -228,6 +237,8 @@ func (b *Border) handle(ctx context.Context, in inbound) {
 		b.state(a, m, in.at)
 	case *meshapp.Result:
 		b.result(a.id, m)
+	case *meshapp.Links:
+		b.links(a, m, in.at)
 	default:
 		// command and resync travel from hubs to agents only.
 		b.met.dropped.WithLabelValues("wrong_direction").Inc()
@@ -347,6 +358,24 @@ func (b *Border) state(a *agent, m *meshapp.State, at time.Time) {
 		return
 	}
 	b.report(m.Update(b.cfg.Home, a.id, at))
+}
+
+// links keeps an agent's report of its links for the topology. As with a
+// state, an agent the border does not know is asked to announce instead:
+// only the links of paired agents that announced themselves are shown.
+// The report replaces the agent's last one; the sender is the node the
+// link layer authenticated, so an agent reports only its own links.
+func (b *Border) links(a *agent, m *meshapp.Links, at time.Time) {
+	b.mu.Lock()
+	known := a.rec.Announced
+	if known {
+		a.links = &linksReport{at: at, neighbours: m.Neighbours}
+	}
+	b.mu.Unlock()
+	if !known {
+		b.met.dropped.WithLabelValues("unknown_agent").Inc()
+		b.resync(a, at)
+	}
 }
 
 func (b *Border) report(u homemesh.StateUpdate) {

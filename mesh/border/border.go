@@ -78,6 +78,10 @@ type Config struct {
 	// CheckInterval is how often routes are checked for availability.
 	// Default Grace/10, at least 100 ms.
 	CheckInterval time.Duration
+	// LinksMaxAge is how long an agent's report of its links stays in the
+	// topology without a newer one: agents report every minute, so an
+	// older report is of an agent that may be gone. Default 3 min.
+	LinksMaxAge time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -92,6 +96,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CheckInterval <= 0 {
 		c.CheckInterval = max(c.Grace/10, 100*time.Millisecond)
+	}
+	if c.LinksMaxAge <= 0 {
+		c.LinksMaxAge = 3 * time.Minute
 	}
 }
 

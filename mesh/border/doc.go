@@ -29,6 +29,12 @@
 //     refused, and every known agent is sent the whole list (revoked),
 //     as is each agent that announces, so that one away at the time
 //     learns it later.
+//   - An agent's links message (its live links, with their costs) is kept
+//     in memory as that agent's last report, and the topology shows its
+//     links beside the hub's own until the report is LinksMaxAge old. Like
+//     a state, a report from an agent the border does not know makes it
+//     send resync instead; the report goes when the agent is forgotten or
+//     revoked.
 //   - VerbTopology answers with the mesh as this hub sees it (Topology):
 //     the gateway serves it as GET /api/v1/mesh/topology.
 //   - Prometheus metrics (prefix homemesh_mesh_) describe the node:

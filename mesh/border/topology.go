@@ -1,6 +1,7 @@
 package border
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
@@ -11,17 +12,27 @@ import (
 	"github.com/homemesh/homemesh/mesh/meshapp"
 )
 
-// Topology is the mesh as one hub sees it: the nodes it knows, its own
-// links, its routes and its counters. A distance-vector hub knows the
-// first hop and the cost of the route to every node, not the links
-// between other nodes, so Links are the hub's own.
+// Topology is the mesh as one hub sees it: the nodes it knows, the links
+// between them, its routes and its counters. A distance-vector hub knows
+// the first hop and the cost of the route to every node, not the links
+// between other nodes: those come from the agents, each of which reports
+// its own live links (the meshapp links message) about once a minute.
+// Links therefore holds the hub's own links (ReportedBy "hub") and each
+// agent's reported links from the agent to its neighbours (ReportedBy
+// "agent", with ReportedAt), a report older than Config.LinksMaxAge left
+// out since its agent may be gone. Costs are per direction, so a link
+// both ends report appears once each way, each with the costs its From
+// measured.
 type Topology struct {
 	// Hub is this hub's node id.
 	Hub string `json:"hub"`
 	// Address is the hub's UDP address.
 	Address string `json:"address"`
-	Nodes   []Node `json:"nodes"`
-	Links   []Link `json:"links"`
+	// Nodes are the hub first, then every other node the hub has a route
+	// to, knows as an agent or finds named in a link, by id.
+	Nodes []Node `json:"nodes"`
+	// Links are the hub's own, then the agents' reports by From and To.
+	Links []Link `json:"links"`
 	// Routes are the hub's routes to every node it can reach: the route to
 	// the hub as each node's traffic takes it in reverse.
 	Routes   []Route  `json:"routes"`
@@ -41,10 +52,18 @@ type Node struct {
 	Reachable bool `json:"reachable"`
 }
 
-// Link is one of the hub's links to a neighbour.
+// Who measured a Link.
+const (
+	ReportedByHub   = "hub"   // the hub's own link
+	ReportedByAgent = "agent" // a link From reported
+)
+
+// Link is one direction of a link between two nodes, as From measures
+// it.
 type Link struct {
-	From    string `json:"from"`
-	To      string `json:"to"`
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Address is the neighbour's UDP address, for the hub's own links.
 	Address string `json:"address,omitempty"`
 	// Cost is the link's ETX cost in route metric units (256 for a
 	// perfect link); RxCost and TxCost are its two directions.
@@ -54,6 +73,11 @@ type Link struct {
 	// Quality is the share of Hellos that get through both ways, 0 to 1.
 	Quality float64   `json:"quality"`
 	UpSince time.Time `json:"up_since,omitzero"`
+	// ReportedBy is ReportedByHub or ReportedByAgent.
+	ReportedBy string `json:"reported_by"`
+	// ReportedAt is when the agent's report arrived; absent from the
+	// hub's own links, which are current.
+	ReportedAt time.Time `json:"reported_at,omitzero"`
 }
 
 // Route is the hub's route to one node.
@@ -87,29 +111,34 @@ type Counters struct {
 }
 
 // Topology returns the mesh as this hub sees it, with the agents it
-// knows.
+// knows and the links they reported.
 func (b *Border) Topology() Topology {
 	t := b.mesh.Topology()
+	// A copy, which is never null: the agents' links join it.
+	t.Links = append([]Link{}, t.Links...)
+	for i := range t.Links {
+		t.Links[i].ReportedBy = ReportedByHub
+	}
 	if t.Counters.Dropped == nil {
 		t.Counters.Dropped = map[string]uint64{}
 	}
 	if t.Counters.Rejected == nil {
 		t.Counters.Rejected = map[string]uint64{}
 	}
-	nodes := map[string]*Node{}
+	index := make(map[string]int, len(t.Nodes))
 	for i := range t.Nodes {
-		nodes[t.Nodes[i].ID] = &t.Nodes[i]
+		index[t.Nodes[i].ID] = i
 	}
+	// node returns the node id, added when new; the pointer is good
+	// until the next call, which may move t.Nodes.
 	node := func(id string) *Node {
-		if n := nodes[id]; n != nil {
-			return n
+		i, ok := index[id]
+		if !ok {
+			i = len(t.Nodes)
+			t.Nodes = append(t.Nodes, Node{ID: id})
+			index[id] = i
 		}
-		t.Nodes = append(t.Nodes, Node{ID: id})
-		// t.Nodes may have moved: index again.
-		for i := range t.Nodes {
-			nodes[t.Nodes[i].ID] = &t.Nodes[i]
-		}
-		return nodes[id]
+		return &t.Nodes[i]
 	}
 	self := node(t.Hub)
 	self.Role, self.Reachable = "hub", true
@@ -120,6 +149,7 @@ func (b *Border) Topology() Topology {
 			n.Role = "hub"
 		}
 	}
+	reported := b.reportedLinks(time.Now())
 	b.mu.Lock()
 	for id, a := range b.agents {
 		n := node(id.String())
@@ -131,6 +161,23 @@ func (b *Border) Topology() Topology {
 		}
 	}
 	b.mu.Unlock()
+	type direction struct{ from, to string }
+	seen := make(map[direction]bool, len(t.Links)+len(reported))
+	for _, l := range t.Links {
+		seen[direction{l.From, l.To}] = true
+		node(l.To)
+	}
+	for _, r := range reported {
+		if seen[direction{r.From, r.To}] {
+			continue
+		}
+		seen[direction{r.From, r.To}] = true
+		t.Links = append(t.Links, r.Link)
+		node(r.From)
+		if n := node(r.To); n.Role == "" {
+			n.Role = r.role
+		}
+	}
 	slices.SortFunc(t.Nodes, func(x, y Node) int {
 		if x.ID == t.Hub || y.ID == t.Hub {
 			return boolCmp(y.ID == t.Hub, x.ID == t.Hub)
@@ -138,6 +185,47 @@ func (b *Border) Topology() Topology {
 		return strings.Compare(x.ID, y.ID)
 	})
 	return t
+}
+
+// reportedLink is a link an agent reported, with the role its report
+// gave the neighbour.
+type reportedLink struct {
+	Link
+	role string
+}
+
+// reportedLinks returns the links in the agents' reports that are at most
+// LinksMaxAge old, by From and To; older reports are dropped. Links to
+// the reporting agent itself and to revoked nodes are left out.
+func (b *Border) reportedLinks(now time.Time) []reportedLink {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []reportedLink
+	for id, a := range b.agents {
+		r := a.links
+		if r == nil {
+			continue
+		}
+		if now.Sub(r.at) > b.cfg.LinksMaxAge {
+			a.links = nil
+			continue
+		}
+		from := id.String()
+		for _, nb := range r.neighbours {
+			if nb.ID == id || b.revoked[nb.ID] {
+				continue
+			}
+			out = append(out, reportedLink{Link: Link{
+				From: from, To: nb.ID.String(),
+				Cost: int(nb.Cost), RxCost: int(nb.RxCost), TxCost: int(nb.TxCost), Quality: nb.Quality,
+				ReportedBy: ReportedByAgent, ReportedAt: r.at,
+			}, role: nb.Role.String()})
+		}
+	}
+	slices.SortFunc(out, func(x, y reportedLink) int {
+		return cmp.Or(strings.Compare(x.From, y.From), strings.Compare(x.To, y.To))
+	})
+	return out
 }
 
 func boolCmp(a, b bool) int {
