@@ -207,6 +207,27 @@ func TestMeshSensorThreeHopsAway(t *testing.T) {
 	if !ok || relays[hop] == nil {
 		t.Fatalf("the sensor's next hop to the hub is %s (%v), not b1 or b2", hop, ok)
 	}
+	// The hub is not part of the sensor's links, yet it shows them: the
+	// agents report their own, each direction as its end measured it.
+	var links struct {
+		Links []struct {
+			From, To   string
+			Cost       int
+			ReportedBy string `json:"reported_by"`
+		}
+	}
+	waitLong(t, "the links between the sensor and b1 in the mesh topology", func() bool {
+		if call(t, "GET", api+"/mesh/topology", tok, nil, &links) != http.StatusOK {
+			return false
+		}
+		seen := map[string]bool{}
+		for _, l := range links.Links {
+			if l.ReportedBy == "agent" && l.Cost > 0 {
+				seen[l.From+">"+l.To] = true
+			}
+		}
+		return seen[sensor.id().String()+">"+b1.id().String()] && seen[b1.id().String()+">"+sensor.id().String()]
+	})
 
 	// It obeys a command.
 	command := func(name, want string) {
