@@ -187,18 +187,7 @@ func TestLeafBehindARouter(t *testing.T) { runBehindARouter(t, link.RoleLeaf) }
 
 func runBehindARouter(t *testing.T, role link.Role) {
 	m := newTestMesh(t)
-	relayID, err := m.home.Identity(link.RoleRouter, linktest.Rand(8))
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay, err := meshnode.New(meshnode.Config{
-		Identity: relayID, Verifier: m.home.Verifier, Listen: "127.0.0.1:0", Peers: []string{m.hub.Addr().String()},
-		Route: route.Config{HelloInterval: 100 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hmtest.Run(t, "relay", relay.Run)
+	relay := m.startRelay(t, 8)
 	dir, p := m.pairAs(t, 9, role)
 	runAgent(t, NodeConfig{
 		StateDir: dir, Listen: "127.0.0.1:0", Peers: []string{relay.Addr().String()}, Hello: 100 * time.Millisecond,
@@ -235,18 +224,7 @@ func TestMessageLimitIsTheNodePayloadLimit(t *testing.T) {
 // restart too.
 func TestRunNodeObeysRevoked(t *testing.T) {
 	m := newTestMesh(t)
-	relayID, err := m.home.Identity(link.RoleRouter, linktest.Rand(10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay, err := meshnode.New(meshnode.Config{
-		Identity: relayID, Verifier: m.home.Verifier, Listen: "127.0.0.1:0", Peers: []string{m.hub.Addr().String()},
-		Route: route.Config{HelloInterval: 100 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hmtest.Run(t, "relay", relay.Run)
+	relay := m.startRelay(t, 10)
 	dir, p := m.pair(t, 11)
 	nodes := make(chan *meshnode.Node, 2)
 	run := func() func() {
@@ -308,4 +286,23 @@ func TestRunNodeObeysRevoked(t *testing.T) {
 			t.Fatal("the restarted agent linked with the revoked relay")
 		}
 	}
+}
+
+// startRelay runs a router of the test home, linked with the hub, whose
+// identity comes from seed.
+func (m *testMesh) startRelay(t *testing.T, seed uint64) *meshnode.Node {
+	t.Helper()
+	id, err := m.home.Identity(link.RoleRouter, linktest.Rand(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay, err := meshnode.New(meshnode.Config{
+		Identity: id, Verifier: m.home.Verifier, Listen: "127.0.0.1:0", Peers: []string{m.hub.Addr().String()},
+		Route: route.Config{HelloInterval: 100 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hmtest.Run(t, "relay", relay.Run)
+	return relay
 }
