@@ -34,11 +34,15 @@ func (n *Node) onSend(now time.Time, o outgoing) {
 func (n *Node) originate(now time.Time, dst route.NodeID, msg []byte) {
 	h := route.DataHeader{Src: n.self.ID, Dst: dst, TTL: route.DefaultTTL, Flow: n.flow(dst)}
 	packet := route.AppendData(make([]byte, 0, route.DataHeaderLen+len(msg)), h, msg)
-	if _, ok := n.router.NextHop(dst); !ok {
+	dec, err := n.router.Forward(now, 0, packet)
+	switch {
+	case err != nil:
+		n.log.Error("mesh originate", "err", err)
+	case dec.Action == route.ActionForward:
+		n.sendOwn(now, dec)
+	case dec.Reason == route.DropNoRoute:
 		n.pending.add(now, dst, packet, &n.c)
-		return
 	}
-	n.route(now, packet)
 }
 
 // flow is the flow id of this node's packets to dst: one flow per pair of
@@ -52,17 +56,24 @@ func (n *Node) flow(dst route.NodeID) uint32 {
 	return h
 }
 
-// route hands an originated packet to the router and sends it on.
-func (n *Node) route(now time.Time, packet []byte) {
-	dec, err := n.router.Forward(now, 0, packet)
-	if err != nil {
-		n.log.Error("mesh originate", "err", err)
-		return
+// resume sends on a packet that waited here (for a route, or taken back
+// from a link that failed to deliver it), originated here or relayed.
+func (n *Node) resume(now time.Time, packet []byte) {
+	dec, err := n.router.Reroute(now, packet)
+	if err != nil || dec.Action != route.ActionForward {
+		return // counted by the router
 	}
-	if dec.Action == route.ActionForward {
-		if l := n.links[dec.Link]; l != nil && l.up {
-			n.sealOn(now, l, dec.Packet)
-		}
+	if dec.Header.Src == n.self.ID {
+		n.sendOwn(now, dec)
+	} else {
+		n.sendOn(now, dec)
+	}
+}
+
+// sendOwn sends a packet originated here to the next hop the router chose.
+func (n *Node) sendOwn(now time.Time, dec route.Decision) {
+	if l := n.links[dec.Link]; l != nil && l.up {
+		n.sendData(now, l, dec.Packet)
 	}
 }
 
@@ -99,7 +110,7 @@ func (n *Node) sendOn(now time.Time, dec route.Decision) {
 	if n.forwardHook != nil {
 		n.forwardHook(dec.Packet)
 	}
-	n.sealOn(now, next, dec.Packet)
+	n.sendData(now, next, dec.Packet)
 }
 
 // End-to-end plaintexts start with a byte that says what they are: an
@@ -268,14 +279,15 @@ func (q *routeQueue) expiry() time.Time {
 }
 
 // ready removes and returns the queued packets whose destination r now
-// has a route to.
+// has a route to, through a neighbour not in doubt (a packet a link
+// failed to deliver waits until the router has probed the neighbour).
 func (q *routeQueue) ready(r *route.Router) [][]byte {
 	if q.packets == 0 {
 		return nil
 	}
 	var out [][]byte
 	for dst := range q.byDst {
-		if _, ok := r.NextHop(dst); ok {
+		if l, ok := r.NextHop(dst); ok && !r.InDoubt(l) {
 			out = append(out, q.remove(dst)...)
 		}
 	}
@@ -296,13 +308,10 @@ func (q *routeQueue) expire(now time.Time, c *nodeCounters, log *slog.Logger) {
 // retryRouteQueues sends the queued packets whose destination has a route.
 func (n *Node) retryRouteQueues(now time.Time) {
 	for _, p := range n.pending.ready(n.router) {
-		n.route(now, p)
+		n.resume(now, p)
 	}
 	for _, p := range n.relaying.ready(n.router) {
-		dec, err := n.router.Reroute(now, p)
-		if err == nil && dec.Action == route.ActionForward {
-			n.sendOn(now, dec)
-		}
+		n.resume(now, p)
 	}
 }
 

@@ -51,7 +51,20 @@
 //
 //	0xC1  route control packet (mesh/route), for the router
 //	0xD1  route data packet, whose payload is an end-to-end message
+//	0xA1  a 4-byte sequence number and a route data packet whose arrival
+//	      the sender wants acknowledged
+//	0xA2  acknowledgements: the 4-byte sequence numbers of 0xA1 payloads
 //	0xE1  link start: the sender's 8-byte session epoch
+//
+// Data packets go with an ack request and are acknowledged at once: UDP
+// says nothing of a datagram that went nowhere, and a neighbour that lost
+// power would otherwise be noticed only when its Hellos stop. A packet
+// not acknowledged within three round trips (at least 20 ms) is sent
+// again, twice, with the wait doubling; then the router hears of the
+// failed delivery (it probes the neighbour and declares it dead an eighth
+// of a Hello interval later unless it answers) and the packet is taken
+// back, to go again once its route leads to a neighbour not in doubt.
+// Counters.HopRetransmits and HopFailures count both steps.
 //
 // A data packet is delivered here (its end-to-end message opened and the
 // plaintext passed to OnMessage), forwarded to the next hop's link, or

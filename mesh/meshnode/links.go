@@ -33,6 +33,8 @@ type peerLink struct {
 	upSince  time.Time
 	// epoch is this side's start epoch; peerEpoch the last one heard.
 	epoch, peerEpoch uint64
+	// hop is the link's side of the hop-by-hop acknowledgements.
+	hop hopState
 }
 
 // dialState is a configured peer's redial schedule.
@@ -206,6 +208,7 @@ func (n *Node) removeLink(now time.Time, l *peerLink, reason string, err error) 
 		n.c.linksDown++
 		n.log.Info("mesh link down", "peer", l.peer.ID.String(), "addr", l.addr.String(), "reason", reason, "err", err)
 		n.sendRoute(now, n.router.LinkDown(now, l.id))
+		n.takeBack(now, l)
 	} else if err != nil {
 		n.log.Debug("mesh session closed", "peer", l.addr.String(), "err", err)
 	}
@@ -215,13 +218,18 @@ func (n *Node) removeLink(now time.Time, l *peerLink, reason string, err error) 
 }
 
 // onLinkPayload demultiplexes a payload that arrived on an up link by its
-// first byte: route data, link start, or route control.
+// first byte: route data (with an ack request or without), an ack, link
+// start, or route control.
 func (n *Node) onLinkPayload(now time.Time, l *peerLink, p []byte) {
 	switch {
 	case len(p) == 0:
 		n.c.reject(RejectLinkPayload, 1)
 	case route.IsData(p):
 		n.onData(now, l, p)
+	case p[0] == dataAckReq:
+		n.onAckRequest(now, l, p)
+	case p[0] == dataAck:
+		n.onAck(now, l, p)
 	case p[0] == startMsg:
 		if len(p) != startMsgLen {
 			n.c.reject(RejectLinkPayload, 1)

@@ -67,6 +67,9 @@ type Node struct {
 	// while they wait for a route.
 	pending  routeQueue
 	relaying routeQueue
+	// acksOwed are the links that owe their neighbour acknowledgements,
+	// sent at the end of the event.
+	acksOwed []*peerLink
 	keys     map[route.NodeID][]byte
 	probes   probeState
 	seqno    uint16 // the seqno last persisted
@@ -517,6 +520,7 @@ func (n *Node) Topology() Topology {
 		BytesIn: n.c.bytesIn, BytesOut: n.c.bytesOut,
 		MessagesSent: n.sentOK.Load(), MessagesDelivered: n.c.delivered,
 		LinksUp: n.c.linksUp, LinksDown: n.c.linksDown, Unreachable: n.c.unreachable,
+		HopRetransmits: n.c.hopRetransmits, HopFailures: n.c.hopFailures,
 		Rejected: n.c.rejectedMap(n.busy.Load()),
 	}
 	return t
@@ -577,6 +581,7 @@ func subCounters(a, b link.Counters) link.Counters {
 type nodeCounters struct {
 	datagramsIn, datagramsOut, bytesIn, bytesOut uint64
 	delivered, linksUp, linksDown, unreachable   uint64
+	hopRetransmits, hopFailures                  uint64
 	rejected                                     map[string]uint64
 }
 
@@ -622,6 +627,7 @@ func (n *Node) deadline() time.Time {
 	}
 	at(n.pending.expiry())
 	at(n.relaying.expiry())
+	at(n.hopDeadline())
 	if len(n.mcast) > 0 {
 		at(n.beacons.next)
 	}
@@ -650,6 +656,7 @@ func (n *Node) onTimer(now time.Time) {
 		}
 	}
 	n.dialDue(now)
+	n.retransmitData(now)
 	n.expireRouteQueues(now)
 	n.sendBeacons(now)
 }
@@ -666,6 +673,7 @@ func (n *Node) afterEvent(now time.Time) {
 		}
 	}
 	n.retryRouteQueues(now)
+	n.sendAcks(now)
 }
 
 func (n *Node) persistSeqno() error {

@@ -86,6 +86,11 @@ type Counters struct {
 	// neighbour's address had nobody listening, each taken as a failed
 	// delivery to that neighbour.
 	Unreachable uint64
+	// HopRetransmits counts data packets sent again on a link for want of
+	// the neighbour's acknowledgement; HopFailures those given up after
+	// every retry, each reported to the router as a failed delivery and
+	// sent again another way.
+	HopRetransmits, HopFailures uint64
 	// Rejected counts what the node itself refused or dropped, by reason
 	// (see the Reject constants); reasons never seen are absent.
 	Rejected map[string]uint64
