@@ -313,19 +313,29 @@ func (c *Client) DeleteCredential(ctx context.Context, accessToken, username str
 // order, acting as the bearer of accessToken (owner or admin). It fetches
 // as many pages as there are.
 func (c *Client) ListCredentials(ctx context.Context, accessToken string) ([]Credential, error) {
-	out := []Credential{}
-	after := ""
-	for {
+	return fetchAll(func(after string) ([]Credential, bool, error) {
 		var r listCredentialsReply
 		err := c.conn.Request(ctx, subject(VerbListCredentials), listCredentialsRequest{bearer: bearer{accessToken}, After: after}, &r)
+		return r.Credentials, r.More, err
+	}, func(cr Credential) string { return cr.Username })
+}
+
+// fetchAll fetches a paged list whole: page asks for the page after a key
+// ("" for the first) and says whether more follow; key names an item, so
+// the last item of a page says where the next starts.
+func fetchAll[T any](page func(after string) ([]T, bool, error), key func(T) string) ([]T, error) {
+	out := []T{}
+	after := ""
+	for {
+		items, more, err := page(after)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, r.Credentials...)
-		if !r.More || len(r.Credentials) == 0 {
+		out = append(out, items...)
+		if !more || len(items) == 0 {
 			return out, nil
 		}
-		after = r.Credentials[len(r.Credentials)-1].Username
+		after = key(items[len(items)-1])
 	}
 }
 
@@ -383,19 +393,15 @@ func (c *Client) MeshHubCert(ctx context.Context, key []byte, addresses []string
 // order, acting as the bearer of accessToken (owner or admin). It fetches
 // as many pages as there are.
 func (c *Client) MeshNodes(ctx context.Context, accessToken string) (MeshNodes, error) {
-	out := MeshNodes{Nodes: []MeshNode{}}
-	after := ""
-	for {
+	nodes, err := fetchAll(func(after string) ([]MeshNode, bool, error) {
 		var r meshNodesReply
-		if err := c.conn.Request(ctx, subject(VerbMeshNodes), meshNodesRequest{bearer: bearer{accessToken}, After: after}, &r); err != nil {
-			return MeshNodes{}, err
-		}
-		out.Nodes = append(out.Nodes, r.Nodes...)
-		if !r.More || len(r.Nodes) == 0 {
-			return out, nil
-		}
-		after = r.Nodes[len(r.Nodes)-1].NodeID
+		err := c.conn.Request(ctx, subject(VerbMeshNodes), meshNodesRequest{bearer: bearer{accessToken}, After: after}, &r)
+		return r.Nodes, r.More, err
+	}, func(n MeshNode) string { return n.NodeID })
+	if err != nil {
+		return MeshNodes{}, err
 	}
+	return MeshNodes{Nodes: nodes}, nil
 }
 
 // RevokeMeshNode revokes the paired mesh node nodeID (16 hex digits) at
@@ -569,19 +575,11 @@ func (c *Client) CreateUser(ctx context.Context, accessToken string, nu NewUser)
 // ListUsers lists every user, without secrets, in name order, acting as
 // the bearer of accessToken (owner or admin).
 func (c *Client) ListUsers(ctx context.Context, accessToken string) ([]User, error) {
-	out := []User{}
-	after := ""
-	for {
+	return fetchAll(func(after string) ([]User, bool, error) {
 		var r listUsersReply
-		if err := c.conn.Request(ctx, subject(VerbListUsers), listUsersRequest{bearer: bearer{accessToken}, After: after}, &r); err != nil {
-			return nil, err
-		}
-		out = append(out, r.Users...)
-		if !r.More || len(r.Users) == 0 {
-			return out, nil
-		}
-		after = r.Users[len(r.Users)-1].Username
-	}
+		err := c.conn.Request(ctx, subject(VerbListUsers), listUsersRequest{bearer: bearer{accessToken}, After: after}, &r)
+		return r.Users, r.More, err
+	}, func(u User) string { return u.Username })
 }
 
 // GetUser returns the user username. Everyone may read their own profile;

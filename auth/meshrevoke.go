@@ -151,17 +151,13 @@ func (s *Service) handleMeshNodes(ctx context.Context, msg *nats.Msg) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	ids, more := pageAfter(ids, req.After, meshNodePage)
-	out := []MeshNode{}
-	for _, id := range ids {
+	out, more, err := readPage(ids, req.After, meshNodePage, func(id string) (MeshNode, bool, error) {
 		r, found, err := s.meshNode(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if found {
-			out = append(out, MeshNode{NodeID: id, Name: r.Name, Role: r.Role, NotAfter: r.NotAfter,
-				CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, RevokedAt: r.RevokedAt, RevokedBy: r.RevokedBy})
-		}
+		return MeshNode{NodeID: id, Name: r.Name, Role: r.Role, NotAfter: r.NotAfter,
+			CreatedAt: r.CreatedAt, CreatedBy: r.CreatedBy, RevokedAt: r.RevokedAt, RevokedBy: r.RevokedBy}, found, err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return meshNodesReply{Nodes: out, More: more}, nil
 }

@@ -207,16 +207,12 @@ func (s *Service) handleListUsers(ctx context.Context, msg *nats.Msg) (any, erro
 	}
 	// One page per reply, in name order: each user may carry a scope of a
 	// few kilobytes, and a reply must stay under the bus's message size.
-	names, more := pageAfter(names, req.After, userPage)
-	out := []User{}
-	for _, name := range names {
+	out, more, err := readPage(names, req.After, userPage, func(name string) (User, bool, error) {
 		u, found, err := s.getUser(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		if found {
-			out = append(out, u.public())
-		}
+		return u.public(), found, err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return listUsersReply{Users: out, More: more}, nil
 }
@@ -559,16 +555,29 @@ func removeName(set []string, name string) ([]string, error) {
 	return set, nil
 }
 
-// pageAfter returns the page of at most size sorted keys that follows
-// after ("" for the first page), and whether more follow it.
-func pageAfter(keys []string, after string, size int) ([]string, bool) {
+// readPage reads the page of at most size of the sorted keys that follows
+// after ("" for the first page), with read (which skips a key deleted
+// since it was listed by reporting it not found), and says whether more
+// follow it.
+func readPage[T any](keys []string, after string, size int, read func(key string) (T, bool, error)) ([]T, bool, error) {
 	start, _ := slices.BinarySearch(keys, after)
 	if start < len(keys) && keys[start] == after {
 		start++
 	}
 	keys = keys[start:]
-	if len(keys) > size {
-		return keys[:size], true
+	more := len(keys) > size
+	if more {
+		keys = keys[:size]
 	}
-	return keys, false
+	out := []T{}
+	for _, key := range keys {
+		item, found, err := read(key)
+		if err != nil {
+			return nil, false, err
+		}
+		if found {
+			out = append(out, item)
+		}
+	}
+	return out, more, nil
 }
